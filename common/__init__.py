@@ -1,0 +1,1 @@
+"""Code shared by the agent, the shell and hostctl: transport, errors, config, logging."""

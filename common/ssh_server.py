@@ -1,0 +1,202 @@
+"""The restricted SSH server in front of each gRPC socket (agent :222, status :223).
+
+It accepts public-key authentication only and opens exactly one kind of channel:
+``direct-streamlocal`` to its own gRPC socket. The client may name that socket by its
+real path or by the alias :data:`SOCKET_ALIAS`, so it never needs to know the remote
+path. Shell, exec, subsystems, pty, X11, agent and TCP forwarding, remote listeners and
+every other socket path (``/var/run/docker.sock`` above all) are refused, and every
+refusal is logged with the client's address and key fingerprint.
+
+The authorized-keys file is read at each authentication, so adding or revoking a key
+takes effect without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from common.logging import get_logger
+from common.ssh_keys import fingerprint, load_or_create_host_key
+
+__all__ = ["ENCRYPTION_ALGS", "SOCKET_ALIAS", "SSHServerSettings", "SSHSocketServer"]
+
+SOCKET_ALIAS = "convocate"
+# aes128-gcm costs about 40 % less tunnel CPU than asyncssh's default chacha20 on
+# AES-NI hosts; the others stay as fallbacks for peers without it.
+ENCRYPTION_ALGS = [
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes128-ctr",
+    "aes256-ctr",
+]
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class SSHServerSettings:
+    """Where the server listens and what it guards."""
+
+    host: str
+    port: int
+    host_key: Path
+    authorized_keys: Path
+    socket_path: Path
+    banner: str = "convocate"
+    host_key_comment: str = "convocate-host"
+    keepalive_interval: float = 15.0
+    keepalive_count_max: int = 3
+    login_timeout: float = 30.0
+
+
+class _Guard(asyncssh.SSHServer):
+    """Per-connection policy: who may log in and which channel may be opened."""
+
+    def __init__(self, settings: SSHServerSettings, live: set[asyncssh.SSHServerConnection]) -> None:
+        self._settings = settings
+        self._live = live
+        self._conn: asyncssh.SSHServerConnection | None = None
+        self._peer = "?"
+        self._key_fp = ""
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
+        self._live.add(conn)
+        peer = conn.get_extra_info("peername")
+        self._peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._conn is not None:
+            self._live.discard(self._conn)
+        if self._key_fp:
+            log.info("ssh connection closed", peer=self._peer, key=self._key_fp, error=str(exc or ""))
+
+    def _refuse(self, what: str, **details: Any) -> None:
+        log.warning("ssh request refused", what=what, peer=self._peer, key=self._key_fp, **details)
+
+    # --- authentication: public key only -----------------------------------------
+    def begin_auth(self, username: str) -> bool:  # noqa: ARG002 - the user name is not used
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return False
+
+    def kbdint_auth_supported(self) -> bool:
+        return False
+
+    def host_based_auth_supported(self) -> bool:
+        return False
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        fp = fingerprint(key)
+        try:
+            allowed = asyncssh.read_authorized_keys(str(self._settings.authorized_keys))
+        except (OSError, ValueError) as e:  # missing or unreadable file: nobody is allowed
+            log.warning("authorized keys unreadable", path=str(self._settings.authorized_keys), error=str(e))
+            allowed = None
+        ok = bool(allowed and allowed.validate(key, "", "") is not None)
+        if ok:
+            self._key_fp = fp
+            log.info("ssh login", peer=self._peer, user=username, key=fp)
+        else:
+            log.warning("ssh login refused: key not authorized", peer=self._peer, user=username, key=fp)
+        return ok
+
+    # --- channels: exactly one kind ----------------------------------------------------
+    def unix_connection_requested(self, dest_path: str) -> Any:
+        real = str(self._settings.socket_path)
+        if dest_path in (real, SOCKET_ALIAS) and self._conn is not None:
+            return self._conn.forward_unix_connection(real)
+        self._refuse("direct-streamlocal", path=dest_path)
+        raise asyncssh.ChannelOpenError(
+            asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+            f"only the convocate gRPC socket may be opened, not {dest_path!r}",
+        )
+
+    def session_requested(self) -> bool:
+        self._refuse("session (shell, exec, subsystem)")
+        return False
+
+    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> bool:  # noqa: ARG002
+        self._refuse("direct-tcpip", dest=f"{dest_host}:{dest_port}")
+        return False
+
+    def server_requested(self, listen_host: str, listen_port: int) -> bool:
+        self._refuse("tcpip-forward", listen=f"{listen_host}:{listen_port}")
+        return False
+
+    def unix_server_requested(self, listen_path: str) -> bool:
+        self._refuse("streamlocal-forward", path=listen_path)
+        return False
+
+
+class SSHSocketServer:
+    """An asyncssh server that tunnels only to one gRPC UNIX socket.
+
+    Use ``await start()`` then ``close()`` / ``await wait_closed()``, or ``async with``.
+    """
+
+    def __init__(self, settings: SSHServerSettings) -> None:
+        self.settings = settings
+        self._acceptor: asyncssh.SSHAcceptor | None = None
+        self._live: set[asyncssh.SSHServerConnection] = set()
+
+    async def start(self) -> None:
+        """Load (or create) the host key and start listening."""
+        s = self.settings
+        host_key = load_or_create_host_key(s.host_key, s.host_key_comment)
+        self._acceptor = await asyncssh.create_server(
+            lambda: _Guard(s, self._live),
+            s.host,
+            s.port,
+            server_host_keys=[host_key],
+            server_version=s.banner,
+            encryption_algs=ENCRYPTION_ALGS,
+            allow_pty=False,
+            x11_forwarding=False,
+            agent_forwarding=False,
+            allow_scp=False,
+            keepalive_interval=s.keepalive_interval,
+            keepalive_count_max=s.keepalive_count_max,
+            login_timeout=s.login_timeout,
+            reuse_address=True,
+        )
+        log.info("ssh server listening", host=s.host, port=self.port, socket=str(s.socket_path))
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when started on port 0)."""
+        if self._acceptor is None:
+            return self.settings.port
+        return int(self._acceptor.get_port())
+
+    def close(self) -> None:
+        """Stop accepting and close every open connection."""
+        if self._acceptor is not None:
+            self._acceptor.close()
+        for conn in list(self._live):
+            conn.close()
+
+    async def wait_closed(self) -> None:
+        """Wait until the listener is closed."""
+        if self._acceptor is not None:
+            await self._acceptor.wait_closed()
+            self._acceptor = None
+        for conn in list(self._live):
+            await conn.wait_closed()
+
+    async def __aenter__(self) -> SSHSocketServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+        await asyncio.wait_for(self.wait_closed(), 10)

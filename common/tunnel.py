@@ -1,0 +1,258 @@
+"""The client side of the transport: a supervised SSH tunnel carrying a grpc.aio channel.
+
+One :class:`Tunnel` per peer. It keeps one asyncssh connection up (pinned host key,
+key-only auth, keepalives), forwards a private local UNIX socket to the peer's gRPC
+socket, and hands out a ``grpc.aio`` channel dialled on that socket. When the
+connection drops it reconnects with capped, jittered exponential backoff and makes a
+**new** gRPC channel (measured: 6-18 ms to the first good call, against ~2 s when
+waiting out gRPC's own reconnect backoff). Read :attr:`Tunnel.channel` per call; do
+not keep a channel across reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncssh
+import grpc
+
+from common.backoff import Backoff
+from common.errors import InvalidArgumentError, UnavailableError
+from common.grpc_options import CLIENT_OPTIONS
+from common.logging import get_logger
+from common.paths import check_socket_path, private_dir
+from common.ssh_keys import read_private_key
+from common.ssh_server import ENCRYPTION_ALGS, SOCKET_ALIAS
+
+__all__ = ["Tunnel", "TunnelSettings", "describe_connect_error"]
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class TunnelSettings:
+    """Where the peer is and how to prove who we are and who it must be."""
+
+    name: str                      # for logs and messages, e.g. the agent id
+    host: str
+    port: int
+    client_key: Path
+    known_hosts: Path
+    local_socket: Path             # created by the tunnel, in a private directory
+    remote_socket: str = SOCKET_ALIAS
+    username: str = "claude"
+    connect_timeout: float = 10.0
+    keepalive_interval: float = 5.0
+    keepalive_count_max: int = 3
+    backoff: Backoff = field(default_factory=lambda: Backoff(initial=0.2, maximum=30.0))
+
+
+def describe_connect_error(exc: BaseException, s: TunnelSettings) -> str:
+    """One line a person can act on, for a failed connection attempt."""
+    where = f"{s.host}:{s.port}"
+    if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+        return (
+            f"host key of {s.name} ({where}) does not match the pinned key in {s.known_hosts} "
+            "(unknown or changed key): re-pin it with `convocate-host init-agent` if the "
+            "host was reinstalled, otherwise suspect a man-in-the-middle"
+        )
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return f"{s.name} ({where}) refused our key {s.client_key}: it is not in its authorized keys"
+    if isinstance(exc, asyncssh.ChannelOpenError):
+        return f"{s.name} ({where}) refused the tunnel to {s.remote_socket}: {exc.reason}"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"{s.name} ({where}) refused the connection: is its SSH server running?"
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return f"{s.name} ({where}) did not answer within {s.connect_timeout:g} s"
+    if isinstance(exc, asyncssh.ConnectionLost):
+        return f"{s.name} ({where}): connection lost: {exc.reason}"
+    return f"{s.name} ({where}): {type(exc).__name__}: {exc}"
+
+
+StateListener = Callable[[bool, str], None]
+
+
+class Tunnel:
+    """A supervised SSH connection + local socket forward + grpc.aio channel.
+
+    Use as ``async with Tunnel(settings) as t: await t.wait_up(5); stub(t.channel)``.
+    State listeners are called ``(up, error)`` on every change, in the event loop.
+    """
+
+    def __init__(self, settings: TunnelSettings) -> None:
+        self.settings = settings
+        check_socket_path(settings.local_socket)
+        self._key = read_private_key(settings.client_key)
+        if not settings.known_hosts.exists():
+            raise InvalidArgumentError(
+                f"pinned known-hosts file {settings.known_hosts} does not exist: peer "
+                f"{settings.name} has not been set up (run `convocate-host init-agent`)"
+            )
+        self._channel: grpc.aio.Channel | None = None
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._up = asyncio.Event()
+        self._closing = False
+        self.last_error = "not connected yet"
+        self.connects = 0
+        self._listeners: list[StateListener] = []
+
+    # --- public API -------------------------------------------------------------------
+    def add_listener(self, listener: StateListener) -> None:
+        """Call ``listener(up, error)`` whenever the tunnel goes up or down."""
+        self._listeners.append(listener)
+
+    @property
+    def up(self) -> bool:
+        """True while the SSH connection and the forward are established."""
+        return self._up.is_set()
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The gRPC channel of the current connection.
+
+        Raises:
+            UnavailableError: the tunnel is down (with the reason).
+        """
+        if self._channel is None or not self.up:
+            raise UnavailableError(f"agent {self.settings.name} is unreachable: {self.last_error}")
+        return self._channel
+
+    async def start(self) -> None:
+        """Start the supervisor task (returns at once; see :meth:`wait_up`)."""
+        if self._task is None:
+            private_dir(self.settings.local_socket.parent)
+            self._task = asyncio.create_task(self._supervise(), name=f"tunnel-{self.settings.name}")
+
+    async def wait_up(self, timeout: float) -> None:
+        """Wait until the tunnel is up.
+
+        Raises:
+            UnavailableError: not up within ``timeout`` seconds, with the last error.
+        """
+        try:
+            await asyncio.wait_for(self._up.wait(), timeout)
+        except TimeoutError:
+            raise UnavailableError(
+                f"agent {self.settings.name} is unreachable: {self.last_error}"
+            ) from None
+
+    def drop(self) -> None:
+        """Close the current SSH connection (the supervisor reconnects); for tests and heal."""
+        if self._conn is not None:
+            self._conn.abort()
+
+    async def close(self) -> None:
+        """Stop reconnecting, close the channel, the forward and the connection."""
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._teardown()
+
+    async def __aenter__(self) -> Tunnel:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- supervisor -----------------------------------------------------------------------
+    def _set_state(self, up: bool, error: str = "") -> None:
+        changed = up != self._up.is_set()
+        if up:
+            self._up.set()
+            self.last_error = ""
+        else:
+            self._up.clear()
+            self.last_error = error or self.last_error
+        if changed:
+            for listener in list(self._listeners):
+                try:
+                    listener(up, self.last_error)
+                except Exception:
+                    log.exception("tunnel state listener failed", peer=self.settings.name)
+
+    async def _connect_once(self) -> asyncssh.SSHClientConnection:
+        s = self.settings
+        conn = await asyncio.wait_for(
+            asyncssh.connect(
+                s.host,
+                s.port,
+                username=s.username,
+                client_keys=[self._key],
+                known_hosts=str(s.known_hosts),
+                config=[],
+                agent_path=None,
+                preferred_auth="publickey",
+                encryption_algs=ENCRYPTION_ALGS,
+                keepalive_interval=s.keepalive_interval,
+                keepalive_count_max=s.keepalive_count_max,
+                connect_timeout=s.connect_timeout,
+                x509_trusted_certs=None,
+            ),
+            s.connect_timeout + 1,
+        )
+        try:
+            await conn.forward_local_path(str(s.local_socket), s.remote_socket)
+            # Probe the forward once: a server that refuses our socket refuses here.
+            reader, writer = await conn.open_unix_connection(s.remote_socket)
+            writer.close()
+            del reader
+        except BaseException:
+            conn.abort()
+            raise
+        s.local_socket.chmod(0o600)
+        return conn
+
+    async def _supervise(self) -> None:
+        s = self.settings
+        backoff = s.backoff
+        while not self._closing:
+            try:
+                conn = await self._connect_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                message = describe_connect_error(e, s)
+                if message != self.last_error or backoff.attempts == 0:
+                    log.warning("tunnel connect failed", peer=s.name, error=message)
+                self._set_state(up=False, error=message)
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            self._conn = conn
+            self._channel = grpc.aio.insecure_channel(f"unix:{s.local_socket}", options=CLIENT_OPTIONS)
+            self.connects += 1
+            backoff.reset()
+            log.info("tunnel up", peer=s.name, host=s.host, port=s.port, connects=self.connects)
+            self._set_state(up=True)
+            await conn.wait_closed()
+            reason = "connection lost"
+            exc = getattr(conn, "_exc", None)  # asyncssh keeps the cause; best effort only
+            if exc is not None:
+                reason = f"connection lost: {exc}"
+            log.warning("tunnel down", peer=s.name, reason=reason)
+            self._set_state(up=False, error=f"{s.name} ({s.host}:{s.port}): {reason}")
+            await self._teardown()
+            if not self._closing:
+                await asyncio.sleep(backoff.next_delay())
+
+    async def _teardown(self) -> None:
+        channel, self._channel = self._channel, None
+        conn, self._conn = self._conn, None
+        if channel is not None:
+            await channel.close(grace=None)
+        if conn is not None:
+            conn.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.wait_closed(), 5)
+        with contextlib.suppress(FileNotFoundError):
+            self.settings.local_socket.unlink()
+        if self._up.is_set():
+            self._set_state(up=False, error="closed")

@@ -1,0 +1,1 @@
+"""convocate-host: provisioning, peering, image transfer and migration (typer CLI)."""

@@ -1,0 +1,1 @@
+"""convocate: the operator's console, the status service and the router to agents."""

@@ -1,0 +1,87 @@
+"""What the console shows, and the router interface it reads it through.
+
+The console never makes a network call in the UI path: it reads :meth:`RouterAPI.rows`
+and :meth:`RouterAPI.agents` (cached, synchronous) and runs operations as background
+tasks. The router calls the listeners given to :meth:`RouterAPI.subscribe` whenever
+its cache changes (watch streams, heartbeats, completed operations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+import grpc
+
+__all__ = ["AgentRow", "RouterAPI", "SessionRow"]
+
+
+@dataclass(frozen=True)
+class AgentRow:
+    """One registered agent as the shell sees it."""
+
+    agent_id: str
+    address: str                 # host (IP or name) of its SSH server
+    reachable: bool              # the shell -> agent tunnel is up and Ping answers
+    last_error: str = ""         # why it is not reachable
+    status_connected: bool = False   # its status stream (agent -> shell) is open
+    notices: tuple[str, ...] = ()    # cross-channel notices from the shared view
+    version: str = ""
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    """One row of the session table."""
+
+    id: str
+    name: str
+    agent_id: str                # "" for a local orphan
+    created_at: datetime | None
+    last_accessed: datetime | None
+    port: int = 0
+    protocol: str = "tcp"
+    dns_name: str = ""
+    running: bool = False
+    attached: bool = False
+    viewer_count: int = 0
+    orphan: bool = False         # pre-v2 local session on the shell host
+    placeholder: bool = False    # "agent unreachable" marker row (id is "")
+    error: str = ""              # for placeholders: why the agent is unreachable
+
+    @property
+    def status_letter(self) -> str:
+        """O orphan, C attached, R running, L attached-but-stopped, - otherwise."""
+        if self.orphan:
+            return "O"
+        if self.running and self.attached:
+            return "C"
+        if self.running:
+            return "R"
+        if self.attached:
+            return "L"
+        return "-"
+
+
+class RouterAPI(Protocol):
+    """The console's view of the fleet (implemented by ``shell.router.Router``)."""
+
+    def agents(self) -> list[AgentRow]: ...
+    def rows(self) -> list[SessionRow]: ...
+    def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener()`` on every change; returns an unsubscribe function."""
+        ...
+
+    async def create(self, agent_id: str, name: str, port: int, protocol: str,
+                     dns_name: str, *, start: bool = False) -> SessionRow: ...
+    async def update(self, session_id: str, name: str, port: int, protocol: str,
+                     dns_name: str) -> SessionRow: ...
+    async def clone(self, session_id: str, name: str) -> SessionRow: ...
+    async def delete(self, session_id: str) -> None: ...
+    async def kill(self, session_id: str) -> None: ...
+    async def background(self, session_id: str) -> None: ...
+    async def restart(self, session_id: str) -> SessionRow: ...
+    def attach_channel(self, session_id: str) -> grpc.aio.Channel:
+        """The gRPC channel to the session's agent (raises UnavailableError/NotFound)."""
+        ...

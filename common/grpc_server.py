@@ -84,15 +84,14 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        original = await continuation(handler_call_details)
         method = handler_call_details.method
-        if method.startswith(("/grpc.health", "/grpc.reflection")):
-            return handler
+        if original is None or method.startswith(("/grpc.health", "/grpc.reflection")):
+            return original
+        handler: Any = original
         kw: dict[str, Any] = {
             "request_deserializer": handler.request_deserializer,
             "response_serializer": handler.response_serializer,
@@ -105,7 +104,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             return grpc.unary_stream_rpc_method_handler(_wrap_stream(handler.unary_stream, method), **kw)
         if handler.stream_stream is not None:
             return grpc.stream_stream_rpc_method_handler(_wrap_stream(handler.stream_stream, method), **kw)
-        return handler
+        return original
 
 
 class UnixGrpcServer:

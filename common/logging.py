@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TextIO
 
 import structlog
 
@@ -50,7 +50,7 @@ def configure_logging(
             msg = "tui logging needs a log file: the console never logs to the screen"
             raise ValueError(msg)
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        stream = log_file.open("a", buffering=1, encoding="utf-8")
+        stream: TextIO = log_file.open("a", buffering=1, encoding="utf-8")
         use_json = True if json is None else json
     else:
         stream = sys.stdout if mode == "service" else sys.stderr
@@ -97,4 +97,5 @@ def configure_logging(
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     """Return a structlog logger named ``name``."""
-    return structlog.stdlib.get_logger(name)  # type: ignore[no-any-return]
+    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+    return logger

@@ -9,7 +9,7 @@ import pytest
 from common.logging import configure_logging
 
 
-def pytest_configure(config: pytest.Config) -> None:  # noqa: ARG001
+def pytest_configure(config: pytest.Config) -> None:
     configure_logging("cli", level="DEBUG", json=False)
 
 

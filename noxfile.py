@@ -1,0 +1,58 @@
+"""Development sessions. `nox` alone runs lint, typecheck and the whole test suite.
+
+Each session gets a fresh uv venv with the project installed editable; the build hook
+generates the protobuf code, so a stale tree cannot hide.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "uv"
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.error_on_missing_interpreters = True
+
+PYTHON = "3.11"
+SOURCES = ["common", "agent", "shell", "hostctl", "tests", "benchmarks", "noxfile.py", "hatch_build.py"]
+
+
+def _install(session: nox.Session, *groups: str) -> None:
+    args = ["-e", "."]
+    for group in groups:
+        args += ["--group", group]
+    session.install(*args)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff over every source file."""
+    session.install("--group", "lint")
+    session.run("ruff", "check", *SOURCES)
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the packages, the tests and this file."""
+    _install(session, "typecheck")
+    session.run("mypy", *SOURCES)
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The whole suite: unit, integration (real SSH, gRPC, Docker) and end to end (tmux)."""
+    _install(session, "test")
+    session.run("pytest", *(session.posargs or ["tests"]))
+
+
+@nox.session(python=PYTHON)
+def protos(session: nox.Session) -> None:
+    """Regenerate the protobuf/gRPC code in place (after editing a .proto)."""
+    session.install("grpcio-tools==1.85.1", "mypy-protobuf==5.1.0")
+    session.run("python", "hatch_build.py")
+
+
+@nox.session(python=PYTHON)
+def benchmarks(session: nox.Session) -> None:
+    """Speed and memory against same-run baselines; writes benchmarks/results/*.md."""
+    _install(session, "test")
+    session.run("python", "-m", "benchmarks", *session.posargs)

@@ -1,0 +1,5 @@
+"""`python -m hostctl` runs `convocate-host`."""
+
+from hostctl.cli import main
+
+main()

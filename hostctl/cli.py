@@ -1,0 +1,82 @@
+"""The `convocate-host` command: thin typer wrappers over plain functions.
+
+``main()`` is the error boundary: a known error prints one line (``error: ...``) and
+exits 1; a traceback appears only with ``CONVOCATE_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from common.errors import ConvocateError
+from common.logging import configure_logging
+from common.tunnel import TunnelSettings
+from common.version import VERSION
+from hostctl.tunnel_command import default_socket, run_tunnel
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="convocate-host",
+    help="Provision convocate hosts, peer agents, and debug them through the SSH tunnel.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    print(f"convocate-host version {VERSION}")
+
+
+@app.command()
+def tunnel(
+    host: Annotated[str, typer.Option(help="SSH address of the agent or status service.")],
+    key: Annotated[Path, typer.Option(help="Private key the peer authorizes.")],
+    known_hosts: Annotated[Path, typer.Option(help="Known-hosts file pinning the peer's host key.")],
+    port: Annotated[int, typer.Option(help="SSH port: 222 for an agent, 223 for the status service.")] = 222,
+    name: Annotated[str, typer.Option(help="A name for the peer in messages.")] = "peer",
+    socket: Annotated[Path | None, typer.Option(help="Local socket to create.")] = None,
+    user: Annotated[str, typer.Option(help="SSH user name.")] = "claude",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the first connection.")] = 15.0,
+    once: Annotated[bool, typer.Option(help="Exit as soon as the tunnel is up.")] = False,
+) -> None:
+    """Forward a local UNIX socket to the peer's gRPC socket (for grpcurl), until Ctrl-C."""
+    configure_logging("cli", level=os.environ.get("CONVOCATE_LOG_LEVEL", "WARNING"))
+    settings = TunnelSettings(
+        name=name, host=host, port=port, client_key=key, known_hosts=known_hosts,
+        local_socket=socket or default_socket(name), username=user,
+    )
+    asyncio.run(run_tunnel(settings, ready_timeout=timeout, once=once))
+
+
+def main() -> None:
+    """Entry point with the error boundary."""
+    try:
+        app(standalone_mode=False)
+    except ConvocateError as e:
+        if os.environ.get("CONVOCATE_DEBUG") == "1":
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except typer.Abort:
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:  # click usage errors and the like
+        import click  # typer vendors click; only for its exception type  # noqa: PLC0415
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if os.environ.get("CONVOCATE_DEBUG") == "1":
+            raise
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -27,6 +27,7 @@ app = typer.Typer(
     help="Provision convocate hosts, peer agents, and debug them through the SSH tunnel.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
 
 
@@ -58,24 +59,17 @@ def tunnel(
 
 
 def main() -> None:
-    """Entry point with the error boundary."""
+    """Entry point with the error boundary (typer handles usage errors itself, exit 2)."""
     try:
-        app(standalone_mode=False)
+        app()
     except ConvocateError as e:
         if os.environ.get("CONVOCATE_DEBUG") == "1":
             raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
-    except typer.Abort:
-        sys.exit(130)
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as e:  # click usage errors and the like
-        import click  # typer vendors click; only for its exception type  # noqa: PLC0415
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
+    except Exception as e:
         if os.environ.get("CONVOCATE_DEBUG") == "1":
             raise
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)

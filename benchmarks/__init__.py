@@ -1,0 +1,1 @@
+"""Benchmarks: speed and memory against a baseline measured in the same run."""

@@ -1,0 +1,24 @@
+"""`python -m benchmarks [name ...]` runs the named benchmarks (default: all)."""
+
+from __future__ import annotations
+
+import sys
+
+from benchmarks import transport
+
+SUITES = {"transport": transport.run}
+
+
+def main(argv: list[str]) -> int:
+    """Run each requested suite in turn."""
+    names = argv or list(SUITES)
+    unknown = [n for n in names if n not in SUITES]
+    if unknown:
+        print(f"error: unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(SUITES)}")
+        return 2
+    for name in names:
+        SUITES[name]()
+    return 0
+
+
+sys.exit(main(sys.argv[1:]))

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from convocate.v1 import sessions_pb2
 
-__all__ = ["AgentEvent", "EventSink", "InboundLinkTracker", "EventType"]
+__all__ = ["AgentEvent", "EventSink", "EventType", "InboundLinkTracker"]
 
 
 class EventType:

@@ -1,0 +1,111 @@
+"""The console Application: wiring of state, layout, bindings, router and attach.
+
+:func:`build_console` assembles everything (tests pass a pipe input, a DummyOutput,
+a fake router and a fake attacher); :func:`run_console` runs it on the caller's loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prompt_toolkit.application import Application
+from prompt_toolkit.input import Input
+from prompt_toolkit.output import Output
+
+from shell.actions import Attacher, Console
+from shell.attach_relay import StreamAttacher
+from shell.filters import ConsoleFilters
+from shell.key_bindings import load_console_bindings
+from shell.layout import build_layout
+from shell.model import RouterAPI
+from shell.state import ConsoleState
+from shell.style import console_style
+
+__all__ = ["ConsoleApplication", "ConsoleParts", "build_console", "run_console"]
+
+
+class ConsoleApplication(Application[None]):
+    """An Application that leaves the screen alone while a session has the terminal.
+
+    The stock ``_on_resize`` erases the screen and may send a CPR query; it runs from
+    the SIGWINCH handler and from the size poller. While attached it would write into
+    the session's screen, so it forwards the resize to the relay instead.
+    """
+
+    resize_hook: Callable[[], None] | None = None
+    suspended: Callable[[], bool] = staticmethod(lambda: False)
+
+    def _on_resize(self) -> None:
+        if self.suspended():
+            if self.resize_hook is not None:
+                self.resize_hook()
+            return
+        super()._on_resize()
+
+    def set_resize_hook(self, hook: Callable[[], None] | None) -> None:
+        """Install (or remove) the relay's resize callback."""
+        self.resize_hook = hook
+
+
+@dataclass
+class ConsoleParts:
+    """What :func:`build_console` made (tests look inside)."""
+
+    app: ConsoleApplication
+    state: ConsoleState
+    console: Console
+    unsubscribe: Callable[[], None]
+
+
+def build_console(
+    router: RouterAPI,
+    *,
+    attacher: Attacher | None = None,
+    settings_lines: list[str] | None = None,
+    input: Input | None = None,   # noqa: A002 - prompt_toolkit's own parameter name
+    output: Output | None = None,
+) -> ConsoleParts:
+    """Build the console for ``router``.
+
+    Args:
+        router: the fleet view (cached reads, async operations).
+        attacher: hands the terminal to a session; defaults to the real Attach relay.
+        settings_lines: extra lines for the Settings dialog (paths in use).
+        input: prompt_toolkit input (a pipe input in tests).
+        output: prompt_toolkit output (DummyOutput in tests).
+
+    Returns:
+        The application, its state and its controller.
+    """
+    state = ConsoleState(router)
+    app = ConsoleApplication(
+        layout=build_layout(state),
+        style=console_style(),
+        full_screen=True,
+        mouse_support=False,
+        refresh_interval=1.0,
+        min_redraw_interval=0.05,
+        input=input,
+        output=output,
+    )
+    app.ttimeoutlen = 0.1
+    app.suspended = lambda: state.suspended
+    state.invalidate = app.invalidate
+    real_attacher = attacher or StreamAttacher(router, app.set_resize_hook)
+
+    def spawn(coro: object) -> None:
+        app.create_background_task(coro)  # type: ignore[arg-type]
+
+    console = Console(state, spawn, real_attacher, on_quit=app.exit,
+                      settings_lines=settings_lines)
+    app.key_bindings = load_console_bindings(console, ConsoleFilters(state))
+    return ConsoleParts(app, state, console, router.subscribe(app.invalidate))
+
+
+async def run_console(parts: ConsoleParts) -> None:
+    """Run the console until the operator quits (background tasks are cancelled then)."""
+    try:
+        await parts.app.run_async()
+    finally:
+        parts.unsubscribe()

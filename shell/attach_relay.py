@@ -1,0 +1,232 @@
+"""Attach: hand the terminal to a session and relay bytes over the Attach stream.
+
+:class:`StreamAttacher` opens the stream and waits for the agent's ``started`` frame
+while the table is still on screen (so a refusal is a dialog, not a flicker), then
+suspends the app with ``in_terminal()`` and runs :class:`AttachRelay`:
+
+1. raw mode with TCSANOW (typeahead survives), typeahead sent first;
+2. stdin -> ``input`` frames (a bounded queue; the reader pauses when it is full),
+   output frames -> stdout through a bounded non-blocking writer;
+3. resizes arrive through :meth:`AttachRelay.resize` (the app's ``_on_resize``
+   override) and become ``window_change`` frames; observers never resize;
+4. Ctrl-B d is tmux's, inside the session: the agent then ends the stream with
+   DETACHED; any other end, or a broken stream, ends the relay too;
+5. clean-up: RESET_SEQ, a DA1 round-trip to drain stray replies, termios restored.
+
+Every exception is caught and becomes an :class:`AttachOutcome`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from convocate.v1 import attach_pb2, attach_pb2_grpc
+from prompt_toolkit.application import in_terminal
+
+from common.errors import ConvocateError, from_rpc_error
+from common.logging import get_logger
+from shell.attach_outcome import AttachOutcome, Mode, outcome_from_end
+from shell.model import RouterAPI, SessionRow
+from shell.terminal import DA1_QUERY, RESET_SEQ, RawTerminal, TerminalWriter, drain_until_da1, terminal_size
+
+__all__ = ["START_TIMEOUT", "AttachRelay", "StreamAttacher"]
+
+START_TIMEOUT = 20.0
+_QUEUE = 64
+log = get_logger("shell.attach")
+Call = Any   # grpc.aio.StreamStreamCall[AttachRequest, AttachResponse]
+
+
+class AttachRelay:
+    """Relays one started Attach call between the terminal fds and the stream."""
+
+    def __init__(self, call: Call, *, agent_id: str, mode: Mode, pending: bytes = b"",
+                 in_fd: int = 0, out_fd: int = 1, early_output: bytes = b"") -> None:
+        self.call = call
+        self.agent_id = agent_id
+        self.mode = mode
+        self.pending = pending
+        self.in_fd = in_fd
+        self.out_fd = out_fd
+        self.early_output = early_output
+        self._sendq: asyncio.Queue[attach_pb2.AttachRequest] = asyncio.Queue(_QUEUE)
+        self._reading = False
+        self._resize_pending = False
+        self._input_closed = False
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    # -- input side ----------------------------------------------------------------
+    def _pause_reader(self) -> None:
+        if self._reading:
+            asyncio.get_running_loop().remove_reader(self.in_fd)
+            self._reading = False
+
+    def _resume_reader(self) -> None:
+        if not self._reading and not self._input_closed and not self._sendq.full():
+            asyncio.get_running_loop().add_reader(self.in_fd, self._on_stdin)
+            self._reading = True
+
+    def _on_stdin(self) -> None:
+        try:
+            data = os.read(self.in_fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:                    # the terminal went away: detach cleanly
+            self._input_closed = True
+            self._pause_reader()
+            self._put(attach_pb2.AttachRequest(detach=attach_pb2.Detach()))
+            return
+        self.bytes_in += len(data)
+        self._put(attach_pb2.AttachRequest(input=data))
+
+    def _put(self, req: attach_pb2.AttachRequest) -> None:
+        self._sendq.put_nowait(req)
+        if self._sendq.full():
+            self._pause_reader()
+
+    def resize(self) -> None:
+        """Send the terminal's current size (called on SIGWINCH while attached)."""
+        if self.mode == attach_pb2.ATTACH_MODE_OBSERVE:
+            return
+        if self._sendq.full():
+            self._resize_pending = True
+            return
+        rows, cols = terminal_size(self.out_fd)
+        self._sendq.put_nowait(attach_pb2.AttachRequest(
+            window_change=attach_pb2.WindowChange(rows=rows, cols=cols)))
+
+    async def _sender(self) -> None:
+        while True:
+            req = await self._sendq.get()
+            await self.call.write(req)
+            if self._resize_pending and not self._sendq.full():
+                self._resize_pending = False
+                self.resize()
+            self._resume_reader()
+
+    # -- output side ---------------------------------------------------------------
+    async def _receiver(self, writer: TerminalWriter) -> AttachOutcome:
+        while True:
+            resp = await self.call.read()
+            if resp is grpc.aio.EOF:
+                return AttachOutcome("broken", "the stream ended without a reason", broken=True)
+            kind = resp.WhichOneof("frame")
+            if kind == "output":
+                self.bytes_out += len(resp.output)
+                writer.write(resp.output)
+                if writer.failed is not None:
+                    return AttachOutcome("error", f"cannot write to the terminal: {writer.failed}",
+                                         broken=True)
+                await writer.drain()
+            elif kind == "end":
+                return outcome_from_end(resp.end)
+            elif kind == "size":
+                log.debug("size notice", rows=resp.size.rows, cols=resp.size.cols)
+
+    async def run(self) -> AttachOutcome:
+        """Relay until the stream ends; the terminal is always restored."""
+        outcome = AttachOutcome("broken", "the relay stopped", broken=True)
+        with RawTerminal(self.in_fd) as raw:
+            writer = TerminalWriter(self.out_fd)
+            try:
+                if self.early_output:
+                    writer.write(self.early_output)
+                if self.pending and self.mode != attach_pb2.ATTACH_MODE_OBSERVE:
+                    self._put(attach_pb2.AttachRequest(input=self.pending))
+                self.resize()          # the agent sizes from the start frame; this repeats it
+                self._resume_reader()
+                outcome = await self._pump(writer)
+            finally:
+                self._pause_reader()
+                writer.write(RESET_SEQ)
+                if raw.is_tty:
+                    writer.write(DA1_QUERY)
+                await writer.close()
+                if raw.is_tty:
+                    await drain_until_da1(self.in_fd)
+        return outcome
+
+    async def _pump(self, writer: TerminalWriter) -> AttachOutcome:
+        sender = asyncio.create_task(self._sender())
+        receiver = asyncio.create_task(self._receiver(writer))
+        try:
+            await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            if receiver.done():
+                return receiver.result()
+            sender.result()          # the send side failed: raise its error
+            return await receiver
+        except grpc.RpcError as e:
+            return AttachOutcome("broken", str(from_rpc_error(e, peer=self.agent_id)), broken=True)
+        except Exception as e:
+            log.exception("attach relay failed")
+            return AttachOutcome("error", f"attach relay failed: {e}", broken=True)
+        finally:
+            for task in (sender, receiver):
+                task.cancel()
+            await asyncio.gather(sender, receiver, return_exceptions=True)
+
+
+class StreamAttacher:
+    """The console's real :class:`shell.actions.Attacher`."""
+
+    def __init__(self, router: RouterAPI, set_resize_hook: Callable[[Callable[[], None] | None], None],
+                 *, in_fd: int = 0, out_fd: int = 1, term: str | None = None) -> None:
+        self.router = router
+        self.set_resize_hook = set_resize_hook
+        self.in_fd = in_fd
+        self.out_fd = out_fd
+        self.term = term or os.environ.get("TERM") or "xterm-256color"
+
+    async def __call__(self, row: SessionRow, mode: Mode, pending: bytes) -> AttachOutcome:
+        """Attach to ``row`` in ``mode``; ``pending`` is typeahead for the session."""
+        call: Call = None
+        try:
+            channel = self.router.attach_channel(row.id)
+            call = attach_pb2_grpc.AttachStub(channel).Attach()
+            rows, cols = terminal_size(self.out_fd)
+            log.info("attach", session=row.id, agent=row.agent_id, mode=mode, rows=rows, cols=cols)
+            async with asyncio.timeout(START_TIMEOUT):
+                await call.write(attach_pb2.AttachRequest(start=attach_pb2.AttachStart(
+                    session_id=row.id, rows=rows, cols=cols, term=self.term, mode=mode)))
+                early = b""
+                while True:
+                    first = await call.read()
+                    if first is grpc.aio.EOF:
+                        return AttachOutcome("broken", "the agent closed the stream", broken=True)
+                    kind = first.WhichOneof("frame")
+                    if kind == "started":
+                        break
+                    if kind == "end":
+                        return outcome_from_end(first.end)
+                    if kind == "output":
+                        early += first.output
+            relay = AttachRelay(call, agent_id=row.agent_id, mode=mode, pending=pending,
+                                in_fd=self.in_fd, out_fd=self.out_fd, early_output=early)
+            async with in_terminal():
+                self.set_resize_hook(relay.resize)
+                try:
+                    return await relay.run()
+                finally:
+                    self.set_resize_hook(None)
+        except ConvocateError as e:
+            return AttachOutcome("error", str(e), broken=True)
+        except grpc.RpcError as e:
+            return AttachOutcome("broken", str(from_rpc_error(e, peer=row.agent_id)), broken=True)
+        except TimeoutError:
+            return AttachOutcome("error", f"agent {row.agent_id} did not start the attach within "
+                                 f"{START_TIMEOUT:.0f} s", broken=True)
+        except Exception as e:
+            log.exception("attach failed", session=row.id)
+            return AttachOutcome("error", f"attach failed: {e}", broken=True)
+        finally:
+            if call is not None:
+                with contextlib.suppress(Exception):
+                    call.cancel()

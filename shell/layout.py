@@ -1,0 +1,163 @@
+"""State -> containers: title bar, table, status line, menu bar and the dialog float.
+
+The table is one ``FormattedTextControl`` over the visible slice only, so the cost
+of a redraw does not grow with the number of sessions (peers-and-pitfalls §B.5).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from prompt_toolkit.application import get_app
+from prompt_toolkit.filters import Condition
+from prompt_toolkit.formatted_text import StyleAndTextTuples
+from prompt_toolkit.layout import (
+    ConditionalContainer,
+    Dimension,
+    Float,
+    FloatContainer,
+    FormattedTextControl,
+    HSplit,
+    Layout,
+    Window,
+)
+
+from shell.dialogs import render_dialog
+from shell.state import ConsoleState
+from shell.table import columns_for, format_header, format_row, menu_text
+
+__all__ = ["CHROME_ROWS", "build_layout", "load_average", "title_text"]
+
+CHROME_ROWS = 6      # title, blank, header, separator, status line, menu bar
+SPINNER = "|/-\\"
+
+
+def load_average() -> str:
+    """``load1 load5 load15`` from /proc/loadavg, or "" when unreadable."""
+    try:
+        with open("/proc/loadavg", encoding="ascii") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return ""
+
+
+def _size() -> tuple[int, int]:
+    size = get_app().output.get_size()
+    return size.columns, size.rows
+
+
+def title_text(state: ConsoleState, width: int, now: float | None = None) -> str:
+    """``convocate`` on the left; busy marker, agent health, load and clock on the right."""
+    now = time.time() if now is None else now
+    parts = []
+    if state.busy:
+        spin = SPINNER[int(now * 4) % len(SPINNER)]
+        parts.append(f"{spin} {', '.join(sorted(set(state.busy.values())))}...")
+    agents = state.agents()
+    down = sum(1 for a in agents if not a.reachable)
+    parts.append(f"agents {len(agents) - down} up" + (f", {down} DOWN" if down else ""))
+    load = load_average()
+    if load:
+        parts.append(load)
+    parts.append(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)))
+    right = "  ".join(parts) + " "
+    left = " convocate"
+    gap = width - len(left) - len(right)
+    return left + " " * gap + right if gap >= 1 else left.ljust(width)
+
+
+def _title(state: ConsoleState) -> StyleAndTextTuples:
+    width, _ = _size()
+    return [("class:title", title_text(state, width))]
+
+
+def _header() -> StyleAndTextTuples:
+    width, _ = _size()
+    return [("class:header", format_header(columns_for(width))[:width])]
+
+
+def _table(state: ConsoleState) -> StyleAndTextTuples:
+    width, height = _size()
+    rows = state.visible()
+    state.clamp(len(rows))
+    room = max(1, height - CHROME_ROWS)
+    if state.selected < state.offset:
+        state.offset = state.selected
+    elif state.selected >= state.offset + room:
+        state.offset = state.selected - room + 1
+    state.offset = max(0, min(state.offset, max(0, len(rows) - room)))
+    if not rows:
+        text = ("  No sessions match the filter." if state.filter_text
+                else "  No sessions. Press (N) to create one.")
+        return [("class:row.empty", text)]
+    cols = columns_for(width)
+    out: StyleAndTextTuples = []
+    for i in range(state.offset, min(len(rows), state.offset + room)):
+        t = rows[i]
+        line = format_row(t, cols)[:width].ljust(width)
+        style = "class:row"
+        if t.row.placeholder:
+            style = "class:row.placeholder"
+        elif t.agent_down:
+            style = "class:row.down"
+        if i == state.selected:
+            style += " class:row.selected"
+        out += [(style, line), ("", "\n")]
+    out.pop()
+    return out
+
+
+def _status(state: ConsoleState) -> StyleAndTextTuples:
+    width, _ = _size()
+    if state.filtering:
+        return [("class:status.filter", f" /{state.filter_text}"), ("reverse", " ")]
+    if state.filter_text:
+        return [("class:status.filter", f" filter: {state.filter_text}   (/ to change, Esc to clear)")]
+    return [("class:status", f" {state.message}"[:width])]
+
+
+def _menu() -> StyleAndTextTuples:
+    width, _ = _size()
+    return [("class:menu", (" " + menu_text(width))[:width])]
+
+
+def _line(get: Callable[[], StyleAndTextTuples], style: str = "") -> Window:
+    return Window(FormattedTextControl(get), height=1, style=style)
+
+
+def build_layout(state: ConsoleState) -> Layout:
+    """The whole screen for ``state``."""
+    box: dict[str, int] = {"w": 20, "h": 3}
+
+    def dialog_text() -> StyleAndTextTuples:
+        dialog = state.dialog
+        if dialog is None:
+            return []
+        width, _ = _size()
+        frags, box["w"], box["h"] = render_dialog(dialog, width)
+        return frags
+
+    def dialog_width() -> Dimension:
+        dialog_text()
+        return Dimension.exact(box["w"])
+
+    def dialog_height() -> Dimension:
+        dialog_text()
+        return Dimension.exact(box["h"])
+
+    dialog_window = Window(FormattedTextControl(dialog_text), width=dialog_width,
+                           height=dialog_height, dont_extend_width=True, dont_extend_height=True)
+    body = HSplit([
+        _line(lambda: _title(state), "class:title"),
+        Window(height=1),
+        _line(_header),
+        Window(height=1, char="\u2500", style="class:separator"),
+        Window(FormattedTextControl(lambda: _table(state)), wrap_lines=False),
+        _line(lambda: _status(state)),
+        _line(_menu, "class:menu"),
+    ])
+    root = FloatContainer(body, floats=[
+        Float(ConditionalContainer(dialog_window, filter=Condition(lambda: state.dialog is not None))),
+    ])
+    return Layout(root)

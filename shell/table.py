@@ -1,0 +1,99 @@
+"""The session table as text: columns that fit the screen, one line per row.
+
+Full width is 138 columns; on narrower screens the Session ID shrinks to its first 8
+characters (110 columns, the test terminal), then the dates lose their time (98).
+The status letter stays the last column and is always visible from 98 columns up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from shell.state import TableRow
+
+__all__ = ["Column", "columns_for", "format_header", "format_row", "menu_text"]
+
+_SEP = " | "
+MENU_ITEMS = ("(N)ew", "(C)lone", "(E)dit", "(B)ackground", "(D)elete", "(K)ill", "(O)verride",
+              "(S)ettings", "(R)estart", "(Q)uit", "/ Filter", "? Help")
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column title and its width."""
+
+    key: str
+    title: str
+    width: int
+
+
+def _layout(id_w: int, date_w: int) -> list[Column]:
+    return [
+        Column("num", "#", 4), Column("name", "Name", 20), Column("agent", "Agent", 12),
+        Column("id", "Session ID" if id_w >= 10 else "ID", id_w), Column("created", "Created", date_w),
+        Column("last", "Last Accessed", max(date_w, 13)), Column("port", "Port/Proto", 10),
+        Column("status", "S", 1),
+    ]
+
+
+def _total(cols: list[Column]) -> int:
+    return 2 + sum(c.width for c in cols) + len(_SEP) * (len(cols) - 1)
+
+
+def columns_for(width: int) -> list[Column]:
+    """The widest layout that fits ``width`` (the narrowest one when none does)."""
+    for id_w, date_w in ((36, 16), (8, 16), (8, 10)):
+        cols = _layout(id_w, date_w)
+        if _total(cols) <= width:
+            return cols
+    return _layout(8, 10)
+
+
+def _fit(text: str, width: int) -> str:
+    if len(text) > width:
+        text = text[: width - 3] + "..." if width > 3 else text[:width]
+    return text.ljust(width)
+
+
+def _date(value: datetime | None, width: int) -> str:
+    if value is None:
+        return "-"
+    local = value.astimezone()
+    return local.strftime("%Y-%m-%d %H:%M" if width >= 16 else "%Y-%m-%d")
+
+
+def format_header(cols: list[Column]) -> str:
+    """The yellow header line."""
+    return "  " + _SEP.join(c.title.ljust(c.width) for c in cols)
+
+
+def format_row(t: TableRow, cols: list[Column]) -> str:
+    """One table line for ``t`` (placeholders span Name..Session ID with the error)."""
+    r = t.row
+    if r.placeholder:
+        values = {"num": str(t.number), "name": "[agent unreachable]", "agent": r.agent_id,
+                  "id": f"agent-unreachable:{r.agent_id}", "created": "", "last": "",
+                  "port": "", "status": "-"}
+        line = "  " + _SEP.join(_fit(values[c.key], c.width) for c in cols[:4])
+        return f"{line}{_SEP}{r.error or 'unreachable'}"
+    port = f"{r.port}/{r.protocol or 'tcp'}" if r.port else "-"
+    status = "?" if t.agent_down else r.status_letter
+    values = {
+        "num": str(t.number), "name": r.name, "agent": r.agent_id or "(local)",
+        "id": r.id, "port": port, "status": status,
+    }
+    cells = []
+    for c in cols:
+        if c.key in ("created", "last"):
+            text = _date(r.created_at if c.key == "created" else r.last_accessed, c.width)
+        else:
+            text = values[c.key]
+        cells.append(text[: c.width].ljust(c.width) if c.key == "id" else _fit(text, c.width))
+    return "  " + _SEP.join(cells)
+
+
+def menu_text(width: int) -> str:
+    """The key menu, with `` | `` separators when they fit, else single spaces."""
+    wide = " | ".join(MENU_ITEMS)
+    return wide if len(wide) + 1 <= width else " ".join(MENU_ITEMS)

@@ -1,32 +1,22 @@
-"""What each key of the session list does: open dialogs, run operations, route attach.
+"""What each key of the session list does: open dialogs and run operations.
 
-Handlers never await: an operation runs as a background task (``spawn``) while the
-dialog shows a busy line and the title bar a busy marker; its error is shown in the
-dialog that asked for it (or in an error notice when that dialog is gone).
+The attach keys live in :mod:`shell.attach_routes`, the operation runner in
+:mod:`shell.operations`; :class:`Console` is the whole controller.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable
 
 from convocate.v1 import attach_pb2
 
-from common.errors import ConvocateError
-from common.logging import get_logger
-from shell.attach_outcome import AttachOutcome, Mode
-from shell.dialogs import ChoiceDialog, ConfirmDialog, Dialog, NoticeDialog
+from shell.attach_routes import AttachRoutes
+from shell.dialogs import ChoiceDialog, ConfirmDialog, Dialog
 from shell.forms import CloneDialog, SessionForm
 from shell.model import SessionRow
-from shell.state import ConsoleState
+from shell.operations import OP_TIMEOUT, Attacher, short_name
 
 __all__ = ["HELP_LINES", "OP_TIMEOUT", "Attacher", "Console"]
-
-OP_TIMEOUT = 90.0
-T = TypeVar("T")
-Spawn = Callable[[Coroutine[Any, Any, None]], None]
-log = get_logger("shell.actions")
 
 HELP_LINES = [
     "Up/Down    move            Enter / 1-9  attach",
@@ -39,70 +29,9 @@ HELP_LINES = [
 ]
 
 
-class Attacher(Protocol):
-    """Hands the terminal to a session until it detaches or the stream ends."""
 
-    async def __call__(self, row: SessionRow, mode: Mode, pending: bytes) -> AttachOutcome: ...
-
-
-def _short(text: str, n: int = 30) -> str:
-    return text if len(text) <= n else text[: n - 3] + "..."
-
-
-class Console:
+class Console(AttachRoutes):
     """The controller behind the key bindings."""
-
-    def __init__(self, state: ConsoleState, spawn: Spawn, attacher: Attacher,
-                 *, on_quit: Callable[[], None], settings_lines: list[str] | None = None) -> None:
-        self.state = state
-        self.spawn = spawn
-        self.attacher = attacher
-        self.on_quit = on_quit
-        self.settings_lines = settings_lines or []
-
-    # -- helpers -------------------------------------------------------------------
-    def _notice(self, title: str, *lines: str, warning: bool = False, **kw: Any) -> NoticeDialog:
-        dialog = NoticeDialog(title, lines, warning=warning, **kw)
-        dialog.on_done = lambda _outcome: self.state.close(dialog)
-        return dialog
-
-    def _fail(self, dialog: Dialog | None, message: str) -> None:
-        if dialog is not None and dialog in self.state.dialogs:
-            dialog.fail(message)
-            self.state.invalidate()
-        else:
-            self.state.open(self._notice(" Error ", *[message[:200]], warning=True))
-
-    def run_op(self, label: str, op: Callable[[], Awaitable[T]], on_ok: Callable[[T], None],
-               dialog: Dialog | None = None) -> None:
-        """Run ``op`` in the background; ``on_ok(result)`` or the error in ``dialog``."""
-        token = self.state.begin_busy(label)
-        if dialog is not None:
-            dialog.busy, dialog.error = f"{label}...", ""
-
-        async def runner() -> None:
-            try:
-                async with asyncio.timeout(OP_TIMEOUT):
-                    result = await op()
-            except ConvocateError as e:
-                self._fail(dialog, str(e))
-            except TimeoutError:
-                self._fail(dialog, f"{label}: no answer within {OP_TIMEOUT:.0f} s")
-            except Exception as e:
-                log.exception("operation failed", op=label)
-                self._fail(dialog, f"{label} failed: {e}")
-            else:
-                if dialog is not None:
-                    dialog.busy = ""
-                on_ok(result)
-            finally:
-                self.state.end_busy(token)
-
-        self.spawn(runner())
-
-    def _session(self) -> SessionRow | None:
-        row = self.state.current()
-        return None if row is None or row.placeholder else row
 
     # -- keys ----------------------------------------------------------------------
     def new(self) -> None:
@@ -171,7 +100,7 @@ class Console:
             self.state.message = (f'Cloned session "{row.name}" ({row.id[:8]}) from {src.id[:8]} '
                                   f"on agent {row.agent_id}")
 
-        dialog = CloneDialog(_short(src.name, 40), done)
+        dialog = CloneDialog(short_name(src.name, 40), done)
         self.state.open(dialog)
 
     def edit(self) -> None:
@@ -189,7 +118,7 @@ class Console:
                 row.id, v.name, v.port, v.protocol, v.dns_name), saved, form)
 
         def saved(updated: SessionRow) -> None:
-            name = _short(updated.name)
+            name = short_name(updated.name)
 
             def answer(outcome: str) -> None:
                 if outcome != "yes":
@@ -222,7 +151,7 @@ class Console:
         row = self._session()
         if row is None:
             return
-        name = _short(row.name)
+        name = short_name(row.name)
 
         def yes(dialog: ConfirmDialog) -> None:
             if not (row.running and row.attached):
@@ -240,7 +169,7 @@ class Console:
         row = self._session()
         if row is None:
             return
-        name = _short(row.name)
+        name = short_name(row.name)
 
         def deleted(_r: None) -> None:
             self.state.close(dialog_ref[0])
@@ -259,7 +188,7 @@ class Console:
         row = self._session()
         if row is None:
             return
-        name = _short(row.name)
+        name = short_name(row.name)
 
         def yes(dialog: ConfirmDialog) -> None:
             if not row.running:
@@ -276,7 +205,7 @@ class Console:
         row = self._session()
         if row is None or not row.attached:
             return
-        name = _short(row.name)
+        name = short_name(row.name)
 
         def yes(dialog: ConfirmDialog) -> None:
             self.state.close(dialog)
@@ -296,7 +225,7 @@ class Console:
         row = self._session()
         if row is None:
             return
-        name = _short(row.name)
+        name = short_name(row.name)
         if row.running:
             self.state.open(self._notice(" Already Running ", f'Session "{name}" is already running.',
                                          "Press Enter on it to connect."))
@@ -317,90 +246,3 @@ class Console:
     def quit(self) -> None:
         """Q / Esc: leave the console."""
         self.on_quit()
-
-    # -- attach --------------------------------------------------------------------
-    def _not_running(self, row: SessionRow) -> NoticeDialog:
-        name = _short(row.name)
-        dialog = NoticeDialog(" Not Running ", [f'Session "{name}" is not running.',
-                                                 "Press R to restart it, any other key to close."],
-                              warning=True, extra_keys=("r",))
-
-        def done(outcome: str) -> None:
-            if outcome != "r":
-                self.state.close(dialog)
-                return
-            self.run_op("restarting", lambda: self.state.router.restart(row.id),
-                        lambda _r: self.state.close(dialog), dialog)
-
-        dialog.on_done = done
-        return dialog
-
-    def enter(self, pending: bytes = b"") -> None:
-        """Enter: attach to the selected row (or explain why not)."""
-        row = self.state.current()
-        if row is not None:
-            self.route_attach(row, pending)
-
-    def quick_attach(self, number: int, pending: bytes = b"") -> None:
-        """1-9: attach to row ``number`` of the table, with the same checks as Enter."""
-        row = self.state.by_number(number)
-        if row is not None:
-            self.route_attach(row, pending)
-
-    def route_attach(self, row: SessionRow, pending: bytes) -> None:
-        """Attach, or open the unreachable / orphan / not-running / in-use dialog."""
-        name = _short(row.name)
-        if row.placeholder:
-            self.state.open(self._notice(" Agent Unreachable ", f"Agent {row.agent_id} is unreachable:",
-                                         _short(row.error, 60), warning=True))
-        elif row.orphan:
-            self.state.open(self._notice(
-                " Orphan ", f'Session "{name}" is a local orphan (the shell host no longer',
-                "runs containers); migrate it to a convocate-agent to resume:",
-                f"convocate-host migrate-session {row.id[:8]} --agent <id>"))
-        elif not row.running:
-            self.state.open(self._not_running(row))
-        elif row.attached:
-            viewers = max(row.viewer_count, 1)
-            options = ["Observe (read-only)", "Take over (detach the others)"]
-
-            def done(outcome: str) -> None:
-                self.state.close(chooser)
-                if outcome == "select":
-                    mode = (attach_pb2.ATTACH_MODE_OBSERVE if chooser.index == 0
-                            else attach_pb2.ATTACH_MODE_TAKE_OVER)
-                    self.attach(row, mode, b"")
-
-            chooser = ChoiceDialog(
-                " Session In Use ", options, done,
-                lines=[f'Session "{name}" is attached by {viewers} viewer(s).', ""],
-                hint="O=Observe  T=Take over  Enter=Select  Esc=Cancel",
-                hotkeys={"o": options[0], "t": options[1]})
-            self.state.open(chooser)
-        else:
-            self.attach(row, attach_pb2.ATTACH_MODE_DRIVE, pending)
-
-    def attach(self, row: SessionRow, mode: Mode, pending: bytes) -> None:
-        """Hand the terminal to ``row`` (background task); say how it ended."""
-        if self.state.suspended:
-            return
-        self.state.suspended = True      # set before the task starts: no double attach
-
-        async def run() -> None:
-            try:
-                outcome = await self.attacher(row, mode, pending)
-            except Exception as e:       # an escaping error would block on "Press ENTER"
-                log.exception("attach failed", session=row.id)
-                outcome = AttachOutcome("error", f"attach failed: {e}", broken=True)
-            finally:
-                self.state.suspended = False
-            log.info("attach ended", session=row.id, reason=outcome.reason, message=outcome.message)
-            if outcome.broken:
-                self.state.open(self._notice(" Connection Lost " if outcome.reason == "broken"
-                                             else " Attach Ended ", *outcome.lines(row.name),
-                                             warning=True))
-            else:
-                self.state.message = outcome.summary(row.name)
-            self.state.invalidate()
-
-        self.spawn(run())

@@ -73,7 +73,8 @@ def format_row(t: TableRow, cols: list[Column]) -> str:
     r = t.row
     if r.placeholder:
         values = {"num": str(t.number), "name": "[agent unreachable]", "agent": r.agent_id,
-                  "id": f"agent-unreachable:{r.agent_id}", "created": "", "last": "",
+                  "id": f"agent-unreachable:{r.agent_id}" if cols[3].width >= 36 else "-",
+                  "created": "", "last": "",
                   "port": "", "status": "-"}
         line = "  " + _SEP.join(_fit(values[c.key], c.width) for c in cols[:4])
         return f"{line}{_SEP}{r.error or 'unreachable'}"

@@ -1,0 +1,265 @@
+"""``convocate install``: prepare a shell host (run as root, idempotent).
+
+Steps (inventory §1.1, with v2.0.0's bugs fixed: the user gets uid 1337, the agent
+registry is readable by it, dnsmasq is reloaded):
+
+1. platform check (Linux);
+2. the ``claude`` user (uid 1337, in the docker group when there is one);
+3. the login shell (``/etc/shells`` + ``usermod --shell``);
+4. directories: ``/etc/convocate/agent-keys`` (0700, claude), ``/var/lib/convocate``;
+5. ``convocate-status.service`` (rendered here; ``deploy/systemd`` holds the same text);
+6. dnsmasq: the hosts file and the ``addn-hosts`` drop-in, then reload dnsmasq if it runs;
+7. the session image: ``--base offline`` builds the offline test image, any other
+   value is the base image of the production Dockerfile.
+
+``--root`` prefixes every file path (tests, image building); commands are not run
+under ``--root`` unless they only touch files. ``--dry-run`` prints the plan.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common.errors import FailedPreconditionError, PermissionDeniedError
+from common.version import VERSION
+
+__all__ = ["InstallOptions", "Step", "plan_install", "render_status_unit", "run_install"]
+
+DNSMASQ_HEADER = "# Managed by convocate.\n"
+
+
+def render_status_unit(exec_path: str = "/usr/local/bin/convocate", user: str = "claude") -> str:
+    """The systemd unit of the status service (``deploy/systemd/convocate-status.service``)."""
+    return f"""[Unit]
+Description=convocate status service: agent events and heartbeats (SSH :223)
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=simple
+User={user}
+Group={user}
+ExecStart={exec_path} status serve
+Restart=on-failure
+RestartSec=2s
+RuntimeDirectory=convocate
+RuntimeDirectoryMode=0700
+StateDirectory=convocate
+StateDirectoryMode=0755
+AmbientCapabilities=CAP_NET_BIND_SERVICE
+CapabilityBoundingSet=CAP_NET_BIND_SERVICE
+NoNewPrivileges=yes
+ProtectSystem=strict
+PrivateTmp=yes
+Environment=PYTHONUNBUFFERED=1
+TimeoutStopSec=15s
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def build_offline_image(run_input: Callable[[list[str], bytes], None]) -> str:
+    """Build the offline session image from the agent's build context; return its tag."""
+    from agent.image_build import build_context, offline_image_tag  # noqa: PLC0415 - heavy, rare
+
+    context = build_context()
+    tag = offline_image_tag(context)
+    run_input(["docker", "build", "-q", "-t", tag, "-"], context)
+    return tag
+
+
+def run_with_input(argv: list[str], data: bytes) -> None:
+    """Run ``argv`` with ``data`` on stdin; a failure raises with its stderr."""
+    r = subprocess.run(argv, input=data, capture_output=True, check=False)
+    if r.returncode != 0:
+        err = (r.stderr or r.stdout).decode(errors="replace").strip()[:300]
+        raise FailedPreconditionError(f"{' '.join(argv)} failed: {err}")
+
+
+def run_command(argv: list[str]) -> None:
+    """Run one install command; a failure raises with its stderr (the side-effect boundary)."""
+    r = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        raise FailedPreconditionError(f"{' '.join(argv)} failed: {(r.stderr or r.stdout).strip()[:300]}")
+
+
+@dataclass(frozen=True)
+class InstallOptions:
+    """What ``convocate install`` was asked to do."""
+
+    root: Path = Path("/")
+    dry_run: bool = False
+    user: str = "claude"
+    uid: int = 1337
+    base: str = "ubuntu:24.04"
+    exec_path: str = "/usr/local/bin/convocate"
+    build_image: bool = True
+    start_service: bool = True
+
+
+@dataclass
+class Step:
+    """One step: what it says, and what it does."""
+
+    title: str
+    action: Callable[[], None]
+    details: list[str] = field(default_factory=list)
+
+
+def _path(opts: InstallOptions, absolute: str) -> Path:
+    return opts.root / absolute.lstrip("/")
+
+
+def _write(path: Path, text: str, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    path.chmod(mode)
+
+
+def _chown(opts: InstallOptions, path: Path) -> None:
+    if opts.root == Path("/") and os.geteuid() == 0:
+        shutil.chown(path, opts.user, opts.user)
+
+
+def _user_exists(name: str) -> bool:
+    import pwd  # noqa: PLC0415 - POSIX-only module, imported where used
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _has_group(name: str) -> bool:
+    import grp  # noqa: PLC0415 - POSIX-only module, imported where used
+
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def plan_install(opts: InstallOptions, run: Callable[[list[str]], None] | None = None) -> list[Step]:
+    """Build the steps for ``opts`` (nothing runs yet).
+
+    Args:
+        opts: the options.
+        run: how to run a command (default :func:`run_command`).
+
+    Returns:
+        The steps in order.
+    """
+    run = run or run_command
+    chroot = [] if opts.root == Path("/") else ["--root", str(opts.root)]
+    user, live = opts.user, opts.root == Path("/")
+    groups = ["--groups", "docker"] if _has_group("docker") else []
+    steps: list[Step] = []
+
+    def check_platform() -> None:
+        if not sys.platform.startswith("linux"):
+            raise FailedPreconditionError(f"convocate install needs Linux, not {sys.platform}")
+
+    steps.append(Step("Checking platform", check_platform))
+
+    def make_user() -> None:
+        if _user_exists(user):
+            if groups:
+                run(["usermod", *chroot, "-aG", "docker", user])
+        else:
+            run(["useradd", *chroot, "--uid", str(opts.uid), "--create-home", "--shell", opts.exec_path,
+                 *groups, user])
+
+    steps.append(Step(f"Creating {user} user (uid {opts.uid})", make_user,
+                      [f"useradd --uid {opts.uid} --create-home {user}"]))
+
+    def login_shell() -> None:
+        shells = _path(opts, "/etc/shells")
+        text = shells.read_text(encoding="utf-8") if shells.exists() else ""
+        if opts.exec_path not in text.split():
+            _write(shells, text + ("" if not text or text.endswith("\n") else "\n") + opts.exec_path + "\n",
+                   0o644)
+        run(["usermod", *chroot, "--shell", opts.exec_path, user])
+
+    steps.append(Step("Configuring login shell", login_shell, [f"{opts.exec_path} -> /etc/shells"]))
+
+    def directories() -> None:
+        for absolute, mode in (("/etc/convocate/agent-keys", 0o700), ("/var/lib/convocate", 0o755)):
+            p = _path(opts, absolute)
+            p.mkdir(parents=True, exist_ok=True)
+            p.chmod(mode)
+            _chown(opts, p)
+
+    steps.append(Step("Creating directories", directories,
+                      ["/etc/convocate/agent-keys (0700)", "/var/lib/convocate (0755)"]))
+
+    unit = _path(opts, "/etc/systemd/system/convocate-status.service")
+
+    def status_unit() -> None:
+        _write(unit, render_status_unit(opts.exec_path, user), 0o644)
+        if live and opts.start_service and shutil.which("systemctl"):
+            run(["systemctl", "daemon-reload"])
+            run(["systemctl", "enable", "--now", "convocate-status.service"])
+
+    steps.append(Step("Installing convocate-status.service", status_unit, [str(unit)]))
+
+    hosts = _path(opts, "/var/lib/convocate/dnsmasq-hosts")
+    dropin = _path(opts, "/etc/dnsmasq.d/convocate.conf")
+
+    def dnsmasq() -> None:
+        if not hosts.exists():
+            _write(hosts, DNSMASQ_HEADER, 0o644)
+            _chown(opts, hosts)
+        dropin_text = ("# Managed by convocate: session DNS names -> agent IPs.\n"
+                       "addn-hosts=/var/lib/convocate/dnsmasq-hosts\n")
+        _write(dropin, dropin_text, 0o644)
+        if live and shutil.which("systemctl"):
+            probe = subprocess.run(["systemctl", "is-active", "--quiet", "dnsmasq"], check=False)
+            if probe.returncode == 0:
+                run(["systemctl", "restart", "dnsmasq"])
+
+    steps.append(Step("Setting up dnsmasq integration", dnsmasq, [str(hosts), str(dropin)]))
+
+    if opts.build_image:
+        tag = f"convocate:{VERSION}"
+
+        def image() -> None:
+            if opts.base == "offline":
+                build_offline_image(run_with_input)
+            else:
+                dockerfile = Path(__file__).resolve().parents[1] / "deploy" / "docker"
+                if not (dockerfile / "Dockerfile").exists():
+                    raise FailedPreconditionError(
+                        f"no Dockerfile at {dockerfile}: use --base offline for the offline image")
+                run(["docker", "build", "--build-arg", f"BASE={opts.base}", "-t", tag, str(dockerfile)])
+
+        steps.append(Step(f"Building session image (base {opts.base})", image))
+    return steps
+
+
+def run_install(opts: InstallOptions, say: Callable[[str], None],
+                run: Callable[[list[str]], None] | None = None) -> None:
+    """Run (or, with ``dry_run``, print) every step, saying ``[install] <step>...``.
+
+    Raises:
+        PermissionDeniedError: not root (for a live install).
+        ConvocateError: the first step that fails.
+    """
+    if opts.root == Path("/") and not opts.dry_run and os.geteuid() != 0:
+        raise PermissionDeniedError("convocate install must be run as root (use sudo)")
+    for step in plan_install(opts, run):
+        if opts.dry_run:
+            say(f"[install] would: {step.title}" + "".join(f"\n    {d}" for d in step.details))
+            continue
+        say(f"[install] {step.title}...")
+        step.action()
+        say(f"[install] {step.title}... done")
+    say("[install] Dry run: nothing was changed." if opts.dry_run else "[install] Installation complete.")

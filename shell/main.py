@@ -1,0 +1,120 @@
+"""``convocate``: the operator's console (no arguments), plus install, status, demo, version.
+
+``main()`` is the error boundary: a known error prints one line ``error: ...`` and exits
+1; a traceback appears only with ``CONVOCATE_DEBUG=1``. The console itself logs to a
+file, never to the screen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from common.errors import ConvocateError
+from common.logging import configure_logging
+from common.version import VERSION
+from shell.console_config import check_uid, load_shell_config
+from shell.install import InstallOptions, run_install
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(add_completion=False, no_args_is_help=False,
+                  help="The convocate console: sessions on every agent, in one table.")
+status_app = typer.Typer(add_completion=False, help="The shell-side status service.")
+app.add_typer(status_app, name="status")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML configuration file.")]
+
+
+@app.callback(invoke_without_command=True)
+def console(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    registry_dir: Annotated[Path | None, typer.Option(help="Agent registry directory.")] = None,
+    status_socket: Annotated[Path | None, typer.Option(help="Status service socket.")] = None,
+    log_file: Annotated[Path | None, typer.Option(help="Console log file.")] = None,
+    expected_uid: Annotated[int | None, typer.Option(help="Only this uid may run the console (-1: any).")]
+    = None,
+) -> None:
+    """Open the console (the login shell of the claude user)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    cfg = load_shell_config(config, registry_dir=registry_dir, status_socket=status_socket,
+                            log_file=log_file, expected_uid=expected_uid)
+    check_uid(cfg)
+    configure_logging("tui", log_file=cfg.console_log)
+    from shell.console_runner import run_console_for  # noqa: PLC0415 - keeps `--help` fast
+
+    asyncio.run(run_console_for(cfg))
+    print("Goodbye!")
+
+
+@status_app.command("serve")
+def status_serve(config: ConfigOpt = None) -> None:
+    """Run the status service (SSH :223 + Status gRPC); systemd starts it."""
+    configure_logging("service")
+    cfg = load_shell_config(config)
+    result = importlib.import_module("shell.status_server").serve_status(cfg)
+    if inspect.iscoroutine(result):
+        asyncio.run(result)
+
+
+@app.command()
+def install(
+    root: Annotated[Path, typer.Option(help="Prefix for every file (tests, images).")] = Path("/"),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan, change nothing.")] = False,
+    base: Annotated[str, typer.Option(help="Base image of the session image ('offline': the "
+                                      "offline test image).")] = "ubuntu:24.04",
+    user: Annotated[str, typer.Option(help="The console user.")] = "claude",
+    uid: Annotated[int, typer.Option(help="Its uid.")] = 1337,
+    exec_path: Annotated[str, typer.Option(help="Installed path of convocate.")] = "/usr/local/bin/convocate",
+    no_image: Annotated[bool, typer.Option("--no-image", help="Skip the image build.")] = False,
+    no_start: Annotated[bool, typer.Option("--no-start", help="Do not start the status service.")] = False,
+) -> None:
+    """Prepare this shell host: user, login shell, status service, dnsmasq, session image."""
+    opts = InstallOptions(root=root, dry_run=dry_run, user=user, uid=uid, base=base, exec_path=exec_path,
+                          build_image=not no_image, start_service=not no_start)
+    run_install(opts, print)
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path | None, typer.Option(help="Where the demo keeps its state.")] = None,
+    no_console: Annotated[bool, typer.Option("--no-console", help="Start everything, check it, "
+                                             "stop (smoke test).")] = False,
+    keep_sessions: Annotated[bool, typer.Option("--keep-sessions", help="Leave session containers "
+                                                "running on exit.")] = False,
+) -> None:
+    """One machine, one command: a local agent, the status service and the console."""
+    demo_mod = importlib.import_module("shell.demo")   # pulls in the agent's modules
+    asyncio.run(demo_mod.run_demo(demo_mod.DemoOptions(
+        workdir=workdir, console=not no_console, keep_sessions=keep_sessions), print))
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    print(f"convocate version {VERSION}")
+
+
+def main() -> None:
+    """Entry point: run the app; known errors become one line on stderr and exit 1."""
+    try:
+        app()
+    except ConvocateError as e:
+        if os.environ.get("CONVOCATE_DEBUG") == "1":
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as e:
+        if os.environ.get("CONVOCATE_DEBUG") == "1":
+            raise
+        print(f"error: {type(e).__name__}: {e} (CONVOCATE_DEBUG=1 shows the traceback)", file=sys.stderr)
+        sys.exit(1)

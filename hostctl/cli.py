@@ -18,6 +18,7 @@ from common.errors import ConvocateError
 from common.logging import configure_logging
 from common.tunnel import TunnelSettings
 from common.version import VERSION
+from hostctl.image_commands import image_app
 from hostctl.tunnel_command import default_socket, run_tunnel
 
 __all__ = ["app", "main"]
@@ -29,6 +30,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(image_app, name="image")
 
 
 @app.command()

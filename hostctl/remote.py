@@ -1,0 +1,168 @@
+"""Where convocate-host runs a step: on this machine, or on a host over OpenSSH :22.
+
+Both sides take an argv list (quoted for the remote shell here, never by callers),
+optionally stream bytes to its stdin, and return exit status and output. Steps that
+need root run under ``sudo -n`` (which fails instead of prompting) unless the user is
+already root. Host keys are pinned through a known-hosts file; no ssh-agent or
+``~/.ssh/config`` is consulted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import asyncssh
+
+from common.errors import InvalidArgumentError, UnavailableError
+from common.ssh_keys import read_private_key
+from common.tunnel import describe_connect_error
+
+__all__ = ["CommandResult", "LocalRunner", "Runner", "SSHRunner", "SSHTarget"]
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """Exit status and output of one step."""
+
+    status: int
+    stdout: bytes
+    stderr: bytes
+
+    def text(self) -> str:
+        """stdout as text, stripped."""
+        return self.stdout.decode(errors="replace").strip()
+
+
+class Runner(Protocol):
+    """Runs a step on one host."""
+
+    name: str
+
+    async def run(self, argv: Sequence[str], *, root: bool = False,
+                  stdin: AsyncIterator[bytes] | None = None, timeout: float = 600) -> CommandResult: ...
+
+    async def close(self) -> None: ...
+
+
+async def _pump(
+    source: AsyncIterator[bytes], write: asyncio.StreamWriter | asyncssh.SSHWriter[bytes]
+) -> None:
+    async for chunk in source:
+        write.write(chunk)
+        await write.drain()
+    write.write_eof()
+
+
+class LocalRunner:
+    """Runs steps on this machine (``sudo -n`` for root steps when not root)."""
+
+    name = "local"
+
+    async def run(self, argv: Sequence[str], *, root: bool = False,
+                  stdin: AsyncIterator[bytes] | None = None, timeout: float = 600) -> CommandResult:
+        """Run ``argv``; stream ``stdin`` into it; return its result (never raises on status)."""
+        full = ["sudo", "-n", "--", *argv] if root and os.geteuid() != 0 else list(argv)
+        proc = await asyncio.create_subprocess_exec(
+            *full, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        pump = asyncio.create_task(_pump(stdin, proc.stdin)) if stdin and proc.stdin else None
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout)
+            if pump is not None:
+                await pump
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            if pump is not None and not pump.done():
+                pump.cancel()
+        return CommandResult(proc.returncode or 0, out, err)
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    """A host reached over OpenSSH for provisioning."""
+
+    host: str
+    port: int = 22
+    user: str = "root"
+    key: Path | None = None
+    known_hosts: Path | None = None
+    connect_timeout: float = 15.0
+
+
+class SSHRunner:
+    """Runs steps on a remote host over one SSH connection (exec channels)."""
+
+    def __init__(self, target: SSHTarget) -> None:
+        self.target = target
+        self.name = f"{target.user}@{target.host}:{target.port}"
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._is_root: bool | None = None
+
+    async def _connection(self) -> asyncssh.SSHClientConnection:
+        if self._conn is not None:
+            return self._conn
+        t = self.target
+        if t.known_hosts is None or not t.known_hosts.exists():
+            raise InvalidArgumentError(
+                f"no pinned host key for {t.host}: pass --known-hosts with a file that lists it "
+                f"(e.g. `ssh-keyscan -p {t.port} {t.host} > known_hosts`, checked out of band)"
+            )
+        keys = [read_private_key(t.key)] if t.key else None
+        try:
+            self._conn = await asyncio.wait_for(asyncssh.connect(
+                t.host, t.port, username=t.user, client_keys=keys, known_hosts=str(t.known_hosts),
+                config=[], agent_path=None, preferred_auth="publickey",
+                connect_timeout=t.connect_timeout,
+            ), t.connect_timeout + 1)
+        except (OSError, asyncssh.Error, TimeoutError) as e:
+            from common.tunnel import TunnelSettings  # noqa: PLC0415 - for the shared message only
+
+            ts = TunnelSettings(self.name, t.host, t.port, t.key or Path("(default)"),
+                                t.known_hosts, Path("/dev/null"))
+            raise UnavailableError(describe_connect_error(e, ts)) from None
+        return self._conn
+
+    async def run(self, argv: Sequence[str], *, root: bool = False,
+                  stdin: AsyncIterator[bytes] | None = None, timeout: float = 600) -> CommandResult:
+        """Run ``argv`` remotely (quoted here); stream ``stdin``; return its result."""
+        conn = await self._connection()
+        if root and self._is_root is None:
+            who = await conn.run("id -u", check=False, timeout=30)
+            self._is_root = str(who.stdout).strip() == "0"
+        command = shlex.join(argv)
+        if root and not self._is_root:
+            command = "sudo -n -- " + command
+        proc = await conn.create_process(command, encoding=None)
+        async with proc:
+            pump = asyncio.create_task(_pump(stdin, proc.stdin)) if stdin else None
+            if pump is None:
+                proc.stdin.write_eof()
+            try:
+                result = await asyncio.wait_for(proc.wait(check=False), timeout)
+                if pump is not None:
+                    await pump
+            finally:
+                if pump is not None and not pump.done():
+                    pump.cancel()
+        out = result.stdout if isinstance(result.stdout, bytes) else b""
+        err = result.stderr if isinstance(result.stderr, bytes) else b""
+        return CommandResult(result.exit_status if result.exit_status is not None else 255, out, err)
+
+    async def close(self) -> None:
+        """Close the SSH connection."""
+        if self._conn is not None:
+            self._conn.close()
+            await self._conn.wait_closed()
+            self._conn = None

@@ -28,18 +28,25 @@ import grpc
 from convocate.v1 import attach_pb2, attach_pb2_grpc
 from prompt_toolkit.application import in_terminal
 
-from common.errors import ConvocateError, from_rpc_error
+from common.errors import ConvocateError, UnavailableError, from_rpc_error
 from common.logging import get_logger
 from shell.attach_outcome import AttachOutcome, Mode, outcome_from_end
 from shell.model import RouterAPI, SessionRow
 from shell.terminal import DA1_QUERY, RESET_SEQ, RawTerminal, TerminalWriter, drain_until_da1, terminal_size
 
-__all__ = ["START_TIMEOUT", "AttachRelay", "StreamAttacher"]
+__all__ = ["START_TIMEOUT", "AttachRelay", "StreamAttacher", "rpc_outcome"]
 
 START_TIMEOUT = 20.0
 _QUEUE = 64
 log = get_logger("shell.attach")
 Call = Any   # grpc.aio.StreamStreamCall[AttachRequest, AttachResponse]
+
+
+def rpc_outcome(err: grpc.RpcError, agent_id: str) -> AttachOutcome:
+    """A failed call: "broken" when the agent is unreachable, else the agent's refusal."""
+    domain = from_rpc_error(err, peer=agent_id)
+    return AttachOutcome("broken" if isinstance(domain, UnavailableError) else "error", str(domain),
+                         broken=True)
 
 
 class AttachRelay:
@@ -164,7 +171,7 @@ class AttachRelay:
             sender.result()          # the send side failed: raise its error
             return await receiver
         except grpc.RpcError as e:
-            return AttachOutcome("broken", str(from_rpc_error(e, peer=self.agent_id)), broken=True)
+            return rpc_outcome(e, self.agent_id)
         except Exception as e:
             log.exception("attach relay failed")
             return AttachOutcome("error", f"attach relay failed: {e}", broken=True)
@@ -219,7 +226,7 @@ class StreamAttacher:
         except ConvocateError as e:
             return AttachOutcome("error", str(e), broken=True)
         except grpc.RpcError as e:
-            return AttachOutcome("broken", str(from_rpc_error(e, peer=row.agent_id)), broken=True)
+            return rpc_outcome(e, row.agent_id)
         except TimeoutError:
             return AttachOutcome("error", f"agent {row.agent_id} did not start the attach within "
                                  f"{START_TIMEOUT:.0f} s", broken=True)

@@ -224,7 +224,8 @@ class StreamAttacher:
                 finally:
                     self.set_resize_hook(None)
         except ConvocateError as e:
-            return AttachOutcome("error", str(e), broken=True)
+            return AttachOutcome("broken" if isinstance(e, UnavailableError) else "error", str(e),
+                                 broken=True)
         except grpc.RpcError as e:
             return rpc_outcome(e, row.agent_id)
         except TimeoutError:

@@ -176,3 +176,21 @@ async def test_live_update_and_unreachable_agent_row(make_console: Start) -> Non
     assert table[-1].row.error == "connection refused"
     h.send(DOWN + "\r")
     await h.until(lambda: h.dialog_title() == "Agent Unreachable")
+
+
+async def test_resize_while_attached_goes_to_the_relay_not_the_screen(make_console: Start) -> None:
+    """While suspended, _on_resize calls the relay hook and leaves the screen alone."""
+    h = await make_console([agent("agent-a")], [])
+    app = h.parts.app
+    calls: list[str] = []
+    erased: list[bool] = []
+    app.renderer.erase = lambda *a, **k: erased.append(True)  # type: ignore[method-assign]
+    app.set_resize_hook(lambda: calls.append("resize"))
+    h.state.suspended = True
+    app._on_resize()
+    assert calls == ["resize"]
+    assert erased == []
+    h.state.suspended = False
+    app.set_resize_hook(None)
+    app._on_resize()
+    assert erased == [True]

@@ -3,8 +3,8 @@
 1. ``docker save TAG`` here, gzip in-process (zlib in a worker thread, mtime 0 so the
    same image gives the same bytes), SHA-256 and byte count in the same pass;
 2. streamed over one SSH exec channel into a private temp file on the target;
-3. the target recomputes SHA-256; a mismatch deletes the file and fails, so a corrupted
-   stream never reaches ``docker load``;
+3. the target hashes what it wrote (in the same pass); a mismatch deletes the file and
+   fails, so a corrupted stream never reaches ``docker load``;
 4. ``gunzip -c FILE | docker load`` on the target, then the loaded image id is compared
    with the local one; the temp file is always removed;
 5. optionally the target's current-image pointer is rewritten atomically.
@@ -143,11 +143,11 @@ async def push_image(
     remote_file = _check(await runner.run(["mktemp", template], root=True), f"mktemp on {runner.name}")
     try:
         stream = _GzipStream(tag, level, corrupt_at)
-        _check(await runner.run(["sh", "-c", 'umask 077 && cat > "$0"', remote_file], root=True,
-                                stdin=stream.__aiter__()), f"upload to {runner.name}")
+        # The target hashes what it writes, in the same pass (tee), and reports it.
+        upload = ["sh", "-c", 'umask 077 && tee "$0" | sha256sum', remote_file]
+        got = _check(await runner.run(upload, root=True, stdin=stream.__aiter__()),
+                     f"upload to {runner.name}").split()[0]
         expected = stream.sha.hexdigest()
-        got = _check(await runner.run(["sha256sum", remote_file], root=True),
-                     f"sha256sum on {runner.name}").split()[0]
         if got != expected:
             raise FailedPreconditionError(
                 f"sha256 mismatch on {runner.name}:{remote_file}: got {got} expected {expected}; "

@@ -1,0 +1,148 @@
+"""The status service process: SSH :223 guarding the Status gRPC socket.
+
+``convocate status serve`` calls :func:`serve_status`; tests run it as
+``python -m shell.status_server --config FILE``. Configuration comes from the
+``[status]`` table through :func:`common.config.load` (flags > ``CONVOCATE_STATUS_*``
+env > TOML > the defaults of :class:`StatusConfig`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.config import load
+from common.grpc_server import UnixGrpcServer
+from common.logging import configure_logging, get_logger
+from common.ssh_server import SSHServerSettings, SSHSocketServer
+from shell.status_service import status_service
+from shell.status_view import StatusView
+
+__all__ = ["StatusConfig", "StatusServer", "main", "serve_status"]
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class StatusConfig:
+    """Where the status service listens and what it trusts."""
+
+    host: str = "0.0.0.0"  # noqa: S104 - agents on other hosts connect here (SSH, key-only)
+    port: int = 223
+    host_key: Path = Path("/etc/convocate/status_host_ed25519_key")
+    authorized_keys: Path = Path("/etc/convocate/status_authorized_keys")
+    socket: Path = Path("/run/convocate/status.sock")
+    heartbeat_interval: float = 30.0     # the agents' heartbeat interval
+    heartbeat_budget_factor: float = 2.5  # stale after this many missed intervals
+    ssh_keepalive_interval: float = 15.0
+    grace: float = 5.0                   # seconds for calls in flight at SIGTERM
+
+    @property
+    def heartbeat_budget(self) -> float:
+        """Seconds without a heartbeat before an agent is marked stale."""
+        return self.heartbeat_interval * self.heartbeat_budget_factor
+
+
+class StatusServer:
+    """The view, the gRPC server on the status socket and the SSH server in front of it."""
+
+    def __init__(self, config: StatusConfig) -> None:
+        self.config = config
+        self.view = StatusView(config.heartbeat_budget)
+        self.grpc = UnixGrpcServer(config.socket, [status_service(self.view)])
+        self.ssh = SSHSocketServer(SSHServerSettings(
+            host=config.host, port=config.port, host_key=config.host_key,
+            authorized_keys=config.authorized_keys, socket_path=config.socket,
+            banner="convocate", host_key_comment="convocate-status-host",
+            keepalive_interval=config.ssh_keepalive_interval,
+        ))
+        self._ticker: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start gRPC, then SSH, then the staleness ticker."""
+        await self.grpc.start()
+        try:
+            await self.ssh.start()
+        except BaseException:
+            await self.grpc.stop(grace=0)
+            raise
+        self._ticker = asyncio.create_task(self._tick(), name="status-staleness")
+        log.info("status service ready", port=self.ssh.port, socket=str(self.config.socket),
+                 heartbeat_budget=self.config.heartbeat_budget)
+
+    async def _tick(self) -> None:
+        period = max(0.05, min(5.0, self.config.heartbeat_budget / 10))
+        while True:
+            await asyncio.sleep(period)
+            self.view.check_staleness()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting agents, let calls in flight finish for ``grace`` s, stop."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        self.ssh.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.ssh.wait_closed(), 5)
+        await self.grpc.stop(self.config.grace if grace is None else grace)
+        log.info("status service stopped")
+
+    async def __aenter__(self) -> StatusServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop(grace=0)
+
+
+async def serve_status(config: StatusConfig) -> None:
+    """Run the status service until SIGTERM/SIGINT (a second signal stops at once).
+
+    Args:
+        config: the service's configuration.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    main_task = asyncio.current_task()
+
+    def on_signal() -> None:
+        if stop.is_set() and main_task is not None:
+            main_task.cancel()  # second signal: no more grace
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    server = StatusServer(config)
+    await server.start()
+    try:
+        await stop.wait()
+        log.info("status service stopping", grace=config.grace)
+    finally:
+        await server.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m shell.status_server [--config FILE] [--port N] [--socket PATH]``."""
+    parser = argparse.ArgumentParser(prog="python -m shell.status_server")
+    parser.add_argument("--config", type=Path, default=None)
+    parser.add_argument("--host", default=None)
+    parser.add_argument("--port", type=int, default=None)
+    parser.add_argument("--socket", type=Path, default=None)
+    args = parser.parse_args(argv)
+    configure_logging("service")
+    config = load(StatusConfig, "status", config_file=args.config,
+                  overrides={"host": args.host, "port": args.port, "socket": args.socket})
+    with contextlib.suppress(asyncio.CancelledError):
+        asyncio.run(serve_status(config))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""The status service's merged, cached view of every agent's health and events.
+
+One :class:`StatusView` per status service. Agents' Publish streams feed it events,
+local clients feed it shell → agent link reports, a ticker re-checks heartbeat
+staleness, and every change goes to the watchers (each with a bounded queue; a watcher
+that falls behind gets a fresh snapshot instead of a backlog).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from convocate.v1 import link_pb2, status_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from common.logging import get_logger
+from shell.link_notices import LinkFacts, link_notices
+
+__all__ = ["RECENT_EVENTS", "StatusView", "Watcher"]
+
+RECENT_EVENTS = 20
+WATCH_QUEUE = 1024
+log = get_logger(__name__)
+
+
+def _now() -> Timestamp:
+    ts = Timestamp()
+    ts.GetCurrentTime()
+    return ts
+
+
+@dataclass
+class _Agent:
+    agent_id: str
+    version: str = ""
+    hostname: str = ""
+    streams: int = 0
+    last_heartbeat: Timestamp | None = None
+    heartbeat_mono: float | None = None
+    status_error: str = "no status stream yet"
+    status_since: Timestamp = field(default_factory=_now)
+    status_last_ok: Timestamp | None = None
+    events_received: int = 0
+    events_dropped: int = 0
+    control: link_pb2.LinkState | None = None
+    agent_status: link_pb2.LinkState | None = None
+    missing_pings: str = ""
+    recent: deque[status_pb2.Event] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
+    last_session_events: dict[str, status_pb2.Event] = field(default_factory=dict)
+    stale: bool = True
+
+
+class Watcher:
+    """One Watch stream's queue of updates (bounded; overflow turns into a resync)."""
+
+    def __init__(self, view: StatusView) -> None:
+        self._view = view
+        self._queue: asyncio.Queue[status_pb2.ViewUpdate] = asyncio.Queue(WATCH_QUEUE)
+        self._resync = True  # the first update is always a snapshot
+
+    def offer(self, update: status_pb2.ViewUpdate) -> None:
+        """Queue ``update``; when full, drop the backlog and resync with a snapshot."""
+        if self._resync:
+            return
+        try:
+            self._queue.put_nowait(update)
+        except asyncio.QueueFull:
+            self._resync = True
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._queue.put_nowait(status_pb2.ViewUpdate())  # wake the reader
+
+    async def next(self) -> status_pb2.ViewUpdate:
+        """The next update to send (a snapshot after a start or an overflow)."""
+        if self._resync:
+            self._resync = False
+            return status_pb2.ViewUpdate(snapshot=self._view.snapshot())
+        update = await self._queue.get()
+        if update.WhichOneof("update") is None:  # the overflow wake-up
+            return await self.next()
+        return update
+
+
+class StatusView:
+    """Per-agent health merged from status streams, link reports and heartbeat timing.
+
+    Args:
+        heartbeat_budget: seconds without a heartbeat before an agent is stale
+            (typically 2.5 x the agents' heartbeat interval).
+        clock: monotonic clock (tests may pass their own).
+    """
+
+    def __init__(self, heartbeat_budget: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.heartbeat_budget = heartbeat_budget
+        self._clock = clock
+        self._agents: dict[str, _Agent] = {}
+        self._watchers: set[Watcher] = set()
+
+    # --- watchers ------------------------------------------------------------------------
+    def subscribe(self) -> Watcher:
+        """A new watcher; its first update is the snapshot."""
+        w = Watcher(self)
+        self._watchers.add(w)
+        return w
+
+    def unsubscribe(self, watcher: Watcher) -> None:
+        """Forget ``watcher``."""
+        self._watchers.discard(watcher)
+
+    def _broadcast(self, update: status_pb2.ViewUpdate) -> None:
+        for w in list(self._watchers):
+            w.offer(update)
+
+    def _changed(self, agent: _Agent) -> None:
+        self._broadcast(status_pb2.ViewUpdate(agent=self._health(agent)))
+
+    # --- inputs ----------------------------------------------------------------------------
+    def _agent(self, agent_id: str) -> _Agent:
+        if agent_id not in self._agents:
+            self._agents[agent_id] = _Agent(agent_id)
+        return self._agents[agent_id]
+
+    def stream_opened(self, agent_id: str) -> None:
+        """An agent's Publish stream started."""
+        a = self._agent(agent_id)
+        a.streams += 1
+        log.info("status stream opened", agent=agent_id, streams=a.streams)
+        self._refresh(a, force=True)
+
+    def stream_closed(self, agent_id: str, error: str) -> None:
+        """An agent's Publish stream ended (``error`` says why)."""
+        a = self._agent(agent_id)
+        a.streams = max(0, a.streams - 1)
+        if a.streams == 0:
+            a.status_error = f"status stream closed: {error}" if error else "status stream closed"
+            a.status_since = _now()
+        log.info("status stream closed", agent=agent_id, error=error, streams=a.streams)
+        self._refresh(a, force=True)
+
+    def apply_event(self, event: status_pb2.Event) -> None:
+        """Merge one event (unknown types are kept and forwarded) and log it."""
+        if not event.HasField("time"):
+            event.time.CopyFrom(_now())
+        a = self._agent(event.agent_id)
+        a.events_received += 1
+        attrs = dict(event.attributes)
+        log.info("status event", type=event.type, agent=event.agent_id, session=event.session_id or None,
+                 seq=event.seq, attributes=attrs or None)
+        a.version = attrs.get("version", a.version)
+        a.hostname = attrs.get("hostname", a.hostname)
+        if "dropped" in attrs and attrs["dropped"].isdigit():
+            a.events_dropped = int(attrs["dropped"])
+        if event.type in ("agent.started", "agent.heartbeat"):
+            a.last_heartbeat = event.time
+            a.heartbeat_mono = self._clock()
+            a.status_last_ok = event.time
+        elif event.type == "agent.shutdown":
+            a.status_error = "agent shut down"
+            a.heartbeat_mono = None
+        elif event.type == "link.control_stale":
+            a.missing_pings = attrs.get("detail", "no Ping from the shell within the budget")
+        elif event.type == "link.control_restored":
+            a.missing_pings = ""
+        a.recent.append(event)
+        if event.session_id:
+            a.last_session_events[event.session_id] = event
+        self._broadcast(status_pb2.ViewUpdate(event=event))
+        self._refresh(a, force=True)
+
+    def report_link(self, report: status_pb2.LinkReport) -> None:
+        """Record a local client's view of shell -> agent (and the agent's status link)."""
+        a = self._agent(report.agent_id)
+        before = (a.control, a.agent_status)
+        if report.HasField("control_link"):
+            a.control = report.control_link
+        if report.HasField("agent_status_link"):
+            a.agent_status = report.agent_status_link
+        if before != (a.control, a.agent_status):
+            log.info("link report", agent=report.agent_id, reporter=report.reporter,
+                     control_up=report.control_link.up, control_error=report.control_link.last_error,
+                     agent_status_up=report.agent_status_link.up)
+            self._refresh(a, force=True)
+
+    def check_staleness(self) -> None:
+        """Re-evaluate every agent's heartbeat age (called by a ticker)."""
+        for a in list(self._agents.values()):
+            self._refresh(a, force=False)
+
+    # --- outputs -----------------------------------------------------------------------------
+    def _refresh(self, a: _Agent, *, force: bool) -> None:
+        age = None if a.heartbeat_mono is None else self._clock() - a.heartbeat_mono
+        stale = age is None or age > self.heartbeat_budget
+        if stale and not a.stale and a.streams > 0 and age is not None:
+            a.status_error = f"no heartbeat for {age:.1f} s (budget {self.heartbeat_budget:g} s)"
+            a.status_since = _now()
+            log.warning("agent heartbeat stale", agent=a.agent_id, age=round(age, 2))
+        flipped = stale != a.stale
+        a.stale = stale
+        if flipped or force:
+            self._changed(a)
+
+    def _status_link(self, a: _Agent) -> link_pb2.LinkState:
+        up = a.streams > 0 and not a.stale
+        link = link_pb2.LinkState(up=up, known=True, dropped_events=a.events_dropped,
+                                  last_error="" if up else a.status_error)
+        link.since.CopyFrom(a.status_since)
+        if a.status_last_ok is not None:
+            link.last_ok.CopyFrom(a.status_last_ok)
+        return link
+
+    def _health(self, a: _Agent) -> status_pb2.AgentHealth:
+        status = self._status_link(a)
+        control = a.control or link_pb2.LinkState(known=False)
+        agent_status_error = ""
+        if a.agent_status is not None and a.agent_status.known and not a.agent_status.up:
+            agent_status_error = f"agent says: {a.agent_status.last_error or 'down'}"
+        facts = LinkFacts(
+            status_alive=status.up, status_error=status.last_error,
+            control_known=control.known, control_up=control.up, control_error=control.last_error,
+            agent_status_error=agent_status_error, agent_missing_pings=a.missing_pings,
+            events_dropped=a.events_dropped,
+        )
+        h = status_pb2.AgentHealth(
+            agent_id=a.agent_id, version=a.version, hostname=a.hostname, connected=a.streams > 0,
+            status_link=status, control_link=control, events_received=a.events_received,
+            events_dropped=a.events_dropped, notices=link_notices(facts),
+            recent_events=list(a.recent), heartbeat_stale=a.stale,
+        )
+        if a.last_heartbeat is not None:
+            h.last_heartbeat.CopyFrom(a.last_heartbeat)
+        for sid, ev in a.last_session_events.items():
+            h.last_session_events[sid].CopyFrom(ev)
+        return h
+
+    def health(self, agent_id: str) -> status_pb2.AgentHealth | None:
+        """One agent's health (None if never heard of)."""
+        a = self._agents.get(agent_id)
+        return None if a is None else self._health(a)
+
+    def snapshot(self) -> status_pb2.View:
+        """The whole view, agents sorted by id."""
+        view = status_pb2.View(agents=[self._health(self._agents[k]) for k in sorted(self._agents)])
+        view.generated_at.CopyFrom(_now())
+        return view

@@ -1,0 +1,259 @@
+"""One agent, seen from the shell: a persistent tunnel, a Ping heartbeat, typed calls.
+
+:class:`AgentClient` keeps one :class:`common.tunnel.Tunnel` to the agent (reconnects
+with capped, jittered backoff and a fresh gRPC channel), pings it every
+``heartbeat_interval`` s with a deadline, and tracks the health of the shell → agent
+link, plus the agent's own view of its status link (from PingResponse). Every call
+has a deadline; this module is the only place where gRPC errors become domain errors
+(:func:`common.errors.from_rpc_error`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import grpc
+from convocate.v1 import link_pb2, sessions_pb2, sessions_pb2_grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from common.backoff import Backoff
+from common.errors import ConvocateError, UnavailableError, from_rpc_error
+from common.logging import get_logger
+from common.registry import AgentRecord
+from common.tunnel import Tunnel, TunnelSettings
+
+__all__ = ["AgentClient", "ClientSettings"]
+
+T = TypeVar("T")
+log = get_logger(__name__)
+
+
+def _now() -> Timestamp:
+    ts = Timestamp()
+    ts.GetCurrentTime()
+    return ts
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """How the shell talks to every agent (the same for all of them)."""
+
+    runtime_dir: Path                    # private dir for the local tunnel sockets
+    heartbeat_interval: float = 30.0     # Ping period
+    call_timeout: float = 10.0           # deadline of every unary call
+    connect_timeout: float = 10.0
+    keepalive_interval: float = 5.0      # SSH keepalive (x3 = a frozen link is dropped)
+    backoff_initial: float = 0.2
+    backoff_max: float = 30.0
+    client_id: str = f"shell:{os.getpid()}"
+
+
+class AgentClient:
+    """The shell's persistent connection to one agent.
+
+    Args:
+        record: the agent's registry entry.
+        settings: timing and where the local sockets go.
+        on_change: called (in the loop) whenever reachability or link details change.
+    """
+
+    def __init__(self, record: AgentRecord, settings: ClientSettings,
+                 on_change: Callable[[AgentClient], None] | None = None) -> None:
+        self.record = record
+        self.agent_id = record.agent_id
+        self.settings = settings
+        self._on_change = on_change
+        self.tunnel = Tunnel(TunnelSettings(
+            name=record.agent_id, host=record.address, port=record.port,
+            client_key=record.client_key, known_hosts=record.known_hosts,
+            local_socket=settings.runtime_dir / f"{record.agent_id}.sock",
+            connect_timeout=settings.connect_timeout, keepalive_interval=settings.keepalive_interval,
+            backoff=Backoff(initial=settings.backoff_initial, maximum=settings.backoff_max),
+        ))
+        self.reachable = False
+        self.last_error = "not connected yet"
+        self.version = ""
+        self.hostname = ""
+        self.agent_status_link: link_pb2.LinkState | None = None
+        self._since = _now()
+        self._last_ok: Timestamp | None = None
+        self._kick = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the tunnel and the heartbeat (returns at once)."""
+        self.tunnel.add_listener(self._tunnel_changed)
+        await self.tunnel.start()
+        self._task = asyncio.create_task(self._heartbeat(), name=f"ping-{self.agent_id}")
+
+    async def close(self) -> None:
+        """Stop the heartbeat and close the tunnel."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.tunnel.close()
+
+    async def __aenter__(self) -> AgentClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- link health -----------------------------------------------------------------------
+    def control_link(self) -> link_pb2.LinkState:
+        """The shell → agent link as this client sees it."""
+        link = link_pb2.LinkState(up=self.reachable, known=True,
+                                  last_error="" if self.reachable else self.last_error)
+        link.since.CopyFrom(self._since)
+        if self._last_ok is not None:
+            link.last_ok.CopyFrom(self._last_ok)
+        return link
+
+    def _set(self, reachable: bool, error: str = "") -> None:
+        old = (self.reachable, self.last_error)
+        if not reachable:
+            self.last_error = error or self.last_error
+        if reachable != self.reachable:
+            self.reachable = reachable
+            self._since = _now()
+            if reachable:
+                log.info("agent reachable", agent=self.agent_id, version=self.version)
+            else:
+                log.warning("agent unreachable", agent=self.agent_id, error=self.last_error)
+        if old != (self.reachable, self.last_error) and self._on_change is not None:
+            self._on_change(self)
+
+    def _tunnel_changed(self, up: bool, error: str) -> None:
+        if up:
+            self._kick.set()  # ping at once: the table should not wait a whole interval
+        else:
+            self._set(False, error)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            if self.tunnel.up:
+                try:
+                    reply = await self.ping()
+                except ConvocateError as e:
+                    self._set(False, str(e))
+                else:
+                    self._last_ok = _now()
+                    changed = (reply.version, reply.hostname) != (self.version, self.hostname) or (
+                        reply.HasField("status_link") and reply.status_link != self.agent_status_link)
+                    self.version, self.hostname = reply.version, reply.hostname
+                    if reply.HasField("status_link"):
+                        self.agent_status_link = reply.status_link
+                    if changed and self.reachable and self._on_change is not None:
+                        self._on_change(self)
+                    self._set(True)
+            self._kick.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), self.settings.heartbeat_interval)
+
+    def kick(self) -> None:
+        """Ping now (e.g. after a failed call), instead of at the next interval."""
+        self._kick.set()
+
+    # --- calls -------------------------------------------------------------------------------
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The current gRPC channel (for Attach).
+
+        Raises:
+            UnavailableError: the agent is unreachable (with the reason).
+        """
+        return self.tunnel.channel
+
+    async def _call(self, fn: Callable[[sessions_pb2_grpc.SessionsAsyncStub], Awaitable[T]]) -> T:
+        stub = sessions_pb2_grpc.SessionsStub(self.tunnel.channel)
+        try:
+            return await fn(stub)
+        except grpc.RpcError as e:
+            err = from_rpc_error(e, peer=self.agent_id)
+            if isinstance(err, UnavailableError):
+                self.kick()
+            raise err from None
+
+    async def ping(self) -> sessions_pb2.PingResponse:
+        """Ping with a deadline of min(call timeout, heartbeat interval)."""
+        timeout = min(self.settings.call_timeout, self.settings.heartbeat_interval)
+        request = sessions_pb2.PingRequest(client_id=self.settings.client_id)
+        return await self._call(lambda s: s.Ping(request, timeout=timeout))
+
+    async def list_sessions(self, timeout: float | None = None) -> list[sessions_pb2.Session]:
+        """Every session of this agent (deadline ``timeout`` or the call timeout)."""
+        t = timeout or self.settings.call_timeout
+        reply = await self._call(lambda s: s.ListSessions(sessions_pb2.ListSessionsRequest(), timeout=t))
+        return list(reply.sessions)
+
+    async def get(self, session_id: str) -> sessions_pb2.Session:
+        """One session."""
+        req = sessions_pb2.GetSessionRequest(id=session_id)
+        return await self._call(lambda s: s.GetSession(req, timeout=self.settings.call_timeout))
+
+    async def create(self, name: str, port: int, protocol: str, dns_name: str, *,
+                     start: bool = False) -> sessions_pb2.Session:
+        """Create a session (``start`` also starts its container)."""
+        req = sessions_pb2.CreateSessionRequest(name=name, port=port, protocol=protocol,
+                                                dns_name=dns_name, start=start)
+        return await self._call(lambda s: s.CreateSession(req, timeout=self.settings.call_timeout))
+
+    async def update(self, session_id: str, name: str, port: int, protocol: str,
+                     dns_name: str) -> sessions_pb2.Session:
+        """Replace a session's name, port, protocol and DNS name."""
+        req = sessions_pb2.UpdateSessionRequest(id=session_id, name=name, port=port, protocol=protocol,
+                                                dns_name=dns_name)
+        return await self._call(lambda s: s.UpdateSession(req, timeout=self.settings.call_timeout))
+
+    async def clone(self, session_id: str, name: str) -> sessions_pb2.Session:
+        """Copy a session to a new one on the same agent."""
+        req = sessions_pb2.CloneSessionRequest(source_id=session_id, name=name)
+        return await self._call(lambda s: s.CloneSession(req, timeout=self.settings.call_timeout))
+
+    async def delete(self, session_id: str) -> None:
+        """Delete a session (the agent stops its container first)."""
+        req = sessions_pb2.DeleteSessionRequest(id=session_id)
+        await self._call(lambda s: s.DeleteSession(req, timeout=self.settings.call_timeout))
+
+    async def kill(self, session_id: str) -> None:
+        """Stop a session's container."""
+        req = sessions_pb2.KillSessionRequest(id=session_id)
+        await self._call(lambda s: s.KillSession(req, timeout=self.settings.call_timeout))
+
+    async def background(self, session_id: str) -> None:
+        """Detach every viewer from a session."""
+        req = sessions_pb2.BackgroundSessionRequest(id=session_id)
+        await self._call(lambda s: s.BackgroundSession(req, timeout=self.settings.call_timeout))
+
+    async def restart(self, session_id: str) -> sessions_pb2.Session:
+        """Start a stopped session."""
+        req = sessions_pb2.RestartSessionRequest(id=session_id)
+        return await self._call(lambda s: s.RestartSession(req, timeout=self.settings.call_timeout))
+
+    async def watch_sessions(self) -> AsyncIterator[sessions_pb2.SessionEvent]:
+        """The agent's change stream: snapshot (EXISTING..., SYNCED), then live changes.
+
+        No deadline (it is long-lived); keepalives end it when the link dies.
+
+        Raises:
+            ConvocateError: the stream failed (translated from gRPC).
+        """
+        call = sessions_pb2_grpc.SessionsStub(self.tunnel.channel).WatchSessions(
+            sessions_pb2.WatchSessionsRequest())
+        try:
+            async for event in call:
+                yield event
+        except grpc.RpcError as e:
+            raise from_rpc_error(e, peer=self.agent_id) from None
+        finally:
+            call.cancel()

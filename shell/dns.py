@@ -1,0 +1,145 @@
+"""The dnsmasq hosts file on the shell host: session DNS name → its agent's IP.
+
+After every change to the router's cache the file is rewritten atomically (temp file,
+fsync, rename; mode 0644), in the v2.0.0 format (inventory §6.7)::
+
+    # Managed by convocate. Do not edit by hand.
+    <ip>\t<dns name>
+
+Decisions on what goes in:
+
+* Only agent sessions with a DNS name. Orphans are excluded: they live on the shell
+  host, have no agent and no running container to answer.
+* An agent that becomes unreachable keeps its last known records: its containers are
+  most likely still running and answering, and dropping the names would break every
+  client of them for the length of a network blip. Its records change only when the
+  agent is reachable again and its sessions say otherwise.
+* An agent never reached since the shell started contributes no records (nothing is
+  known about it).
+* A name claimed by two sessions (DNS names are unique per agent only) goes to the
+  first by (agent id, session id), with a warning naming both.
+* The IP is the agent's address if it is an IP literal, else its first IPv4 address
+  (IPv6 as a fallback); an agent whose address does not resolve is skipped, with a
+  warning.
+
+The file is written only when its content changes. When ``reload_pidfile`` names
+dnsmasq's pid file, dnsmasq gets SIGHUP after each write so it re-reads the file
+(v2.0.0 never reloaded it, inventory §9.3 item 15).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import signal
+import socket
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from common.logging import get_logger
+from common.paths import atomic_write
+from shell.model import SessionRow
+
+__all__ = ["HEADER", "DnsHosts", "dns_records", "render_hosts", "resolve_address"]
+
+HEADER = "# Managed by convocate. Do not edit by hand."
+log = get_logger(__name__)
+
+
+def dns_records(rows: Iterable[SessionRow], agent_ips: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The ``(ip, name)`` records for ``rows``, sorted by name.
+
+    Args:
+        rows: the router's rows (orphans and placeholders are skipped).
+        agent_ips: agent id → IP address (agents missing here are skipped).
+
+    Returns:
+        One record per distinct DNS name.
+    """
+    chosen: dict[str, tuple[str, SessionRow]] = {}
+    for row in sorted(rows, key=lambda r: (r.agent_id, r.id)):
+        if row.orphan or row.placeholder or not row.dns_name or not row.agent_id:
+            continue
+        ip = agent_ips.get(row.agent_id)
+        if ip is None:
+            continue
+        name = row.dns_name.lower()
+        if name in chosen:
+            first = chosen[name][1]
+            log.warning("dns name claimed twice, keeping the first", name=name,
+                        kept=f"{first.agent_id}/{first.id}", skipped=f"{row.agent_id}/{row.id}")
+            continue
+        chosen[name] = (ip, row)
+    return [(ip, name) for name, (ip, _row) in sorted(chosen.items())]
+
+
+def render_hosts(records: Iterable[tuple[str, str]]) -> str:
+    """The file content for ``records``."""
+    return "".join([HEADER + "\n", *(f"{ip}\t{name}\n" for ip, name in records)])
+
+
+async def resolve_address(address: str) -> str | None:
+    """``address`` if it is an IP literal, else its first IPv4 (or IPv6) address; None if unknown."""
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        pass
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(address, None, type=socket.SOCK_STREAM)
+    except OSError as e:
+        log.warning("agent address does not resolve; its sessions get no DNS records",
+                    address=address, error=str(e))
+        return None
+    v4 = [i[4][0] for i in infos if i[0] == socket.AF_INET]
+    v6 = [i[4][0] for i in infos if i[0] == socket.AF_INET6]
+    found = v4 or v6
+    return str(found[0]) if found else None
+
+
+class DnsHosts:
+    """Writes the hosts file when its content changes.
+
+    Args:
+        path: the hosts file (``/var/lib/convocate/dnsmasq-hosts``); None disables it.
+        reload_pidfile: dnsmasq's pid file, to SIGHUP it after a write (optional).
+    """
+
+    def __init__(self, path: Path | None, reload_pidfile: Path | None = None) -> None:
+        self.path = path
+        self.reload_pidfile = reload_pidfile
+        self._written: str | None = None
+        self._warned_missing = False
+        self.writes = 0
+
+    def write(self, records: list[tuple[str, str]]) -> bool:
+        """Rewrite the file with ``records`` if that changes it; return True if written."""
+        if self.path is None:
+            return False
+        content = render_hosts(records)
+        if content == self._written:
+            return False
+        if not self.path.parent.is_dir():
+            if not self._warned_missing:
+                log.warning("dns sync skipped: directory missing", path=str(self.path))
+                self._warned_missing = True
+            return False
+        try:
+            atomic_write(self.path, content, mode=0o644)
+        except OSError as e:
+            log.warning("dns sync failed", path=str(self.path), error=str(e))
+            return False
+        self._written = content
+        self.writes += 1
+        log.info("dns sync: wrote records", records=len(records), path=str(self.path))
+        self._reload()
+        return True
+
+    def _reload(self) -> None:
+        if self.reload_pidfile is None:
+            return
+        try:
+            pid = int(self.reload_pidfile.read_text().split()[0])
+            os.kill(pid, signal.SIGHUP)
+        except (OSError, ValueError, IndexError) as e:
+            log.warning("dnsmasq reload failed", pidfile=str(self.reload_pidfile), error=str(e))

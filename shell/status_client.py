@@ -1,0 +1,134 @@
+"""The shell's local connection to the status service: watch the shared view, report links.
+
+Local consumers (the console's router, CLI listings) do not keep their own idea of an
+agent's health: they :meth:`StatusClient.run` a Watch on the status socket, so every
+consumer shows the one shared view, and they report what their agent clients see of
+the shell → agent direction with ReportLink, so the status service knows it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+from convocate.v1 import link_pb2, status_pb2, status_pb2_grpc
+
+from common.backoff import Backoff
+from common.grpc_options import CLIENT_OPTIONS
+from common.logging import get_logger
+
+__all__ = ["StatusClient"]
+
+log = get_logger(__name__)
+REPORT_TIMEOUT = 2.0
+
+
+class StatusClient:
+    """Watches the shared health view and sends link reports, reconnecting as needed.
+
+    Args:
+        socket: the status service's gRPC socket (local, no SSH).
+        reporter: who reports (e.g. ``console:1234``), for the service's logs.
+        on_change: called with the changed agent's id after each update (``""`` = all).
+    """
+
+    def __init__(self, socket: Path, reporter: str, on_change: Callable[[str], None]) -> None:
+        self.socket = socket
+        self.reporter = reporter
+        self._on_change = on_change
+        self.health: dict[str, status_pb2.AgentHealth] = {}
+        self.connected = False
+        self._channel: grpc.aio.Channel | None = None
+        self._pending: dict[str, status_pb2.LinkReport] = {}
+        self._latest: dict[str, status_pb2.LinkReport] = {}
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _ch(self) -> grpc.aio.Channel:
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(f"unix:{self.socket}", options=CLIENT_OPTIONS)
+        return self._channel
+
+    async def start(self) -> None:
+        """Start watching and reporting in the background."""
+        for coro, name in ((self._watch(), "status-watch"), (self._report(), "status-report")):
+            task = asyncio.create_task(coro, name=name)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Stop the tasks and close the channel."""
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._channel is not None:
+            await self._channel.close(grace=None)
+            self._channel = None
+
+    # --- reporting ----------------------------------------------------------------------
+    def report(self, agent_id: str, control: link_pb2.LinkState,
+               agent_status: link_pb2.LinkState | None) -> None:
+        """Queue a link report (the latest per agent wins; sent in the background)."""
+        report = status_pb2.LinkReport(agent_id=agent_id, reporter=self.reporter, control_link=control)
+        if agent_status is not None:
+            report.agent_status_link.CopyFrom(agent_status)
+        self._pending[agent_id] = self._latest[agent_id] = report
+        self._wake.set()
+
+    async def _report(self) -> None:
+        backoff = Backoff(initial=0.2, maximum=5.0)
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                agent_id, report = next(iter(self._pending.items()))
+                try:
+                    await status_pb2_grpc.StatusStub(self._ch()).ReportLink(report, timeout=REPORT_TIMEOUT)
+                except grpc.RpcError as e:
+                    log.info("link report not delivered", agent=agent_id, error=str(e.details()
+                             if isinstance(e, grpc.aio.AioRpcError) else e))
+                    await asyncio.sleep(backoff.next_delay())
+                    continue
+                backoff.reset()
+                if self._pending.get(agent_id) is report:
+                    del self._pending[agent_id]
+
+    # --- watching -----------------------------------------------------------------------------
+    async def _watch(self) -> None:
+        backoff = Backoff(initial=0.2, maximum=5.0)
+        while True:
+            call = status_pb2_grpc.StatusStub(self._ch()).Watch(status_pb2.WatchRequest())
+            try:
+                async for update in call:
+                    self._apply(update)
+                    backoff.reset()
+            except grpc.RpcError as e:
+                detail = e.details() if isinstance(e, grpc.aio.AioRpcError) else str(e)
+                if self.connected:
+                    log.warning("status service watch lost", socket=str(self.socket), error=detail)
+            finally:
+                call.cancel()
+            if self.connected:
+                self.connected = False
+                self.health.clear()
+                self._on_change("")
+            self._wake.set()  # resend reports after the service comes back
+            await asyncio.sleep(backoff.next_delay())
+
+    def _apply(self, update: status_pb2.ViewUpdate) -> None:
+        kind = update.WhichOneof("update")
+        if kind == "snapshot":
+            self.connected = True
+            self.health = {a.agent_id: a for a in update.snapshot.agents}
+            # A restarted status service knows nothing of our links: tell it again.
+            self._pending.update({k: v for k, v in self._latest.items() if k not in self._pending})
+            self._wake.set()
+            self._on_change("")
+        elif kind == "agent":
+            self.health[update.agent.agent_id] = update.agent
+            self._on_change(update.agent.agent_id)

@@ -35,8 +35,15 @@ class ShellConfig:
     log_file: Path | None = None          # default: $XDG_STATE_HOME/convocate/console.log
     expected_uid: int = DEFAULT_UID       # -1: no check
     orphans_root: Path = Path("/home/claude")
-    dnsmasq_hosts: Path = Path("/var/lib/convocate/dnsmasq-hosts")
+    dnsmasq_hosts: Path | None = Path("/var/lib/convocate/dnsmasq-hosts")   # None: no DNS records
+    dnsmasq_pidfile: Path | None = None   # SIGHUP dnsmasq after each write (needs permission)
+    runtime_dir: Path | None = None       # tunnel sockets; default $XDG_RUNTIME_DIR or /tmp
     user: str = "claude"
+
+    @property
+    def runtime_base(self) -> Path:
+        """Where each console makes its private directory of tunnel sockets."""
+        return self.runtime_dir or Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp")  # noqa: S108
 
     @property
     def console_log(self) -> Path:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+import shutil
+import tempfile
+from pathlib import Path
 
 from shell.app import build_console, run_console
 from shell.console_config import ShellConfig
+from shell.router import Router, RouterConfig
 
-__all__ = ["run_console_for", "settings_lines"]
+__all__ = ["router_config", "run_console_for", "settings_lines"]
 
 
 def settings_lines(config: ShellConfig) -> list[str]:
@@ -20,16 +22,32 @@ def settings_lines(config: ShellConfig) -> list[str]:
     ]
 
 
-def _router_for(config: ShellConfig) -> Any:
-    # Imported by name: the router is its own module with its own dependencies.
-    return importlib.import_module("shell.router").Router(config)
+def router_config(config: ShellConfig, runtime_dir: Path) -> RouterConfig:
+    """The router's configuration for this console (``runtime_dir`` is private to it)."""
+    return RouterConfig(
+        registry_dir=config.registry_dir,
+        runtime_dir=runtime_dir,
+        orphans_root=config.orphans_root if config.orphans_root.is_dir() else None,
+        dnsmasq_hosts=config.dnsmasq_hosts,
+        dnsmasq_pidfile=config.dnsmasq_pidfile,
+        status_socket=config.status_socket,
+    )
 
 
 async def run_console_for(config: ShellConfig) -> None:
     """Open the router for ``config``, run the console until the operator quits, close.
 
+    Each console gets its own directory of tunnel sockets, so two operators logged in
+    as the same user never share one.
+
     Args:
         config: the shell configuration (registry, status socket, log file).
     """
-    async with _router_for(config) as router:
-        await run_console(build_console(router, settings_lines=settings_lines(config)))
+    base = config.runtime_base
+    base.mkdir(parents=True, exist_ok=True)
+    runtime_dir = Path(tempfile.mkdtemp(prefix="cvc-", dir=base))
+    try:
+        async with Router(router_config(config, runtime_dir)) as router:
+            await run_console(build_console(router, settings_lines=settings_lines(config)))
+    finally:
+        shutil.rmtree(runtime_dir, ignore_errors=True)

@@ -8,8 +8,8 @@ file, never to the screen.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
-import inspect
 import os
 import sys
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from common.config import load
 from common.errors import ConvocateError
 from common.logging import configure_logging
 from common.version import VERSION
@@ -57,13 +58,20 @@ def console(
 
 
 @status_app.command("serve")
-def status_serve(config: ConfigOpt = None) -> None:
+def status_serve(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option(help="SSH listen address.")] = None,
+    port: Annotated[int | None, typer.Option(help="SSH port (223).")] = None,
+    socket: Annotated[Path | None, typer.Option(help="Status gRPC socket.")] = None,
+) -> None:
     """Run the status service (SSH :223 + Status gRPC); systemd starts it."""
+    from shell.status_server import StatusConfig, serve_status  # noqa: PLC0415 - service-only deps
+
     configure_logging("service")
-    cfg = load_shell_config(config)
-    result = importlib.import_module("shell.status_server").serve_status(cfg)
-    if inspect.iscoroutine(result):
-        asyncio.run(result)
+    cfg = load(StatusConfig, "status", config_file=config,
+               overrides={"host": host, "port": port, "socket": socket})
+    with contextlib.suppress(asyncio.CancelledError):
+        asyncio.run(serve_status(cfg))
 
 
 @app.command()

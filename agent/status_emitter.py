@@ -228,7 +228,11 @@ class StatusEmitter:
                 await self._stream_once()
                 backoff.reset()
             except asyncio.CancelledError:
-                raise
+                task = asyncio.current_task()
+                if task is not None and task.cancelling() > 0:
+                    raise
+                # grpc.aio cancels the stream when the tunnel closes its channel: a link failure.
+                self._set_link(False, self.tunnel.last_error or "status stream cancelled")
             except (grpc.RpcError, ConvocateError, TimeoutError, asyncio.InvalidStateError) as e:
                 error = self.tunnel.last_error if not self.tunnel.up else _describe(e)
                 self._set_link(False, error)

@@ -34,6 +34,12 @@ T = TypeVar("T")
 log = get_logger(__name__)
 
 
+def _cancelled_by_caller() -> bool:
+    """True if our own task is being cancelled (not a call cancelled by a closed channel)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 def _now() -> Timestamp:
     ts = Timestamp()
     ts.GetCurrentTime()
@@ -156,6 +162,8 @@ class AgentClient:
                     if changed and self.reachable and self._on_change is not None:
                         self._on_change(self)
                     self._set(True)
+            else:  # the tunnel's latest reason (e.g. "refused our key" after "connection lost")
+                self._set(False, self.tunnel.last_error)
             self._kick.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), self.settings.heartbeat_interval)
@@ -174,6 +182,9 @@ class AgentClient:
         """
         return self.tunnel.channel
 
+    def _unreachable(self) -> UnavailableError:
+        return UnavailableError(f"agent {self.agent_id} is unreachable: {self.tunnel.last_error}")
+
     async def _call(self, fn: Callable[[sessions_pb2_grpc.SessionsAsyncStub], Awaitable[T]]) -> T:
         stub = sessions_pb2_grpc.SessionsStub(self.tunnel.channel)
         try:
@@ -183,6 +194,12 @@ class AgentClient:
             if isinstance(err, UnavailableError):
                 self.kick()
             raise err from None
+        except asyncio.CancelledError:
+            if _cancelled_by_caller():
+                raise
+            # grpc.aio cancels calls in flight when the tunnel closes their channel.
+            self.kick()
+            raise self._unreachable() from None
 
     async def ping(self) -> sessions_pb2.PingResponse:
         """Ping with a deadline of min(call timeout, heartbeat interval)."""
@@ -255,5 +272,9 @@ class AgentClient:
                 yield event
         except grpc.RpcError as e:
             raise from_rpc_error(e, peer=self.agent_id) from None
+        except asyncio.CancelledError:
+            if _cancelled_by_caller():
+                raise
+            raise self._unreachable() from None
         finally:
             call.cancel()

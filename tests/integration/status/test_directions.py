@@ -34,7 +34,8 @@ async def test_status_direction_down_is_reported_through_the_control_direction(f
     )
     assert not h.connected
     assert any("(shell→agent link alive)" in n for n in h.notices)
-    row = await assert_eventually(lambda: (a := _agent(fleet, "agent-a")).notices and a, timeout=5)
+    await assert_eventually(lambda: _agent(fleet, "agent-a").notices, timeout=5)
+    row = _agent(fleet, "agent-a")
     assert row.reachable
     assert not row.status_connected
     assert "agent→shell status stream down" in row.notices[0]

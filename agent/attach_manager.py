@@ -1,0 +1,179 @@
+"""Attaching terminals to a session's tmux: open, resize, detach, take over, background.
+
+Each viewer is a TTY exec of ``tmux attach-session -t claude`` (read-only and
+``ignore-size`` for observers, so they never resize the session). The exec first
+writes its tty name to ``/tmp/.convocate-viewer-<id>`` in the container, so one viewer
+can later be detached on its own (closing a Docker exec stream does not end the
+process inside). tmux redraws the screen on attach and serves several viewers at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Coroutine
+from typing import Any
+
+from agent.runtime import ContainerRuntime
+from agent.viewers import EndReason, Mode, Size, Viewer, ViewerRegistry
+from common.errors import ConvocateError, UnavailableError
+from common.logging import get_logger
+
+__all__ = ["AttachManager"]
+
+log = get_logger(__name__)
+TMUX_SESSION = "claude"
+_ATTACH = 'tty > "/tmp/.convocate-viewer-$1" 2>/dev/null; exec tmux attach-session -t claude $2'
+_DETACH_ONE = (
+    't=$(cat "/tmp/.convocate-viewer-$1" 2>/dev/null); '
+    '[ -n "$t" ] && tmux detach-client -t "$t"; rm -f "/tmp/.convocate-viewer-$1"'
+)
+_OBSERVE_FLAGS = "-f read-only,ignore-size"
+_ENDED_MARKS = (b"[exited]", b"[server exited]", b"[lost server]", b"[terminated]")
+_EXEC_TIMEOUT = 10.0
+
+
+class AttachManager:
+    """Opens and ends viewers of running sessions; owns its cleanup tasks."""
+
+    def __init__(
+        self,
+        runtime: ContainerRuntime,
+        registry: ViewerRegistry,
+        *,
+        user: str,
+        buffer_chunks: int = 256,
+        slow_timeout: float = 10.0,
+    ) -> None:
+        self.runtime = runtime
+        self.registry = registry
+        self.user = user
+        self.buffer_chunks = buffer_chunks
+        self.slow_timeout = slow_timeout
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _exec(self, session_id: str, argv: list[str]) -> None:
+        result = await asyncio.wait_for(self.runtime.exec_run(session_id, argv, self.user), _EXEC_TIMEOUT)
+        if result.exit_code not in (0, 1):  # 1: nothing to detach
+            log.info("tmux command failed", session=session_id, code=result.exit_code,
+                     output=result.output.strip()[:200])
+
+    async def detach_all(self, session_id: str) -> None:
+        """Detach every tmux client of the session (ours and any left from a crash).
+
+        Raises:
+            UnavailableError: the command could not run.
+        """
+        try:
+            await self._exec(session_id, ["tmux", "detach-client", "-s", TMUX_SESSION])
+        except TimeoutError:
+            raise UnavailableError(f"failed to detach tmux clients of {session_id}: timed out") from None
+        except ConvocateError as e:
+            raise UnavailableError(f"failed to detach tmux clients: {e}") from None
+
+    async def open(self, session_id: str, mode: Mode, rows: int, cols: int, term: str) -> Viewer:
+        """Attach a new viewer (after detaching the others, for take-over).
+
+        Raises:
+            FailedPreconditionError: the session is not running.
+            UnavailableError: the exec could not start.
+        """
+        if mode is Mode.TAKE_OVER:
+            for other in self.registry.of(session_id):
+                other.finish(EndReason.TAKEN_OVER, "another viewer took the session over")
+            await self.detach_all(session_id)
+        viewer_env = {"TERM": term or "xterm-256color", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8",
+                      "HOME": "/home/claude"}
+        viewer_id = secrets.token_hex(6)
+        flags = _OBSERVE_FLAGS if mode is Mode.OBSERVE else ""
+        terminal = await self.runtime.exec_terminal(
+            session_id, ["/bin/sh", "-c", _ATTACH, "sh", viewer_id, flags], self.user, viewer_env
+        )
+        viewer = Viewer(session_id, mode, terminal, buffer_chunks=self.buffer_chunks,
+                        slow_timeout=self.slow_timeout, id=viewer_id)
+        # Engine 20.10 ignores the initial console size: resize right after the start.
+        await viewer.terminal.resize(rows or 24, cols or 80)
+        viewer.start_reader(lambda tail: self._classify(session_id, tail))
+        self.registry.add(viewer)
+        if not viewer.read_only:
+            self._broadcast(session_id, Size(rows or 24, cols or 80))
+        return viewer
+
+    async def resize(self, viewer: Viewer, rows: int, cols: int) -> None:
+        """Apply a window change: observers resize only their own view."""
+        if rows <= 0 or cols <= 0:
+            return
+        await viewer.terminal.resize(rows, cols)
+        if not viewer.read_only:
+            self._broadcast(viewer.session_id, Size(rows, cols))
+
+    def _broadcast(self, session_id: str, size: Size) -> None:
+        for v in self.registry.of(session_id):
+            v.notify_size(size)
+
+    async def end(self, viewer: Viewer, reason: EndReason, message: str = "") -> None:
+        """End one viewer: record the reason and detach its tmux client."""
+        viewer.finish(reason, message)
+        try:
+            await self._exec(viewer.session_id, ["/bin/sh", "-c", _DETACH_ONE, "sh", viewer.id])
+        except (ConvocateError, TimeoutError) as e:
+            log.debug("per-viewer detach failed; closing the stream", viewer=viewer.id, error=str(e))
+            await viewer.terminal.close()
+
+    def release(self, viewer: Viewer) -> None:
+        """Forget a finished viewer and clean up in the background (safe when cancelled)."""
+        self.registry.remove(viewer)
+        self._spawn(self._release(viewer))
+
+    async def _release(self, viewer: Viewer) -> None:
+        if viewer.end_reason is None:  # the client went away without a detach frame
+            await self.end(viewer, EndReason.DETACHED, "the client went away")
+        await viewer.close()
+
+    async def background(self, session_id: str) -> int:
+        """Detach every client of the session; return how many of our viewers it ended."""
+        viewers = self.registry.of(session_id)
+        for v in viewers:
+            v.finish(EndReason.BACKGROUNDED, "the session was sent to the background")
+        await self.detach_all(session_id)
+        return len(viewers)
+
+    async def shutdown(self, timeout: float = 5.0) -> None:
+        """End every viewer with AGENT_SHUTDOWN and wait (bounded) for their streams to end."""
+        viewers = self.registry.all()
+        if viewers:
+            await asyncio.wait(
+                [asyncio.create_task(self.end(v, EndReason.AGENT_SHUTDOWN, "the agent is stopping"))
+                 for v in viewers],
+                timeout=timeout,
+            )
+
+    async def close(self) -> None:
+        """Wait for background cleanup (bounded), then cancel what is left."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _classify(self, session_id: str, tail: bytes) -> tuple[EndReason, str]:
+        """Why did this viewer's exec end on its own?"""
+        if any(mark in tail for mark in _ENDED_MARKS):
+            return EndReason.SESSION_ENDED, "the session ended"
+        if b"[detached" in tail:
+            return EndReason.DETACHED, "detached"
+        info = None
+        with contextlib.suppress(ConvocateError):
+            info = await self.runtime.inspect(session_id)
+        if info is None or not info.running:
+            return EndReason.SESSION_ENDED, "the session's container stopped"
+        last = tail.decode(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+        return EndReason.ERROR, f"tmux attach ended: {last[0][:200]}"
+

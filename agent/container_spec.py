@@ -1,0 +1,110 @@
+"""How a session becomes a container: name, labels, mounts, env, port, DNS (pure).
+
+Mounts and environment follow inventory §5.2, with the Docker socket opt-in
+(``mount_docker_socket``) instead of always on, and labels naming session and agent.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+from agent.config import AgentConfig
+from agent.runtime import ContainerSpec, Mount
+from agent.sessions import (
+    AGENT_LABEL,
+    SESSION_LABEL,
+    SessionRecord,
+    container_hostname,
+    container_name,
+)
+
+__all__ = ["container_spec", "host_dns_address", "read_current_image"]
+
+HOME = "/home/claude"
+
+
+def read_current_image(config: AgentConfig) -> str:
+    """The trimmed content of the current-image pointer, else the configured default.
+
+    Read at every start, so a new pointer applies to the next (re)start without an
+    agent restart.
+    """
+    try:
+        text = config.current_image_path.read_text().strip()
+    except OSError:
+        text = ""
+    return text or config.image
+
+
+def host_dns_address() -> str:
+    """The host's first non-loopback IPv4 address (``127.0.0.1`` if there is none)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            # No packet is sent: connect() on UDP only picks the outgoing address.
+            s.connect(("192.0.2.1", 53))
+            addr = str(s.getsockname()[0])
+        except OSError:
+            addr = ""
+    return addr if addr and not addr.startswith("127.") else "127.0.0.1"
+
+
+def container_spec(
+    config: AgentConfig,
+    record: SessionRecord,
+    *,
+    agent_id: str,
+    image: str,
+    session_dir: Path,
+    exists: Callable[[Path], bool] = os.path.exists,
+    dns_address: Callable[[], str] = host_dns_address,
+) -> ContainerSpec:
+    """Build the container specification of ``record``.
+
+    Args:
+        config: the agent configuration.
+        record: the session.
+        agent_id: this agent's id (a label).
+        image: the image to run (from :func:`read_current_image`).
+        session_dir: the session's home on the host.
+        exists: path probe (optional mounts are added only when the source exists).
+        dns_address: how ``dns_server = "auto"`` is resolved.
+
+    Returns:
+        The spec handed to the container runtime.
+    """
+    claude_home = config.sessions_root
+    mounts = [
+        Mount(str(session_dir), HOME),
+        Mount(str(config.claude_config_path), f"{HOME}/.claude-shared", read_only=True),
+    ]
+    if config.mount_docker_socket:
+        mounts.append(Mount(str(config.docker_socket), "/var/run/docker.sock"))
+    for source, target in ((claude_home / ".ssh", f"{HOME}/.ssh"),
+                           (claude_home / ".gitconfig", f"{HOME}/.gitconfig"),
+                           (config.claude_cli, "/usr/local/bin/claude")):
+        if exists(source):
+            mounts.append(Mount(str(source), target, read_only=True))
+    dns: tuple[str, ...] = ()
+    if config.dns_server == "auto":
+        dns = (dns_address(),)
+    elif config.dns_server:
+        dns = (config.dns_server,)
+    return ContainerSpec(
+        name=container_name(record.id),
+        session_id=record.id,
+        image=image,
+        hostname=container_hostname(record.id),
+        labels={SESSION_LABEL: record.id, AGENT_LABEL: agent_id},
+        command=tuple(config.session_command),
+        workdir=HOME,
+        mounts=tuple(mounts),
+        env={"CLAUDE_UID": str(os.getuid()), "CLAUDE_GID": str(os.getgid()),
+             "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"},
+        port=record.port,
+        protocol=record.protocol,
+        dns=dns,
+        cgroup_parent=config.cgroup_parent,
+    )

@@ -1,0 +1,201 @@
+"""``convocate-agent install``: the agent host's state layout, units and adoption report.
+
+Idempotent; each step prints ``[convocate-agent] <step>... <result>``. Every absolute
+path is placed under ``root`` (``/`` in production), so tests install into a temporary
+directory; ``dry_run`` prints the plan and changes nothing. User management and
+``systemctl`` run only for a real install (root ``/``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from agent.config import AgentConfig
+from agent.identity import load_or_create_agent_id
+from common.errors import FailedPreconditionError, PermissionDeniedError
+from common.paths import atomic_write
+from common.ssh_keys import load_or_create_host_key
+
+__all__ = ["UNITS", "InstallOptions", "install_agent", "render_slice", "slice_values"]
+
+UNITS = ("convocate-agent.service", "convocate-image-prune.service", "convocate-image-prune.timer")
+SLICE = "convocate-sessions.slice"
+DEFAULT_BINARY = "/usr/local/bin/convocate-agent"
+SKEL_README = """# This container
+
+You run inside a convocate session container: an isolated workspace whose home
+directory (/home/claude) persists across restarts. Shared, read-only Claude settings,
+credentials and plugins are under ~/.claude-shared/ and linked into ~/.claude/.
+"""
+
+
+@dataclass(frozen=True)
+class InstallOptions:
+    """How to install."""
+
+    root: Path = Path("/")
+    dry_run: bool = False
+    units_dir: Path = Path(__file__).resolve().parent.parent / "deploy" / "systemd"
+    binary: str = DEFAULT_BINARY
+    required_euid: int = 0
+    systemctl: bool = True
+
+
+def slice_values(nproc: int, meminfo: str) -> tuple[int, int]:
+    """(CPUQuota percent, MemoryMax bytes) = 90 % of the host's CPUs and memory.
+
+    Raises:
+        FailedPreconditionError: nproc < 1 or no MemTotal line.
+    """
+    if nproc < 1:
+        raise FailedPreconditionError(f"nproc must be at least 1, got {nproc}")
+    for line in meminfo.splitlines():
+        if line.startswith("MemTotal:"):
+            kib = int(line.split()[1])
+            return nproc * 90, kib * 1024 * 90 // 100
+    raise FailedPreconditionError("no MemTotal in /proc/meminfo")
+
+
+def render_slice(template: str, cpu_quota: int, memory_max: int) -> str:
+    """The slice unit from its template."""
+    return template.replace("@CPU_QUOTA@", str(cpu_quota)).replace("@MEMORY_MAX@", str(memory_max))
+
+
+class _Steps:
+    """Prints each step; in a dry run prints the plan only."""
+
+    def __init__(self, opts: InstallOptions, out: Callable[[str], None]) -> None:
+        self.opts, self.out = opts, out
+
+    def p(self, path: Path) -> Path:
+        """``path`` under the install root."""
+        return self.opts.root / path.relative_to("/") if path.is_absolute() else self.opts.root / path
+
+    def run(self, what: str, action: Callable[[], str | None]) -> None:
+        if self.opts.dry_run:
+            self.out(f"[convocate-agent] {what}... (dry run: not done)")
+            return
+        result = action()
+        self.out(f"[convocate-agent] {what}... {result or 'done'}")
+
+
+def _write_if_absent(path: Path, text: str, mode: int) -> str:
+    if path.exists():
+        return "kept (exists)"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, text, mode=mode)
+    return "done"
+
+
+def _ensure_user() -> str:
+    if shutil.which("useradd") is None:
+        return "skipped (no useradd)"
+    if subprocess.run(["id", "claude"], capture_output=True, check=False).returncode == 0:
+        subprocess.run(["usermod", "-aG", "docker", "claude"], capture_output=True, check=False)
+        return "exists (added to group docker)"
+    groups = ["-G", "docker"] if subprocess.run(["getent", "group", "docker"], capture_output=True,
+                                                 check=False).returncode == 0 else []
+    subprocess.run(["useradd", "-u", "1337", "-m", "-s", "/bin/bash", *groups, "claude"], check=True)
+    return "created (uid 1337)"
+
+
+def _systemctl() -> str:
+    if shutil.which("systemctl") is None or not Path("/run/systemd/system").is_dir():
+        return "skipped (systemd is not running)"
+    for argv in (["daemon-reload"], ["enable", "--now", "convocate-image-prune.timer"],
+                 ["enable", "convocate-agent.service"], ["restart", "convocate-agent.service"]):
+        subprocess.run(["systemctl", *argv], check=True)
+    return "done"
+
+
+def _count_sessions(sessions_root: Path) -> int:
+    if not sessions_root.is_dir():
+        return 0
+    return sum(1 for d in sessions_root.iterdir() if (d / "session.json").is_file())
+
+
+def install_agent(config: AgentConfig, opts: InstallOptions, out: Callable[[str], None],
+                  euid: int | None = None) -> int:
+    """Install the agent host; return the number of adopted sessions.
+
+    Args:
+        config: the agent configuration (paths are placed under ``opts.root``).
+        opts: root prefix, dry run, unit sources, binary path.
+        out: where progress lines go (the command prints them).
+        euid: the effective uid to check (default: the process's).
+
+    Raises:
+        PermissionDeniedError: not running as the required uid (root).
+        FailedPreconditionError: the Claude CLI is missing or a unit template is missing.
+    """
+    current = os.geteuid() if euid is None else euid
+    if current != opts.required_euid:
+        raise PermissionDeniedError(
+            f"convocate-agent install must be run as root (uid {opts.required_euid}), "
+            f"currently uid {current} — try: sudo convocate-agent install"
+        )
+    s = _Steps(opts, out)
+    real = opts.root == Path("/")
+    etc_systemd = s.p(Path("/etc/systemd/system"))
+    for name in (*UNITS, f"{SLICE}.in"):
+        if not (opts.units_dir / name).is_file():
+            raise FailedPreconditionError(f"unit template {opts.units_dir / name} is missing")
+    s.run("ensure claude user", _ensure_user if real else lambda: "skipped (--root)")
+    s.run(f"create {config.config_dir}", lambda: _make_dir(s.p(config.config_dir), 0o755))
+    s.run("generate or keep the agent id", lambda: load_or_create_agent_id(s.p(config.agent_id_path)))
+    s.run("generate or keep the SSH host key", lambda: _host_key(s.p(config.host_key_path)))
+    home = s.p(config.sessions_root)
+    s.run(f"create {config.sessions_root}/.ssh", lambda: _write_if_absent(
+        s.p(config.authorized_keys_path),
+        "# populated by `convocate-host init-agent` (shell -> agent key)\n", 0o600))
+    s.run("create the session skeleton", lambda: _write_if_absent(s.p(config.skel_path) / "CLAUDE.md",
+                                                                  SKEL_README, 0o644))
+    s.run("create the shared Claude config directory",
+          lambda: _make_dir(s.p(config.claude_config_path), 0o700))
+    cli = s.p(config.claude_cli)
+    if not opts.dry_run and not cli.exists():
+        raise FailedPreconditionError(
+            f"claude CLI not found at {config.claude_cli}; install it before provisioning sessions"
+        )
+    out(f"[convocate-agent] check claude CLI at {config.claude_cli}... ok")
+    cpu, mem = slice_values(os.cpu_count() or 1, Path("/proc/meminfo").read_text())
+    slice_text = render_slice((opts.units_dir / f"{SLICE}.in").read_text(), cpu, mem)
+    s.run(f"install {SLICE} (CPUQuota={cpu}%, MemoryMax={mem})",
+          lambda: _install_file(etc_systemd / SLICE, slice_text))
+    for name in UNITS:
+        text = (opts.units_dir / name).read_text().replace(DEFAULT_BINARY, opts.binary)
+        s.run(f"install {name}", partial(_install_file, etc_systemd / name, text))
+    s.run("systemctl daemon-reload, enable and restart",
+          _systemctl if real and opts.systemctl else lambda: "skipped")
+    adopted = _count_sessions(home)
+    if adopted:
+        out(f"[convocate-agent] adopted {adopted} pre-existing session(s) from this host "
+            "(running containers keep running)")
+    out(f"host key: {config.host_key_path}")
+    out(f"agent id: {config.agent_id_path}")
+    out(f"authorized keys: {config.authorized_keys_path} (empty until init-agent populates)")
+    return adopted
+
+
+def _make_dir(path: Path, mode: int) -> str:
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(mode)
+    return "done"
+
+
+def _host_key(path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    load_or_create_host_key(path, "convocate-agent")
+    return "done"
+
+
+def _install_file(path: Path, text: str) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, text, mode=0o644)
+    return "done"

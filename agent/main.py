@@ -1,0 +1,139 @@
+"""The ``convocate-agent`` command: serve, install, build-image, prune-images, version.
+
+``main()`` is the error boundary: a known error prints one line ``error: ...`` and exits
+1; a traceback appears only with ``CONVOCATE_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agent.config import AgentConfig, load_agent_config
+from agent.container_spec import read_current_image
+from agent.docker_runtime import DockerRuntime
+from agent.image_build import build_offline_image
+from agent.images import images_to_prune
+from agent.install import DEFAULT_BINARY, InstallOptions, install_agent
+from agent.server import serve as serve_agent
+from common.errors import ConvocateError
+from common.logging import configure_logging
+from common.paths import atomic_write
+from common.version import VERSION
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="convocate-agent",
+    help="Run one host's convocate sessions on the local Docker Engine, served over SSH.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="TOML file with an [agent] table.")]
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    print(f"convocate-agent version {VERSION}")
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    listen_host: Annotated[str | None, typer.Option(help="Address of the SSH server.")] = None,
+    listen_port: Annotated[int | None, typer.Option(help="Port of the SSH server (222).")] = None,
+    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING...")] = None,
+) -> None:
+    """Serve Sessions and Attach on the UNIX socket, behind the SSH server (run by systemd)."""
+    configure_logging("service", level=log_level)
+    cfg = load_agent_config(config, listen_host=listen_host, listen_port=listen_port)
+    asyncio.run(serve_agent(cfg))
+
+
+@app.command()
+def install(
+    config: ConfigOption = None,
+    root: Annotated[Path, typer.Option(help="Install under this prefix (tests, images).")] = Path("/"),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan, change nothing.")] = False,
+    units_dir: Annotated[Path | None, typer.Option(help="Where the unit templates are.")] = None,
+    binary: Annotated[str, typer.Option(help="Path of convocate-agent in the units.")] = DEFAULT_BINARY,
+    no_systemctl: Annotated[bool, typer.Option("--no-systemctl", help="Do not enable or start.")] = False,
+) -> None:
+    """Create the state layout, render the slice, install the units, report adopted sessions."""
+    cfg = load_agent_config(config)
+    opts = InstallOptions(root=root, dry_run=dry_run, binary=binary, systemctl=not no_systemctl)
+    if units_dir is not None:
+        opts = replace(opts, units_dir=units_dir)
+    install_agent(cfg, opts, print)
+
+
+@app.command("build-image")
+def build_image(
+    repository: Annotated[str, typer.Option(help="Image repository for the tag.")] = "convocate",
+    set_current: Annotated[bool, typer.Option("--set-current", help="Point current-image at it.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Build the offline session image (busybox + tmux + a Claude CLI stand-in), print its tag."""
+    configure_logging("cli", level=os.environ.get("CONVOCATE_LOG_LEVEL", "WARNING"))
+    cfg = load_agent_config(config)
+
+    async def run() -> str:
+        async with DockerRuntime(cfg.docker_url or None) as runtime:
+            return await build_offline_image(runtime, repository)
+
+    tag = asyncio.run(run())
+    if set_current:
+        atomic_write(cfg.current_image_path, tag + "\n", mode=0o644)
+    print(tag)
+
+
+async def _prune(cfg: AgentConfig, dry_run: bool) -> list[str]:
+    async with DockerRuntime(cfg.docker_url or None) as runtime:
+        repository = cfg.image.rsplit(":", 1)[0] or "convocate"
+        doomed = images_to_prune(await runtime.image_tags(repository), await runtime.container_images(),
+                                 read_current_image(cfg))
+        for tag in doomed:
+            print(f"convocate-image-prune: removing {tag}")
+            if not dry_run:
+                try:
+                    await runtime.remove_image(tag)
+                except ConvocateError as e:  # tolerated, as in v2.0.0
+                    print(f"convocate-image-prune: could not remove {tag}: {e}")
+        return doomed
+
+
+@app.command("prune-images")
+def prune_images(
+    config: ConfigOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List only.")] = False,
+) -> None:
+    """Remove convocate images no container references, keeping the current-image pointer."""
+    configure_logging("cli", level=os.environ.get("CONVOCATE_LOG_LEVEL", "WARNING"))
+    asyncio.run(_prune(load_agent_config(config), dry_run))
+
+
+def main() -> None:
+    """Entry point with the error boundary (typer handles usage errors itself, exit 2)."""
+    try:
+        app()
+    except ConvocateError as e:
+        if os.environ.get("CONVOCATE_DEBUG") == "1":
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:
+        if os.environ.get("CONVOCATE_DEBUG") == "1":
+            raise
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        sys.exit(1)

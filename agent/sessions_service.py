@@ -1,0 +1,158 @@
+# ruff: noqa: ARG002 - gRPC fixes the handler signature (request, context)
+"""The ``convocate.v1.Sessions`` servicer: protobuf at the edge, the manager inside.
+
+Handlers raise domain errors; ``common.grpc_server.ErrorInterceptor`` turns them into
+status codes, so no handler calls ``context.abort``.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from convocate.v1 import link_pb2, sessions_pb2, sessions_pb2_grpc
+
+from agent.container_spec import read_current_image
+from agent.event_hub import EventHub
+from agent.events import InboundLinkTracker
+from agent.manager import SessionManager
+from agent.sessions_proto import event_to_proto, timestamp, view_to_proto
+from common.errors import InvalidArgumentError, ResourceExhaustedError
+from common.version import VERSION
+
+__all__ = ["SessionsService"]
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _require_id(value: str, field: str = "id") -> str:
+    if not value.strip():
+        raise InvalidArgumentError(f"{field} is required")
+    return value.strip()
+
+
+class SessionsService(sessions_pb2_grpc.SessionsServicer):
+    """Every session operation of one agent."""
+
+    def __init__(
+        self,
+        manager: SessionManager,
+        hub: EventHub,
+        tracker: InboundLinkTracker,
+        status_link: Callable[[], link_pb2.LinkState] | None = None,
+    ) -> None:
+        self.manager = manager
+        self.hub = hub
+        self.tracker = tracker
+        self.status_link = status_link
+        self.hostname = socket.gethostname()
+
+    @property
+    def agent_id(self) -> str:
+        """This agent's id."""
+        return self.manager.agent_id
+
+    def _session(self, view: Any) -> sessions_pb2.Session:
+        return view_to_proto(view, self.agent_id)
+
+    async def Ping(  # noqa: N802
+        self, request: sessions_pb2.PingRequest, context: Context
+    ) -> sessions_pb2.PingResponse:
+        """Liveness and heartbeat; records who pinged for the inbound-link view."""
+        self.tracker.record_ping(request.client_id)
+        link = self.status_link() if self.status_link is not None else link_pb2.LinkState(known=False)
+        return sessions_pb2.PingResponse(
+            agent_id=self.agent_id, version=VERSION, server_time=timestamp(datetime.now(UTC)),
+            hostname=self.hostname, status_link=link, current_image=read_current_image(self.manager.config),
+        )
+
+    async def ListSessions(  # noqa: N802
+        self, request: sessions_pb2.ListSessionsRequest, context: Context
+    ) -> sessions_pb2.ListSessionsResponse:
+        """Every session with live state, newest first."""
+        views = await self.manager.list()
+        return sessions_pb2.ListSessionsResponse(sessions=[self._session(v) for v in views],
+                                                 agent_id=self.agent_id)
+
+    async def GetSession(  # noqa: N802
+        self, request: sessions_pb2.GetSessionRequest, context: Context
+    ) -> sessions_pb2.Session:
+        """One session with live state."""
+        return self._session(await self.manager.get(_require_id(request.id)))
+
+    async def CreateSession(  # noqa: N802
+        self, request: sessions_pb2.CreateSessionRequest, context: Context
+    ) -> sessions_pb2.Session:
+        """A new session (started when ``start`` is set)."""
+        view = await self.manager.create(request.name, request.port, request.protocol, request.dns_name,
+                                         start=request.start)
+        return self._session(view)
+
+    async def UpdateSession(  # noqa: N802
+        self, request: sessions_pb2.UpdateSessionRequest, context: Context
+    ) -> sessions_pb2.Session:
+        """Replace name, port, protocol and DNS name."""
+        view = await self.manager.update(_require_id(request.id), request.name, request.port,
+                                         request.protocol, request.dns_name)
+        return self._session(view)
+
+    async def CloneSession(  # noqa: N802
+        self, request: sessions_pb2.CloneSessionRequest, context: Context
+    ) -> sessions_pb2.Session:
+        """A copy of a session's home under a new id."""
+        source_id = _require_id(request.source_id, "source_id")
+        return self._session(await self.manager.clone(source_id, request.name))
+
+    async def DeleteSession(  # noqa: N802
+        self, request: sessions_pb2.DeleteSessionRequest, context: Context
+    ) -> sessions_pb2.DeleteSessionResponse:
+        """Stop (if running) and remove a session."""
+        await self.manager.delete(_require_id(request.id))
+        return sessions_pb2.DeleteSessionResponse()
+
+    async def KillSession(  # noqa: N802
+        self, request: sessions_pb2.KillSessionRequest, context: Context
+    ) -> sessions_pb2.KillSessionResponse:
+        """Stop a session's container."""
+        await self.manager.kill(_require_id(request.id))
+        return sessions_pb2.KillSessionResponse()
+
+    async def BackgroundSession(  # noqa: N802
+        self, request: sessions_pb2.BackgroundSessionRequest, context: Context
+    ) -> sessions_pb2.BackgroundSessionResponse:
+        """Detach every client of a session."""
+        count = await self.manager.background(_require_id(request.id))
+        return sessions_pb2.BackgroundSessionResponse(detached_viewers=count)
+
+    async def RestartSession(  # noqa: N802
+        self, request: sessions_pb2.RestartSessionRequest, context: Context
+    ) -> sessions_pb2.Session:
+        """Start a stopped session with the current image."""
+        return self._session(await self.manager.restart(_require_id(request.id)))
+
+    async def WatchSessions(  # noqa: N802
+        self, request: sessions_pb2.WatchSessionsRequest, context: Context
+    ) -> AsyncIterator[sessions_pb2.SessionEvent]:
+        """A snapshot (EXISTING..., SYNCED), then every change; ends if the client falls behind."""
+        watcher = self.hub.watch()  # before the snapshot, so no change falls in between
+        try:
+            now = timestamp(datetime.now(UTC))
+            for view in await self.manager.list():
+                yield sessions_pb2.SessionEvent(kind=sessions_pb2.SESSION_EVENT_KIND_EXISTING,
+                                                session=self._session(view), session_id=view.record.id,
+                                                time=now)
+            yield sessions_pb2.SessionEvent(kind=sessions_pb2.SESSION_EVENT_KIND_SYNCED, time=now)
+            while True:
+                event = await watcher.queue.get()
+                if watcher.fell_behind:
+                    raise ResourceExhaustedError(
+                        f"watch stream fell behind ({watcher.dropped} events dropped): watch again"
+                    )
+                message = event_to_proto(event)
+                if message is not None:
+                    yield message
+        finally:
+            self.hub.unwatch(watcher)

@@ -1,0 +1,197 @@
+"""Viewers: one attached terminal each (a TTY exec of ``tmux attach``), and their registry.
+
+Backpressure is per viewer: a reader task moves the exec's output into the viewer's
+bounded queue; when that queue stays full for ``slow_timeout`` seconds the viewer is
+cut off (its queue is emptied and it ends with ``ERROR``). Nothing a viewer does can
+stall another viewer or the agent: every viewer has its own exec, queue and task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from agent.runtime import TerminalExec
+from common.logging import get_logger
+
+__all__ = ["EndReason", "Mode", "Size", "Viewer", "ViewerRegistry"]
+
+log = get_logger(__name__)
+_TAIL = 512
+
+
+class Mode(enum.Enum):
+    """How a viewer attaches."""
+
+    DRIVE = "drive"
+    OBSERVE = "observe"
+    TAKE_OVER = "take_over"
+
+
+class EndReason(enum.Enum):
+    """Why a viewer's stream ended."""
+
+    DETACHED = "detached"
+    SESSION_ENDED = "session_ended"
+    TAKEN_OVER = "taken_over"
+    AGENT_SHUTDOWN = "agent_shutdown"
+    BACKGROUNDED = "backgrounded"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Size:
+    """A size notice: the session's terminal size as the agent applied it."""
+
+    rows: int
+    cols: int
+
+
+Frame = bytes | Size
+Classifier = Callable[[bytes], Awaitable[tuple[EndReason, str]]]
+
+
+@dataclass(eq=False)
+class Viewer:
+    """One attached terminal: its exec, its bounded output queue and how it ended."""
+
+    session_id: str
+    mode: Mode
+    terminal: TerminalExec
+    buffer_chunks: int = 256
+    slow_timeout: float = 10.0
+    id: str = field(default_factory=lambda: secrets.token_hex(6))
+    end_reason: EndReason | None = None
+    end_message: str = ""
+    queue: asyncio.Queue[Frame | None] = field(init=False)
+    _reader: asyncio.Task[None] | None = field(default=None, init=False)
+    _held: list[Frame | None] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        self.queue = asyncio.Queue(maxsize=self.buffer_chunks)
+
+    @property
+    def read_only(self) -> bool:
+        """Observers never type and never resize the session."""
+        return self.mode is Mode.OBSERVE
+
+    def finish(self, reason: EndReason, message: str = "") -> None:
+        """Record why the viewer ends (the first reason wins)."""
+        if self.end_reason is None:
+            self.end_reason, self.end_message = reason, message
+
+    def start_reader(self, classify: Classifier) -> None:
+        """Start moving exec output into the queue; ``classify`` explains a plain EOF."""
+        self._reader = asyncio.create_task(self._read_loop(classify), name=f"viewer-{self.id}")
+
+    async def _read_loop(self, classify: Classifier) -> None:
+        tail = b""
+        try:
+            while (chunk := await self.terminal.read()) is not None:
+                tail = (tail + chunk)[-_TAIL:]
+                try:
+                    await asyncio.wait_for(self.queue.put(chunk), self.slow_timeout)
+                except TimeoutError:
+                    self.finish(EndReason.ERROR, "viewer too slow: its output buffer stayed full")
+                    log.warning("slow viewer cut off", session=self.session_id, viewer=self.id)
+                    self._drain()
+                    break
+            if self.end_reason is None:
+                reason, message = await classify(tail)
+                self.finish(reason, message)
+        except Exception as e:
+            self.finish(EndReason.ERROR, f"attach relay failed: {e}")
+            log.exception("viewer reader failed", session=self.session_id, viewer=self.id)
+        finally:
+            self._drain_if_full()
+            self.queue.put_nowait(None)
+
+    def _drain(self) -> None:
+        while not self.queue.empty():
+            self.queue.get_nowait()
+
+    def _drain_if_full(self) -> None:
+        if self.queue.full():
+            self._drain()
+            if self.end_reason is None:
+                self.finish(EndReason.ERROR, "viewer too slow")
+
+    def notify_size(self, size: Size) -> None:
+        """Queue a size notice (skipped when the viewer is too slow to take it)."""
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(size)
+
+    async def next_frame(self, max_bytes: int = 64 * 1024) -> Frame | None:
+        """Wait for the next frame: output coalesced up to ``max_bytes``, or a size notice.
+
+        Returns None once the stream has ended and everything queued was returned.
+        """
+        item = self._held.pop() if self._held else await self.queue.get()
+        if item is None:
+            self._held.append(None)  # stay ended for later calls
+            return None
+        if isinstance(item, Size):
+            return item
+        parts, size = [item], len(item)
+        while size < max_bytes and not self.queue.empty():
+            nxt = self.queue.get_nowait()
+            if not isinstance(nxt, bytes):
+                self._held.append(nxt)
+                break
+            parts.append(nxt)
+            size += len(nxt)
+        return b"".join(parts)
+
+    async def close(self) -> None:
+        """Close the exec stream and stop the reader task."""
+        await self.terminal.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+
+
+class ViewerRegistry:
+    """The viewers of every session; calls ``on_change(session_id)`` when one comes or goes."""
+
+    def __init__(self, on_change: Callable[[str, bool], None] | None = None) -> None:
+        self._by_session: dict[str, set[Viewer]] = {}
+        self._on_change = on_change
+
+    def set_listener(self, on_change: Callable[[str, bool], None]) -> None:
+        """Set the callback ``(session_id, attached)`` (one listener)."""
+        self._on_change = on_change
+
+    def add(self, viewer: Viewer) -> None:
+        """Register ``viewer``."""
+        self._by_session.setdefault(viewer.session_id, set()).add(viewer)
+        if self._on_change is not None:
+            self._on_change(viewer.session_id, True)
+
+    def remove(self, viewer: Viewer) -> None:
+        """Forget ``viewer`` (no-op if unknown)."""
+        group = self._by_session.get(viewer.session_id)
+        if group is None or viewer not in group:
+            return
+        group.discard(viewer)
+        if not group:
+            del self._by_session[viewer.session_id]
+        if self._on_change is not None:
+            self._on_change(viewer.session_id, False)
+
+    def of(self, session_id: str) -> list[Viewer]:
+        """The viewers of ``session_id``."""
+        return list(self._by_session.get(session_id, ()))
+
+    def count(self, session_id: str) -> int:
+        """How many viewers ``session_id`` has."""
+        return len(self._by_session.get(session_id, ()))
+
+    def all(self) -> list[Viewer]:
+        """Every viewer of every session."""
+        return [v for group in self._by_session.values() for v in group]

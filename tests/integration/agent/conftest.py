@@ -1,0 +1,78 @@
+"""A real agent process on 127.0.0.2 (real SSH, real Docker) and a tunnelled client to it."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from convocate.v1 import attach_pb2_grpc, sessions_pb2, sessions_pb2_grpc
+
+from common.tunnel import Tunnel
+from tests.support.agent_proc import AgentProcess
+from tests.support.images import offline_image  # noqa: F401 - the session fixture, re-exported
+
+HOST = "127.0.0.2"
+TIMEOUT = 20.0
+CGROUP_PARENT = "convocate-it.slice"
+
+
+@dataclass
+class Client:
+    """Stubs through one tunnel to the agent."""
+
+    tunnel: Tunnel
+    sessions: sessions_pb2_grpc.SessionsAsyncStub
+    attach: attach_pb2_grpc.AttachAsyncStub
+
+    async def create(self, name: str, *, start: bool = False, **kw: object) -> sessions_pb2.Session:
+        """Create a session (started when ``start``)."""
+        req = sessions_pb2.CreateSessionRequest(name=name, start=start, **kw)  # type: ignore[arg-type]
+        return await self.sessions.CreateSession(req, timeout=TIMEOUT)
+
+    async def get(self, session_id: str) -> sessions_pb2.Session:
+        """Get one session."""
+        return await self.sessions.GetSession(sessions_pb2.GetSessionRequest(id=session_id), timeout=TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def agent(offline_image: str) -> Iterator[AgentProcess]:  # noqa: F811 - fixture injection
+    """One agent process for the module (its containers are removed afterwards)."""
+    with tempfile.TemporaryDirectory(prefix="cva-") as d:
+        proc = AgentProcess(Path(d), host=HOST, image=offline_image, config={"cgroup_parent": CGROUP_PARENT})
+        proc.start()
+        try:
+            yield proc
+        finally:
+            proc.close()
+            remove_cgroup_dirs(CGROUP_PARENT)
+
+
+def remove_cgroup_dirs(parent: str) -> None:
+    """Docker leaves CgroupParent directories behind (cgroupfs driver): remove the empty ones."""
+    for cg in Path("/sys/fs/cgroup").glob(f"*/{parent}"):
+        for path in [*sorted((p for p in cg.rglob("*") if p.is_dir()), reverse=True), cg]:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
+
+async def open_client(agent: AgentProcess, name: str = "cli") -> Client:
+    """A tunnel (up) and stubs to ``agent``."""
+    tunnel = Tunnel(agent.tunnel_settings(local_socket=agent.root / name / "agent.sock"))
+    await tunnel.start()
+    await tunnel.wait_up(15)
+    return Client(tunnel, sessions_pb2_grpc.SessionsStub(tunnel.channel),
+                  attach_pb2_grpc.AttachStub(tunnel.channel))
+
+
+@pytest.fixture
+async def client(agent: AgentProcess) -> AsyncIterator[Client]:
+    """A tunnelled client to the module's agent."""
+    c = await open_client(agent)
+    try:
+        yield c
+    finally:
+        await c.tunnel.close()

@@ -157,10 +157,9 @@ def read_agent(directory: Path) -> AgentRecord:
     unknown = set(data) - _KEYS
     missing = {"id", "address", "port"} - set(data)
     if unknown or missing:
-        raise InvalidArgumentError(
-            f"{path}: unknown key(s) {sorted(unknown)}, missing key(s) {sorted(missing)}; "
-            f"expected {sorted(_KEYS)}"
-        )
+        problems = [f"{what} key(s) {sorted(keys)}" for what, keys in (("unknown", unknown),
+                                                                       ("missing", missing)) if keys]
+        raise InvalidArgumentError(f"{path}: {', '.join(problems)}; the keys are {sorted(_KEYS)}")
     agent_id = data["id"]
     if not isinstance(agent_id, str) or agent_id != directory.name:
         raise InvalidArgumentError(

@@ -71,7 +71,9 @@ def build_offline_image(run_input: Callable[[list[str], bytes], None]) -> str:
 
     context = build_context()
     tag = offline_image_tag(context)
-    run_input(["docker", "build", "-q", "-t", tag, "-"], context)
+    probe = subprocess.run(["docker", "image", "inspect", tag], capture_output=True, check=False)
+    if probe.returncode != 0:      # the tag is a hash of the context: same tag, same image
+        run_input(["docker", "build", "-q", "-t", tag, "-"], context)
     return tag
 
 

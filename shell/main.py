@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import os
 import sys
 from pathlib import Path
@@ -101,9 +100,11 @@ def demo(
                                                 "running on exit.")] = False,
 ) -> None:
     """One machine, one command: a local agent, the status service and the console."""
-    demo_mod = importlib.import_module("shell.demo")   # pulls in the agent's modules
-    asyncio.run(demo_mod.run_demo(demo_mod.DemoOptions(
-        workdir=workdir, console=not no_console, keep_sessions=keep_sessions), print))
+    from shell.demo import DemoOptions, run_demo  # noqa: PLC0415 - pulls in the agent's modules
+
+    configure_logging("cli", level=os.environ.get("CONVOCATE_LOG_LEVEL", "ERROR"))
+    asyncio.run(run_demo(DemoOptions(workdir=workdir, console=not no_console,
+                                     keep_sessions=keep_sessions), print))
 
 
 @app.command()

@@ -1,8 +1,9 @@
 """The session table as text: columns that fit the screen, one line per row.
 
 Full width is 138 columns; on narrower screens the Session ID shrinks to its first 8
-characters (110 columns, the test terminal), then the dates lose their time (98).
-The status letter stays the last column and is always visible from 98 columns up.
+characters (110 columns, the test terminal), then the dates lose their time (98), then
+Name and Agent narrow (90, 84), then Created goes (71). The status letter stays the
+last column and is visible down to 71 columns.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ class Column:
     width: int
 
 
-def _layout(id_w: int, date_w: int) -> list[Column]:
+def _layout(id_w: int, date_w: int, name_w: int = 20, agent_w: int = 12) -> list[Column]:
+    last = Column("last", "Last Accessed", max(date_w, 13)) if date_w > 10 else Column("last", "Accessed", 10)
     return [
-        Column("num", "#", 4), Column("name", "Name", 20), Column("agent", "Agent", 12),
+        Column("num", "#", 4), Column("name", "Name", name_w), Column("agent", "Agent", agent_w),
         Column("id", "Session ID" if id_w >= 10 else "ID", id_w), Column("created", "Created", date_w),
-        Column("last", "Last Accessed", max(date_w, 13)), Column("port", "Port/Proto", 10),
-        Column("status", "S", 1),
+        last, Column("port", "Port/Proto", 10), Column("status", "S", 1),
     ]
 
 
@@ -41,13 +42,16 @@ def _total(cols: list[Column]) -> int:
     return 2 + sum(c.width for c in cols) + len(_SEP) * (len(cols) - 1)
 
 
+_TIERS = ((36, 16, 20, 12), (8, 16, 20, 12), (8, 10, 20, 12), (8, 10, 14, 10), (8, 10, 10, 8))
+
+
 def columns_for(width: int) -> list[Column]:
     """The widest layout that fits ``width`` (the narrowest one when none does)."""
-    for id_w, date_w in ((36, 16), (8, 16), (8, 10)):
-        cols = _layout(id_w, date_w)
+    for tier in _TIERS:
+        cols = _layout(*tier)
         if _total(cols) <= width:
             return cols
-    return _layout(8, 10)
+    return [c for c in _layout(*_TIERS[-1]) if c.key != "created"]
 
 
 def _fit(text: str, width: int) -> str:

@@ -72,3 +72,12 @@ def test_error_dialog_widens_and_caps_text() -> None:
     assert width == 72
     assert "..." in text
     assert height == len(text.split("\n"))
+
+
+def test_status_letter_visible_on_narrow_screens() -> None:
+    """From 71 to 138 columns every row fits and ends with the status letter."""
+    row = make_row("narrow-screen-session", running=True)
+    for width in (71, 80, 90, 98, 100, 110, 120, 138):
+        line = format_row(TableRow(9, row), columns_for(width))
+        assert len(line) <= width, width
+        assert line.endswith("R"), width

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
+from common.errors import FailedPreconditionError, NotFoundError
 from shell.dns import HEADER
 from shell.model import RouterAPI
+from shell.router import Router
 from tests.integration.status.conftest import Fleet
+from tests.support.fleet import prepare_agent
 from tests.support.waiting import assert_eventually
 
 
@@ -47,7 +55,7 @@ async def test_killed_agent_is_marked_down_lists_stay_prompt_and_it_comes_back(f
     router = fleet.router
     await assert_eventually(lambda: all(a.reachable and a.status_connected for a in router.agents()))
     for agent_id in fleet.agents:
-        await router.create(agent_id, f"s-{agent_id}", 0, "tcp", "")
+        await router.create(agent_id, f"s-{agent_id}", 0, "tcp", f"{agent_id}-dns")
     budget = fleet.status.config.heartbeat_budget
     t0 = time.monotonic()
     fleet.agents["agent-b"].kill()
@@ -64,9 +72,63 @@ async def test_killed_agent_is_marked_down_lists_stay_prompt_and_it_comes_back(f
     assert list_latency < 1.0
     assert {r.agent_id for r in rows if not r.placeholder} == {"agent-a", "agent-b", "agent-c"}
     assert [r.agent_id for r in rows if r.placeholder] == ["agent-b"]
+    hosts = fleet.config.dnsmasq_hosts
+    assert hosts is not None
+    assert "127.0.0.3\tagent-b-dns" in hosts.read_text()  # an unreachable agent keeps its records
 
     await fleet.agents["agent-b"].astart()
     await assert_eventually(
         lambda: all(a.reachable and a.status_connected for a in router.agents()), timeout=10
     )
     assert not any(r.placeholder for r in router.rows())
+
+
+async def test_unreachable_agent_never_stalls_and_changes_arrive_live(fleet: Fleet, short_tmp: Path) -> None:
+    """A registered agent that is down is one placeholder row at once; other clients' changes stream in."""
+    prepare_agent(short_tmp / "agents", fleet.config.registry_dir, 3, fleet.status.config)  # never started
+    second = Router(replace(fleet.config, runtime_dir=short_tmp / "run2", dnsmasq_hosts=None))
+    t0 = time.monotonic()
+    await second.start()
+    try:
+        assert time.monotonic() - t0 < 0.5
+        await assert_eventually(lambda: [r.agent_id for r in second.rows() if r.placeholder] == ["agent-d"])
+        await assert_eventually(
+            lambda: "agent-d (127.0.0.5" in next(r for r in second.rows() if r.placeholder).error, timeout=3
+        )
+        made = await fleet.router.create("agent-a", "from-elsewhere", 0, "tcp", "")
+        await assert_eventually(lambda: made.id in {r.id for r in second.rows()}, timeout=3)
+        await fleet.router.restart(made.id)
+        await assert_eventually(lambda: any(r.id == made.id and r.running for r in second.rows()), timeout=3)
+    finally:
+        await second.close()
+
+
+async def test_orphans_are_listed_writes_refused_and_delete_allowed(fleet: Fleet) -> None:
+    """Pre-v2 session directories on the shell host show as O rows; only delete is accepted."""
+    root = fleet.config.orphans_root
+    assert root is not None
+    sid = str(uuid.uuid4())
+    (root / sid).mkdir(parents=True)
+    (root / sid / "session.json").write_text(json.dumps({"uuid": sid, "name": "legacy", "dns_name": "old"}))
+    rows = await fleet.router.refresh()
+    orphan = next(r for r in rows if r.id == sid)
+    assert (orphan.status_letter, orphan.agent_id) == ("O", "")
+    for op in (
+        fleet.router.update(sid, "x", 0, "tcp", ""),
+        fleet.router.clone(sid, "x"),
+        fleet.router.kill(sid),
+        fleet.router.restart(sid),
+        fleet.router.background(sid),
+    ):
+        with pytest.raises(FailedPreconditionError, match="convocate-host migrate-session"):
+            await op
+    with pytest.raises(FailedPreconditionError, match="migrate"):
+        fleet.router.attach_channel(sid)
+    hosts = fleet.config.dnsmasq_hosts
+    assert hosts is not None
+    assert "old" not in hosts.read_text()
+    await fleet.router.delete(sid)
+    assert not (root / sid).exists()
+    assert sid not in {r.id for r in fleet.router.rows()}
+    with pytest.raises(NotFoundError):
+        await fleet.router.delete(sid)

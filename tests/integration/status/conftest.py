@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -71,7 +72,7 @@ async def fleet(short_tmp: Path, status: StatusStack) -> AsyncIterator[Fleet]:
         for i in range(3):
             agent = prepare_agent(short_tmp / "agents", config.registry_dir, i, status.config, HEARTBEAT)
             agents[agent.agent_id] = agent
-            await agent.astart()
+        await asyncio.gather(*(a.astart() for a in agents.values()))
         async with Router(config) as router:
             yield Fleet(status, agents, router, config)
     finally:

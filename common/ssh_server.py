@@ -103,9 +103,10 @@ class _Guard(asyncssh.SSHServer):
             log.warning("authorized keys unreadable", path=str(self._settings.authorized_keys), error=str(e))
             allowed = None
         ok = bool(allowed and allowed.validate(key, "", "") is not None)
-        if ok and self._key_fp != fp:  # asyncssh asks twice: probe, then signature
-            self._key_fp = fp
-            log.info("ssh login", peer=self._peer, user=username, key=fp)
+        if ok:
+            if self._key_fp != fp:  # asyncssh asks twice: probe, then signature
+                self._key_fp = fp
+                log.info("ssh login", peer=self._peer, user=username, key=fp)
         else:
             log.warning("ssh login refused: key not authorized", peer=self._peer, user=username, key=fp)
         return ok

@@ -18,6 +18,7 @@ from common.errors import ConvocateError
 from common.logging import configure_logging
 from common.tunnel import TunnelSettings
 from common.version import VERSION
+from hostctl import fleet_commands
 from hostctl.image_commands import image_app
 from hostctl.tunnel_command import default_socket, run_tunnel
 
@@ -31,6 +32,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(image_app, name="image")
+
+
+@app.callback()
+def _logging() -> None:
+    """Log to stderr (warnings and up unless CONVOCATE_LOG_LEVEL says otherwise); stdout is output."""
+    configure_logging("cli", level=os.environ.get("CONVOCATE_LOG_LEVEL", "WARNING"))
+
+fleet_commands.register(app)
 
 
 @app.command()
@@ -52,7 +61,6 @@ def tunnel(
     once: Annotated[bool, typer.Option(help="Exit as soon as the tunnel is up.")] = False,
 ) -> None:
     """Forward a local UNIX socket to the peer's gRPC socket (for grpcurl), until Ctrl-C."""
-    configure_logging("cli", level=os.environ.get("CONVOCATE_LOG_LEVEL", "WARNING"))
     settings = TunnelSettings(
         name=name, host=host, port=port, client_key=key, known_hosts=known_hosts,
         local_socket=socket or default_socket(name), username=user,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,19 +13,8 @@ import pytest
 from common.errors import FailedPreconditionError, NotFoundError
 from hostctl.image_transfer import push_image
 from hostctl.remote import SSHRunner, SSHTarget
-from tests.support.sshd import Sshd, start_sshd
+from tests.support.sshd import Sshd
 from tests.support.tiny_image import build_tiny_image
-
-
-@pytest.fixture(scope="module")
-def sshd() -> Iterator[Sshd]:
-    """A real sshd on loopback that accepts our key for the current user."""
-    with tempfile.TemporaryDirectory(prefix="cvsshd-") as d:
-        server = start_sshd(Path(d))
-        try:
-            yield server
-        finally:
-            server.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,126 @@
+"""`convocate-host init-agent`, `agents` and `sessions`: thin typer wrappers."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from common.registry import load_registry
+from hostctl.fleet import survey
+from hostctl.peering import AgentHostLayout, ShellHostLayout, init_agent
+from hostctl.remote import LocalRunner, Runner, SSHRunner, SSHTarget
+
+__all__ = ["register"]
+
+PARTIAL = 3  # exit status: some agents did not answer
+
+RegistryOpt = Annotated[Path, typer.Option(help="The agent registry on this shell host.")]
+DEFAULT_REGISTRY = Path("/etc/convocate/agents")
+
+
+def _print_agents(reports: list[dict[str, object]]) -> None:
+    for r in reports:
+        state = "up" if r["reachable"] else f"DOWN: {r['error']}"
+        link = {True: "status link up", False: "status link DOWN", None: "status link ?"}[
+            r["status_link_up"]]  # type: ignore[index]
+        print(f"{r['agent_id']:<14} {r['address']}:{r['port']:<6} {state}"
+              + (f"  v{r['version']}  {link}" if r["reachable"] else ""))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the fleet commands to ``app``."""
+
+    @app.command("init-agent")
+    def init_agent_cmd(
+        host: Annotated[str, typer.Option(help="The agent host ('local' for this machine).")],
+        status_address: Annotated[str, typer.Option(help="Address agents use to reach this shell.")],
+        address: Annotated[str | None, typer.Option(help="Address the shell uses for the agent "
+                                                         "(default: --host).")] = None,
+        agent_id: Annotated[str | None, typer.Option(help="Agent id (default: the host's, or new).")] = None,
+        ssh_port: Annotated[int, typer.Option(help="OpenSSH port for provisioning.")] = 22,
+        user: Annotated[str, typer.Option(help="Provisioning user (root or passwordless sudo).")] = "root",
+        key: Annotated[Path | None, typer.Option(help="Provisioning private key.")] = None,
+        known_hosts: Annotated[Path | None, typer.Option(help="Known-hosts pinning the agent host.")] = None,
+        agent_port: Annotated[int, typer.Option(help="The agent's SSH API port.")] = 222,
+        status_port: Annotated[int, typer.Option(help="This shell's status SSH port.")] = 223,
+        agent_config_dir: Annotated[Path, typer.Option(help="Config dir on the agent.")] = Path(
+            "/etc/convocate-agent"),
+        sessions_root: Annotated[Path, typer.Option(help="Sessions root on the agent.")] = Path(
+            "/home/claude"),
+        owner: Annotated[str, typer.Option(help="Owner of the agent's files ('' = unchanged).")] = "claude",
+        registry: RegistryOpt = DEFAULT_REGISTRY,
+        status_host_key: Annotated[Path, typer.Option(help="This shell's status host key.")] = Path(
+            "/etc/convocate/status_host_ed25519_key"),
+        status_authorized_keys: Annotated[Path, typer.Option(help="Status service allow-list.")] = Path(
+            "/etc/convocate/status_authorized_keys"),
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only.")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    ) -> None:
+        """Peer an agent host with this shell: keys both ways, pinned host keys, registry entry."""
+        agent = AgentHostLayout(agent_config_dir, sessions_root, owner, agent_port)
+        shell = ShellHostLayout(registry, status_host_key, status_authorized_keys, status_address,
+                                status_port)
+
+        async def go() -> dict[str, Any]:
+            runner: Runner = LocalRunner() if host == "local" else SSHRunner(
+                SSHTarget(host, ssh_port, user, key, known_hosts))
+            try:
+                plan, record = await init_agent(runner, address or ("127.0.0.1" if host == "local" else host),
+                                                agent_id=agent_id, agent=agent, shell=shell, dry_run=dry_run)
+            finally:
+                await runner.close()
+            return {"agent_id": plan.agent_id, "address": plan.address, "steps": plan.steps,
+                    "registered": record is not None}
+
+        out = asyncio.run(go())
+        if as_json:
+            print(json.dumps(out))
+        else:
+            print("\n".join(f"- {s}" for s in out["steps"]))
+            if out["registered"]:
+                print(f"agent {out['agent_id']} registered; start convocate-agent on it")
+
+    @app.command("agents")
+    def agents_cmd(
+        registry: RegistryOpt = DEFAULT_REGISTRY,
+        timeout: Annotated[float, typer.Option(help="Seconds to wait for each agent.")] = 10.0,
+        as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    ) -> None:
+        """Every registered agent and whether it answers (exit 3 if some do not)."""
+        surveyed = asyncio.run(survey(load_registry(registry), timeout=timeout))
+        reports = [dataclasses.asdict(r) for r in surveyed]
+        for r in reports:
+            r.pop("sessions")
+        if as_json:
+            print(json.dumps(reports))
+        else:
+            _print_agents(reports)
+        if any(not r["reachable"] for r in reports):
+            raise typer.Exit(PARTIAL)
+
+    @app.command("sessions")
+    def sessions_cmd(
+        registry: RegistryOpt = DEFAULT_REGISTRY,
+        timeout: Annotated[float, typer.Option(help="Seconds to wait for each agent.")] = 10.0,
+        as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    ) -> None:
+        """Every session on every agent (exit 3 if some agents do not answer)."""
+        reports = asyncio.run(survey(load_registry(registry), timeout=timeout, with_sessions=True))
+        rows = [s for r in reports for s in r.sessions]
+        down = [{"agent_id": r.agent_id, "error": r.error} for r in reports if not r.reachable]
+        if as_json:
+            print(json.dumps({"sessions": rows, "unreachable": down}))
+        else:
+            for s in rows:
+                state = "R" if s["running"] else "-"
+                state = "C" if s["running"] and s["attached"] else state
+                print(f"{state} {s['id']} {s['agent_id']:<14} {s['name']}")
+            for d in down:
+                print(f"! agent {d['agent_id']} unreachable: {d['error']}")
+        if down:
+            raise typer.Exit(PARTIAL)

@@ -1,0 +1,187 @@
+"""`convocate-host init-agent`: peer an agent host with this shell host.
+
+Mints three ed25519 keys here (the agent's SSH host key, the shell->agent client key
+and the agent->shell status key), installs the agent's halves on the agent host (over
+OpenSSH :22 with ``sudo -n``, or locally), writes the agent's ``agent.toml`` pointing
+its status emitter at this shell, authorizes the agent on the status service, and
+registers the agent (address, port, client key, pinned host key) in the registry.
+Both directions pin host keys; nothing is trusted on first use.
+
+Re-running replaces the keys of the same agent id (rotation) and leaves exactly one
+authorized line per direction: the lines carry a ``convocate:<direction>:<id>`` comment.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncssh
+
+from agent.identity import new_agent_id
+from common.errors import ConvocateError
+from common.paths import atomic_write
+from common.registry import AgentRecord, register_agent, validate_agent_id
+from common.ssh_keys import known_hosts_line, load_or_create_host_key, public_key_text
+from hostctl.remote import Runner
+
+__all__ = ["AgentHostLayout", "PeeringPlan", "ShellHostLayout", "init_agent"]
+
+
+@dataclass(frozen=True)
+class AgentHostLayout:
+    """Paths on the agent host (production defaults)."""
+
+    config_dir: Path = Path("/etc/convocate-agent")
+    sessions_root: Path = Path("/home/claude")
+    owner: str = "claude"            # files are chowned to this user ("" = leave as is)
+    listen_port: int = 222
+
+
+@dataclass(frozen=True)
+class ShellHostLayout:
+    """Paths and addresses on this (shell) host."""
+
+    registry_dir: Path = Path("/etc/convocate/agents")
+    status_host_key: Path = Path("/etc/convocate/status_host_ed25519_key")
+    status_authorized_keys: Path = Path("/etc/convocate/status_authorized_keys")
+    status_address: str = ""         # how the agent reaches this shell's status service
+    status_port: int = 223
+
+
+@dataclass
+class PeeringPlan:
+    """What init-agent did (or would do, with --dry-run)."""
+
+    agent_id: str
+    address: str
+    steps: list[str] = field(default_factory=list)
+
+
+def _tagged(key: asyncssh.SSHKey, tag: str) -> str:
+    kind, blob = public_key_text(key).split()[:2]
+    return f"{kind} {blob} {tag}"
+
+
+async def _write(runner: Runner, path: Path, data: str, mode: str, owner: str) -> None:
+    script = (
+        'set -e; umask 077; mkdir -p "$(dirname "$0")"; cat > "$0.tmp"; chmod "$1" "$0.tmp"; '
+        'if [ -n "$2" ]; then chown "$2": "$0.tmp"; fi; mv "$0.tmp" "$0"'
+    )
+
+    async def body() -> AsyncIterator[bytes]:
+        yield data.encode()
+
+    result = await runner.run(["sh", "-c", script, str(path), mode, owner], root=True, stdin=body())
+    if result.status != 0:
+        raise ConvocateError(f"writing {path} on {runner.name} failed: "
+                             f"{result.stderr.decode(errors='replace').strip()}")
+
+
+async def _replace_line(runner: Runner, path: Path, tag: str, line: str, owner: str) -> None:
+    """Keep every line of ``path`` but those ending in ``tag``, then add ``line``."""
+    script = (
+        'set -e; umask 077; mkdir -p "$(dirname "$0")"; touch "$0"; '
+        'grep -v -- " $1\\$" "$0" > "$0.tmp" || true; printf "%s\\n" "$2" >> "$0.tmp"; '
+        'chmod 600 "$0.tmp"; if [ -n "$3" ]; then chown "$3": "$0.tmp" "$(dirname "$0")"; fi; '
+        'mv "$0.tmp" "$0"'
+    )
+    result = await runner.run(["sh", "-c", script, str(path), tag, line, owner], root=True)
+    if result.status != 0:
+        raise ConvocateError(f"updating {path} on {runner.name} failed: "
+                             f"{result.stderr.decode(errors='replace').strip()}")
+
+
+def _replace_local_line(path: Path, tag: str, line: str) -> None:
+    kept = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.endswith(f" {tag}")] \
+        if path.exists() else []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, "\n".join([*kept, line]) + "\n", mode=0o600)
+
+
+def _agent_toml(agent: AgentHostLayout, shell: ShellHostLayout) -> str:
+    c = agent.config_dir
+    values = {
+        "config_dir": str(c),
+        "sessions_root": str(agent.sessions_root),
+        "listen_port": agent.listen_port,
+        "status_host": shell.status_address,
+        "status_port": shell.status_port,
+        "status_client_key": str(c / "agent_to_shell_ed25519_key"),
+        "status_known_hosts": str(c / "status_known_hosts"),
+    }
+    lines = ["# Written by `convocate-host init-agent`; re-run it rather than editing.", "[agent]"]
+    # json.dumps gives valid TOML basic strings and integers.
+    lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+async def init_agent(
+    runner: Runner,
+    address: str,
+    *,
+    agent_id: str | None = None,
+    agent: AgentHostLayout | None = None,
+    shell: ShellHostLayout | None = None,
+    dry_run: bool = False,
+) -> tuple[PeeringPlan, AgentRecord | None]:
+    """Peer the agent host behind ``runner`` (reachable at ``address``) with this shell.
+
+    Args:
+        runner: how to run steps on the agent host (SSH or local).
+        address: the address this shell uses to reach the agent's SSH server.
+        agent_id: the agent's id; read from the agent host, or minted, when None.
+        agent: paths on the agent host.
+        shell: paths and the status address on this host.
+        dry_run: only return the plan.
+
+    Returns:
+        The plan (steps) and the registry record (None on a dry run).
+
+    Raises:
+        InvalidArgumentError: a bad id or address.
+        ConvocateError: a step failed (the message names the host and the file).
+    """
+    agent = agent or AgentHostLayout()
+    shell = shell or ShellHostLayout()
+    if not shell.status_address:
+        raise ConvocateError("init-agent needs --status-address: the address agents use to reach this shell")
+    cfg = agent.config_dir
+    if agent_id is None and not dry_run:
+        found = await runner.run(["cat", str(cfg / "agent-id")], root=True)
+        agent_id = found.text() if found.status == 0 and found.text() else new_agent_id()
+    agent_id = validate_agent_id(agent_id or "to-be-minted")
+    plan = PeeringPlan(agent_id, address, [
+        f"mint the agent host key, the shell->agent key and the agent->shell key for {agent_id}",
+        (f"{runner.name}: write {cfg}/ssh_host_ed25519_key, {cfg}/agent_to_shell_ed25519_key, "
+         f"{cfg}/status_known_hosts, {cfg}/agent-id, {cfg}/agent.toml"),
+        f"{runner.name}: authorize the shell in {agent.sessions_root}/.ssh/authorized_keys",
+        f"here: authorize the agent in {shell.status_authorized_keys}",
+        f"here: register {agent_id} at {address}:{agent.listen_port} in {shell.registry_dir}",
+    ])
+    if dry_run:
+        return plan, None
+    host_key, shell_to_agent, agent_to_shell = (
+        asyncssh.generate_private_key("ssh-ed25519", comment=f"convocate:{what}:{agent_id}")
+        for what in ("agent-host", "shell-to-agent", "agent-to-shell")
+    )
+    status_key = load_or_create_host_key(shell.status_host_key, "convocate-status-host")
+    owner = agent.owner
+    await _write(runner, cfg / "ssh_host_ed25519_key",
+                 host_key.export_private_key("openssh").decode(), "600", owner)
+    await _write(runner, cfg / "agent_to_shell_ed25519_key",
+                 agent_to_shell.export_private_key("openssh").decode(), "600", owner)
+    await _write(runner, cfg / "status_known_hosts",
+                 known_hosts_line(shell.status_address, shell.status_port, status_key) + "\n", "600", owner)
+    await _write(runner, cfg / "agent-id", agent_id + "\n", "644", "")
+    await _write(runner, cfg / "agent.toml", _agent_toml(agent, shell), "644", "")
+    await _replace_line(runner, agent.sessions_root / ".ssh" / "authorized_keys",
+                        f"convocate:shell-to-agent:{agent_id}",
+                        _tagged(shell_to_agent, f"convocate:shell-to-agent:{agent_id}"), owner)
+    _replace_local_line(shell.status_authorized_keys, f"convocate:agent-to-shell:{agent_id}",
+                        _tagged(agent_to_shell, f"convocate:agent-to-shell:{agent_id}"))
+    record = register_agent(shell.registry_dir, agent_id, address, agent.listen_port,
+                            shell_to_agent, public_key_text(host_key))
+    return plan, record

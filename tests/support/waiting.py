@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 __all__ = ["assert_eventually", "wait_for_sync"]
 
@@ -13,8 +13,8 @@ T = TypeVar("T")
 
 
 async def assert_eventually(
-    check: Callable[[], Awaitable[T] | T], *, timeout: float = 10.0, interval: float = 0.05
-) -> T:
+    check: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05
+) -> Any:
     """Call ``check`` until it returns a truthy value without raising; return that value.
 
     Raises the last AssertionError (or a TimeoutError) after ``timeout`` seconds.
@@ -27,7 +27,7 @@ async def assert_eventually(
             if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
                 result = await result
             if result:
-                return result  # type: ignore[return-value]
+                return result
             last = AssertionError(f"condition still false: {result!r}")
         except AssertionError as e:
             last = e

@@ -33,6 +33,19 @@ class Client:
         req = sessions_pb2.CreateSessionRequest(name=name, start=start, **kw)  # type: ignore[arg-type]
         return await self.sessions.CreateSession(req, timeout=TIMEOUT)
 
+    async def restart(self, session_id: str) -> sessions_pb2.Session:
+        """Restart (start) a session."""
+        req = sessions_pb2.RestartSessionRequest(id=session_id)
+        return await self.sessions.RestartSession(req, timeout=TIMEOUT)
+
+    async def kill(self, session_id: str) -> None:
+        """Kill (stop) a session."""
+        await self.sessions.KillSession(sessions_pb2.KillSessionRequest(id=session_id), timeout=TIMEOUT)
+
+    async def delete(self, session_id: str) -> None:
+        """Delete a session."""
+        await self.sessions.DeleteSession(sessions_pb2.DeleteSessionRequest(id=session_id), timeout=TIMEOUT)
+
     async def get(self, session_id: str) -> sessions_pb2.Session:
         """Get one session."""
         return await self.sessions.GetSession(sessions_pb2.GetSessionRequest(id=session_id), timeout=TIMEOUT)

@@ -89,9 +89,9 @@ async def test_two_viewers_see_the_same_output(client: Client) -> None:
     """Two drive viewers of one session both see what one of them typed."""
     s = await client.create("twoviewers", start=True)
     a = AttachStream(client.attach, s.id)
+    await a.wait_started()
     b = AttachStream(client.attach, s.id)
     try:
-        await a.wait_started()
         started_b = await b.wait_started()
         assert started_b.viewer_count == 2
         a.type("echo BOTH-$((5*5))\r")

@@ -106,8 +106,9 @@ class StatusEmitter:
             self._queue.put_nowait(message)
         except asyncio.QueueFull:
             self.dropped += 1
-            log.warning("status queue full, event dropped", type=message.type,
-                        session=message.session_id or None, dropped=self.dropped)
+            if self.dropped == 1 or self.dropped % 100 == 0:  # counted always, logged sparingly
+                log.warning("status queue full, event dropped", type=message.type,
+                            session=message.session_id or None, dropped=self.dropped)
 
     def _to_proto(self, type_: str, session_id: str = "", attributes: dict[str, str] | None = None,
                   when: datetime | None = None) -> status_pb2.Event:

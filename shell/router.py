@@ -128,6 +128,9 @@ class Router:
     def agents(self) -> list[AgentRow]:
         """Every registered agent, sorted by id, with the shared health view merged in."""
         out = []
+        view_down: tuple[str, ...] = ()
+        if self.status is not None and not self.status.connected:
+            view_down = (f"shared health view unavailable: no status service on {self.status.socket}",)
         for agent_id in sorted(self.clients):
             c = self.clients[agent_id]
             health = self.status.health.get(agent_id) if self.status is not None else None
@@ -135,7 +138,7 @@ class Router:
                 agent_id=agent_id, address=c.record.address, reachable=c.reachable,
                 last_error="" if c.reachable else c.last_error,
                 status_connected=bool(health and health.connected and not health.heartbeat_stale),
-                notices=tuple(health.notices) if health is not None else (),
+                notices=tuple(health.notices) if health is not None else view_down,
                 version=c.version or (health.version if health is not None else ""),
             ))
         return out
@@ -223,6 +226,10 @@ class Router:
         orphan = self._orphans.get(session_id)
         if orphan is not None:
             raise orphan_refusal(orphan, operation)
+        unknown = sorted(a for a, c in self._sessions.items() if not c.known)
+        if unknown:
+            raise NotFoundError(f'session "{session_id}" is not known; it may belong to an agent not '
+                                f"reached yet ({', '.join(unknown)})")
         raise NotFoundError(f'session "{session_id}" does not exist')
 
     def _client(self, agent_id: str) -> AgentClient:

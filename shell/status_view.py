@@ -20,9 +20,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from common.logging import get_logger
 from shell.link_notices import LinkFacts, link_notices
 
-__all__ = ["RECENT_EVENTS", "StatusView", "Watcher"]
+__all__ = ["MAX_SESSION_EVENTS", "RECENT_EVENTS", "StatusView", "Watcher"]
 
 RECENT_EVENTS = 20
+MAX_SESSION_EVENTS = 1000
 WATCH_QUEUE = 1024
 log = get_logger(__name__)
 
@@ -167,7 +168,11 @@ class StatusView:
             a.missing_pings = ""
         a.recent.append(event)
         if event.session_id:
+            # Newest last; bounded so years of deleted sessions do not pile up.
+            a.last_session_events.pop(event.session_id, None)
             a.last_session_events[event.session_id] = event
+            while len(a.last_session_events) > MAX_SESSION_EVENTS:
+                del a.last_session_events[next(iter(a.last_session_events))]
         self._broadcast(status_pb2.ViewUpdate(event=event))
         self._refresh(a, force=True)
 

@@ -84,9 +84,16 @@ async def test_killed_agent_is_marked_down_lists_stay_prompt_and_it_comes_back(f
 
 
 async def test_unreachable_agent_never_stalls_and_changes_arrive_live(fleet: Fleet, short_tmp: Path) -> None:
-    """A registered agent that is down is one placeholder row at once; other clients' changes stream in."""
+    """A down agent is one placeholder row at once; others' changes stream in; a missing view is said."""
     prepare_agent(short_tmp / "agents", fleet.config.registry_dir, 3, fleet.status.config)  # never started
-    second = Router(replace(fleet.config, runtime_dir=short_tmp / "run2", dnsmasq_hosts=None))
+    second = Router(
+        replace(
+            fleet.config,
+            runtime_dir=short_tmp / "run2",
+            dnsmasq_hosts=None,
+            status_socket=short_tmp / "no-status.sock",
+        )
+    )
     t0 = time.monotonic()
     await second.start()
     try:
@@ -99,6 +106,8 @@ async def test_unreachable_agent_never_stalls_and_changes_arrive_live(fleet: Fle
         await assert_eventually(lambda: made.id in {r.id for r in second.rows()}, timeout=3)
         await fleet.router.restart(made.id)
         await assert_eventually(lambda: any(r.id == made.id and r.running for r in second.rows()), timeout=3)
+        # Without a status service the shared view is missing, and every agent row says so.
+        assert all(a.notices[0].startswith("shared health view unavailable") for a in second.agents())
     finally:
         await second.close()
 

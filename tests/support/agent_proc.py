@@ -10,6 +10,7 @@ Usage::
         ...
     agent.kill()                         # SIGKILL (fault tests); agent.start() again re-adopts
     agent.stop()                         # SIGTERM, SIGKILL after a timeout
+    await agent.astop()                  # the same without blocking the test's event loop
     agent.remove_containers()            # every container labelled with this agent's id
 
 Each instance has its own state root (config dir, sessions root, runtime dir), its own
@@ -21,6 +22,7 @@ process's log (JSON lines) is ``agent.log`` under ``root``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -159,6 +161,18 @@ class AgentProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+    async def astart(self, timeout: float = 30.0) -> None:
+        """:meth:`start` in a thread, so the test's event loop keeps serving its streams."""
+        await asyncio.to_thread(self.start, timeout)
+
+    async def astop(self, timeout: float = 15.0) -> int | None:
+        """:meth:`stop` in a thread (a blocked loop would miss the agent's last frames)."""
+        return await asyncio.to_thread(self.stop, timeout)
+
+    async def akill(self) -> None:
+        """:meth:`kill` in a thread."""
+        await asyncio.to_thread(self.kill)
 
     def tunnel_settings(self, name: str | None = None, local_socket: Path | None = None,
                         **overrides: Any) -> TunnelSettings:

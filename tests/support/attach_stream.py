@@ -91,10 +91,14 @@ class AttachStream:
         await assert_eventually(lambda: text in self.text, timeout=timeout)
         return self.text
 
+    async def wait_closed(self, timeout: float = 15.0) -> None:
+        """Wait until the call is over (an end frame, an error or a cancelled channel)."""
+        await asyncio.wait([self._task], timeout=timeout)
+        assert self._task.done(), "the attach call is still open"
+
     async def wait_end(self, timeout: float = 15.0) -> attach_pb2.AttachEnd:
         """Wait for the end frame."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        await asyncio.wait([self._task], timeout=timeout)
         assert self.end is not None, f"no end frame (error: {self.error}); got {self.text[-300:]!r}"
         return self.end
 

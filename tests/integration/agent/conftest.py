@@ -22,11 +22,19 @@ CGROUP_PARENT = "convocate-it.slice"
 
 @dataclass
 class Client:
-    """Stubs through one tunnel to the agent."""
+    """Stubs through one tunnel to the agent (made per use: the channel changes on reconnect)."""
 
     tunnel: Tunnel
-    sessions: sessions_pb2_grpc.SessionsAsyncStub
-    attach: attach_pb2_grpc.AttachAsyncStub
+
+    @property
+    def sessions(self) -> sessions_pb2_grpc.SessionsAsyncStub:
+        """The Sessions stub on the current channel."""
+        return sessions_pb2_grpc.SessionsStub(self.tunnel.channel)
+
+    @property
+    def attach(self) -> attach_pb2_grpc.AttachAsyncStub:
+        """The Attach stub on the current channel."""
+        return attach_pb2_grpc.AttachStub(self.tunnel.channel)
 
     async def create(self, name: str, *, start: bool = False, **kw: object) -> sessions_pb2.Session:
         """Create a session (started when ``start``)."""
@@ -77,8 +85,7 @@ async def open_client(agent: AgentProcess, name: str = "cli") -> Client:
     tunnel = Tunnel(agent.tunnel_settings(local_socket=agent.root / name / "agent.sock"))
     await tunnel.start()
     await tunnel.wait_up(15)
-    return Client(tunnel, sessions_pb2_grpc.SessionsStub(tunnel.channel),
-                  attach_pb2_grpc.AttachStub(tunnel.channel))
+    return Client(tunnel)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 __all__ = ["TmuxTerminal"]
 
@@ -70,5 +71,7 @@ class TmuxTerminal:
         raise AssertionError(f"{pattern!r} not on screen within {timeout} s:\n{screen}")
 
     def kill(self) -> None:
-        """Kill the private server and everything in it."""
+        """Kill the private server and everything in it, and remove its socket file."""
         self._run("kill-server", check=False)
+        tmpdir = os.environ.get("TMUX_TMPDIR") or "/tmp"
+        Path(tmpdir, f"tmux-{os.getuid()}", self.socket).unlink(missing_ok=True)

@@ -1,0 +1,188 @@
+"""The console in a real terminal: tmux at 110x30, two real agents, a real status service."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from common.registry import register_agent
+from shell.status_server import StatusConfig
+from tests.support.agent_proc import AgentProcess
+from tests.support.env import require_docker, require_tool
+from tests.support.images import ensure_offline_image
+from tests.support.status_stack import agent_status_keys, status_config
+from tests.support.tmux import TmuxTerminal
+from tests.support.waiting import wait_for_sync
+
+pytestmark = [pytest.mark.docker, pytest.mark.tmux]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Fleet:
+    """Two agents, the status service and the files the console reads."""
+
+    root: Path
+    agents: list[AgentProcess]
+    status: subprocess.Popen[bytes]
+    registry: Path
+    status_socket: Path
+
+
+def _start_status(root: Path) -> tuple[subprocess.Popen[bytes], Path, StatusConfig]:
+    config = status_config(root / "status", heartbeat_interval=1.0)
+    toml = root / "status.toml"
+    toml.write_text(
+        "[status]\n"
+        f'host = "{config.host}"\nport = {config.port}\nhost_key = "{config.host_key}"\n'
+        f'authorized_keys = "{config.authorized_keys}"\nsocket = "{config.socket}"\n'
+        "heartbeat_interval = 1.0\n")
+    config.authorized_keys.touch(mode=0o600)
+    log = (root / "status.log").open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", "shell.status_server", "--config", str(toml)],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return proc, config.socket, config
+
+
+@pytest.fixture
+def fleet() -> Iterator[Fleet]:
+    """Start the status service and two agents on 127.0.0.2 and 127.0.0.3; stop all afterwards."""
+    require_docker()
+    require_tool("tmux")
+    image = ensure_offline_image()
+    with tempfile.TemporaryDirectory(prefix="cve-") as d:
+        root = Path(d)
+        status, socket, config = _start_status(root)
+        agents: list[AgentProcess] = []
+        try:
+            wait_for_sync(socket.exists, timeout=20)
+            registry = root / "registry"
+            for i, host in enumerate(("127.0.0.2", "127.0.0.3")):
+                aroot = root / f"a{i + 1}"
+                key, known = agent_status_keys(config, aroot)
+                agent = AgentProcess(aroot, host=host, image=image, name=f"a{i + 1}", config={
+                    "status_host": "127.0.0.1", "status_port": config.port,
+                    "status_client_key": key, "status_known_hosts": known, "heartbeat_interval": 1.0})
+                agents.append(agent)
+                agent.start()
+                host_pub = Path(str(agent.keys.host_key) + ".pub").read_text()
+                register_agent(registry, agent.agent_id, host, agent.port, agent.keys.client_key, host_pub)
+            yield Fleet(root, agents, status, registry, socket)
+        finally:
+            for agent in agents:
+                agent.close()
+            status.terminate()
+            try:
+                status.wait(10)
+            except subprocess.TimeoutExpired:
+                status.kill()
+                status.wait(5)
+
+
+@pytest.fixture
+def term(fleet: Fleet) -> Iterator[TmuxTerminal]:
+    """The console running in a private tmux server, 110x30."""
+    t = TmuxTerminal(require_tool("tmux"), width=110, height=30)
+    empty = fleet.root / "empty.toml"
+    empty.write_text("")
+    env = {
+        "CONVOCATE_CONFIG": str(empty), "CONVOCATE_SHELL_ORPHANS_ROOT": str(fleet.root / "none"),
+        "CONVOCATE_SHELL_DNSMASQ_HOSTS": str(fleet.root / "dnsmasq-hosts"),
+        "CONVOCATE_SHELL_RUNTIME_DIR": str(fleet.root), "CI": "",
+    }
+    argv = [sys.executable, "-c", "from shell.main import main; main()",
+            "--registry-dir", str(fleet.registry), "--status-socket", str(fleet.status_socket),
+            "--log-file", str(fleet.root / "console.log"), "--expected-uid", "-1"]
+    t.start(argv, env, cwd=str(REPO))
+    try:
+        yield t
+    finally:
+        t.kill()
+
+
+def _wait_inner_size(term: TmuxTerminal, size: str, attempts: int = 10) -> None:
+    """Ask ``stty size`` until it reports ``size`` (the agent applies a resize asynchronously)."""
+    for _ in range(attempts):
+        term.type("clear; stty size")
+        term.send_keys("Enter")
+        try:
+            term.wait_for(rf"^{size}\s*$", timeout=1.5)
+        except AssertionError:
+            continue
+        return
+    raise AssertionError(f"the session never reported {size}:\n{term.capture()}")
+
+
+def _title_clock(screen: str) -> str:
+    match = re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", screen.splitlines()[0])
+    assert match, screen
+    return match.group(0)
+
+
+def test_console_create_attach_resize_detach_and_agent_down(fleet: Fleet, term: TmuxTerminal) -> None:
+    """Create on a chosen agent, attach, type, resize, detach; a killed agent is marked live."""
+    started = time.monotonic()
+    a1, a2 = fleet.agents
+    term.wait_for(r"agents 2 up", timeout=30)
+
+    # New: the selector lists both agents; pick the one on 127.0.0.3.
+    term.send_keys("n")
+    term.wait_for(r"Select Agent for New Session")
+    options = [line for line in term.capture().splitlines() if "127.0.0." in line]
+    index = next(i for i, line in enumerate(options) if "127.0.0.3" in line)
+    term.send_keys(*(["Down"] * index), "Enter")
+    term.wait_for(rf"Create on agent {a2.agent_id}")
+    term.type("e2e-one")
+    term.send_keys("Enter")
+    term.wait_for(rf"e2e-one\s+\| {a2.agent_id}\s.*\| R\s*$", timeout=30)
+
+    # Attach, type, see the output, see the size, resize, see the new size.
+    term.send_keys("Enter")
+    term.wait_for(r"^\$ ?$", timeout=30)
+    t0 = time.monotonic()
+    term.type("echo hello-$((6*7))")
+    term.send_keys("Enter")
+    term.wait_for(r"^hello-42\s*$")
+    echo_seconds = time.monotonic() - t0
+    term.type("stty size")
+    term.send_keys("Enter")
+    term.wait_for(r"^30 110\s*$")
+    term.resize(100, 26)
+    _wait_inner_size(term, "26 100")
+
+    # Detach with Ctrl-B d: the table is back, current, with the session running.
+    term.send_keys("C-b", "d")
+    term.wait_for(r'Detached from "e2e-one"', timeout=20)
+    term.wait_for(r"e2e-one\s+\|.*\| R\s*$")
+
+    # Typeahead: Enter and a command in one write reach the session's shell.
+    term.type("\recho ahead-$((3*3))\r")
+    term.wait_for(r"^ahead-9\s*$", timeout=30)
+    term.send_keys("C-b", "d")
+    term.wait_for(r'Detached from "e2e-one"', timeout=20)
+
+    # Kill the other agent: its row is marked, the clock keeps ticking, keys still work.
+    a1.kill()
+    term.wait_for(r"agents 1 up, 1 DOWN", timeout=20)
+    term.wait_for(rf"\[agent unreachable\]\s+\| {a1.agent_id}")
+    first = _title_clock(term.capture())
+    wait_for_sync(lambda: _title_clock(term.capture()) != first, timeout=5)
+    term.send_keys("?")
+    term.wait_for(r"Ctrl-B d detaches")
+    term.send_keys("Escape")
+    term.wait_for(rf"e2e-one\s+\| {a2.agent_id}")
+
+    term.send_keys("q")
+    term.wait_for(r"CONSOLE-EXIT rc=0", timeout=20)
+    elapsed = time.monotonic() - started
+    print(f"console e2e: {elapsed:.1f} s, echo round trip seen in {echo_seconds:.2f} s")
+    assert elapsed < 180

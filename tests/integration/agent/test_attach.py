@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grpc
 import pytest
 from convocate.v1 import attach_pb2
 
@@ -155,3 +156,18 @@ async def assert_stopped(client: Client, session_id: str) -> None:
 
     done: bool = await assert_eventually(stopped, timeout=10)
     assert done
+
+
+async def test_attach_to_unknown_or_stopped_session_is_refused(client: Client) -> None:
+    """Attach to an unknown id fails NOT_FOUND; to a stopped session FAILED_PRECONDITION."""
+    unknown = AttachStream(client.attach, "00000000-0000-4000-8000-000000000000")
+    await unknown.wait_closed()
+    assert isinstance(unknown.error, grpc.aio.AioRpcError)
+    assert unknown.error.code() == grpc.StatusCode.NOT_FOUND
+    s = await client.create("stopped")
+    stopped = AttachStream(client.attach, s.id)
+    await stopped.wait_closed()
+    assert isinstance(stopped.error, grpc.aio.AioRpcError)
+    assert stopped.error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "is not running" in (stopped.error.details() or "")
+    await client.delete(s.id)

@@ -90,5 +90,6 @@ def test_installed_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     broken.parent.mkdir()
     broken.write_text((root / "etc/systemd/system/convocate-agent.service").read_text()
                       .replace("ExecStart=" + _binary(), "ExecStart=/nonexistent/convocate-agent"))
-    bad = subprocess.run([tool, "verify", str(broken)], capture_output=True, text=True, timeout=60, check=False)
+    bad = subprocess.run([tool, "verify", str(broken)], capture_output=True, text=True, timeout=60,
+                         check=False)
     assert bad.returncode != 0

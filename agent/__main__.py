@@ -2,4 +2,6 @@
 
 from agent.main import main
 
+__all__: list[str] = []
+
 main()

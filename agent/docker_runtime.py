@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import io
 import json
 import time
@@ -318,7 +319,9 @@ class DockerRuntime:
     async def build_image(self, context_tar: bytes, tag: str) -> None:
         """Build ``tag`` from a tar context (the Dockerfile at its root)."""
         try:
-            await self._docker.images.build(fileobj=io.BytesIO(context_tar), tag=tag, rm=True)
+            # The daemon needs a Content-Encoding; gzip is one it always understands.
+            packed = await asyncio.to_thread(gzip.compress, context_tar, 1)
+            await self._docker.images.build(fileobj=io.BytesIO(packed), tag=tag, rm=True, encoding="gzip")
         except (DockerError, OSError) as e:
             raise _translate(e, f"build image {tag}") from None
 

@@ -14,6 +14,8 @@ from convocate.v1 import attach_pb2_grpc, sessions_pb2, sessions_pb2_grpc
 from common.tunnel import Tunnel
 from tests.support.agent_proc import AgentProcess
 from tests.support.images import offline_image  # noqa: F401 - the session fixture, re-exported
+from tests.support.keys import make_peer_keys
+from tests.support.net import free_port
 
 HOST = "127.0.0.2"
 TIMEOUT = 20.0
@@ -63,7 +65,14 @@ class Client:
 def agent(offline_image: str) -> Iterator[AgentProcess]:  # noqa: F811 - fixture injection
     """One agent process for the module (its containers are removed afterwards)."""
     with tempfile.TemporaryDirectory(prefix="cva-") as d:
-        proc = AgentProcess(Path(d), host=HOST, image=offline_image, config={"cgroup_parent": CGROUP_PARENT})
+        # A status target where nothing listens: the emitter is wired in and reports the link down.
+        status_port = free_port(HOST)
+        status_keys = make_peer_keys(Path(d) / "status-keys", HOST, status_port, "status")
+        config = {
+            "cgroup_parent": CGROUP_PARENT, "status_host": HOST, "status_port": status_port,
+            "status_client_key": status_keys.client_key, "status_known_hosts": status_keys.known_hosts,
+        }
+        proc = AgentProcess(Path(d), host=HOST, image=offline_image, config=config)
         proc.start()
         try:
             yield proc

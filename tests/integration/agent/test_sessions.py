@@ -40,6 +40,8 @@ async def test_ping_reports_the_agent(client: Client, agent: AgentProcess, offli
     assert resp.version
     assert resp.current_image == offline_image
     assert resp.server_time.seconds > 0
+    assert resp.status_link.known  # the status emitter is wired in (its target is down)
+    assert not resp.status_link.up
 
 
 async def test_create_get_update_clone_list_delete(client: Client, agent: AgentProcess) -> None:

@@ -163,7 +163,8 @@ def install_agent(config: AgentConfig, opts: InstallOptions, out: Callable[[str]
         raise FailedPreconditionError(
             f"claude CLI not found at {config.claude_cli}; install it before provisioning sessions"
         )
-    out(f"[convocate-agent] check claude CLI at {config.claude_cli}... ok")
+    checked = "(dry run: not checked)" if opts.dry_run else "ok"
+    out(f"[convocate-agent] check claude CLI at {config.claude_cli}... {checked}")
     cpu, mem = slice_values(os.cpu_count() or 1, Path("/proc/meminfo").read_text())
     slice_text = render_slice((opts.units_dir / f"{SLICE}.in").read_text(), cpu, mem)
     s.run(f"install {SLICE} (CPUQuota={cpu}%, MemoryMax={mem})",

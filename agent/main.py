@@ -1,5 +1,8 @@
 """The ``convocate-agent`` command: serve, install, build-image, prune-images, version.
 
+Heavy modules (gRPC, asyncssh, aiodocker) are imported inside the commands that need
+them, so ``version`` and ``--help`` answer at once.
+
 ``main()`` is the error boundary: a known error prints one line ``error: ...`` and exits
 1; a traceback appears only with ``CONVOCATE_DEBUG=1``.
 """
@@ -16,15 +19,8 @@ from typing import Annotated
 import typer
 
 from agent.config import AgentConfig, load_agent_config
-from agent.container_spec import read_current_image
-from agent.docker_runtime import DockerRuntime
-from agent.image_build import build_offline_image
-from agent.images import images_to_prune
-from agent.install import DEFAULT_BINARY, InstallOptions, install_agent
-from agent.server import serve as serve_agent
 from common.errors import ConvocateError
 from common.logging import configure_logging
-from common.paths import atomic_write
 from common.version import VERSION
 
 __all__ = ["app", "main"]
@@ -54,6 +50,8 @@ def serve(
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING...")] = None,
 ) -> None:
     """Serve Sessions and Attach on the UNIX socket, behind the SSH server (run by systemd)."""
+    from agent.server import serve as serve_agent  # noqa: PLC0415 - see the module docstring
+
     configure_logging("service", level=log_level)
     cfg = load_agent_config(config, listen_host=listen_host, listen_port=listen_port)
     asyncio.run(serve_agent(cfg))
@@ -65,10 +63,14 @@ def install(
     root: Annotated[Path, typer.Option(help="Install under this prefix (tests, images).")] = Path("/"),
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan, change nothing.")] = False,
     units_dir: Annotated[Path | None, typer.Option(help="Where the unit templates are.")] = None,
-    binary: Annotated[str, typer.Option(help="Path of convocate-agent in the units.")] = DEFAULT_BINARY,
+    binary: Annotated[str, typer.Option(help="Path of convocate-agent in the units.")] = (
+        "/usr/local/bin/convocate-agent"
+    ),
     no_systemctl: Annotated[bool, typer.Option("--no-systemctl", help="Do not enable or start.")] = False,
 ) -> None:
     """Create the state layout, render the slice, install the units, report adopted sessions."""
+    from agent.install import InstallOptions, install_agent  # noqa: PLC0415 - see the module docstring
+
     cfg = load_agent_config(config)
     opts = InstallOptions(root=root, dry_run=dry_run, binary=binary, systemctl=not no_systemctl)
     if units_dir is not None:
@@ -83,6 +85,9 @@ def build_image(
     config: ConfigOption = None,
 ) -> None:
     """Build the offline session image (busybox + tmux + a Claude CLI stand-in), print its tag."""
+    from agent.docker_runtime import DockerRuntime  # noqa: PLC0415 - see the module docstring
+    from agent.image_build import build_offline_image  # noqa: PLC0415
+
     configure_logging("cli", level=os.environ.get("CONVOCATE_LOG_LEVEL", "WARNING"))
     cfg = load_agent_config(config)
 
@@ -92,11 +97,17 @@ def build_image(
 
     tag = asyncio.run(run())
     if set_current:
+        from common.paths import atomic_write  # noqa: PLC0415
+
         atomic_write(cfg.current_image_path, tag + "\n", mode=0o644)
     print(tag)
 
 
 async def _prune(cfg: AgentConfig, dry_run: bool) -> list[str]:
+    from agent.container_spec import read_current_image  # noqa: PLC0415 - see the module docstring
+    from agent.docker_runtime import DockerRuntime  # noqa: PLC0415
+    from agent.images import images_to_prune  # noqa: PLC0415
+
     async with DockerRuntime(cfg.docker_url or None) as runtime:
         repository = cfg.image.rsplit(":", 1)[0] or "convocate"
         doomed = images_to_prune(await runtime.image_tags(repository), await runtime.container_images(),

@@ -1,10 +1,14 @@
-"""In-memory stand-ins for the container runtime's terminal (unit tests of the attach core)."""
+"""In-memory stand-ins for the container runtime and its terminals (unit tests)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
-__all__ = ["FakeTerminal"]
+from agent.runtime import ContainerEvent, ContainerInfo, ContainerSpec, ExecResult
+from common.errors import FailedPreconditionError
+
+__all__ = ["FakeRuntime", "FakeTerminal"]
 
 
 class FakeTerminal:
@@ -38,3 +42,73 @@ class FakeTerminal:
         """End the stream."""
         self.closed = True
         self.out.put_nowait(None)
+
+
+class FakeRuntime:
+    """A ContainerRuntime in memory: containers are records; events are pushed by the test."""
+
+    def __init__(self) -> None:
+        self.containers: dict[str, ContainerInfo] = {}
+        self.specs: dict[str, ContainerSpec] = {}
+        self.execs: list[list[str]] = []
+        self.event_queue: asyncio.Queue[ContainerEvent] = asyncio.Queue()
+        self._n = 0
+
+    async def start(self, spec: ContainerSpec) -> ContainerInfo:
+        """Record a running container."""
+        if spec.session_id in self.containers:
+            raise FailedPreconditionError(f"container {spec.name} is already running")
+        self._n += 1
+        info = ContainerInfo(spec.session_id, spec.name, True, spec.image, f"c{self._n}")
+        self.containers[spec.session_id] = info
+        self.specs[spec.session_id] = spec
+        return info
+
+    async def stop(self, session_id: str, timeout: int) -> bool:
+        """Forget the container; False if there was none."""
+        return self.containers.pop(session_id, None) is not None
+
+    async def inspect(self, session_id: str) -> ContainerInfo | None:
+        """The container, if running."""
+        return self.containers.get(session_id)
+
+    async def list_running(self, agent_id: str) -> dict[str, ContainerInfo]:
+        """Every running container."""
+        return dict(self.containers)
+
+    async def exec_run(self, session_id: str, argv: list[str], user: str) -> ExecResult:
+        """Record the command."""
+        self.execs.append(argv)
+        return ExecResult(0, "")
+
+    async def exec_terminal(self, session_id: str, argv: list[str], user: str,
+                            env: dict[str, str]) -> FakeTerminal:
+        """A fake terminal."""
+        return FakeTerminal()
+
+    async def events(self, agent_id: str) -> AsyncIterator[ContainerEvent]:
+        """A resync, then whatever the test pushes."""
+        yield ContainerEvent("resync")
+        while True:
+            yield await self.event_queue.get()
+
+    async def image_exists(self, image: str) -> bool:
+        """Always there."""
+        return True
+
+    async def build_image(self, context_tar: bytes, tag: str) -> None:
+        """Nothing to build."""
+
+    async def image_tags(self, repository: str) -> dict[str, str]:
+        """No images."""
+        return {}
+
+    async def container_images(self) -> set[str]:
+        """Images of the fake containers."""
+        return {c.image for c in self.containers.values()}
+
+    async def remove_image(self, tag: str) -> None:
+        """Nothing to remove."""
+
+    async def close(self) -> None:
+        """Nothing to close."""

@@ -44,19 +44,20 @@ async def test_window_change_resizes_the_session(client: Client) -> None:
         await view.close()
 
 
-async def test_observer_cannot_type_but_sees_output(client: Client) -> None:
-    """An observer's keys do not reach the session, while a driver's output reaches the observer."""
+async def test_observer_cannot_type_or_resize_but_sees_output(client: Client) -> None:
+    """An observer's keys and sizes do not reach the session, while a driver's output reaches it."""
     s = await client.create("observe", start=True)
-    driver = AttachStream(client.attach, s.id)
-    observer = AttachStream(client.attach, s.id, mode=attach_pb2.ATTACH_MODE_OBSERVE)
+    driver = AttachStream(client.attach, s.id, rows=24, cols=80)
+    await driver.wait_started()
+    observer = AttachStream(client.attach, s.id, rows=50, cols=150, mode=attach_pb2.ATTACH_MODE_OBSERVE)
     try:
-        await driver.wait_started()
         await observer.wait_started()
         await observer.wait_for("$")
         observer.type("echo OBS-$((1+1))\r")
-        driver.type("echo DRV-$((2+3))\r")
+        observer.resize(60, 200)
+        driver.type("echo DRV-$((2+3)); stty size\r")
         await observer.wait_for("DRV-5")
-        await driver.wait_for("DRV-5")
+        await driver.wait_for("24 80")  # the observer's sizes never reach the session
         assert "OBS-2" not in driver.text
         assert "OBS-2" not in observer.text
         got = await client.get(s.id)

@@ -135,7 +135,8 @@ class _Tar:
 
     def file(self, name: str, data: bytes, mode: int = 0o644) -> None:
         name = name.strip("/")
-        self.mkdir(name.rsplit("/", 1)[0]) if "/" in name else None
+        if "/" in name:
+            self.mkdir(name.rsplit("/", 1)[0])
         info = self._info(name, tarfile.REGTYPE, mode)
         info.size = len(data)
         self.tar.addfile(info, io.BytesIO(data))

@@ -120,6 +120,10 @@ class AttachManager:
     async def end(self, viewer: Viewer, reason: EndReason, message: str = "") -> None:
         """End one viewer: record the reason and detach its tmux client."""
         viewer.finish(reason, message)
+        if viewer.exited:
+            # Its tmux client is gone and its tty may already belong to a new viewer:
+            # detaching by that tty would detach the new one.
+            return
         try:
             await self._exec(viewer.session_id, ["/bin/sh", "-c", _DETACH_ONE, "sh", viewer.id])
         except (ConvocateError, TimeoutError) as e:

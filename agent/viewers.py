@@ -67,6 +67,7 @@ class Viewer:
     id: str = field(default_factory=lambda: secrets.token_hex(6))
     end_reason: EndReason | None = None
     end_message: str = ""
+    exited: bool = False               # the exec (tmux client) ended by itself
     queue: asyncio.Queue[Frame | None] = field(init=False)
     _reader: asyncio.Task[None] | None = field(default=None, init=False)
     _held: list[Frame | None] = field(default_factory=list, init=False)
@@ -100,6 +101,8 @@ class Viewer:
                     log.warning("slow viewer cut off", session=self.session_id, viewer=self.id)
                     self._drain()
                     break
+            else:
+                self.exited = True
             if self.end_reason is None:
                 reason, message = await classify(tail)
                 self.finish(reason, message)

@@ -134,9 +134,21 @@ class AttachRelay:
                                          broken=True)
                 await writer.drain()
             elif kind == "end":
+                await self._finish_call()
                 return outcome_from_end(resp.end)
             elif kind == "size":
                 log.debug("size notice", rows=resp.size.rows, cols=resp.size.cols)
+
+    async def _finish_call(self) -> None:
+        """Let the agent complete the call after its end frame (bounded).
+
+        Cancelling right away would look like a vanished client to the agent, which then
+        detaches "our" tmux client by its tty, a tty a new viewer may already reuse.
+        """
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2.0):
+                while await self.call.read() is not grpc.aio.EOF:
+                    pass
 
     async def run(self) -> AttachOutcome:
         """Relay until the stream ends; the terminal is always restored."""
@@ -166,10 +178,17 @@ class AttachRelay:
         receiver = asyncio.create_task(self._receiver(writer))
         try:
             await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
-            if receiver.done():
+            if not receiver.done():
+                await asyncio.wait({receiver}, timeout=2.0)   # the send side ended: collect the end
+            done = receiver if receiver.done() else sender
+            if done.cancelled():
+                # grpc.aio cancels a call whose channel is closed (the agent went away).
+                return AttachOutcome("broken", f"the connection to agent {self.agent_id} was closed",
+                                     broken=True)
+            if done is receiver:
                 return receiver.result()
-            sender.result()          # the send side failed: raise its error
-            return await receiver
+            sender.result()            # raises the send side's error
+            return AttachOutcome("broken", "the stream stopped taking input", broken=True)
         except grpc.RpcError as e:
             return rpc_outcome(e, self.agent_id)
         except Exception as e:
@@ -228,6 +247,12 @@ class StreamAttacher:
                                  broken=True)
         except grpc.RpcError as e:
             return rpc_outcome(e, row.agent_id)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise                  # we are being cancelled (the console is closing)
+            return AttachOutcome("broken", f"the connection to agent {row.agent_id} was closed",
+                                 broken=True)
         except TimeoutError:
             return AttachOutcome("error", f"agent {row.agent_id} did not start the attach within "
                                  f"{START_TIMEOUT:.0f} s", broken=True)

@@ -66,6 +66,7 @@ class AttachRoutes(ConsoleBase):
         if self.state.suspended:
             return
         self.state.suspended = True      # set before the task starts: no double attach
+        self.state.message = ""
 
         async def run() -> None:
             try:

@@ -167,6 +167,8 @@ def test_console_create_attach_resize_detach_and_agent_down(fleet: Fleet, term: 
     # Typeahead: Enter and a command in one write reach the session's shell.
     term.type("\recho ahead-$((3*3))\r")
     term.wait_for(r"^ahead-9\s*$", timeout=30)
+    time.sleep(0.5)
+    assert "(N)ew" not in term.capture(), "the attach ended on its own"
     term.send_keys("C-b", "d")
     term.wait_for(r'Detached from "e2e-one"', timeout=20)
 
@@ -180,6 +182,20 @@ def test_console_create_attach_resize_detach_and_agent_down(fleet: Fleet, term: 
     term.wait_for(r"Ctrl-B d detaches")
     term.send_keys("Escape")
     term.wait_for(rf"e2e-one\s+\| {a2.agent_id}")
+
+    # Kill the session's agent mid-attach: the terminal is restored and a dialog says why.
+    number = term.wait_for(r"^\s+(\d)\s+\| e2e-one").group(1)
+    before = term.stty()
+    term.send_keys(number)
+    term.wait_for(r"^\$ ?$", timeout=30)
+    time.sleep(0.5)
+    assert "(N)ew" not in term.capture(), "the attach ended on its own"
+    a2.kill()
+    term.wait_for(r"Connection Lost", timeout=20)
+    term.wait_for(r"The terminal was restored")
+    assert term.stty() == before
+    term.send_keys("Space")
+    term.wait_for(r"agents 0 up, 2 DOWN", timeout=20)
 
     term.send_keys("q")
     term.wait_for(r"CONSOLE-EXIT rc=0", timeout=20)

@@ -54,6 +54,12 @@ class TmuxTerminal:
         """The visible screen."""
         return self._run("capture-pane", "-p", "-t", self.target)
 
+    def stty(self) -> str:
+        """``stty -g`` of the pane's terminal (its termios, seen from outside)."""
+        tty = self._run("display-message", "-p", "-t", self.target, "#{pane_tty}").strip()
+        return subprocess.run(["stty", "-g", "-F", tty], capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+
     def resize(self, width: int, height: int) -> None:
         """Resize the window (the program gets SIGWINCH)."""
         self._run("resize-window", "-t", self.target, "-x", str(width), "-y", str(height))

@@ -1,0 +1,89 @@
+"""Keystroke round trip of an attached session: a key in, its echo out.
+
+Path measured: client -> SSH tunnel -> gRPC Attach -> agent -> docker exec -> tmux client
+-> tmux server -> the session's shell echoes -> all the way back. Baseline: the same
+Attach stream on the agent's UNIX socket directly (no SSH tunnel), same session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+from convocate.v1 import attach_pb2, attach_pb2_grpc, sessions_pb2, sessions_pb2_grpc
+
+from benchmarks.report import median, percentile, write_table
+from common.tunnel import Tunnel
+from tests.support.agent_proc import AgentProcess
+from tests.support.images import ensure_offline_image
+
+__all__ = ["run"]
+
+KEYS = 200
+WARMUP = 10
+
+
+async def _read_until(call: object, needle: bytes, timeout: float = 10.0) -> None:
+    seen = b""
+    async with asyncio.timeout(timeout):
+        while needle not in seen:
+            resp = await call.read()  # type: ignore[attr-defined]
+            if resp is grpc.aio.EOF:
+                raise RuntimeError("the stream ended")
+            if resp.WhichOneof("frame") == "output":
+                seen += resp.output
+
+
+async def _round_trips(channel: grpc.aio.Channel, session_id: str) -> list[float]:
+    call = attach_pb2_grpc.AttachStub(channel).Attach()
+    await call.write(attach_pb2.AttachRequest(start=attach_pb2.AttachStart(
+        session_id=session_id, rows=24, cols=80, term="xterm", mode=attach_pb2.ATTACH_MODE_DRIVE)))
+    await _read_until(call, b"$ ")
+    samples: list[float] = []
+    try:
+        for i in range(KEYS + WARMUP):
+            key = b"abcdefghij"[i % 10:i % 10 + 1]
+            t0 = time.perf_counter()
+            await call.write(attach_pb2.AttachRequest(input=key))
+            await _read_until(call, key)
+            if i >= WARMUP:
+                samples.append(time.perf_counter() - t0)
+            if i % 10 == 9:
+                await call.write(attach_pb2.AttachRequest(input=b"\x15"))  # Ctrl-U: clear the line
+                await asyncio.sleep(0.05)
+        await call.write(attach_pb2.AttachRequest(detach=attach_pb2.Detach()))
+    finally:
+        call.cancel()
+    return samples
+
+
+async def _main() -> None:
+    image = ensure_offline_image()
+    with tempfile.TemporaryDirectory(prefix="cvb-") as d:
+        agent = AgentProcess(Path(d) / "a", host="127.0.0.2", image=image, name="bench")
+        agent.start()
+        try:
+            async with Tunnel(agent.tunnel_settings()) as tunnel:
+                await tunnel.wait_up(15)
+                stub = sessions_pb2_grpc.SessionsStub(tunnel.channel)
+                s = await stub.CreateSession(sessions_pb2.CreateSessionRequest(name="rtt", start=True),
+                                             timeout=60)
+                tunneled = await _round_trips(tunnel.channel, s.id)
+            async with grpc.aio.insecure_channel(f"unix:{agent.socket_path}") as direct:
+                local = await _round_trips(direct, s.id)
+        finally:
+            agent.close()
+    rows = [[name, f"{median(v) * 1000:.2f}", f"{percentile(v, 95) * 1000:.2f}",
+             f"{max(v) * 1000:.2f}"] for name, v in (("through the SSH tunnel", tunneled),
+                                                      ("agent socket directly (baseline)", local))]
+    write_table("attach_rtt", "Attach keystroke round trip", ["path", "median ms", "p95 ms", "max ms"], rows,
+                [f"{KEYS} keys after {WARMUP} warm-up keys, one at a time, echo awaited each time.",
+                 "The echo comes from the session's shell through tmux (tmux batches its redraws)."])
+
+
+def run() -> None:
+    """Run the attach round-trip benchmark and write benchmarks/results/attach_rtt.md."""
+    asyncio.run(_main())

@@ -172,6 +172,10 @@ def install_agent(config: AgentConfig, opts: InstallOptions, out: Callable[[str]
     for name in UNITS:
         text = (opts.units_dir / name).read_text().replace(DEFAULT_BINARY, opts.binary)
         s.run(f"install {name}", partial(_install_file, etc_systemd / name, text))
+    owned = [config.host_key_path, config.sessions_root / ".ssh", config.authorized_keys_path,
+             config.skel_path, config.claude_config_path]
+    s.run("hand the host key and session files to claude",
+          partial(_chown_claude, [s.p(p) for p in owned]) if real else lambda: "skipped (--root)")
     s.run("systemctl daemon-reload, enable and restart",
           _systemctl if real and opts.systemctl else lambda: "skipped")
     adopted = _count_sessions(home)
@@ -182,6 +186,16 @@ def install_agent(config: AgentConfig, opts: InstallOptions, out: Callable[[str]
     out(f"agent id: {config.agent_id_path}")
     out(f"authorized keys: {config.authorized_keys_path} (empty until init-agent populates)")
     return adopted
+
+
+def _chown_claude(paths: list[Path]) -> str:
+    """The agent runs as claude: it must read its host key and own the session files."""
+    for path in paths:
+        if path.exists():
+            shutil.chown(path, "claude", "claude")
+            for child in path.rglob("*") if path.is_dir() else ():
+                shutil.chown(child, "claude", "claude")
+    return "done"
 
 
 def _make_dir(path: Path, mode: int) -> str:

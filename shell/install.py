@@ -130,14 +130,11 @@ def _chown(opts: InstallOptions, path: Path) -> None:
         shutil.chown(path, opts.user, opts.user)
 
 
-def _user_exists(name: str) -> bool:
-    import pwd  # noqa: PLC0415 - POSIX-only module, imported where used
-
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
+def _user_exists(name: str, root: Path = Path("/")) -> bool:
+    passwd = root / "etc" / "passwd"
+    if not passwd.exists():
         return False
-    return True
+    return any(line.split(":", 1)[0] == name for line in passwd.read_text(encoding="utf-8").splitlines())
 
 
 def _has_group(name: str) -> bool:
@@ -172,8 +169,19 @@ def plan_install(opts: InstallOptions, run: Callable[[list[str]], None] | None =
 
     steps.append(Step("Checking platform", check_platform))
 
+    def link_command() -> None:
+        target = _path(opts, opts.exec_path)
+        if target.exists() or target.is_symlink():
+            return
+        source = Path(sys.executable).parent / "convocate"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(source if source.exists() else Path(sys.argv[0]).resolve())
+
+    steps.append(Step("Installing the convocate command", link_command,
+                      [f"{opts.exec_path} -> {Path(sys.executable).parent / 'convocate'}"]))
+
     def make_user() -> None:
-        if _user_exists(user):
+        if _user_exists(user, opts.root):
             if groups:
                 run(["usermod", *chroot, "-aG", "docker", user])
         else:
@@ -234,6 +242,7 @@ def plan_install(opts: InstallOptions, run: Callable[[list[str]], None] | None =
         tag = f"convocate:{VERSION}"
 
         def image() -> None:
+            run(["docker", "info", "--format", "{{.ServerVersion}}"])   # is an engine there?
             if opts.base == "offline":
                 build_offline_image(run_with_input)
             else:

@@ -43,7 +43,6 @@ def test_install_under_root_writes_files_and_runs_commands(tmp_path: Path,
     """install --root writes the unit, dnsmasq files and /etc/shells; user commands are recorded."""
     ran: list[list[str]] = []
     monkeypatch.setattr(install_mod, "run_command", ran.append)
-    monkeypatch.setattr(install_mod, "_user_exists", lambda name: False)
     r = CliRunner().invoke(app, ["install", "--root", str(tmp_path), "--no-image"])
     assert r.exit_code == 0, r.output
     assert "[install] Installation complete." in r.output
@@ -53,10 +52,14 @@ def test_install_under_root_writes_files_and_runs_commands(tmp_path: Path,
     assert "addn-hosts=/var/lib/convocate/dnsmasq-hosts" in dropin
     assert "/usr/local/bin/convocate" in (tmp_path / "etc/shells").read_text()
     assert (tmp_path / "etc/convocate/agent-keys").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "usr/local/bin/convocate").is_symlink()
     useradd = next(cmd for cmd in ran if cmd[0] == "useradd")
     assert useradd[useradd.index("--uid") + 1] == "1337"
+    (tmp_path / "etc/passwd").write_text("claude:x:1337:1337::/home/claude:/usr/local/bin/convocate\n")
+    ran.clear()
     again = CliRunner().invoke(app, ["install", "--root", str(tmp_path), "--no-image"])
     assert again.exit_code == 0
+    assert not any(cmd[0] == "useradd" for cmd in ran)
     assert (tmp_path / "etc/shells").read_text().count("/usr/local/bin/convocate") == 1
 
 
@@ -96,3 +99,25 @@ def test_console_under_wrong_uid_prints_one_error_line(monkeypatch: pytest.Monke
     assert len(err) == 1
     assert err[0].startswith("error: ")
     assert "uid 1337" in err[0]
+
+
+def test_status_serve_and_demo_have_help() -> None:
+    """`convocate status serve --help` and `convocate demo --help` describe their options."""
+    serve = CliRunner().invoke(app, ["status", "serve", "--help"], env={"COLUMNS": "120"})
+    assert serve.exit_code == 0
+    assert "--socket" in serve.output
+    demo = CliRunner().invoke(app, ["demo", "--help"], env={"COLUMNS": "120"})
+    assert demo.exit_code == 0
+    assert "--no-console" in demo.output
+
+
+def test_demo_script_is_valid_bash() -> None:
+    """deploy/demo.sh parses, runs as root only, and ends in `convocate demo`."""
+    bash = require_tool("bash")
+    script = REPO / "deploy" / "demo.sh"
+    r = subprocess.run([bash, "-n", str(script)], capture_output=True, text=True, timeout=30, check=False)
+    assert r.returncode == 0, r.stderr
+    text = script.read_text()
+    assert 'exec "$VENV/bin/convocate" demo "$@"' in text
+    for package in ("docker.io", "tmux", "busybox-static", "python3-venv"):
+        assert package in text

@@ -38,7 +38,8 @@ class AttachRoutes(ConsoleBase):
             self.state.open(self._notice(
                 " Orphan ", f'Session "{name}" is a local orphan (the shell host no longer',
                 "runs containers); migrate it to a convocate-agent to resume:",
-                f"convocate-host migrate-session {row.id[:8]} --agent <id>"))
+                "convocate-host migrate-session --agent <agent-id> \\",
+                f"    --session {row.id}", width=72))
         elif not row.running:
             self.state.open(self._not_running(row))
         elif row.attached:

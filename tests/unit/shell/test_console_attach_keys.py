@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from convocate.v1 import attach_pb2
 
 from shell.attach_outcome import AttachOutcome
@@ -194,3 +196,13 @@ async def test_resize_while_attached_goes_to_the_relay_not_the_screen(make_conso
     app.set_resize_hook(None)
     app._on_resize()
     assert erased == [True]
+
+
+async def test_enter_on_orphan_explains_migration(make_console: Start) -> None:
+    """Enter on a local orphan shows how to migrate it instead of attaching."""
+    orphan = replace(make_row("old-one"), agent_id="", orphan=True)
+    h = await make_console([agent("agent-a")], [orphan])
+    h.send("\r")
+    await h.until(lambda: h.dialog_title() == "Orphan")
+    assert "convocate-host migrate-session" in str(h.state.dialog.body())  # type: ignore[union-attr]
+    assert not h.attacher.calls

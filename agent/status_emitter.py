@@ -161,7 +161,8 @@ class StatusEmitter:
         self._queue.put_nowait(shutdown)
         if self._up:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._done.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._done.wait()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -179,7 +180,8 @@ class StatusEmitter:
 
     # --- the sender ---------------------------------------------------------------------------
     def _heartbeat(self) -> status_pb2.Event:
-        attrs = {"version": self.version, "hostname": self.hostname, "dropped": str(self.dropped)}
+        attrs = {"version": self.version, "hostname": self.hostname, "dropped": str(self.dropped),
+                 "interval": f"{self.heartbeat_interval:g}"}
         if self._tracker is not None:
             age = self._tracker.seconds_since_last_ping()
             attrs["ping_age"] = "never" if age is None else f"{age:.1f}"
@@ -188,7 +190,8 @@ class StatusEmitter:
     async def _write(self, call: grpc.aio.StreamUnaryCall[status_pb2.Event, status_pb2.PublishSummary],
                      event: status_pb2.Event) -> None:
         # A frozen tunnel can block a write on flow control; keepalives end it, this bounds it.
-        await asyncio.wait_for(call.write(event), max(5.0, self.heartbeat_interval))
+        async with asyncio.timeout(max(5.0, self.heartbeat_interval)):
+            await call.write(event)
         self.sent += 1
         self._last_ok = _ts()
 
@@ -202,9 +205,9 @@ class StatusEmitter:
             next_beat = loop.time() + self.heartbeat_interval
             while True:
                 if self._pending is None:
-                    try:
-                        self._pending = await asyncio.wait_for(self._queue.get(),
-                                                               max(0.0, next_beat - loop.time()))
+                    try:  # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel
+                        async with asyncio.timeout(max(0.0, next_beat - loop.time())):
+                            self._pending = await self._queue.get()
                     except TimeoutError:
                         await self._write(call, self._heartbeat())
                         next_beat = loop.time() + self.heartbeat_interval
@@ -215,7 +218,8 @@ class StatusEmitter:
                 if event.type == EventType.AGENT_SHUTDOWN:
                     await call.done_writing()
                     with contextlib.suppress(grpc.RpcError, TimeoutError):
-                        await asyncio.wait_for(call, 2)
+                        async with asyncio.timeout(2):
+                            await call
                     self._done.set()
                     return
         finally:

@@ -165,8 +165,10 @@ class AgentClient:
             else:  # the tunnel's latest reason (e.g. "refused our key" after "connection lost")
                 self._set(False, self.tunnel.last_error)
             self._kick.clear()
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), self.settings.heartbeat_interval)
+                async with asyncio.timeout(self.settings.heartbeat_interval):
+                    await self._kick.wait()
 
     def kick(self) -> None:
         """Ping now (e.g. after a failed call), instead of at the next interval."""

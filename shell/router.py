@@ -86,7 +86,8 @@ class Router:
             client_id=self.config.client_id,
         )
         if self.config.status_socket is not None:
-            self.status = StatusClient(self.config.status_socket, self.config.client_id, self._health_changed)
+            self.status = StatusClient(self.config.status_socket, self.config.client_id, self._health_changed,
+                                       resend_interval=self.config.heartbeat_interval)
             await self.status.start()
         for record in load_registry(self.config.registry_dir):
             client = AgentClient(record, settings, self._client_changed)
@@ -199,8 +200,8 @@ class Router:
 
     async def _list_one(self, client: AgentClient) -> None:
         try:
-            sessions = await asyncio.wait_for(client.list_sessions(self.config.list_timeout),
-                                              self.config.list_timeout + 0.5)
+            async with asyncio.timeout(self.config.list_timeout + 0.5):
+                sessions = await client.list_sessions(self.config.list_timeout)
         except (ConvocateError, TimeoutError) as e:
             log.info("list failed", agent=client.agent_id, error=str(e))
             return

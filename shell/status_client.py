@@ -33,10 +33,14 @@ class StatusClient:
         socket: the status service's gRPC socket (local, no SSH).
         reporter: who reports (e.g. ``console:1234``), for the service's logs.
         on_change: called with the changed agent's id after each update (``""`` = all).
+        resend_interval: seconds between repeats of the latest reports (the service
+            forgets reports nobody repeats: a console that exited stops vouching).
     """
 
-    def __init__(self, socket: Path, reporter: str, on_change: Callable[[str], None]) -> None:
+    def __init__(self, socket: Path, reporter: str, on_change: Callable[[str], None],
+                 resend_interval: float = 30.0) -> None:
         self.socket = socket
+        self.resend_interval = resend_interval
         self.reporter = reporter
         self._on_change = on_change
         self.health: dict[str, status_pb2.AgentHealth] = {}
@@ -83,7 +87,11 @@ class StatusClient:
     async def _report(self) -> None:
         backoff = Backoff(initial=0.2, maximum=5.0)
         while True:
-            await self._wake.wait()
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout keeps cancellations (wait_for may not)
+                async with asyncio.timeout(self.resend_interval):
+                    await self._wake.wait()
+            if not self._wake.is_set():
+                self._pending.update(self._latest)  # the periodic repeat
             self._wake.clear()
             while self._pending:
                 agent_id, report = next(iter(self._pending.items()))

@@ -89,7 +89,8 @@ class StatusServer:
             self._ticker = None
         self.ssh.close()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.ssh.wait_closed(), 5)
+            async with asyncio.timeout(5):
+                await self.ssh.wait_closed()
         await self.grpc.stop(self.config.grace if grace is None else grace)
         log.info("status service stopped")
 

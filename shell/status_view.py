@@ -9,6 +9,7 @@ that falls behind gets a fresh snapshot instead of a backlog).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from shell.link_notices import LinkFacts, link_notices
 __all__ = ["MAX_SESSION_EVENTS", "RECENT_EVENTS", "StatusView", "Watcher"]
 
 RECENT_EVENTS = 20
+BUDGET_FACTOR = 2.5
 MAX_SESSION_EVENTS = 1000
 WATCH_QUEUE = 1024
 log = get_logger(__name__)
@@ -32,6 +34,10 @@ def _now() -> Timestamp:
     ts = Timestamp()
     ts.GetCurrentTime()
     return ts
+
+
+def _key(link: link_pb2.LinkState) -> tuple[bool, bool, str]:
+    return (link.known, link.up, link.last_error)
 
 
 @dataclass
@@ -47,8 +53,11 @@ class _Agent:
     status_last_ok: Timestamp | None = None
     events_received: int = 0
     events_dropped: int = 0
-    control: link_pb2.LinkState | None = None
+    # reporter -> (when received, its view of shell -> agent)
+    reports: dict[str, tuple[float, link_pb2.LinkState]] = field(default_factory=dict)
     agent_status: link_pb2.LinkState | None = None
+    interval: float = 0.0                 # the agent's own heartbeat interval, if it said
+    control_summary: tuple[bool, bool, str] = (False, False, "")
     missing_pings: str = ""
     recent: deque[status_pb2.Event] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
     last_session_events: dict[str, status_pb2.Event] = field(default_factory=dict)
@@ -91,12 +100,19 @@ class StatusView:
 
     Args:
         heartbeat_budget: seconds without a heartbeat before an agent is stale
-            (typically 2.5 x the agents' heartbeat interval).
+            (typically 2.5 x the agents' heartbeat interval; an agent that reports a
+            longer interval gets 2.5 x its own).
         clock: monotonic clock (tests may pass their own).
+        report_ttl: seconds a local client's link report stays valid (clients resend
+            theirs every heartbeat interval; default 2 x ``heartbeat_budget``). An
+            expired report means nobody watches shell -> agent now, so the agent's own
+            "no Ping" notice takes over.
     """
 
-    def __init__(self, heartbeat_budget: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, heartbeat_budget: float, clock: Callable[[], float] = time.monotonic,
+                 report_ttl: float | None = None) -> None:
         self.heartbeat_budget = heartbeat_budget
+        self.report_ttl = report_ttl if report_ttl is not None else 2 * heartbeat_budget
         self._clock = clock
         self._agents: dict[str, _Agent] = {}
         self._watchers: set[Watcher] = set()
@@ -152,6 +168,8 @@ class StatusView:
         log.info("status event", type=event.type, agent=event.agent_id, session=event.session_id or None,
                  seq=event.seq, attributes=attrs or None)
         a.version = attrs.get("version", a.version)
+        with contextlib.suppress(ValueError):
+            a.interval = float(attrs.get("interval", a.interval))
         a.hostname = attrs.get("hostname", a.hostname)
         if "dropped" in attrs and attrs["dropped"].isdigit():
             a.events_dropped = int(attrs["dropped"])
@@ -179,16 +197,19 @@ class StatusView:
     def report_link(self, report: status_pb2.LinkReport) -> None:
         """Record a local client's view of shell -> agent (and the agent's status link)."""
         a = self._agent(report.agent_id)
-        before = (a.control, a.agent_status)
-        if report.HasField("control_link"):
-            a.control = report.control_link
+        reporter = report.reporter or "unknown"
+        old = a.reports.get(reporter)
+        changed = old is None or _key(old[1]) != _key(report.control_link)
+        a.reports[reporter] = (self._clock(), report.control_link)
         if report.HasField("agent_status_link"):
+            previous = a.agent_status
+            changed = changed or previous is None or _key(previous) != _key(report.agent_status_link)
             a.agent_status = report.agent_status_link
-        if before != (a.control, a.agent_status):
-            log.info("link report", agent=report.agent_id, reporter=report.reporter,
+        if changed:
+            log.info("link report", agent=report.agent_id, reporter=reporter,
                      control_up=report.control_link.up, control_error=report.control_link.last_error,
                      agent_status_up=report.agent_status_link.up)
-            self._refresh(a, force=True)
+        self._refresh(a, force=changed)
 
     def check_staleness(self) -> None:
         """Re-evaluate every agent's heartbeat age (called by a ticker)."""
@@ -196,15 +217,31 @@ class StatusView:
             self._refresh(a, force=False)
 
     # --- outputs -----------------------------------------------------------------------------
+    def _budget(self, a: _Agent) -> float:
+        # An agent that says it beats slower than we expect gets its own, longer budget.
+        return max(self.heartbeat_budget, BUDGET_FACTOR * a.interval)
+
+    def _control(self, a: _Agent) -> link_pb2.LinkState:
+        """The shell -> agent link merged over fresh reports: down if any reporter sees it down."""
+        now = self._clock()
+        fresh = [link for at, link in a.reports.values() if now - at <= self.report_ttl]
+        if not fresh:
+            return link_pb2.LinkState(known=False)
+        down = [link for link in fresh if not link.up]
+        return down[0] if down else fresh[-1]
+
     def _refresh(self, a: _Agent, *, force: bool) -> None:
         age = None if a.heartbeat_mono is None else self._clock() - a.heartbeat_mono
-        stale = age is None or age > self.heartbeat_budget
+        budget = self._budget(a)
+        stale = age is None or age > budget
         if stale and not a.stale and a.streams > 0 and age is not None:
-            a.status_error = f"no heartbeat for {age:.1f} s (budget {self.heartbeat_budget:g} s)"
+            a.status_error = f"no heartbeat for {age:.1f} s (budget {budget:g} s)"
             a.status_since = _now()
             log.warning("agent heartbeat stale", agent=a.agent_id, age=round(age, 2))
-        flipped = stale != a.stale
-        a.stale = stale
+        control = self._control(a)
+        summary = (control.known, control.up, control.last_error)
+        flipped = stale != a.stale or summary != a.control_summary
+        a.stale, a.control_summary = stale, summary
         if flipped or force:
             self._changed(a)
 
@@ -219,7 +256,7 @@ class StatusView:
 
     def _health(self, a: _Agent) -> status_pb2.AgentHealth:
         status = self._status_link(a)
-        control = a.control or link_pb2.LinkState(known=False)
+        control = self._control(a)
         agent_status_error = ""
         if a.agent_status is not None and a.agent_status.known and not a.agent_status.up:
             agent_status_error = f"agent says: {a.agent_status.last_error or 'down'}"

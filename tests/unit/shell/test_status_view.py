@@ -124,3 +124,49 @@ def test_notices_for_both_ways_down_missing_pings_and_drops() -> None:
         status_alive=True, status_error="", control_known=True, control_up=True, control_error=""
     )
     assert link_notices(fine) == []
+
+
+def test_link_reports_expire_and_any_fresh_reporter_seeing_down_wins() -> None:
+    """Reports older than the TTL stop counting; among fresh ones a down report wins over an up one."""
+    clock = Clock()
+    view = StatusView(heartbeat_budget=1.0, clock=clock, report_ttl=2.0)
+    view.stream_opened("a")
+    view.apply_event(_beat(interval="0.4"))
+    up = link_pb2.LinkState(known=True, up=True)
+    down = link_pb2.LinkState(known=True, up=False, last_error="timeout")
+    view.report_link(status_pb2.LinkReport(agent_id="a", reporter="c1", control_link=up))
+    view.report_link(status_pb2.LinkReport(agent_id="a", reporter="c2", control_link=down))
+    h = view.health("a")
+    assert h is not None
+    assert (h.control_link.up, h.control_link.last_error) == (False, "timeout")
+    clock.now += 0.9
+    view.apply_event(_beat())
+    view.report_link(status_pb2.LinkReport(agent_id="a", reporter="c1", control_link=up))
+    clock.now += 1.5  # c2's report is now 2.4 s old, c1's 1.5 s
+    view.apply_event(_beat())
+    h = view.health("a")
+    assert h is not None
+    assert h.control_link.up
+    clock.now += 1.0
+    view.check_staleness()
+    h = view.health("a")
+    assert h is not None
+    assert not h.control_link.known
+
+
+def test_an_agent_with_a_slower_heartbeat_gets_its_own_budget() -> None:
+    """An agent announcing a 2 s interval is not stale after 1.5 s even if the service budget is 1 s."""
+    clock = Clock()
+    view = StatusView(heartbeat_budget=1.0, clock=clock)
+    view.stream_opened("a")
+    view.apply_event(_beat(interval="2"))
+    clock.now += 1.5
+    view.check_staleness()
+    h = view.health("a")
+    assert h is not None
+    assert not h.heartbeat_stale
+    clock.now += 4.0
+    view.check_staleness()
+    h = view.health("a")
+    assert h is not None
+    assert h.heartbeat_stale

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from agent.events import AgentEvent, EventType, InboundLinkTracker
 from agent.status_emitter import StatusEmitter
 from tests.support.status_stack import StatusStack
+from tests.support.waiting import assert_eventually
 
 
 async def test_started_heartbeat_events_and_shutdown_reach_the_view(
@@ -68,5 +70,35 @@ async def test_missing_pings_are_reported_through_the_status_stream(
         assert any("shell→agent" in n and "no Ping from the shell" in n for n in h.notices)
         tracker.record_ping("console")
         await status.wait_health("agent-p", lambda h: not any("missing" in n for n in h.notices))
+    finally:
+        await emitter.close()
+
+
+async def test_outage_keeps_events_not_heartbeats_and_reconnects(
+    status: StatusStack, short_tmp: Path
+) -> None:
+    """Events from an outage arrive after it, with no heartbeat backlog and no second agent.started."""
+    settings = status.agent_tunnel("agent-r", short_tmp / "agent-r")
+    emitter = StatusEmitter("agent-r", "1", settings, heartbeat_interval=0.2)
+    await emitter.start()
+    try:
+        await status.wait_health("agent-r", lambda h: h.connected)
+        ssh = status.server.ssh
+        ssh.close()
+        await ssh.wait_closed()
+        await status.wait_health("agent-r", lambda h: not h.connected)
+        await assert_eventually(lambda: not emitter.status_link().up)
+        assert emitter.status_link().last_error
+        received = status.health("agent-r").events_received
+        for i in range(5):
+            emitter.publish(AgentEvent(EventType.SESSION_UPDATED, session_id=f"during-{i}"))
+        await asyncio.sleep(1.0)  # five heartbeat intervals of outage
+        await ssh.start()
+        h = await status.wait_health("agent-r", lambda h: "during-4" in h.last_session_events, timeout=10)
+        assert h.connected
+        assert h.events_received - received <= 5 + 3  # the five events and a heartbeat or two
+        types = [e.type for e in h.recent_events]
+        assert types.count(EventType.AGENT_STARTED) <= 1
+        assert emitter.status_link().up
     finally:
         await emitter.close()

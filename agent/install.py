@@ -12,12 +12,13 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 from agent.config import AgentConfig
 from agent.identity import load_or_create_agent_id
+from common.deploy_files import deploy_dir
 from common.errors import FailedPreconditionError, PermissionDeniedError
 from common.paths import atomic_write
 from common.ssh_keys import load_or_create_host_key
@@ -41,7 +42,7 @@ class InstallOptions:
 
     root: Path = Path("/")
     dry_run: bool = False
-    units_dir: Path = Path(__file__).resolve().parent.parent / "deploy" / "systemd"
+    units_dir: Path = field(default_factory=lambda: deploy_dir() / "systemd")
     binary: str = DEFAULT_BINARY
     required_euid: int = 0
     systemctl: bool = True
@@ -150,6 +151,11 @@ def install_agent(config: AgentConfig, opts: InstallOptions, out: Callable[[str]
     s.run(f"create {config.config_dir}", lambda: _make_dir(s.p(config.config_dir), 0o755))
     s.run("generate or keep the agent id", lambda: load_or_create_agent_id(s.p(config.agent_id_path)))
     s.run("generate or keep the SSH host key", lambda: _host_key(s.p(config.host_key_path)))
+    # The unit points CONVOCATE_CONFIG here; init-agent fills it in (status link, ports).
+    s.run(f"create {config.config_dir}/agent.toml", lambda: _write_if_absent(
+        s.p(config.config_dir / "agent.toml"),
+        "# Settings of convocate-agent; `convocate-host init-agent` rewrites this file.\n[agent]\n",
+        0o644))
     home = s.p(config.sessions_root)
     s.run(f"create {config.sessions_root}/.ssh", lambda: _write_if_absent(
         s.p(config.authorized_keys_path),

@@ -46,6 +46,7 @@ __all__ = [
     "load_registry",
     "read_agent",
     "register_agent",
+    "scan_registry",
     "unregister_agent",
     "validate_agent_id",
 ]
@@ -184,20 +185,39 @@ def read_agent(directory: Path) -> AgentRecord:
     return AgentRecord(agent_id, address.strip(), port, files["client_key"], files["known_hosts"])
 
 
+def scan_registry(registry_dir: Path) -> tuple[list[AgentRecord], dict[str, str]]:
+    """Every complete agent in ``registry_dir``, and the malformed entries with their errors.
+
+    For long-running readers (the router) that must keep serving the good agents and
+    show the bad entries instead of refusing to start.
+
+    Returns:
+        (records sorted by id, directory name -> error message).
+    """
+    records: list[AgentRecord] = []
+    broken: dict[str, str] = {}
+    if not registry_dir.is_dir():
+        return records, broken
+    for directory in sorted(p for p in registry_dir.iterdir() if p.is_dir()):
+        try:
+            records.append(read_agent(directory))
+        except NotFoundError as e:
+            log.info("agent registration incomplete, skipped", directory=str(directory), reason=str(e))
+        except InvalidArgumentError as e:
+            log.warning("agent registration invalid", directory=str(directory), error=str(e))
+            broken[directory.name] = str(e)
+    return records, broken
+
+
 def load_registry(registry_dir: Path) -> list[AgentRecord]:
     """Every complete agent in ``registry_dir``, sorted by id (missing dir = no agents).
 
     Raises:
         InvalidArgumentError: an agent directory is malformed (with the file to fix).
     """
-    if not registry_dir.is_dir():
-        return []
-    records: list[AgentRecord] = []
-    for directory in sorted(p for p in registry_dir.iterdir() if p.is_dir()):
-        try:
-            records.append(read_agent(directory))
-        except NotFoundError as e:
-            log.info("agent registration incomplete, skipped", directory=str(directory), reason=str(e))
+    records, broken = scan_registry(registry_dir)
+    if broken:
+        raise InvalidArgumentError(next(iter(broken.values())))
     return records
 
 

@@ -29,7 +29,7 @@ from convocate.v1 import sessions_pb2
 from common.errors import ConvocateError, InvalidArgumentError, NotFoundError, UnavailableError
 from common.logging import get_logger
 from common.paths import private_dir
-from common.registry import load_registry
+from common.registry import AgentRecord, scan_registry
 from shell.agent_client import AgentClient, ClientSettings
 from shell.dns import DnsHosts, dns_records, resolve_address
 from shell.model import AgentRow, SessionRow
@@ -58,6 +58,7 @@ class RouterConfig:
     connect_timeout: float = 10.0
     keepalive_interval: float = 5.0
     backoff_max: float = 30.0
+    registry_poll: float = 10.0             # re-read the registry this often (0: only at start)
     client_id: str = f"console:{os.getpid()}"
 
 
@@ -67,6 +68,9 @@ class Router:
     def __init__(self, config: RouterConfig) -> None:
         self.config = config
         self.clients: dict[str, AgentClient] = {}
+        self._broken: dict[str, str] = {}
+        self._watches: dict[str, asyncio.Task[None]] = {}
+        self._settings = ClientSettings(runtime_dir=config.runtime_dir)
         self._sessions: dict[str, AgentSessions] = {}
         self._ips: dict[str, str] = {}
         self._orphans: dict[str, SessionRow] = {}
@@ -78,7 +82,7 @@ class Router:
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         """Read the registry, connect to every agent and start watching (never waits on one)."""
-        settings = ClientSettings(
+        self._settings = ClientSettings(
             runtime_dir=private_dir(self.config.runtime_dir),
             heartbeat_interval=self.config.heartbeat_interval,
             call_timeout=self.config.call_timeout, connect_timeout=self.config.connect_timeout,
@@ -89,18 +93,58 @@ class Router:
             self.status = StatusClient(self.config.status_socket, self.config.client_id, self._health_changed,
                                        resend_interval=self.config.heartbeat_interval)
             await self.status.start()
-        for record in load_registry(self.config.registry_dir):
-            client = AgentClient(record, settings, self._client_changed)
-            self.clients[record.agent_id] = client
-            self._sessions[record.agent_id] = AgentSessions(record.agent_id)
-            ip = await resolve_address(record.address)
-            if ip is not None:
-                self._ips[record.agent_id] = ip
-            await client.start()
-            self._spawn(self._watch(client), f"watch-{record.agent_id}")
+        await self.reload_registry()
         self._orphans = {r.id: r for r in scan_orphans(self.config.orphans_root)}
         log.info("router started", agents=sorted(self.clients), orphans=len(self._orphans))
         self._changed()
+        if self.config.registry_poll > 0:
+            self._spawn(self._poll_registry(), "registry-poll")
+
+    async def reload_registry(self) -> None:
+        """Pick up agents added, removed or changed in the registry since the last read."""
+        records, broken = scan_registry(self.config.registry_dir)
+        changed = broken != self._broken
+        self._broken = broken
+        wanted = {r.agent_id: r for r in records}
+        for agent_id in [a for a, c in self.clients.items() if wanted.get(a) != c.record]:
+            await self._remove_agent(agent_id)
+            changed = True
+        for agent_id, record in wanted.items():
+            if agent_id not in self.clients:
+                await self._add_agent(record)
+                changed = True
+        if changed:
+            log.info("agent registry read", agents=sorted(self.clients), invalid=sorted(broken))
+            self._changed()
+
+    async def _add_agent(self, record: AgentRecord) -> None:
+        client = AgentClient(record, self._settings, self._client_changed)
+        self.clients[record.agent_id] = client
+        self._sessions[record.agent_id] = AgentSessions(record.agent_id)
+        ip = await resolve_address(record.address)
+        if ip is not None:
+            self._ips[record.agent_id] = ip
+        await client.start()
+        self._watches[record.agent_id] = self._spawn(self._watch(client), f"watch-{record.agent_id}")
+
+    async def _remove_agent(self, agent_id: str) -> None:
+        task = self._watches.pop(agent_id, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        client = self.clients.pop(agent_id)
+        self._sessions.pop(agent_id, None)
+        self._ips.pop(agent_id, None)
+        await client.close()
+
+    async def _poll_registry(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.registry_poll)
+            try:
+                await self.reload_registry()
+            except Exception:  # a bad read must not end the polling
+                log.exception("agent registry reload failed")
 
     async def close(self) -> None:
         """Stop watching and close every connection."""
@@ -120,10 +164,11 @@ class Router:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # --- cached views ------------------------------------------------------------------------
     def agents(self) -> list[AgentRow]:
@@ -142,6 +187,9 @@ class Router:
                 notices=tuple(health.notices) if health is not None else view_down,
                 version=c.version or (health.version if health is not None else ""),
             ))
+        for name, error in sorted(self._broken.items()):
+            out.append(AgentRow(agent_id=name, address="", reachable=False,
+                                last_error=f"invalid registry entry: {error}"))
         return out
 
     def rows(self) -> list[SessionRow]:
@@ -154,6 +202,9 @@ class Router:
                 rows.append(SessionRow(id="", name="", agent_id=agent_id, created_at=None,
                                        last_accessed=None, placeholder=True,
                                        error=c.last_error or "unreachable"))
+        for name, error in sorted(self._broken.items()):
+            rows.append(SessionRow(id="", name="", agent_id=name, created_at=None, last_accessed=None,
+                                   placeholder=True, error=f"invalid registry entry: {error}"))
         return rows
 
     def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
@@ -214,6 +265,7 @@ class Router:
         Returns:
             The rows afterwards; an agent that failed keeps its cached rows.
         """
+        await self.reload_registry()
         await asyncio.gather(*(self._list_one(c) for c in self.clients.values() if c.tunnel.up))
         self._orphans = {r.id: r for r in scan_orphans(self.config.orphans_root)}
         self._changed()
@@ -236,6 +288,9 @@ class Router:
     def _client(self, agent_id: str) -> AgentClient:
         if not agent_id:
             raise InvalidArgumentError("agent-id required: pick a target agent")
+        if agent_id in self._broken:
+            error = self._broken[agent_id]
+            raise InvalidArgumentError(f'agent "{agent_id}": invalid registry entry: {error}')
         client = self.clients.get(agent_id)
         if client is None:
             raise NotFoundError(f'agent "{agent_id}" not registered')

@@ -59,6 +59,7 @@ def router_config(root: Path, status: StatusStack) -> RouterConfig:
         connect_timeout=1.0,
         keepalive_interval=0.5,
         backoff_max=0.5,
+        registry_poll=0.5,
         client_id="console:test",
     )
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import FailedPreconditionError, NotFoundError
+from common.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
+from common.registry import unregister_agent
 from shell.dns import HEADER
 from shell.model import RouterAPI
 from shell.router import Router
@@ -141,3 +142,31 @@ async def test_orphans_are_listed_writes_refused_and_delete_allowed(fleet: Fleet
     assert sid not in {r.id for r in fleet.router.rows()}
     with pytest.raises(NotFoundError):
         await fleet.router.delete(sid)
+
+
+async def test_registry_changes_are_picked_up_and_bad_entries_shown(fleet: Fleet, short_tmp: Path) -> None:
+    """An agent registered later joins, a malformed entry is shown as such, an unregistered agent leaves."""
+    late = prepare_agent(short_tmp / "agents", fleet.config.registry_dir, 3, fleet.status.config)
+    try:
+        await late.astart()
+        bad = fleet.config.registry_dir / "broken"
+        bad.mkdir()
+        (bad / "agent.toml").write_text('id = "broken"\naddress = "127.0.0.9"\nport = 0\n')
+        await assert_eventually(
+            lambda: {a.agent_id: a.reachable for a in fleet.router.agents()}.get("agent-d") is True, timeout=5
+        )
+        made = await fleet.router.create("agent-d", "late", 0, "tcp", "late")
+        assert made.agent_id == "agent-d"
+        await assert_eventually(lambda: "broken" in {a.agent_id for a in fleet.router.agents()}, timeout=3)
+        broken = next(a for a in fleet.router.agents() if a.agent_id == "broken")
+        assert "invalid registry entry" in broken.last_error
+        assert "not a TCP port" in broken.last_error
+        assert any(r.placeholder and r.agent_id == "broken" for r in fleet.router.rows())
+        with pytest.raises(InvalidArgumentError, match="invalid registry entry"):
+            await fleet.router.create("broken", "x", 0, "tcp", "")
+        unregister_agent(fleet.config.registry_dir, "agent-d")
+        await fleet.router.refresh()
+        assert "agent-d" not in {a.agent_id for a in fleet.router.agents()}
+        assert made.id not in {r.id for r in fleet.router.rows()}
+    finally:
+        late.kill()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import image_push, transport
+from benchmarks import attach, image_push, transport
 
-SUITES = {"transport": transport.run, "image_push": image_push.run}
+SUITES = {"transport": transport.run, "attach": attach.run, "image_push": image_push.run}
 
 
 def main(argv: list[str]) -> int:

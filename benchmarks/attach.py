@@ -122,6 +122,13 @@ async def _measure(client: _Raw | _Grpc) -> tuple[list[float], float]:
     return rtts, seconds
 
 
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 async def _main() -> None:
     image = ensure_offline_image()
     with tempfile.TemporaryDirectory(prefix="cvba-") as d:
@@ -134,6 +141,8 @@ async def _main() -> None:
                 s = await stub.CreateSession(sessions_pb2.CreateSessionRequest(name="bench", start=True),
                                              timeout=60)
                 container = f"convocate-session-{s.id}"
+                assert agent.proc is not None
+                rss_idle = _rss_mib(agent.proc.pid)
                 raw = _Raw(container)
                 try:
                     raw_rtt, raw_s = await _measure(raw)
@@ -142,6 +151,7 @@ async def _main() -> None:
                 ours = _Grpc(t.channel, s.id)
                 try:
                     our_rtt, our_s = await _measure(ours)
+                    rss_attached = _rss_mib(agent.proc.pid)
                 finally:
                     ours.close()
         finally:
@@ -158,7 +168,9 @@ async def _main() -> None:
         ["measure", "docker exec -it (baseline)", "convocate Attach", "convocate / baseline"],
         rows,
         [f"{KEYS} keys typed at a busybox shell prompt inside the session's tmux, one at a time.",
-         "Same container, same tmux session, one after the other; agent on 127.0.0.2 through asyncssh."],
+         "Same container, same tmux session, one after the other; agent on 127.0.0.2 through asyncssh.",
+         f"Agent process RSS: {rss_idle:.1f} MiB with one session, {rss_attached:.1f} MiB after "
+         "streaming the output to one viewer."],
     )
 
 

@@ -169,8 +169,8 @@ async def _main() -> None:
         rows,
         [f"{KEYS} keys typed at a busybox shell prompt inside the session's tmux, one at a time.",
          "Same container, same tmux session, one after the other; agent on 127.0.0.2 through asyncssh.",
-         f"Agent process RSS: {rss_idle:.1f} MiB with one session, {rss_attached:.1f} MiB after "
-         "streaming the output to one viewer."],
+         (f"Agent process RSS: {rss_idle:.1f} MiB with one session, {rss_attached:.1f} MiB after "
+         "streaming the output to one viewer.")],
     )
 
 

@@ -40,6 +40,11 @@ def _cancelled_by_caller() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+def _gist(link: link_pb2.LinkState | None) -> tuple[bool, bool, str, int] | None:
+    """What matters of a link for change detection (not its timestamps)."""
+    return None if link is None else (link.known, link.up, link.last_error, link.dropped_events)
+
+
 def _now() -> Timestamp:
     ts = Timestamp()
     ts.GetCurrentTime()
@@ -145,23 +150,23 @@ class AgentClient:
         else:
             self._set(False, error)
 
+    def _pinged(self, reply: sessions_pb2.PingResponse) -> None:
+        self._last_ok = _now()
+        status_link = reply.status_link if reply.HasField("status_link") else self.agent_status_link
+        changed = (reply.version, reply.hostname, _gist(status_link)) != (
+            self.version, self.hostname, _gist(self.agent_status_link))
+        self.version, self.hostname, self.agent_status_link = reply.version, reply.hostname, status_link
+        if changed and self.reachable and self._on_change is not None:
+            self._on_change(self)
+        self._set(True)
+
     async def _heartbeat(self) -> None:
         while True:
             if self.tunnel.up:
                 try:
-                    reply = await self.ping()
+                    self._pinged(await self.ping())
                 except ConvocateError as e:
                     self._set(False, str(e))
-                else:
-                    self._last_ok = _now()
-                    changed = (reply.version, reply.hostname) != (self.version, self.hostname) or (
-                        reply.HasField("status_link") and reply.status_link != self.agent_status_link)
-                    self.version, self.hostname = reply.version, reply.hostname
-                    if reply.HasField("status_link"):
-                        self.agent_status_link = reply.status_link
-                    if changed and self.reachable and self._on_change is not None:
-                        self._on_change(self)
-                    self._set(True)
             else:  # the tunnel's latest reason (e.g. "refused our key" after "connection lost")
                 self._set(False, self.tunnel.last_error)
             self._kick.clear()

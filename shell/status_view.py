@@ -163,6 +163,7 @@ class StatusView:
         if not event.HasField("time"):
             event.time.CopyFrom(_now())
         a = self._agent(event.agent_id)
+        before = (a.version, a.hostname, a.events_dropped, a.missing_pings, a.status_error)
         a.events_received += 1
         attrs = dict(event.attributes)
         log.info("status event", type=event.type, agent=event.agent_id, session=event.session_id or None,
@@ -192,7 +193,10 @@ class StatusView:
             while len(a.last_session_events) > MAX_SESSION_EVENTS:
                 del a.last_session_events[next(iter(a.last_session_events))]
         self._broadcast(status_pb2.ViewUpdate(event=event))
-        self._refresh(a, force=True)
+        # The event itself went out above; a full agent update only when its summary moved
+        # (an AgentHealth carries every session's last event: too big to send per event).
+        after = (a.version, a.hostname, a.events_dropped, a.missing_pings, a.status_error)
+        self._refresh(a, force=before != after or event.type in ("agent.started", "agent.shutdown"))
 
     def report_link(self, report: status_pb2.LinkReport) -> None:
         """Record a local client's view of shell -> agent (and the agent's status link)."""

@@ -6,17 +6,21 @@ The attach keys live in :mod:`shell.attach_routes`, the operation runner in
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from convocate.v1 import attach_pb2
 
+from common.errors import AlreadyExistsError, FailedPreconditionError
 from shell.attach_routes import AttachRoutes
 from shell.dialogs import ChoiceDialog, ConfirmDialog, Dialog
 from shell.forms import CloneDialog, SessionForm
 from shell.model import SessionRow
 from shell.operations import OP_TIMEOUT, Attacher, short_name
 
-__all__ = ["HELP_LINES", "OP_TIMEOUT", "Attacher", "Console"]
+__all__ = ["HELP_LINES", "OP_TIMEOUT", "RESTART_ATTEMPTS", "Attacher", "Console"]
+
+RESTART_ATTEMPTS = 20
 
 HELP_LINES = [
     "Up/Down    move            Enter / 1-9  attach",
@@ -124,17 +128,31 @@ class Console(AttachRoutes):
                 if outcome != "yes":
                     self.state.close(prompt)
                     return
-                self.run_op("restarting", lambda: self.state.router.restart(row.id),
+                self.run_op("restarting", lambda: self._stop_and_restart(row.id),
                             lambda _r: self.state.close(prompt), prompt)
 
+            running = any(r.id == row.id and r.running for r in self.state.router.rows())
             prompt = ConfirmDialog(" Restart Session ", [
                 f'Saved. Restart session "{name}" now?',
-                "Y = restart now   N = keep config, don't restart"], answer)
+                "Y = restart now   N = keep config, don't restart",
+                *(["(it is running: Y stops it first)"] if running else [])], answer)
             self.state.replace(form, prompt)
 
         form = SessionForm(" Edit Session ", done, name=row.name, protocol=row.protocol,
                            port=row.port, dns_name=row.dns_name)
         self.state.open(form)
+
+    async def _stop_and_restart(self, session_id: str) -> SessionRow:
+        """Restart with the new settings; a running session is stopped first (v2.0.0 could not)."""
+        router = self.state.router
+        if any(r.id == session_id and r.running for r in router.rows()):
+            await router.kill(session_id)
+        for _ in range(RESTART_ATTEMPTS - 1):
+            try:
+                return await router.restart(session_id)
+            except (FailedPreconditionError, AlreadyExistsError):
+                await asyncio.sleep(0.5)   # the stopped container is still being removed
+        return await router.restart(session_id)
 
     def _confirm(self, title: str, question: str, on_yes: Callable[[ConfirmDialog], None]) -> None:
         def answer(outcome: str) -> None:

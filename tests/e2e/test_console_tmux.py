@@ -172,6 +172,15 @@ def test_console_create_attach_resize_detach_and_agent_down(fleet: Fleet, term: 
     term.send_keys("C-b", "d")
     term.wait_for(r'Detached from "e2e-one"', timeout=20)
 
+    # Edit the running session: saved, then restarted (stopped first) under the new name.
+    term.send_keys("e")
+    term.wait_for(r"Edit Session")
+    term.type("-x")
+    term.send_keys("Enter")
+    term.wait_for(r"it is running: Y stops it first")
+    term.send_keys("y")
+    term.wait_for(rf"e2e-one-x\s+\| {a2.agent_id}\s.*\| R\s*$", timeout=60)
+
     # Kill the other agent: its row is marked, the clock keeps ticking, keys still work.
     a1.kill()
     term.wait_for(r"agents 1 up, 1 DOWN", timeout=20)
@@ -181,10 +190,10 @@ def test_console_create_attach_resize_detach_and_agent_down(fleet: Fleet, term: 
     term.send_keys("?")
     term.wait_for(r"Ctrl-B d detaches")
     term.send_keys("Escape")
-    term.wait_for(rf"e2e-one\s+\| {a2.agent_id}")
+    term.wait_for(rf"e2e-one-x\s+\| {a2.agent_id}")
 
     # Kill the session's agent mid-attach: the terminal is restored and a dialog says why.
-    number = term.wait_for(r"^\s+(\d)\s+\| e2e-one").group(1)
+    number = term.wait_for(r"^\s+(\d)\s+\| e2e-one-x").group(1)
     before = term.stty()
     term.send_keys(number)
     term.wait_for(r"^\$ ?$", timeout=30)

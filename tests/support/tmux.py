@@ -48,7 +48,7 @@ class TmuxTerminal:
 
     def type(self, text: str) -> None:
         """Send literal text."""
-        self._run("send-keys", "-t", self.target, "-l", text)
+        self._run("send-keys", "-t", self.target, "-l", "--", text)
 
     def capture(self) -> str:
         """The visible screen."""

@@ -198,3 +198,19 @@ async def test_settings_closes_on_enter_only(make_console: Start) -> None:
     assert h.dialog_title() == "Settings"
     h.send("\r")
     await h.until(lambda: h.state.dialog is None)
+
+
+async def test_edit_running_session_stops_then_restarts(make_console: Start) -> None:
+    """Restarting after an edit of a running session stops it first (v2.0.0 failed here)."""
+    row = make_row("live", running=True)
+    h = await make_console([agent("agent-a")], [row])
+    h.send("e")
+    await h.until(lambda: h.dialog_title() == "Edit Session")
+    h.send("2\r")
+    await h.until(lambda: h.dialog_title() == "Restart Session")
+    assert "it is running" in str(h.state.dialog.body())  # type: ignore[union-attr]
+    h.send("y")
+    await h.until(lambda: h.state.dialog is None)
+    assert [c[0] for c in h.router.calls] == ["update", "kill", "restart"]
+    assert h.router.rows()[0].name == "live2"
+    assert h.router.rows()[0].running

@@ -212,6 +212,11 @@ async def run_demo(opts: DemoOptions, say: Callable[[str], None]) -> None:
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(notify_path))
     notify.setblocking(False)
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    for sig in (signal.SIGTERM, signal.SIGHUP):   # a closed terminal or a kill still cleans up
+        if main is not None:
+            loop.add_signal_handler(sig, main.cancel)
     try:
         say("[demo] building the offline session image...")
         image = await asyncio.to_thread(build_offline_image, run_with_input)
@@ -230,6 +235,8 @@ async def run_demo(opts: DemoOptions, say: Callable[[str], None]) -> None:
         else:
             await smoke_test(config, AGENT_ID, say)
     finally:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
         notify.close()
         stack.stop()
         if not opts.keep_sessions:

@@ -103,8 +103,9 @@ def demo(
     from shell.demo import DemoOptions, run_demo  # noqa: PLC0415 - pulls in the agent's modules
 
     configure_logging("cli", level=os.environ.get("CONVOCATE_LOG_LEVEL", "ERROR"))
-    asyncio.run(run_demo(DemoOptions(workdir=workdir, console=not no_console,
-                                     keep_sessions=keep_sessions), print))
+    with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):   # cleaned up already
+        asyncio.run(run_demo(DemoOptions(workdir=workdir, console=not no_console,
+                                         keep_sessions=keep_sessions), print))
 
 
 @app.command()

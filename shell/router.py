@@ -1,13 +1,14 @@
 """The router: every agent's sessions in one cached view, and operations routed by id.
 
-:class:`Router` implements :class:`shell.model.RouterAPI` for the console. It opens one
-:class:`shell.agent_client.AgentClient` per registered agent, keeps each agent's
-sessions current from its WatchSessions stream (no polling), lists all agents
-concurrently with a per-agent deadline when asked (:meth:`Router.refresh`), and
-routes each operation to the agent that owns the session. Pre-v2 sessions found on
-the shell host are orphans (:mod:`shell.orphans`). The shared health view from the
-local status service (:mod:`shell.status_client`) fills ``AgentRow.status_connected``
-and ``notices``; every cache change rewrites the dnsmasq hosts file (:mod:`shell.dns`).
+:class:`Router` implements :class:`shell.model.RouterAPI` for the console. Its
+:class:`shell.agent_fleet.AgentFleet` holds one client per registered agent and keeps
+each agent's sessions current from its WatchSessions stream (no polling); the router
+lists all agents concurrently with a per-agent deadline when asked
+(:meth:`Router.refresh`) and routes each operation to the agent that owns the session.
+Pre-v2 sessions found on the shell host are orphans (:mod:`shell.orphans`). The
+shared health view from the local status service (:mod:`shell.status_client`) fills
+``AgentRow.status_connected`` and ``notices``; every cache change rewrites the dnsmasq
+hosts file (:mod:`shell.dns`).
 
 Rows of an agent that becomes unreachable stay in the table (the console marks them
 stale) next to one placeholder row; an agent never reached shows only the placeholder.
@@ -15,30 +16,29 @@ stale) next to one placeholder row; an agent never reached shows only the placeh
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import grpc
 from convocate.v1 import sessions_pb2
 
-from common.errors import ConvocateError, InvalidArgumentError, NotFoundError, UnavailableError
+from common.errors import ConvocateError, InvalidArgumentError, NotFoundError
 from common.logging import get_logger
 from common.paths import private_dir
-from common.registry import AgentRecord, scan_registry
 from shell.agent_client import AgentClient, ClientSettings
-from shell.dns import DnsHosts, dns_records, resolve_address
+from shell.agent_fleet import AgentFleet
+from shell.dns import DnsHosts, dns_records
 from shell.model import AgentRow, SessionRow
 from shell.orphans import delete_orphan, orphan_refusal, scan_orphans
-from shell.session_cache import AgentSessions
 from shell.status_client import StatusClient
 
 __all__ = ["Router", "RouterConfig"]
 
+T = TypeVar("T")
 log = get_logger(__name__)
 
 
@@ -58,7 +58,7 @@ class RouterConfig:
     connect_timeout: float = 10.0
     keepalive_interval: float = 5.0
     backoff_max: float = 30.0
-    registry_poll: float = 10.0             # re-read the registry this often (0: only at start)
+    registry_poll: float = 10.0             # re-read the registry this often (0: at start/refresh only)
     client_id: str = f"console:{os.getpid()}"
 
 
@@ -67,22 +67,22 @@ class Router:
 
     def __init__(self, config: RouterConfig) -> None:
         self.config = config
-        self.clients: dict[str, AgentClient] = {}
-        self._broken: dict[str, str] = {}
-        self._watches: dict[str, asyncio.Task[None]] = {}
-        self._settings = ClientSettings(runtime_dir=config.runtime_dir)
-        self._sessions: dict[str, AgentSessions] = {}
-        self._ips: dict[str, str] = {}
+        self.fleet = AgentFleet(config.registry_dir, ClientSettings(runtime_dir=config.runtime_dir),
+                                self._changed, self._client_changed)
         self._orphans: dict[str, SessionRow] = {}
         self._listeners: list[Callable[[], None]] = []
-        self._tasks: set[asyncio.Task[None]] = set()
         self.dns = DnsHosts(config.dnsmasq_hosts, config.dnsmasq_pidfile)
         self.status: StatusClient | None = None
+
+    @property
+    def clients(self) -> dict[str, AgentClient]:
+        """The agent clients by agent id."""
+        return self.fleet.clients
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         """Read the registry, connect to every agent and start watching (never waits on one)."""
-        self._settings = ClientSettings(
+        self.fleet.settings = ClientSettings(
             runtime_dir=private_dir(self.config.runtime_dir),
             heartbeat_interval=self.config.heartbeat_interval,
             call_timeout=self.config.call_timeout, connect_timeout=self.config.connect_timeout,
@@ -93,67 +93,16 @@ class Router:
             self.status = StatusClient(self.config.status_socket, self.config.client_id, self._health_changed,
                                        resend_interval=self.config.heartbeat_interval)
             await self.status.start()
-        await self.reload_registry()
+        await self.fleet.reload()
         self._orphans = {r.id: r for r in scan_orphans(self.config.orphans_root)}
         log.info("router started", agents=sorted(self.clients), orphans=len(self._orphans))
         self._changed()
         if self.config.registry_poll > 0:
-            self._spawn(self._poll_registry(), "registry-poll")
-
-    async def reload_registry(self) -> None:
-        """Pick up agents added, removed or changed in the registry since the last read."""
-        records, broken = scan_registry(self.config.registry_dir)
-        changed = broken != self._broken
-        self._broken = broken
-        wanted = {r.agent_id: r for r in records}
-        for agent_id in [a for a, c in self.clients.items() if wanted.get(a) != c.record]:
-            await self._remove_agent(agent_id)
-            changed = True
-        for agent_id, record in wanted.items():
-            if agent_id not in self.clients:
-                await self._add_agent(record)
-                changed = True
-        if changed:
-            log.info("agent registry read", agents=sorted(self.clients), invalid=sorted(broken))
-            self._changed()
-
-    async def _add_agent(self, record: AgentRecord) -> None:
-        client = AgentClient(record, self._settings, self._client_changed)
-        self.clients[record.agent_id] = client
-        self._sessions[record.agent_id] = AgentSessions(record.agent_id)
-        ip = await resolve_address(record.address)
-        if ip is not None:
-            self._ips[record.agent_id] = ip
-        await client.start()
-        self._watches[record.agent_id] = self._spawn(self._watch(client), f"watch-{record.agent_id}")
-
-    async def _remove_agent(self, agent_id: str) -> None:
-        task = self._watches.pop(agent_id, None)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        client = self.clients.pop(agent_id)
-        self._sessions.pop(agent_id, None)
-        self._ips.pop(agent_id, None)
-        await client.close()
-
-    async def _poll_registry(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.registry_poll)
-            try:
-                await self.reload_registry()
-            except Exception:  # a bad read must not end the polling
-                log.exception("agent registry reload failed")
+            self.fleet.poll(self.config.registry_poll)
 
     async def close(self) -> None:
         """Stop watching and close every connection."""
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await asyncio.gather(*(c.close() for c in self.clients.values()))
+        await self.fleet.close()
         if self.status is not None:
             await self.status.close()
 
@@ -163,12 +112,6 @@ class Router:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
 
     # --- cached views ------------------------------------------------------------------------
     def agents(self) -> list[AgentRow]:
@@ -187,7 +130,7 @@ class Router:
                 notices=tuple(health.notices) if health is not None else view_down,
                 version=c.version or (health.version if health is not None else ""),
             ))
-        for name, error in sorted(self._broken.items()):
+        for name, error in sorted(self.fleet.broken.items()):
             out.append(AgentRow(agent_id=name, address="", reachable=False,
                                 last_error=f"invalid registry entry: {error}"))
         return out
@@ -197,12 +140,12 @@ class Router:
         rows = sorted(self._orphans.values(), key=lambda r: (r.name, r.id))
         for agent_id in sorted(self.clients):
             c = self.clients[agent_id]
-            rows.extend(self._sessions[agent_id].rows())
+            rows.extend(self.fleet.sessions[agent_id].rows())
             if not c.reachable:
                 rows.append(SessionRow(id="", name="", agent_id=agent_id, created_at=None,
                                        last_accessed=None, placeholder=True,
                                        error=c.last_error or "unreachable"))
-        for name, error in sorted(self._broken.items()):
+        for name, error in sorted(self.fleet.broken.items()):
             rows.append(SessionRow(id="", name="", agent_id=name, created_at=None, last_accessed=None,
                                    placeholder=True, error=f"invalid registry entry: {error}"))
         return rows
@@ -213,7 +156,7 @@ class Router:
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
     def _changed(self) -> None:
-        self.dns.write(dns_records(self.rows(), self._ips))
+        self.dns.write(dns_records(self.rows(), self.fleet.ips))
         for listener in list(self._listeners):
             try:
                 listener()
@@ -229,57 +172,27 @@ class Router:
         if not agent_id or agent_id in self.clients:
             self._changed()
 
-    # --- keeping the cache current ----------------------------------------------------------------
-    async def _watch(self, client: AgentClient) -> None:
-        cache = self._sessions[client.agent_id]
-        delay = 0.2
-        while True:
-            try:
-                await client.tunnel.wait_up(timeout=max(1.0, self.config.heartbeat_interval))
-            except UnavailableError:
-                continue
-            cache.start_snapshot()
-            try:
-                async for event in client.watch_sessions():
-                    delay = 0.2
-                    if cache.apply(event):
-                        self._changed()
-            except ConvocateError as e:
-                log.info("session watch ended", agent=client.agent_id, error=str(e))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, max(1.0, self.config.heartbeat_interval))
-
-    async def _list_one(self, client: AgentClient) -> None:
-        try:
-            async with asyncio.timeout(self.config.list_timeout + 0.5):
-                sessions = await client.list_sessions(self.config.list_timeout)
-        except (ConvocateError, TimeoutError) as e:
-            log.info("list failed", agent=client.agent_id, error=str(e))
-            return
-        if self._sessions[client.agent_id].replace(sessions):
-            self._changed()
-
     async def refresh(self) -> list[SessionRow]:
-        """List every agent concurrently (per-agent deadline) and rescan orphans.
+        """Re-read the registry, list every agent concurrently (per-agent deadline), rescan orphans.
 
         Returns:
             The rows afterwards; an agent that failed keeps its cached rows.
         """
-        await self.reload_registry()
-        await asyncio.gather(*(self._list_one(c) for c in self.clients.values() if c.tunnel.up))
+        await self.fleet.reload()
+        await self.fleet.list_all(self.config.list_timeout)
         self._orphans = {r.id: r for r in scan_orphans(self.config.orphans_root)}
         self._changed()
         return self.rows()
 
     # --- routing -----------------------------------------------------------------------------------
     def _route(self, session_id: str, operation: str) -> AgentClient:
-        for agent_id, cache in self._sessions.items():
+        for agent_id, cache in self.fleet.sessions.items():
             if cache.get(session_id) is not None:
                 return self.clients[agent_id]
         orphan = self._orphans.get(session_id)
         if orphan is not None:
             raise orphan_refusal(orphan, operation)
-        unknown = sorted(a for a, c in self._sessions.items() if not c.known)
+        unknown = sorted(a for a, c in self.fleet.sessions.items() if not c.known)
         if unknown:
             raise NotFoundError(f'session "{session_id}" is not known; it may belong to an agent not '
                                 f"reached yet ({', '.join(unknown)})")
@@ -288,8 +201,8 @@ class Router:
     def _client(self, agent_id: str) -> AgentClient:
         if not agent_id:
             raise InvalidArgumentError("agent-id required: pick a target agent")
-        if agent_id in self._broken:
-            error = self._broken[agent_id]
+        if agent_id in self.fleet.broken:
+            error = self.fleet.broken[agent_id]
             raise InvalidArgumentError(f'agent "{agent_id}": invalid registry entry: {error}')
         client = self.clients.get(agent_id)
         if client is None:
@@ -297,61 +210,127 @@ class Router:
         return client
 
     def _put(self, agent_id: str, session: sessions_pb2.Session) -> SessionRow:
-        row = self._sessions[agent_id].put(session)
+        row = self.fleet.sessions[agent_id].put(session)
         self._changed()
         return row
 
+    async def _on_agent(self, session_id: str, operation: str,
+                        call: Callable[[AgentClient], Awaitable[T]]) -> tuple[AgentClient, T]:
+        client = self._route(session_id, operation)
+        try:
+            return client, await call(client)
+        except NotFoundError:
+            # The agent no longer has it (deleted elsewhere, missed event): drop the ghost row.
+            if self.fleet.sessions[client.agent_id].remove(session_id):
+                self._changed()
+            raise
+
     async def create(self, agent_id: str, name: str, port: int, protocol: str,
                      dns_name: str, *, start: bool = False) -> SessionRow:
-        """Create a session on ``agent_id``."""
+        """Create a session on ``agent_id`` (``start`` also starts its container).
+
+        Returns:
+            The new session's row (already in :meth:`rows`).
+
+        Raises:
+            InvalidArgumentError: no agent given, a bad value, or an invalid registry entry.
+            NotFoundError: the agent is not registered.
+            UnavailableError: the agent is unreachable.
+            ConvocateError: any other refusal by the agent, with its message.
+        """
         client = self._client(agent_id)
         return self._put(agent_id, await client.create(name, port, protocol, dns_name, start=start))
 
     async def update(self, session_id: str, name: str, port: int, protocol: str,
                      dns_name: str) -> SessionRow:
-        """Replace a session's name, port, protocol and DNS name."""
-        client = self._route(session_id, "update")
-        return self._put(client.agent_id, await client.update(session_id, name, port, protocol, dns_name))
+        """Replace a session's name, port, protocol and DNS name (on its agent).
+
+        Returns:
+            The updated row.
+
+        Raises:
+            FailedPreconditionError: the session is an orphan (with the migration command).
+            NotFoundError: no such session.
+            UnavailableError: its agent is unreachable.
+        """
+        client, session = await self._on_agent(
+            session_id, "update", lambda c: c.update(session_id, name, port, protocol, dns_name))
+        return self._put(client.agent_id, session)
 
     async def clone(self, session_id: str, name: str) -> SessionRow:
-        """Clone a session on its own agent."""
-        client = self._route(session_id, "clone")
-        return self._put(client.agent_id, await client.clone(session_id, name))
+        """Clone a session on its own agent.
+
+        Returns:
+            The new session's row.
+
+        Raises:
+            FailedPreconditionError: the session is an orphan.
+            NotFoundError: no such session.
+            UnavailableError: its agent is unreachable.
+        """
+        client, session = await self._on_agent(session_id, "clone", lambda c: c.clone(session_id, name))
+        return self._put(client.agent_id, session)
 
     async def delete(self, session_id: str) -> None:
-        """Delete a session (an orphan's local directory is removed here)."""
+        """Delete a session; an orphan's local directory is removed here (the one orphan write).
+
+        Deleting a session its agent no longer has succeeds (the row goes away).
+
+        Raises:
+            NotFoundError: no such session.
+            UnavailableError: its agent is unreachable.
+        """
         if session_id in self._orphans and self.config.orphans_root is not None:
             delete_orphan(self.config.orphans_root, session_id)
             del self._orphans[session_id]
             self._changed()
             return
         client = self._route(session_id, "delete")
-        await client.delete(session_id)
-        if self._sessions[client.agent_id].remove(session_id):
+        with contextlib.suppress(NotFoundError):
+            await client.delete(session_id)
+        if self.fleet.sessions[client.agent_id].remove(session_id):
             self._changed()
 
-    async def _after(self, client: AgentClient, session_id: str) -> SessionRow | None:
+    async def _after(self, client: AgentClient, session_id: str) -> None:
         # The watch stream brings the change too; this makes the caller's view current now.
         with contextlib.suppress(ConvocateError):
-            return self._put(client.agent_id, await client.get(session_id))
-        return None
+            self._put(client.agent_id, await client.get(session_id))
 
     async def kill(self, session_id: str) -> None:
-        """Stop a session's container."""
-        client = self._route(session_id, "kill")
-        await client.kill(session_id)
+        """Stop a session's container.
+
+        Raises:
+            FailedPreconditionError: the session is an orphan.
+            NotFoundError: no such session.
+            UnavailableError: its agent is unreachable.
+        """
+        client, _ = await self._on_agent(session_id, "kill", lambda c: c.kill(session_id))
         await self._after(client, session_id)
 
     async def background(self, session_id: str) -> None:
-        """Detach every viewer of a session."""
-        client = self._route(session_id, "background")
-        await client.background(session_id)
+        """Detach every viewer of a session.
+
+        Raises:
+            FailedPreconditionError: the session is an orphan.
+            NotFoundError: no such session.
+            UnavailableError: its agent is unreachable.
+        """
+        client, _ = await self._on_agent(session_id, "background", lambda c: c.background(session_id))
         await self._after(client, session_id)
 
     async def restart(self, session_id: str) -> SessionRow:
-        """Start a stopped session."""
-        client = self._route(session_id, "restart")
-        return self._put(client.agent_id, await client.restart(session_id))
+        """Start a stopped session with its agent's current image.
+
+        Returns:
+            The session's row, running.
+
+        Raises:
+            FailedPreconditionError: the session is an orphan, or already running.
+            NotFoundError: no such session.
+            UnavailableError: its agent is unreachable.
+        """
+        client, session = await self._on_agent(session_id, "restart", lambda c: c.restart(session_id))
+        return self._put(client.agent_id, session)
 
     def attach_channel(self, session_id: str) -> grpc.aio.Channel:
         """The gRPC channel to the session's agent.

@@ -1,0 +1,155 @@
+"""The registered agents: one client and one session cache each, kept current.
+
+:class:`AgentFleet` reads the registry (and re-reads it, so agents added or removed
+later join or leave without a restart), opens one :class:`shell.agent_client.AgentClient`
+per agent, follows each agent's WatchSessions stream into its
+:class:`shell.session_cache.AgentSessions` (live, no polling), and lists every agent
+concurrently with a per-agent deadline on demand. It owns its tasks and closes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from common.errors import ConvocateError, UnavailableError
+from common.logging import get_logger
+from common.registry import AgentRecord, scan_registry
+from shell.agent_client import AgentClient, ClientSettings
+from shell.dns import resolve_address
+from shell.session_cache import AgentSessions
+
+__all__ = ["AgentFleet"]
+
+log = get_logger(__name__)
+
+
+class AgentFleet:
+    """Clients and session caches for every registered agent.
+
+    Args:
+        registry_dir: the agent registry (:mod:`common.registry`).
+        settings: how every client talks to its agent.
+        on_change: called whenever a session cache or the set of agents changes.
+        on_client_change: called with a client whose link health changed.
+    """
+
+    def __init__(self, registry_dir: Path, settings: ClientSettings, on_change: Callable[[], None],
+                 on_client_change: Callable[[AgentClient], None]) -> None:
+        self.registry_dir = registry_dir
+        self.settings = settings
+        self._on_change = on_change
+        self._on_client_change = on_client_change
+        self.clients: dict[str, AgentClient] = {}
+        self.sessions: dict[str, AgentSessions] = {}
+        self.ips: dict[str, str] = {}
+        self.broken: dict[str, str] = {}    # registry directory -> why its entry is invalid
+        self._watches: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # --- membership ---------------------------------------------------------------------------
+    async def reload(self) -> None:
+        """Pick up agents added, removed or changed in the registry since the last read."""
+        records, broken = scan_registry(self.registry_dir)
+        changed = broken != self.broken
+        self.broken = broken
+        wanted = {r.agent_id: r for r in records}
+        for agent_id in [a for a, c in self.clients.items() if wanted.get(a) != c.record]:
+            await self._remove(agent_id)
+            changed = True
+        for agent_id, record in wanted.items():
+            if agent_id not in self.clients:
+                await self._add(record)
+                changed = True
+        if changed:
+            log.info("agent registry read", agents=sorted(self.clients), invalid=sorted(broken))
+            self._on_change()
+
+    async def _add(self, record: AgentRecord) -> None:
+        client = AgentClient(record, self.settings, self._on_client_change)
+        self.clients[record.agent_id] = client
+        self.sessions[record.agent_id] = AgentSessions(record.agent_id)
+        ip = await resolve_address(record.address)
+        if ip is not None:
+            self.ips[record.agent_id] = ip
+        await client.start()
+        self._watches[record.agent_id] = self._spawn(self._watch(client), f"watch-{record.agent_id}")
+
+    async def _remove(self, agent_id: str) -> None:
+        task = self._watches.pop(agent_id, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        client = self.clients.pop(agent_id)
+        self.sessions.pop(agent_id, None)
+        self.ips.pop(agent_id, None)
+        await client.close()
+
+    def poll(self, every: float) -> None:
+        """Re-read the registry every ``every`` seconds in the background."""
+        self._spawn(self._poll(every), "registry-poll")
+
+    async def _poll(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.reload()
+            except Exception:  # a bad read must not end the polling
+                log.exception("agent registry reload failed")
+
+    async def close(self) -> None:
+        """Stop every task and close every client."""
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.gather(*(c.close() for c in self.clients.values()))
+
+    # --- keeping the caches current -------------------------------------------------------------
+    async def _watch(self, client: AgentClient) -> None:
+        cache = self.sessions[client.agent_id]
+        slowest = max(1.0, self.settings.heartbeat_interval)
+        delay = 0.2
+        while True:
+            try:
+                await client.tunnel.wait_up(timeout=slowest)
+            except UnavailableError:
+                continue
+            cache.start_snapshot()
+            try:
+                async for event in client.watch_sessions():
+                    delay = 0.2
+                    if cache.apply(event):
+                        self._on_change()
+            except ConvocateError as e:
+                log.info("session watch ended", agent=client.agent_id, error=str(e))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, slowest)
+
+    async def _list_one(self, client: AgentClient, timeout: float) -> None:
+        try:
+            async with asyncio.timeout(timeout + 0.5):
+                sessions = await client.list_sessions(timeout)
+        except (ConvocateError, TimeoutError) as e:
+            log.info("list failed", agent=client.agent_id, error=str(e))
+            return
+        if self.sessions[client.agent_id].replace(sessions):
+            self._on_change()
+
+    async def list_all(self, timeout: float) -> None:
+        """List every connected agent concurrently, each with deadline ``timeout``.
+
+        An agent that fails or is down keeps its cached sessions; none can stall the rest.
+        """
+        await asyncio.gather(*(self._list_one(c, timeout) for c in self.clients.values() if c.tunnel.up))

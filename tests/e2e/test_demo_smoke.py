@@ -7,7 +7,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from tests.support.env import require_docker, require_tool
+
+pytestmark = [pytest.mark.docker, pytest.mark.tmux]
 
 
 def test_demo_smoke_creates_attaches_and_cleans_up() -> None:

@@ -38,8 +38,10 @@ class StatusServicer(status_pb2_grpc.StatusServicer):
         agent_id = ""
         received = 0
         error = ""
+        last_type = ""
         try:
             async for event in request_iterator:
+                last_type = event.type
                 if not agent_id:
                     if not event.agent_id:
                         raise InvalidArgumentError("the first status event must name its agent_id")
@@ -57,7 +59,9 @@ class StatusServicer(status_pb2_grpc.StatusServicer):
             raise
         finally:
             if agent_id:
-                self.view.stream_closed(agent_id, error or "the agent ended the stream")
+                if not error and last_type != "agent.shutdown":
+                    error = "it ended without agent.shutdown (agent crashed or connection lost)"
+                self.view.stream_closed(agent_id, error)
         return status_pb2.PublishSummary(received=received)
 
     async def Watch(  # noqa: N802 - gRPC method name

@@ -149,11 +149,12 @@ class StatusView:
         self._refresh(a, force=True)
 
     def stream_closed(self, agent_id: str, error: str) -> None:
-        """An agent's Publish stream ended (``error`` says why)."""
+        """An agent's Publish stream ended (``error`` says why; empty after agent.shutdown)."""
         a = self._agent(agent_id)
         a.streams = max(0, a.streams - 1)
         if a.streams == 0:
-            a.status_error = f"status stream closed: {error}" if error else "status stream closed"
+            if error:  # without one, the agent said agent.shutdown and status_error says so
+                a.status_error = f"status stream closed: {error}"
             a.status_since = _now()
         log.info("status stream closed", agent=agent_id, error=error, streams=a.streams)
         self._refresh(a, force=True)

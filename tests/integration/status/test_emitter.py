@@ -33,7 +33,7 @@ async def test_started_heartbeat_events_and_shutdown_reach_the_view(
         await emitter.close()
     h = await status.wait_health("agent-a", lambda h: not h.connected)
     assert h.recent_events[-1].type == EventType.AGENT_SHUTDOWN
-    assert any("status stream down" in n for n in h.notices)
+    assert any(n == "agent→shell status stream down: agent shut down" for n in h.notices)
 
 
 async def test_queue_overflow_is_counted_not_fatal(status: StatusStack, short_tmp: Path) -> None:

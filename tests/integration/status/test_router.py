@@ -60,8 +60,9 @@ async def test_killed_agent_is_marked_down_lists_stay_prompt_and_it_comes_back(f
     budget = fleet.status.config.heartbeat_budget
     t0 = time.monotonic()
     fleet.agents["agent-b"].kill()
-    await fleet.status.wait_health("agent-b", lambda h: not h.connected, timeout=budget)
+    h = await fleet.status.wait_health("agent-b", lambda h: not h.connected, timeout=budget)
     view_latency = time.monotonic() - t0
+    assert "ended without agent.shutdown" in h.status_link.last_error
     await assert_eventually(
         lambda: not next(a for a in router.agents() if a.agent_id == "agent-b").reachable, timeout=budget
     )

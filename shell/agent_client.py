@@ -68,6 +68,11 @@ class ClientSettings:
 class AgentClient:
     """The shell's persistent connection to one agent.
 
+    Every call method raises :class:`common.errors.UnavailableError` when the agent is
+    unreachable or misses the deadline (naming the agent and why), and the other
+    :class:`common.errors.ConvocateError` subclasses with the agent's own message
+    (NotFoundError, AlreadyExistsError, InvalidArgumentError, FailedPreconditionError...).
+
     Args:
         record: the agent's registry entry.
         settings: timing and where the local sockets go.

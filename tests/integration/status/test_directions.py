@@ -7,6 +7,7 @@ import time
 
 from common.ssh_keys import add_authorized_key
 from shell.model import AgentRow
+from shell.status_server import StatusServer
 from tests.integration.status.conftest import Fleet
 from tests.support.waiting import assert_eventually
 
@@ -94,4 +95,16 @@ async def test_frozen_agent_goes_stale_within_the_budget_and_lists_keep_their_de
         await assert_eventually(lambda: not _agent(fleet, "agent-c").reachable, timeout=5)
     finally:
         proc.send_signal(signal.SIGCONT)
+    await _all_healthy(fleet)
+
+
+async def test_restarted_status_service_is_refilled_by_agents_and_local_clients(fleet: Fleet) -> None:
+    """After the status service restarts, agents reconnect and the router re-reports its links unasked."""
+    await _all_healthy(fleet)
+    await fleet.status.server.stop(grace=0)
+    await assert_eventually(lambda: all(a.notices for a in fleet.router.agents()), timeout=5)
+    fleet.status.server = StatusServer(fleet.status.config)
+    await fleet.status.server.start()
+    for agent_id in fleet.agents:
+        await fleet.status.wait_health(agent_id, lambda h: h.connected and h.control_link.known, timeout=10)
     await _all_healthy(fleet)

@@ -3,110 +3,16 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
-from common.registry import register_agent
-from shell.status_server import StatusConfig
-from tests.support.agent_proc import AgentProcess
-from tests.support.env import require_docker, require_tool
-from tests.support.images import ensure_offline_image
-from tests.support.status_stack import agent_status_keys, status_config
+from tests.e2e.conftest import Fleet
 from tests.support.tmux import TmuxTerminal
 from tests.support.waiting import wait_for_sync
 
 pytestmark = [pytest.mark.docker, pytest.mark.tmux]
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class Fleet:
-    """Two agents, the status service and the files the console reads."""
-
-    root: Path
-    agents: list[AgentProcess]
-    status: subprocess.Popen[bytes]
-    registry: Path
-    status_socket: Path
-
-
-def _start_status(root: Path) -> tuple[subprocess.Popen[bytes], Path, StatusConfig]:
-    config = status_config(root / "status", heartbeat_interval=1.0)
-    toml = root / "status.toml"
-    toml.write_text(
-        "[status]\n"
-        f'host = "{config.host}"\nport = {config.port}\nhost_key = "{config.host_key}"\n'
-        f'authorized_keys = "{config.authorized_keys}"\nsocket = "{config.socket}"\n'
-        "heartbeat_interval = 1.0\n")
-    config.authorized_keys.touch(mode=0o600)
-    log = (root / "status.log").open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "shell.status_server", "--config", str(toml)],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    return proc, config.socket, config
-
-
-@pytest.fixture
-def fleet() -> Iterator[Fleet]:
-    """Start the status service and two agents on 127.0.0.2 and 127.0.0.3; stop all afterwards."""
-    require_docker()
-    require_tool("tmux")
-    image = ensure_offline_image()
-    with tempfile.TemporaryDirectory(prefix="cve-") as d:
-        root = Path(d)
-        status, socket, config = _start_status(root)
-        agents: list[AgentProcess] = []
-        try:
-            wait_for_sync(socket.exists, timeout=20)
-            registry = root / "registry"
-            for i, host in enumerate(("127.0.0.2", "127.0.0.3")):
-                aroot = root / f"a{i + 1}"
-                key, known = agent_status_keys(config, aroot)
-                agent = AgentProcess(aroot, host=host, image=image, name=f"a{i + 1}", config={
-                    "status_host": "127.0.0.1", "status_port": config.port,
-                    "status_client_key": key, "status_known_hosts": known, "heartbeat_interval": 1.0})
-                agents.append(agent)
-                agent.start()
-                host_pub = Path(str(agent.keys.host_key) + ".pub").read_text()
-                register_agent(registry, agent.agent_id, host, agent.port, agent.keys.client_key, host_pub)
-            yield Fleet(root, agents, status, registry, socket)
-        finally:
-            for agent in agents:
-                agent.close()
-            status.terminate()
-            try:
-                status.wait(10)
-            except subprocess.TimeoutExpired:
-                status.kill()
-                status.wait(5)
-
-
-@pytest.fixture
-def term(fleet: Fleet) -> Iterator[TmuxTerminal]:
-    """The console running in a private tmux server, 110x30."""
-    t = TmuxTerminal(require_tool("tmux"), width=110, height=30)
-    empty = fleet.root / "empty.toml"
-    empty.write_text("")
-    env = {
-        "CONVOCATE_CONFIG": str(empty), "CONVOCATE_SHELL_ORPHANS_ROOT": str(fleet.root / "none"),
-        "CONVOCATE_SHELL_DNSMASQ_HOSTS": str(fleet.root / "dnsmasq-hosts"),
-        "CONVOCATE_SHELL_RUNTIME_DIR": str(fleet.root), "CI": "",
-    }
-    argv = [sys.executable, "-c", "from shell.main import main; main()",
-            "--registry-dir", str(fleet.registry), "--status-socket", str(fleet.status_socket),
-            "--log-file", str(fleet.root / "console.log"), "--expected-uid", "-1"]
-    t.start(argv, env, cwd=str(REPO))
-    try:
-        yield t
-    finally:
-        t.kill()
 
 
 def _wait_inner_size(term: TmuxTerminal, size: str, attempts: int = 10) -> None:
@@ -128,9 +34,12 @@ def _title_clock(screen: str) -> str:
     return match.group(0)
 
 
-def test_console_create_attach_resize_detach_and_agent_down(fleet: Fleet, term: TmuxTerminal) -> None:
+def test_console_create_attach_resize_detach_and_agent_down(
+    fleet: Fleet, open_console: Callable[[], TmuxTerminal]
+) -> None:
     """Create on a chosen agent, attach, type, resize, detach; a killed agent is marked live."""
     started = time.monotonic()
+    term = open_console()
     a1, a2 = fleet.agents
     term.wait_for(r"agents 2 up", timeout=30)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import time
 from collections.abc import Callable
 
@@ -53,6 +54,7 @@ def test_console_create_attach_resize_detach_and_agent_down(
     term.type("e2e-one")
     term.send_keys("Enter")
     term.wait_for(rf"e2e-one\s+\| {a2.agent_id}\s.*\| R\s*$", timeout=30)
+    term.wait_gone(r"Create on agent")
 
     # Attach, type, see the output, see the size, resize, see the new size.
     term.send_keys("Enter")
@@ -88,9 +90,20 @@ def test_console_create_attach_resize_detach_and_agent_down(
     term.send_keys("Enter")
     term.wait_for(r"it is running: Y stops it first")
     term.send_keys("y")
+    term.wait_gone(r"Restart Session", timeout=60)
     term.wait_for(rf"e2e-one-x\s+\| {a2.agent_id}\s.*\| R\s*$", timeout=60)
 
-    # Kill the other agent: its row is marked, the clock keeps ticking, keys still work.
+    # Freeze the other agent (SIGSTOP): the screen keeps ticking and keys still work.
+    assert a1.proc is not None
+    a1.proc.send_signal(signal.SIGSTOP)
+    frozen = _title_clock(term.capture())
+    wait_for_sync(lambda: _title_clock(term.capture()) != frozen, timeout=5)
+    term.send_keys("?")
+    term.wait_for(r"Ctrl-B d detaches")
+    term.send_keys("Escape")
+    term.wait_for(rf"e2e-one-x\s+\| {a2.agent_id}")
+
+    # Kill it: its row is marked, the clock keeps ticking, keys still work.
     a1.kill()
     term.wait_for(r"agents 1 up, 1 DOWN", timeout=20)
     term.wait_for(rf"\[agent unreachable\]\s+\| {a1.agent_id}")

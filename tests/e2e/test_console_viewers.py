@@ -26,6 +26,7 @@ def test_second_console_observes_then_takes_over(
     one.type("shared")
     one.send_keys("Enter")
     one.wait_for(r"shared\s+\|.*\| R\s*$", timeout=30)
+    one.wait_gone(r"Create on agent")
     one.send_keys("Enter")
     one.wait_for(r"^\$ ?$", timeout=30)
 

@@ -76,6 +76,17 @@ class TmuxTerminal:
             time.sleep(0.1)
         raise AssertionError(f"{pattern!r} not on screen within {timeout} s:\n{screen}")
 
+    def wait_gone(self, pattern: str, timeout: float = 20.0) -> None:
+        """Wait until the screen no longer matches ``pattern`` (a dialog closed)."""
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.capture()
+            if not re.search(pattern, screen, re.MULTILINE):
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"{pattern!r} still on screen after {timeout} s:\n{screen}")
+
     def kill(self) -> None:
         """Kill the private server and everything in it, and remove its socket file."""
         self._run("kill-server", check=False)

@@ -19,6 +19,8 @@ from common.config import load
 from common.grpc_server import UnixGrpcServer
 from common.logging import configure_logging, get_logger
 from common.ssh_server import SSHServerSettings, SSHSocketServer
+from shell.agent_client import ClientSettings
+from shell.link_prober import REPORTER, LinkProber
 from shell.status_service import status_service
 from shell.status_view import StatusView
 
@@ -40,6 +42,15 @@ class StatusConfig:
     heartbeat_budget_factor: float = 2.5  # stale after this many missed intervals
     ssh_keepalive_interval: float = 15.0
     grace: float = 5.0                   # seconds for calls in flight at SIGTERM
+    # The agent registry: the service pings every agent itself (shell -> agent health
+    # without a console). None or a missing directory: rely on the consoles' reports.
+    registry_dir: Path | None = Path("/etc/convocate/agent-keys")
+    probe_dir: Path | None = None        # its tunnel sockets; default: beside the socket
+
+    @property
+    def probe_sockets(self) -> Path:
+        """Where the prober's tunnel sockets go."""
+        return self.probe_dir or self.socket.parent / "probe"
 
     @property
     def heartbeat_budget(self) -> float:
@@ -61,6 +72,14 @@ class StatusServer:
             keepalive_interval=config.ssh_keepalive_interval,
         ))
         self._ticker: asyncio.Task[None] | None = None
+        self.prober: LinkProber | None = None
+        if config.registry_dir is not None:
+            interval = config.heartbeat_interval
+            self.prober = LinkProber(config.registry_dir, ClientSettings(
+                runtime_dir=config.probe_sockets, heartbeat_interval=interval,
+                call_timeout=min(10.0, interval), backoff_max=min(30.0, max(1.0, 2 * interval)),
+                client_id=REPORTER,
+            ), self.view)
 
     async def start(self) -> None:
         """Start gRPC, then SSH, then the staleness ticker."""
@@ -71,6 +90,8 @@ class StatusServer:
             await self.grpc.stop(grace=0)
             raise
         self._ticker = asyncio.create_task(self._tick(), name="status-staleness")
+        if self.prober is not None:
+            await self.prober.start()
         log.info("status service ready", port=self.ssh.port, socket=str(self.config.socket),
                  heartbeat_budget=self.config.heartbeat_budget)
 
@@ -82,6 +103,8 @@ class StatusServer:
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting agents, let calls in flight finish for ``grace`` s, stop."""
+        if self.prober is not None:
+            await self.prober.close()
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -32,8 +32,12 @@ def fast_tunnel(**values: object) -> TunnelSettings:
     return TunnelSettings(**defaults)  # type: ignore[arg-type]
 
 
-def status_config(root: Path, heartbeat_interval: float = 0.5, port: int | None = None) -> StatusConfig:
-    """A StatusConfig under ``root`` with a fresh host key, on a free loopback port."""
+def status_config(root: Path, heartbeat_interval: float = 0.5, port: int | None = None,
+                  registry_dir: Path | None = None) -> StatusConfig:
+    """A StatusConfig under ``root`` with a fresh host key, on a free loopback port.
+
+    ``registry_dir`` turns on the service's own Pings to the registered agents.
+    """
     root.mkdir(parents=True, exist_ok=True)
     host_key = root / "status_host_ed25519_key"
     if not host_key.exists():
@@ -42,6 +46,7 @@ def status_config(root: Path, heartbeat_interval: float = 0.5, port: int | None 
         host=HOST, port=port or free_port(HOST), host_key=host_key,
         authorized_keys=root / "status_authorized_keys", socket=root / "run" / "status.sock",
         heartbeat_interval=heartbeat_interval, ssh_keepalive_interval=1.0, grace=1.0,
+        registry_dir=registry_dir,
     )
 
 
@@ -107,9 +112,10 @@ class StatusStack:
         return found[-1]
 
 
-async def start_status_stack(root: Path, heartbeat_interval: float = 0.5) -> StatusStack:
+async def start_status_stack(root: Path, heartbeat_interval: float = 0.5,
+                             registry_dir: Path | None = None) -> StatusStack:
     """Start a status service under ``root`` (stop it with ``stack.server.stop()``)."""
-    config = status_config(root, heartbeat_interval)
+    config = status_config(root, heartbeat_interval, registry_dir=registry_dir)
     server = StatusServer(config)
     await server.start()
     return StatusStack(root, config, server)

@@ -26,8 +26,10 @@ def short_tmp() -> Iterator[Path]:
 
 @pytest.fixture
 async def status(short_tmp: Path) -> AsyncIterator[StatusStack]:
-    """An in-process status service on 127.0.0.1 with a 0.5 s heartbeat interval."""
-    stack = await start_status_stack(short_tmp / "shell", heartbeat_interval=HEARTBEAT)
+    """An in-process status service on 127.0.0.1 (0.5 s heartbeats) probing the fleet's registry."""
+    stack = await start_status_stack(
+        short_tmp / "shell", heartbeat_interval=HEARTBEAT, registry_dir=short_tmp / "registry"
+    )
     try:
         yield stack
     finally:

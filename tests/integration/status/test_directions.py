@@ -53,6 +53,10 @@ async def test_control_direction_down_is_reported_through_the_status_direction(f
     saved = authorized.read_text()
     authorized.write_text("")
     fleet.router.clients["agent-a"].tunnel.drop()
+    prober = fleet.status.server.prober  # the status service pings too: cut its link as well
+    assert prober is not None
+    await assert_eventually(lambda: "agent-a" in prober.clients)
+    prober.clients["agent-a"].tunnel.drop()
     h = await fleet.status.wait_health(
         "agent-a", lambda h: any(n.startswith("shell→agent link down") and "key" in n for n in h.notices)
     )

@@ -40,7 +40,7 @@ async def _wait_view(
 
 
 async def test_status_process_serves_agents_logs_json_and_stops_on_sigterm(short_tmp: Path) -> None:
-    """The service process accepts an agent over SSH, logs each event as JSON and exits 0 on SIGTERM."""
+    """The service process takes an agent's stream, pings it, logs events as JSON, exits 0 on SIGTERM."""
     config = status_config(short_tmp / "shell", heartbeat_interval=0.5)
     toml = short_tmp / "convocate.toml"
     toml.write_text(
@@ -48,6 +48,7 @@ async def test_status_process_serves_agents_logs_json_and_stops_on_sigterm(short
         f'host = "{config.host}"\nport = {config.port}\nhost_key = "{config.host_key}"\n'
         f'authorized_keys = "{config.authorized_keys}"\nsocket = "{config.socket}"\n'
         "heartbeat_interval = 0.5\ngrace = 1.0\n"
+        f'registry_dir = "{short_tmp / "registry"}"\n'
     )
     agent = prepare_agent(short_tmp / "agents", short_tmp / "registry", 0, config)
     log_path = short_tmp / "status.log"
@@ -61,9 +62,19 @@ async def test_status_process_serves_agents_logs_json_and_stops_on_sigterm(short
     try:
         await _wait_view(config.socket, lambda _v: True, timeout=15)
         await agent.astart()
-        view = await _wait_view(config.socket, lambda v: bool(v.agents) and v.agents[0].connected, 10)
+        # Both directions known without any console: the service pings the registered agent itself.
+        view = await _wait_view(
+            config.socket,
+            lambda v: bool(v.agents) and v.agents[0].connected and v.agents[0].control_link.up,
+            10,
+        )
         health = view.agents[0]
         assert (health.agent_id, health.connected, health.hostname) == ("agent-a", True, "host-agent-a")
+        assert health.notices == []
+        agent.kill()
+        view = await _wait_view(
+            config.socket, lambda v: any("unreachable both ways" in n for n in v.agents[0].notices), 5
+        )
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0

@@ -1,0 +1,87 @@
+"""The status service's own watch on the shell → agent direction.
+
+Consoles report what their agent clients see (ReportLink), but a console is not always
+open. When the status service is given the agent registry, :class:`LinkProber` keeps
+one :class:`shell.agent_client.AgentClient` per registered agent (Ping heartbeats over
+the agents' :222 tunnels) and feeds their link health straight into the view, so the
+shared view knows both directions of every agent at all times, with or without a
+console. The registry is re-read at every heartbeat, so agents come and go without a
+restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+from convocate.v1 import status_pb2
+
+from common.logging import get_logger
+from common.registry import scan_registry
+from shell.agent_client import AgentClient, ClientSettings
+from shell.status_view import StatusView
+
+__all__ = ["REPORTER", "LinkProber"]
+
+REPORTER = "status-service"
+log = get_logger(__name__)
+
+
+class LinkProber:
+    """Pings every registered agent and reports the shell → agent link into ``view``.
+
+    Args:
+        registry_dir: the agent registry (:mod:`common.registry`).
+        settings: Ping interval, deadlines and where the tunnel sockets go.
+        view: the status service's view.
+    """
+
+    def __init__(self, registry_dir: Path, settings: ClientSettings, view: StatusView) -> None:
+        self.registry_dir = registry_dir
+        self.settings = settings
+        self.view = view
+        self.clients: dict[str, AgentClient] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def _report(self, client: AgentClient) -> None:
+        report = status_pb2.LinkReport(agent_id=client.agent_id, reporter=REPORTER,
+                                       control_link=client.control_link())
+        if client.agent_status_link is not None:
+            report.agent_status_link.CopyFrom(client.agent_status_link)
+        self.view.report_link(report)
+
+    async def _sync(self) -> None:
+        records, _broken = scan_registry(self.registry_dir)
+        wanted = {r.agent_id: r for r in records}
+        for agent_id in [a for a, c in self.clients.items() if wanted.get(a) != c.record]:
+            await self.clients.pop(agent_id).close()
+        for agent_id, record in wanted.items():
+            if agent_id not in self.clients:
+                client = AgentClient(record, self.settings, self._report)
+                self.clients[agent_id] = client
+                await client.start()
+        for client in self.clients.values():  # repeat: reports expire unless renewed
+            self._report(client)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._sync()
+            except Exception:  # a bad registry read must not end the probing
+                log.exception("link prober: registry sync failed", registry=str(self.registry_dir))
+            await asyncio.sleep(self.settings.heartbeat_interval)
+
+    async def start(self) -> None:
+        """Start probing in the background."""
+        self._task = asyncio.create_task(self._run(), name="link-prober")
+
+    async def close(self) -> None:
+        """Stop probing and close every tunnel."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await asyncio.gather(*(c.close() for c in self.clients.values()))
+        self.clients.clear()

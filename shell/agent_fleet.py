@@ -49,6 +49,7 @@ class AgentFleet:
         self.broken: dict[str, str] = {}    # registry directory -> why its entry is invalid
         self._watches: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reloading = asyncio.Lock()  # the poller and refresh() may both reload
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)
@@ -59,6 +60,10 @@ class AgentFleet:
     # --- membership ---------------------------------------------------------------------------
     async def reload(self) -> None:
         """Pick up agents added, removed or changed in the registry since the last read."""
+        async with self._reloading:
+            await self._reload()
+
+    async def _reload(self) -> None:
         records, broken = scan_registry(self.registry_dir)
         changed = broken != self.broken
         self.broken = broken
@@ -70,6 +75,11 @@ class AgentFleet:
             if agent_id not in self.clients:
                 await self._add(record)
                 changed = True
+            elif agent_id not in self.ips:  # a name that did not resolve before: try again
+                ip = await resolve_address(record.address)
+                if ip is not None:
+                    self.ips[agent_id] = ip
+                    changed = True
         if changed:
             log.info("agent registry read", agents=sorted(self.clients), invalid=sorted(broken))
             self._on_change()

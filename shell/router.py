@@ -73,6 +73,7 @@ class Router:
         self._listeners: list[Callable[[], None]] = []
         self.dns = DnsHosts(config.dnsmasq_hosts, config.dnsmasq_pidfile)
         self.status: StatusClient | None = None
+        self._closing = False
 
     @property
     def clients(self) -> dict[str, AgentClient]:
@@ -101,7 +102,8 @@ class Router:
             self.fleet.poll(self.config.registry_poll)
 
     async def close(self) -> None:
-        """Stop watching and close every connection."""
+        """Stop watching and close every connection (withdrawing our link reports)."""
+        self._closing = True
         await self.fleet.close()
         if self.status is not None:
             await self.status.close()
@@ -164,7 +166,7 @@ class Router:
                 log.exception("router listener failed")
 
     def _client_changed(self, client: AgentClient) -> None:
-        if self.status is not None:
+        if self.status is not None and not self._closing:  # "closed" is not a link failure
             self.status.report(client.agent_id, client.control_link(), client.agent_status_link)
         self._changed()
 

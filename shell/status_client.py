@@ -64,12 +64,21 @@ class StatusClient:
             task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
-        """Stop the tasks and close the channel."""
+        """Withdraw our link reports (best effort, 1 s), stop the tasks, close the channel."""
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._latest and self.connected:
+            stub = status_pb2_grpc.StatusStub(self._ch())
+            withdrawals = [
+                stub.ReportLink(status_pb2.LinkReport(agent_id=agent_id, reporter=self.reporter,
+                                                      control_link=link_pb2.LinkState(known=False)),
+                                timeout=1.0)
+                for agent_id in self._latest
+            ]
+            await asyncio.gather(*withdrawals, return_exceptions=True)
         if self._channel is not None:
             await self._channel.close(grace=None)
             self._channel = None

@@ -205,7 +205,10 @@ class StatusView:
         reporter = report.reporter or "unknown"
         old = a.reports.get(reporter)
         changed = old is None or _key(old[1]) != _key(report.control_link)
-        a.reports[reporter] = (self._clock(), report.control_link)
+        if report.control_link.known:
+            a.reports[reporter] = (self._clock(), report.control_link)
+        else:  # the reporter withdraws (a console that exits stops vouching either way)
+            changed = a.reports.pop(reporter, None) is not None
         if report.HasField("agent_status_link"):
             previous = a.agent_status
             changed = changed or previous is None or _key(previous) != _key(report.agent_status_link)

@@ -170,3 +170,21 @@ def test_an_agent_with_a_slower_heartbeat_gets_its_own_budget() -> None:
     h = view.health("a")
     assert h is not None
     assert h.heartbeat_stale
+
+
+def test_a_withdrawn_report_stops_counting_at_once() -> None:
+    """A reporter that withdraws (known=False, a console exiting) no longer vouches for either state."""
+    view = StatusView(heartbeat_budget=10)
+    view.stream_opened("a")
+    view.apply_event(_beat())
+    down = link_pb2.LinkState(known=True, up=False, last_error="closed")
+    view.report_link(status_pb2.LinkReport(agent_id="a", reporter="console:1", control_link=down))
+    h = view.health("a")
+    assert h is not None
+    assert h.notices
+    withdraw = link_pb2.LinkState(known=False)
+    view.report_link(status_pb2.LinkReport(agent_id="a", reporter="console:1", control_link=withdraw))
+    h = view.health("a")
+    assert h is not None
+    assert not h.control_link.known
+    assert h.notices == []

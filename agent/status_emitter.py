@@ -238,6 +238,7 @@ class StatusEmitter:
                     raise
                 # grpc.aio cancels the stream when the tunnel closes its channel: a link failure.
                 self._set_link(False, self.tunnel.last_error or "status stream cancelled")
+                await asyncio.sleep(backoff.next_delay())
             except (grpc.RpcError, ConvocateError, TimeoutError, asyncio.InvalidStateError) as e:
                 error = self.tunnel.last_error if not self.tunnel.up else _describe(e)
                 self._set_link(False, error)

@@ -27,9 +27,11 @@ from shell.dialogs import render_dialog
 from shell.state import ConsoleState
 from shell.table import columns_for, format_header, format_row, menu_text
 
-__all__ = ["CHROME_ROWS", "build_layout", "load_average", "title_text"]
+__all__ = ["CHROME_ROWS", "MESSAGE_SECONDS", "StatusLine", "agent_notice", "build_layout", "load_average",
+           "title_text"]
 
 CHROME_ROWS = 6      # title, blank, header, separator, status line, menu bar
+MESSAGE_SECONDS = 15.0
 SPINNER = "|/-\\"
 
 
@@ -108,13 +110,41 @@ def _table(state: ConsoleState) -> StyleAndTextTuples:
     return out
 
 
-def _status(state: ConsoleState) -> StyleAndTextTuples:
-    width, _ = _size()
-    if state.filtering:
-        return [("class:status.filter", f" /{state.filter_text}"), ("reverse", " ")]
-    if state.filter_text:
-        return [("class:status.filter", f" filter: {state.filter_text}   (/ to change, Esc to clear)")]
-    return [("class:status", f" {state.message}"[:width])]
+def agent_notice(state: ConsoleState) -> str:
+    """The first cross-channel notice of any agent (``+N more`` when there are several)."""
+    notices = [f"{a.agent_id}: {n}" for a in state.agents() for n in a.notices]
+    if not notices:
+        return ""
+    more = f"  (+{len(notices) - 1} more)" if len(notices) > 1 else ""
+    return f"! {notices[0]}{more}"
+
+
+class StatusLine:
+    """The line above the menu: the filter prompt, the last message, or an agent notice.
+
+    A message gives way to an agent notice after ``MESSAGE_SECONDS``, so a link that
+    breaks in one direction shows even when the operator did something a while ago.
+    """
+
+    def __init__(self, state: ConsoleState) -> None:
+        self.state = state
+        self._seen = ""
+        self._since = 0.0
+
+    def __call__(self) -> StyleAndTextTuples:
+        state = self.state
+        width, _ = _size()
+        if state.filtering:
+            return [("class:status.filter", f" /{state.filter_text}"), ("reverse", " ")]
+        if state.filter_text:
+            return [("class:status.filter", f" filter: {state.filter_text}   (/ to change, Esc to clear)")]
+        now = time.monotonic()
+        if state.message != self._seen:
+            self._seen, self._since = state.message, now
+        notice = agent_notice(state)
+        if notice and (not state.message or now - self._since > MESSAGE_SECONDS):
+            return [("class:status.notice", f" {notice}"[:width])]
+        return [("class:status", f" {state.message}"[:width])]
 
 
 def _menu() -> StyleAndTextTuples:
@@ -154,7 +184,7 @@ def build_layout(state: ConsoleState) -> Layout:
         _line(_header),
         Window(height=1, char="\u2500", style="class:separator"),
         Window(FormattedTextControl(lambda: _table(state)), wrap_lines=False),
-        _line(lambda: _status(state)),
+        _line(StatusLine(state)),
         _line(_menu, "class:menu"),
     ])
     root = FloatContainer(body, floats=[

@@ -20,6 +20,7 @@ def console_style() -> Style:
         "row.empty": "",
         "status": "fg:ansicyan",
         "status.filter": "fg:ansiyellow",
+        "status.notice": "fg:ansired bold",
         "menu": "bg:ansiblue fg:ansiyellow",
         "dialog": "bg:#000087 fg:ansiwhite",
         "dialog.warning": "bg:ansired fg:ansiyellow",

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from shell.dialogs import NoticeDialog, render_dialog
-from shell.layout import title_text
+from shell.layout import StatusLine, title_text
+from shell.model import AgentRow
 from shell.state import ConsoleState, TableRow
 from shell.table import columns_for, format_header, format_row, menu_text
 from tests.fakes.fake_router import FakeRouter, make_row
@@ -81,3 +82,16 @@ def test_status_letter_visible_on_narrow_screens() -> None:
         line = format_row(TableRow(9, row), columns_for(width))
         assert len(line) <= width, width
         assert line.endswith("R"), width
+
+
+def test_status_line_shows_cross_channel_notices() -> None:
+    """An agent's link notice shows in the status line unless a fresh message is there."""
+    notices = ("agent -> shell status stream down: refused", "second")
+    router = FakeRouter([AgentRow("agent-a", "127.0.0.2", True, notices=notices)], [])
+    state = ConsoleState(router)
+    line = StatusLine(state)
+    text = "".join(f[1] for f in line())
+    assert "! agent-a: agent -> shell status stream down: refused" in text
+    assert "(+1 more)" in text
+    state.message = "Created session"
+    assert "Created session" in "".join(f[1] for f in line())

@@ -233,8 +233,11 @@ class Console(AttachRoutes):
 
     def settings(self) -> None:
         """S: the settings dialog (read-only: where things are)."""
+        agents = [f"  {a.agent_id:<14} {a.address:<16} "
+                  + ("up" if a.reachable else f"DOWN: {a.last_error}")[:28]
+                  for a in self.state.agents()]
         lines = ["No settings are configurable at this time.", "Future options will appear here.",
-                 "", *self.settings_lines]
+                 "", *self.settings_lines, "", f"Agents ({len(agents)}):", *agents]
         self.state.open(self._notice(" Settings ", *lines, close_keys=("enter", "escape"),
                                      hint="Tab=Next  Shift+Tab=Prev  Enter=Save  Esc=Cancel", width=64))
 

@@ -70,6 +70,7 @@ class AttachRoutes(ConsoleBase):
         self.state.message = ""
 
         async def run() -> None:
+            token = self.state.begin_busy("attaching")   # shown while the agent starts the viewer
             try:
                 outcome = await self.attacher(row, mode, pending)
             except Exception as e:       # an escaping error would block on "Press ENTER"
@@ -77,6 +78,7 @@ class AttachRoutes(ConsoleBase):
                 outcome = AttachOutcome("error", f"attach failed: {e}", broken=True)
             finally:
                 self.state.suspended = False
+                self.state.end_busy(token)
             log.info("attach ended", session=row.id, reason=outcome.reason, message=outcome.message)
             if outcome.broken:
                 self.state.open(self._notice(" Connection Lost " if outcome.reason == "broken"

@@ -189,10 +189,11 @@ async def test_restart_running_and_stopped(make_console: Start) -> None:
 
 
 async def test_settings_closes_on_enter_only(make_console: Start) -> None:
-    """S opens Settings; Tab does nothing; Enter closes."""
+    """S opens Settings (paths and agents); Tab does nothing; Enter closes."""
     h = await make_console([agent("agent-a")], [])
     h.send("s")
     await h.until(lambda: h.dialog_title() == "Settings")
+    assert "agent-a" in str(h.state.dialog.body())  # type: ignore[union-attr]
     h.send(TAB)
     await asyncio.sleep(0.1)
     assert h.dialog_title() == "Settings"

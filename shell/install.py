@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from pathlib import Path
 from common.errors import FailedPreconditionError, PermissionDeniedError
 from common.version import VERSION
 
-__all__ = ["InstallOptions", "Step", "plan_install", "render_status_unit", "run_install"]
+__all__ = ["InstallOptions", "Step", "plan_install", "render_status_unit", "run_install", "with_base"]
 
 DNSMASQ_HEADER = "# Managed by convocate.\n"
 
@@ -63,6 +64,16 @@ TimeoutStopSec=15s
 [Install]
 WantedBy=multi-user.target
 """
+
+
+def with_base(dockerfile: str, base: str) -> str:
+    """``dockerfile`` with its first ``FROM`` replaced by ``FROM <base>``."""
+    lines = dockerfile.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if line.strip().upper().startswith("FROM "):
+            lines[i] = f"FROM {base}\n"
+            break
+    return "".join(lines)
 
 
 def build_offline_image(run_input: Callable[[list[str], bytes], None]) -> str:
@@ -246,11 +257,16 @@ def plan_install(opts: InstallOptions, run: Callable[[list[str]], None] | None =
             if opts.base == "offline":
                 build_offline_image(run_with_input)
             else:
-                dockerfile = Path(__file__).resolve().parents[1] / "deploy" / "docker"
-                if not (dockerfile / "Dockerfile").exists():
+                source = Path(__file__).resolve().parents[1] / "deploy" / "docker"
+                if not (source / "Dockerfile").exists():
                     raise FailedPreconditionError(
-                        f"no Dockerfile at {dockerfile}: use --base offline for the offline image")
-                run(["docker", "build", "--build-arg", f"BASE={opts.base}", "-t", tag, str(dockerfile)])
+                        f"no Dockerfile at {source}: use --base offline for the offline image")
+                with tempfile.TemporaryDirectory(prefix="convocate-build-") as ctx:
+                    shutil.copytree(source, ctx, dirs_exist_ok=True)
+                    dockerfile = Path(ctx) / "Dockerfile"
+                    dockerfile.write_text(with_base(dockerfile.read_text(encoding="utf-8"), opts.base),
+                                          encoding="utf-8")
+                    run(["docker", "build", "-t", tag, ctx])
 
         steps.append(Step(f"Building session image (base {opts.base})", image))
     return steps

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from common.errors import PermissionDeniedError
 from shell import install as install_mod
 from shell.console_config import ShellConfig, check_uid
-from shell.install import render_status_unit
+from shell.install import render_status_unit, with_base
 from shell.main import app, main
 
 REPO = Path(__file__).resolve().parents[3]
@@ -94,3 +94,22 @@ def test_status_serve_and_demo_have_help() -> None:
     demo = CliRunner().invoke(app, ["demo", "--help"], env={"COLUMNS": "120"})
     assert demo.exit_code == 0
     assert "--no-console" in demo.output
+
+
+def test_base_image_replaces_the_first_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--base builds the production Dockerfile with its first FROM replaced."""
+    assert with_base("# c\nFROM ubuntu:24.04\nRUN x\nFROM y\n", "debian:12") == (
+        "# c\nFROM debian:12\nRUN x\nFROM y\n")
+    ran: list[list[str]] = []
+    seen: list[str] = []
+
+    def record(argv: list[str]) -> None:
+        ran.append(argv)
+        if argv[:2] == ["docker", "build"]:
+            seen.append((Path(argv[-1]) / "Dockerfile").read_text())
+
+    monkeypatch.setattr(install_mod, "run_command", record)
+    r = CliRunner().invoke(app, ["install", "--root", str(tmp_path), "--base", "debian:12"])
+    assert r.exit_code == 0, r.output
+    assert seen
+    assert "FROM debian:12" in seen[0]

@@ -194,6 +194,8 @@ def render_dialog(dialog: Dialog, max_width: int) -> tuple[StyleAndTextTuples, i
     width = dialog.width
     if dialog.error:
         width = max(width, ERROR_MIN_WIDTH)
+    if dialog.busy:
+        width = max(width, len(dialog.busy) + 6)
     width = max(20, min(width, max_width - 2))
     inner = width - 4
     base = "class:dialog.warning" if dialog.warning else "class:dialog"

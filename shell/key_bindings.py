@@ -117,9 +117,17 @@ def _dialog_bindings(console: Console, filters: ConsoleFilters) -> KeyBindings:
 
     def send(key: str) -> None:
         dialog = state.dialog
-        if dialog is not None:
-            dialog.handle(key)
-            state.invalidate()
+        if dialog is None:
+            return
+        if dialog.busy:
+            # A slow agent never holds the console: Esc hides the dialog, the operation
+            # goes on in the background and reports in the status line or an error notice.
+            if key == "escape":
+                state.close(dialog)
+                state.message = f"{dialog.busy.split('...')[0]} continues in the background"
+            return
+        dialog.handle(key)
+        state.invalidate()
 
     for binding, name in _DIALOG_KEYS.items():
         kb.add(binding, filter=on)(lambda _event, key=name: send(key))

@@ -65,7 +65,7 @@ class ConsoleBase:
         """Run ``op`` in the background; ``on_ok(result)`` or the error in ``dialog``."""
         token = self.state.begin_busy(label)
         if dialog is not None:
-            dialog.busy, dialog.error = f"{label}...", ""
+            dialog.busy, dialog.error = f"{label}...  (Esc: continue in the background)", ""
 
         async def runner() -> None:
             try:

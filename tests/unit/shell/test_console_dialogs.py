@@ -215,3 +215,22 @@ async def test_edit_running_session_stops_then_restarts(make_console: Start) -> 
     assert [c[0] for c in h.router.calls] == ["update", "kill", "restart"]
     assert h.router.rows()[0].name == "live2"
     assert h.router.rows()[0].running
+
+
+async def test_slow_operation_can_continue_in_the_background(make_console: Start) -> None:
+    """Esc hides a busy dialog; the console stays usable and the result arrives later."""
+    h = await make_console([agent("agent-a")], [])
+    h.router.gate = asyncio.Event()
+    h.send("n")
+    await h.until(lambda: isinstance(h.state.dialog, SessionForm))
+    h.send("slow\r")
+    await h.until(lambda: h.state.busy)
+    h.send("\x1b")
+    await h.until(lambda: h.state.dialog is None)
+    assert "creating continues in the background" in h.state.message
+    h.send("?")
+    await h.until(lambda: h.dialog_title() == "Help")
+    h.send(" ")
+    h.router.gate.set()
+    await h.until(lambda: h.state.message.startswith('Created session "slow"'))
+    assert not h.state.busy

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from common.errors import InvalidArgumentError
-from common.registry import AGENT_FILE, load_registry, read_agent, register_agent, unregister_agent
+from common.registry import (
+    AGENT_FILE,
+    load_registry,
+    read_agent,
+    register_agent,
+    scan_registry,
+    unregister_agent,
+)
 from common.ssh_keys import generate_keypair
 
 
@@ -83,3 +90,18 @@ def test_unregister_removes_the_agent(tmp_path: Path, keys: tuple[Path, Path]) -
     register_agent(tmp_path / "r", "a", "h", 22, client, (tmp_path / "host_key.pub").read_text())
     unregister_agent(tmp_path / "r", "a")
     assert load_registry(tmp_path / "r") == []
+
+
+def test_scan_keeps_good_agents_and_names_bad_entries(tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    """scan_registry returns the valid agents and, separately, each invalid entry with its error."""
+    client, _host = keys
+    registry = tmp_path / "r"
+    register_agent(registry, "good", "h", 22, client, (tmp_path / "host_key.pub").read_text())
+    (registry / "bad").mkdir()
+    (registry / "bad" / AGENT_FILE).write_text('id = "bad"\naddress = "h"\nport = "22"\n')
+    records, broken = scan_registry(registry)
+    assert [r.agent_id for r in records] == ["good"]
+    assert list(broken) == ["bad"]
+    assert "not a TCP port" in broken["bad"]
+    with pytest.raises(InvalidArgumentError, match="not a TCP port"):
+        load_registry(registry)

@@ -44,6 +44,25 @@ async def test_status_direction_down_is_reported_through_the_control_direction(f
     await ssh.start()
     await _all_healthy(fleet)
 
+    # Only agent-b's status key revoked: only agent-b's row says its status stream is refused.
+    authorized = fleet.status.config.authorized_keys
+    saved = authorized.read_text()
+    b_key = (fleet.agents["agent-b"].state / "agent_to_shell_ed25519_key.pub").read_text().split()[1]
+    authorized.write_text("".join(line + "\n" for line in saved.splitlines() if b_key not in line))
+    ssh.close()
+    await ssh.wait_closed()
+    await ssh.start()
+    h = await fleet.status.wait_health(
+        "agent-b",
+        lambda h: any("refused our key" in n and "(shell→agent link alive)" in n for n in h.notices),
+    )
+    assert not h.connected
+    await assert_eventually(
+        lambda: all(a.status_connected for a in fleet.router.agents() if a.agent_id != "agent-b"), timeout=5
+    )
+    authorized.write_text(saved)
+    await _all_healthy(fleet)
+
 
 async def test_control_direction_down_is_reported_through_the_status_direction(fleet: Fleet) -> None:
     """With the shell's key refused by an agent, the notice says shell→agent is down, agent→shell alive."""

@@ -41,6 +41,7 @@ from common.ssh_keys import pin_host_key, public_key_text, read_private_key
 __all__ = [
     "AGENT_FILE",
     "CLIENT_KEY_NAME",
+    "DEFAULT_REGISTRY_DIR",
     "KNOWN_HOSTS_NAME",
     "AgentRecord",
     "load_registry",
@@ -51,6 +52,8 @@ __all__ = [
     "validate_agent_id",
 ]
 
+# The production location (v2.0.0's path; `convocate install` creates it 0700 for claude).
+DEFAULT_REGISTRY_DIR = Path("/etc/convocate/agent-keys")
 AGENT_FILE = "agent.toml"
 CLIENT_KEY_NAME = "shell_to_agent_ed25519_key"
 KNOWN_HOSTS_NAME = "known_hosts"

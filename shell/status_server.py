@@ -18,6 +18,7 @@ from pathlib import Path
 from common.config import load
 from common.grpc_server import UnixGrpcServer
 from common.logging import configure_logging, get_logger
+from common.registry import DEFAULT_REGISTRY_DIR
 from common.ssh_server import SSHServerSettings, SSHSocketServer
 from shell.agent_client import ClientSettings
 from shell.link_prober import REPORTER, LinkProber
@@ -44,7 +45,7 @@ class StatusConfig:
     grace: float = 5.0                   # seconds for calls in flight at SIGTERM
     # The agent registry: the service pings every agent itself (shell -> agent health
     # without a console). None or a missing directory: rely on the consoles' reports.
-    registry_dir: Path | None = Path("/etc/convocate/agent-keys")
+    registry_dir: Path | None = DEFAULT_REGISTRY_DIR
     probe_dir: Path | None = None        # its tunnel sockets; default: beside the socket
 
     @property

@@ -53,11 +53,12 @@ class _Agent:
     status_last_ok: Timestamp | None = None
     events_received: int = 0
     events_dropped: int = 0
+    dropped_at: float | None = None     # monotonic time the drop count last grew
     # reporter -> (when received, its view of shell -> agent)
     reports: dict[str, tuple[float, link_pb2.LinkState]] = field(default_factory=dict)
     agent_status: link_pb2.LinkState | None = None
     interval: float = 0.0                 # the agent's own heartbeat interval, if it said
-    control_summary: tuple[bool, bool, str] = (False, False, "")
+    control_summary: tuple[bool, bool, str, bool] = (False, False, "", False)
     missing_pings: str = ""
     recent: deque[status_pb2.Event] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
     last_session_events: dict[str, status_pb2.Event] = field(default_factory=dict)
@@ -174,6 +175,8 @@ class StatusView:
             a.interval = float(attrs.get("interval", a.interval))
         a.hostname = attrs.get("hostname", a.hostname)
         if "dropped" in attrs and attrs["dropped"].isdigit():
+            if int(attrs["dropped"]) > a.events_dropped:
+                a.dropped_at = self._clock()
             a.events_dropped = int(attrs["dropped"])
         if event.type in ("agent.started", "agent.heartbeat"):
             a.last_heartbeat = event.time
@@ -229,6 +232,9 @@ class StatusView:
         # An agent that says it beats slower than we expect gets its own, longer budget.
         return max(self.heartbeat_budget, BUDGET_FACTOR * a.interval)
 
+    def _recent(self, when: float | None) -> bool:
+        return when is not None and self._clock() - when <= self.report_ttl
+
     def _control(self, a: _Agent) -> link_pb2.LinkState:
         """The shell -> agent link merged over fresh reports: down if any reporter sees it down."""
         now = self._clock()
@@ -247,7 +253,7 @@ class StatusView:
             a.status_since = _now()
             log.warning("agent heartbeat stale", agent=a.agent_id, age=round(age, 2))
         control = self._control(a)
-        summary = (control.known, control.up, control.last_error)
+        summary = (control.known, control.up, control.last_error, self._recent(a.dropped_at))
         flipped = stale != a.stale or summary != a.control_summary
         a.stale, a.control_summary = stale, summary
         if flipped or force:
@@ -272,7 +278,8 @@ class StatusView:
             status_alive=status.up, status_error=status.last_error,
             control_known=control.known, control_up=control.up, control_error=control.last_error,
             agent_status_error=agent_status_error, agent_missing_pings=a.missing_pings,
-            events_dropped=a.events_dropped,
+            # The count is cumulative; the notice lasts only while drops are recent.
+            events_dropped=a.events_dropped if self._recent(a.dropped_at) else 0,
         )
         h = status_pb2.AgentHealth(
             agent_id=a.agent_id, version=a.version, hostname=a.hostname, connected=a.streams > 0,

@@ -188,3 +188,20 @@ def test_a_withdrawn_report_stops_counting_at_once() -> None:
     assert h is not None
     assert not h.control_link.known
     assert h.notices == []
+
+
+def test_the_dropped_events_notice_fades_while_the_count_stays() -> None:
+    """A queue overflow shows a notice while recent; the cumulative count stays in the health."""
+    clock = Clock()
+    view = StatusView(heartbeat_budget=1.0, clock=clock, report_ttl=2.0)
+    view.stream_opened("a")
+    view.apply_event(_beat(dropped="4"))
+    h = view.health("a")
+    assert h is not None
+    assert h.notices == ["agent dropped 4 status event(s): its queue was full"]
+    for _ in range(5):
+        clock.now += 0.5
+        view.apply_event(_beat(dropped="4"))
+    h = view.health("a")
+    assert h is not None
+    assert (h.notices, h.events_dropped) == ([], 4)

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import attach, image_push, transport
+from benchmarks import attach, attach_rtt, image_push, transport
 
-SUITES = {"transport": transport.run, "attach": attach.run, "image_push": image_push.run}
+SUITES = {
+    "transport": transport.run,
+    "attach": attach.run,
+    "attach_rtt": attach_rtt.run,
+    "image_push": image_push.run,
+}
 
 
 def main(argv: list[str]) -> int:

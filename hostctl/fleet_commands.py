@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from common.registry import load_registry
+from common.registry import DEFAULT_REGISTRY_DIR, load_registry
 from hostctl.fleet import survey
 from hostctl.peering import AgentHostLayout, ShellHostLayout, init_agent
 from hostctl.remote import LocalRunner, Runner, SSHRunner, SSHTarget
@@ -20,7 +20,7 @@ __all__ = ["register"]
 PARTIAL = 3  # exit status: some agents did not answer
 
 RegistryOpt = Annotated[Path, typer.Option(help="The agent registry on this shell host.")]
-DEFAULT_REGISTRY = Path("/etc/convocate/agents")
+DEFAULT_REGISTRY = DEFAULT_REGISTRY_DIR
 
 
 def _print_agents(reports: list[dict[str, object]]) -> None:

@@ -23,7 +23,7 @@ import asyncssh
 from agent.identity import new_agent_id
 from common.errors import ConvocateError
 from common.paths import atomic_write
-from common.registry import AgentRecord, register_agent, validate_agent_id
+from common.registry import DEFAULT_REGISTRY_DIR, AgentRecord, register_agent, validate_agent_id
 from common.ssh_keys import known_hosts_line, load_or_create_host_key, public_key_text
 from hostctl.remote import Runner
 
@@ -44,7 +44,7 @@ class AgentHostLayout:
 class ShellHostLayout:
     """Paths and addresses on this (shell) host."""
 
-    registry_dir: Path = Path("/etc/convocate/agents")
+    registry_dir: Path = DEFAULT_REGISTRY_DIR
     status_host_key: Path = Path("/etc/convocate/status_host_ed25519_key")
     status_authorized_keys: Path = Path("/etc/convocate/status_authorized_keys")
     status_address: str = ""         # how the agent reaches this shell's status service

@@ -136,7 +136,8 @@ class DemoStack:
         env = {**self.env, "CONVOCATE_STATUS_HOST": HOST, "CONVOCATE_STATUS_PORT": str(port),
                "CONVOCATE_STATUS_HOST_KEY": str(d / "host_ed25519_key"),
                "CONVOCATE_STATUS_AUTHORIZED_KEYS": str(d / "authorized_keys"),
-               "CONVOCATE_STATUS_SOCKET": str(self.status_socket)}
+               "CONVOCATE_STATUS_SOCKET": str(self.status_socket),
+               "CONVOCATE_STATUS_REGISTRY_DIR": str(self.registry)}
         self.procs.append(_Process("status service", [sys.executable, "-m", "shell.status_server"], env,
                                    self.work / "status.log"))
         return port, d / "host_ed25519_key"

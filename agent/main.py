@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +18,7 @@ from typing import Annotated
 import typer
 
 from agent.config import AgentConfig, load_agent_config
+from common.cli_boundary import run_with_error_boundary
 from common.errors import ConvocateError
 from common.logging import configure_logging
 from common.version import VERSION
@@ -133,18 +133,5 @@ def prune_images(
 
 
 def main() -> None:
-    """Entry point with the error boundary (typer handles usage errors itself, exit 2)."""
-    try:
-        app()
-    except ConvocateError as e:
-        if os.environ.get("CONVOCATE_DEBUG") == "1":
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception as e:
-        if os.environ.get("CONVOCATE_DEBUG") == "1":
-            raise
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-        sys.exit(1)
+    """Entry point: known errors become one line on stderr and exit 1."""
+    run_with_error_boundary(app)

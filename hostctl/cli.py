@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from common.errors import ConvocateError
+from common.cli_boundary import run_with_error_boundary
 from common.logging import configure_logging
 from common.tunnel import TunnelSettings
 from common.version import VERSION
@@ -69,18 +68,5 @@ def tunnel(
 
 
 def main() -> None:
-    """Entry point with the error boundary (typer handles usage errors itself, exit 2)."""
-    try:
-        app()
-    except ConvocateError as e:
-        if os.environ.get("CONVOCATE_DEBUG") == "1":
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception as e:
-        if os.environ.get("CONVOCATE_DEBUG") == "1":
-            raise
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-        sys.exit(1)
+    """Entry point: known errors become one line on stderr and exit 1."""
+    run_with_error_boundary(app)

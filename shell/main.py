@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from common.cli_boundary import run_with_error_boundary
 from common.config import load
-from common.errors import ConvocateError
 from common.logging import configure_logging
 from common.version import VERSION
 from shell.console_config import check_uid, load_shell_config
@@ -115,16 +114,5 @@ def version() -> None:
 
 
 def main() -> None:
-    """Entry point: run the app; known errors become one line on stderr and exit 1."""
-    try:
-        app()
-    except ConvocateError as e:
-        if os.environ.get("CONVOCATE_DEBUG") == "1":
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except Exception as e:
-        if os.environ.get("CONVOCATE_DEBUG") == "1":
-            raise
-        print(f"error: {type(e).__name__}: {e} (CONVOCATE_DEBUG=1 shows the traceback)", file=sys.stderr)
-        sys.exit(1)
+    """Entry point: known errors become one line on stderr and exit 1."""
+    run_with_error_boundary(app)

@@ -6,13 +6,13 @@ agent validates names on create and clone too (v2.0.0 did so only on edit).
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from common.errors import AlreadyExistsError, InvalidArgumentError, ResourceExhaustedError
+from common.session_rules import PORT_AUTO, validate_dns_name, validate_name, validate_protocol
 
 __all__ = [
     "AGENT_LABEL",
@@ -34,11 +34,7 @@ __all__ = [
 
 SESSION_LABEL = "convocate.session"
 AGENT_LABEL = "convocate.agent"
-PORT_AUTO = -1
 AUTO_PORT_MIN = 1001
-MAX_NAME_BYTES = 64
-_NAME_OK = re.compile(r"[A-Za-z0-9 _.\-]")
-_LABEL_OK = re.compile(r"[a-z0-9-]")
 
 
 @dataclass(frozen=True)
@@ -94,60 +90,6 @@ def container_name(session_id: str) -> str:
 def container_hostname(session_id: str) -> str:
     """``convocate-<first 8 chars of the uuid>``."""
     return f"convocate-{session_id[:8]}"
-
-
-def validate_name(name: str) -> str:
-    """Return the trimmed name, or raise with the v2.0.0 message.
-
-    Raises:
-        InvalidArgumentError: empty, longer than 64 bytes, or a character outside
-            letters, digits, space, ``_``, ``-``, ``.``.
-    """
-    trimmed = name.strip()
-    if not trimmed:
-        raise InvalidArgumentError("session name cannot be empty")
-    if len(trimmed.encode()) > MAX_NAME_BYTES:
-        raise InvalidArgumentError("session name cannot exceed 64 characters")
-    for ch in trimmed:
-        if not _NAME_OK.fullmatch(ch):
-            raise InvalidArgumentError(
-                f"session name contains invalid character: '{ch}' "
-                "(only letters, digits, spaces, _, -, . allowed)"
-            )
-    return trimmed
-
-
-def validate_dns_name(dns_name: str) -> str:
-    """Return the trimmed, lowercased DNS name ("" allowed), or raise the v2.0.0 message.
-
-    Raises:
-        InvalidArgumentError: too long, a bad label length, a label starting or ending
-            with ``-``, or a character outside ``a-z 0-9 -``.
-    """
-    name = dns_name.strip().lower()
-    if not name:
-        return ""
-    if len(name) > 253:
-        raise InvalidArgumentError("DNS name too long (max 253 chars)")
-    for label in name.split("."):
-        if not 1 <= len(label) <= 63:
-            raise InvalidArgumentError("DNS label length must be 1-63 chars")
-        if label.startswith("-") or label.endswith("-"):
-            raise InvalidArgumentError("DNS label cannot start or end with '-'")
-        for ch in label:
-            if not _LABEL_OK.fullmatch(ch):
-                raise InvalidArgumentError(f"DNS name contains invalid character '{ch}'")
-    return name
-
-
-def validate_protocol(protocol: str) -> str:
-    """Return ``tcp`` or ``udp`` ("" means tcp), or raise the v2.0.0 message."""
-    p = protocol.strip().lower()
-    if p in ("", "tcp"):
-        return "tcp"
-    if p == "udp":
-        return "udp"
-    raise InvalidArgumentError(f'protocol must be "tcp" or "udp", got "{protocol.strip()}"')
 
 
 def resolve_port(requested: int, protocol: str, others: Iterable[SessionRecord]) -> int:

@@ -181,7 +181,7 @@ class Tunnel:
 
     async def _connect_once(self) -> asyncssh.SSHClientConnection:
         s = self.settings
-        conn = await asyncio.wait_for(
+        connecting = asyncio.ensure_future(
             asyncssh.connect(
                 s.host,
                 s.port,
@@ -196,9 +196,12 @@ class Tunnel:
                 keepalive_count_max=s.keepalive_count_max,
                 connect_timeout=s.connect_timeout,
                 x509_trusted_certs=None,
-            ),
-            s.connect_timeout + 1,
+            )
         )
+        # If we are cancelled mid-connect (close()), the attempt may still fail on its
+        # own; retrieve that outcome so asyncio does not log it as never retrieved.
+        connecting.add_done_callback(lambda t: t.cancelled() or t.exception())
+        conn = await asyncio.wait_for(connecting, s.connect_timeout + 1)
         try:
             await conn.forward_local_path(str(s.local_socket), s.remote_socket)
             # Probe the forward once: a server that refuses our socket refuses here.

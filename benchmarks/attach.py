@@ -14,19 +14,16 @@ import fcntl
 import os
 import pty
 import struct
-import tempfile
 import termios
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
-from convocate.v1 import attach_pb2, attach_pb2_grpc, sessions_pb2, sessions_pb2_grpc
+from convocate.v1 import attach_pb2, attach_pb2_grpc
 
+from benchmarks.agent_session import agent_session
 from benchmarks.report import percentile, write_table
-from common.tunnel import Tunnel
-from tests.support.agent_proc import AgentProcess
-from tests.support.images import ensure_offline_image
 
 __all__ = ["run"]
 
@@ -130,32 +127,20 @@ def _rss_mib(pid: int) -> float:
 
 
 async def _main() -> None:
-    image = ensure_offline_image()
-    with tempfile.TemporaryDirectory(prefix="cvba-") as d:
-        agent = AgentProcess(Path(d) / "a", host="127.0.0.2", image=image, name="bench")
-        agent.start()
+    async with agent_session("bench") as (agent, tunnel, s):
+        assert agent.proc is not None
+        rss_idle = _rss_mib(agent.proc.pid)
+        raw = _Raw(f"convocate-session-{s.id}")
         try:
-            async with Tunnel(agent.tunnel_settings()) as t:
-                await t.wait_up(15)
-                stub = sessions_pb2_grpc.SessionsStub(t.channel)
-                s = await stub.CreateSession(sessions_pb2.CreateSessionRequest(name="bench", start=True),
-                                             timeout=60)
-                container = f"convocate-session-{s.id}"
-                assert agent.proc is not None
-                rss_idle = _rss_mib(agent.proc.pid)
-                raw = _Raw(container)
-                try:
-                    raw_rtt, raw_s = await _measure(raw)
-                finally:
-                    raw.close()
-                ours = _Grpc(t.channel, s.id)
-                try:
-                    our_rtt, our_s = await _measure(ours)
-                    rss_attached = _rss_mib(agent.proc.pid)
-                finally:
-                    ours.close()
+            raw_rtt, raw_s = await _measure(raw)
         finally:
-            agent.close()
+            raw.close()
+        ours = _Grpc(tunnel.channel, s.id)
+        try:
+            our_rtt, our_s = await _measure(ours)
+            rss_attached = _rss_mib(agent.proc.pid)
+        finally:
+            ours.close()
     rows = []
     for label, q in (("p50", 50), ("p90", 90), ("p99", 99)):
         a, b = percentile(raw_rtt, q), percentile(our_rtt, q)

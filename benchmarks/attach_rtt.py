@@ -8,17 +8,13 @@ Attach stream on the agent's UNIX socket directly (no SSH tunnel), same session.
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
-from pathlib import Path
 
 import grpc
-from convocate.v1 import attach_pb2, attach_pb2_grpc, sessions_pb2, sessions_pb2_grpc
+from convocate.v1 import attach_pb2, attach_pb2_grpc
 
+from benchmarks.agent_session import agent_session
 from benchmarks.report import median, percentile, write_table
-from common.tunnel import Tunnel
-from tests.support.agent_proc import AgentProcess
-from tests.support.images import ensure_offline_image
 
 __all__ = ["run"]
 
@@ -61,21 +57,10 @@ async def _round_trips(channel: grpc.aio.Channel, session_id: str) -> list[float
 
 
 async def _main() -> None:
-    image = ensure_offline_image()
-    with tempfile.TemporaryDirectory(prefix="cvb-") as d:
-        agent = AgentProcess(Path(d) / "a", host="127.0.0.2", image=image, name="bench")
-        agent.start()
-        try:
-            async with Tunnel(agent.tunnel_settings()) as tunnel:
-                await tunnel.wait_up(15)
-                stub = sessions_pb2_grpc.SessionsStub(tunnel.channel)
-                s = await stub.CreateSession(sessions_pb2.CreateSessionRequest(name="rtt", start=True),
-                                             timeout=60)
-                tunneled = await _round_trips(tunnel.channel, s.id)
-            async with grpc.aio.insecure_channel(f"unix:{agent.socket_path}") as direct:
-                local = await _round_trips(direct, s.id)
-        finally:
-            agent.close()
+    async with agent_session("rtt") as (agent, tunnel, s):
+        tunneled = await _round_trips(tunnel.channel, s.id)
+        async with grpc.aio.insecure_channel(f"unix:{agent.socket_path}") as direct:
+            local = await _round_trips(direct, s.id)
     rows = [[name, f"{median(v) * 1000:.2f}", f"{percentile(v, 95) * 1000:.2f}",
              f"{max(v) * 1000:.2f}"] for name, v in (("through the SSH tunnel", tunneled),
                                                       ("agent socket directly (baseline)", local))]

@@ -1,0 +1,37 @@
+"""A real agent on 127.0.0.2 with one started session, reached through the SSH tunnel."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from convocate.v1 import sessions_pb2, sessions_pb2_grpc
+
+from common.tunnel import Tunnel
+from tests.support.agent_proc import AgentProcess
+from tests.support.images import ensure_offline_image
+
+__all__ = ["agent_session"]
+
+
+@asynccontextmanager
+async def agent_session(name: str) -> AsyncIterator[tuple[AgentProcess, Tunnel, sessions_pb2.Session]]:
+    """Start an agent with the offline image, open a tunnel, create and start a session.
+
+    Yields the agent process, the open tunnel and the session; stops and cleans up after.
+    """
+    image = ensure_offline_image()
+    with tempfile.TemporaryDirectory(prefix="cvb-") as d:
+        agent = AgentProcess(Path(d) / "a", host="127.0.0.2", image=image, name="bench")
+        agent.start()
+        try:
+            async with Tunnel(agent.tunnel_settings()) as tunnel:
+                await tunnel.wait_up(15)
+                stub = sessions_pb2_grpc.SessionsStub(tunnel.channel)
+                session = await stub.CreateSession(
+                    sessions_pb2.CreateSessionRequest(name=name, start=True), timeout=60)
+                yield agent, tunnel, session
+        finally:
+            agent.close()

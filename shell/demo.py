@@ -5,7 +5,7 @@ Everything lives in one short work directory (``/tmp/cvd-*`` unless ``--workdir`
 1. the offline session image is built on the local Docker Engine (no registry);
 2. keys are minted: the agent's host key, the shell -> agent key, the status
    service's host key and the agent -> shell key, each pinned or authorized;
-3. the status service (``python -m shell.status_server``) and the agent
+3. the status service (``python -m shell.status.server``) and the agent
    (``python -m agent serve``) start as processes on 127.0.0.1 with free ports; the
    agent is registered through :func:`common.registry.register_agent` and the demo
    waits for its ``READY=1`` on a private ``NOTIFY_SOCKET``;
@@ -36,8 +36,8 @@ from common.errors import FailedPreconditionError, UnavailableError
 from common.logging import configure_logging
 from common.registry import register_agent
 from common.ssh_keys import add_authorized_key, generate_keypair, pin_host_key
-from shell.console_config import ShellConfig
-from shell.console_runner import run_console_for
+from shell.console.config import ShellConfig
+from shell.console.runner import run_console_for
 from shell.demo_smoke import smoke_test
 from shell.install import build_offline_image, run_with_input
 
@@ -138,7 +138,7 @@ class DemoStack:
                "CONVOCATE_STATUS_AUTHORIZED_KEYS": str(d / "authorized_keys"),
                "CONVOCATE_STATUS_SOCKET": str(self.status_socket),
                "CONVOCATE_STATUS_REGISTRY_DIR": str(self.registry)}
-        self.procs.append(_Process("status service", [sys.executable, "-m", "shell.status_server"], env,
+        self.procs.append(_Process("status service", [sys.executable, "-m", "shell.status.server"], env,
                                    self.work / "status.log"))
         return port, d / "host_ed25519_key"
 

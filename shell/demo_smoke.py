@@ -16,10 +16,10 @@ import grpc
 from convocate.v1 import attach_pb2, attach_pb2_grpc
 
 from common.errors import UnavailableError
-from shell.console_config import ShellConfig
-from shell.console_runner import router_config
-from shell.model import SessionRow
-from shell.router import Router
+from shell.console.config import ShellConfig
+from shell.console.runner import router_config
+from shell.fleet.model import SessionRow
+from shell.fleet.router import Router
 
 __all__ = ["STEP_TIMEOUT", "smoke_test"]
 

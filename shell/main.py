@@ -19,7 +19,7 @@ from common.cli_boundary import run_with_error_boundary
 from common.config import load
 from common.logging import configure_logging
 from common.version import VERSION
-from shell.console_config import check_uid, load_shell_config
+from shell.console.config import check_uid, load_shell_config
 from shell.install import InstallOptions, run_install
 
 __all__ = ["app", "main"]
@@ -49,7 +49,7 @@ def console(
                             log_file=log_file, expected_uid=expected_uid)
     check_uid(cfg)
     configure_logging("tui", log_file=cfg.console_log)
-    from shell.console_runner import run_console_for  # noqa: PLC0415 - keeps `--help` fast
+    from shell.console.runner import run_console_for  # noqa: PLC0415 - keeps `--help` fast
 
     asyncio.run(run_console_for(cfg))
     print("Goodbye!")
@@ -63,7 +63,7 @@ def status_serve(
     socket: Annotated[Path | None, typer.Option(help="Status gRPC socket.")] = None,
 ) -> None:
     """Run the status service (SSH :223 + Status gRPC); systemd starts it."""
-    from shell.status_server import StatusConfig, serve_status  # noqa: PLC0415 - service-only deps
+    from shell.status.server import StatusConfig, serve_status  # noqa: PLC0415 - service-only deps
 
     configure_logging("service")
     cfg = load(StatusConfig, "status", config_file=config,

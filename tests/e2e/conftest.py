@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from common.registry import register_agent
-from shell.status_server import StatusConfig
+from shell.status.server import StatusConfig
 from tests.support.agent_proc import AgentProcess
 from tests.support.env import require_docker, require_tool
 from tests.support.images import ensure_offline_image
@@ -44,7 +44,7 @@ def _start_status(root: Path) -> tuple[subprocess.Popen[bytes], Path, StatusConf
         "heartbeat_interval = 1.0\n")
     config.authorized_keys.touch(mode=0o600)
     log = (root / "status.log").open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "shell.status_server", "--config", str(toml)],
+    proc = subprocess.Popen([sys.executable, "-m", "shell.status.server", "--config", str(toml)],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     return proc, config.socket, config
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from common.registry import register_agent
-from shell.dns import HEADER
-from shell.router import Router, RouterConfig
+from shell.fleet.dns import HEADER
+from shell.fleet.router import Router, RouterConfig
 from tests.support.agent_proc import AgentProcess
 from tests.support.env import require_docker
 from tests.support.images import offline_image  # noqa: F401 - the session fixture

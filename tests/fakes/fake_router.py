@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import grpc
 
 from common.errors import FailedPreconditionError, NotFoundError, UnavailableError
-from shell.model import AgentRow, SessionRow
+from shell.fleet.model import AgentRow, SessionRow
 
 __all__ = ["FakeRouter", "make_row"]
 
@@ -26,7 +26,7 @@ def make_row(name: str, agent_id: str = "agent-a", *, running: bool = False, att
 
 
 class FakeRouter:
-    """Implements :class:`shell.model.RouterAPI` in memory; ``gate`` can hold operations."""
+    """Implements :class:`shell.fleet.model.RouterAPI` in memory; ``gate`` can hold operations."""
 
     def __init__(self, agents: list[AgentRow] | None = None, rows: list[SessionRow] | None = None) -> None:
         self._agents = list(agents or [])

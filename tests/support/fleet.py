@@ -20,7 +20,7 @@ from pathlib import Path
 
 from common.registry import register_agent
 from common.ssh_keys import add_authorized_key, generate_keypair
-from shell.status_server import StatusConfig
+from shell.status.server import StatusConfig
 from tests.support.net import free_port
 from tests.support.status_stack import agent_status_keys
 

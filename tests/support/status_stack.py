@@ -13,7 +13,7 @@ from common.backoff import Backoff
 from common.grpc_options import CLIENT_OPTIONS
 from common.ssh_keys import add_authorized_key, generate_keypair, pin_host_key
 from common.tunnel import TunnelSettings
-from shell.status_server import StatusConfig, StatusServer
+from shell.status.server import StatusConfig, StatusServer
 from tests.support.net import free_port
 from tests.support.waiting import assert_eventually
 

@@ -20,7 +20,7 @@ from common.registry import load_registry
 from hostctl.fleet import survey
 from hostctl.peering import AgentHostLayout, ShellHostLayout, init_agent
 from hostctl.remote import SSHRunner, SSHTarget
-from shell.status_server import StatusConfig, StatusServer
+from shell.status.server import StatusConfig, StatusServer
 from tests.support.env import require_docker
 from tests.support.net import free_port
 from tests.support.sshd import Sshd

@@ -19,8 +19,8 @@ import pytest
 from convocate.v1 import attach_pb2, attach_pb2_grpc
 
 from common.grpc_server import Service, UnixGrpcServer
-from shell.attach_relay import AttachRelay
-from shell.terminal import RESET_SEQ
+from shell.attach.relay import AttachRelay
+from shell.attach.terminal import RESET_SEQ
 from tests.support.waiting import assert_eventually
 
 DETACH_CHORD = b"\x02d"

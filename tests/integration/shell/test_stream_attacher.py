@@ -13,7 +13,7 @@ from convocate.v1 import attach_pb2, attach_pb2_grpc
 
 from common.errors import UnavailableError
 from common.grpc_server import Service, UnixGrpcServer
-from shell.attach_relay import StreamAttacher
+from shell.attach.relay import StreamAttacher
 from tests.fakes.fake_router import FakeRouter, make_row
 
 

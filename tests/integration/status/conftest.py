@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shell.router import Router, RouterConfig
+from shell.fleet.router import Router, RouterConfig
 from tests.support.fleet import AgentProc, prepare_agent
 from tests.support.status_stack import StatusStack, start_status_stack
 

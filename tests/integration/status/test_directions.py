@@ -6,8 +6,8 @@ import signal
 import time
 
 from common.ssh_keys import add_authorized_key
-from shell.model import AgentRow
-from shell.status_server import StatusServer
+from shell.fleet.model import AgentRow
+from shell.status.server import StatusServer
 from tests.integration.status.conftest import Fleet
 from tests.support.waiting import assert_eventually
 

@@ -12,9 +12,9 @@ import pytest
 
 from common.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 from common.registry import unregister_agent
-from shell.dns import HEADER
-from shell.model import RouterAPI
-from shell.router import Router
+from shell.fleet.dns import HEADER
+from shell.fleet.model import RouterAPI
+from shell.fleet.router import Router
 from tests.integration.status.conftest import Fleet
 from tests.support.fleet import prepare_agent
 from tests.support.waiting import assert_eventually

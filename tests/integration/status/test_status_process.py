@@ -1,4 +1,4 @@
-"""`python -m shell.status_server --config FILE` as a real process: serves, logs events, stops on SIGTERM."""
+"""`python -m shell.status.server --config FILE` as a real process: serves, logs events, stops on SIGTERM."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ async def test_status_process_serves_agents_logs_json_and_stops_on_sigterm(short
     log_path = short_tmp / "status.log"
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "shell.status_server", "--config", str(toml)],
+            [sys.executable, "-m", "shell.status.server", "--config", str(toml)],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env={**os.environ, "CONVOCATE_LOG_LEVEL": "INFO"},

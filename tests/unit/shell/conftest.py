@@ -11,10 +11,10 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.input.base import PipeInput
 from prompt_toolkit.output import DummyOutput
 
-from shell.app import ConsoleParts, build_console
-from shell.attach_outcome import AttachOutcome, Mode
-from shell.model import AgentRow, SessionRow
-from shell.state import ConsoleState
+from shell.attach.outcome import AttachOutcome, Mode
+from shell.console.app import ConsoleParts, build_console
+from shell.console.state import ConsoleState
+from shell.fleet.model import AgentRow, SessionRow
 from tests.fakes.fake_router import FakeRouter
 from tests.support.waiting import assert_eventually
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from convocate.v1 import attach_pb2
 
-from shell.attach_outcome import AttachOutcome
+from shell.attach.outcome import AttachOutcome
 from tests.fakes.fake_router import make_row
 from tests.unit.shell.conftest import RecordingAttacher, Start, agent
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from common.errors import NotFoundError
-from shell.forms import SessionForm
+from shell.console.forms import SessionForm
 from tests.fakes.fake_router import make_row
 from tests.unit.shell.conftest import Start, agent
 

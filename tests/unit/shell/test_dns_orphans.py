@@ -10,10 +10,10 @@ import pytest
 from convocate.v1 import sessions_pb2
 
 from common.errors import FailedPreconditionError, NotFoundError
-from shell.dns import HEADER, DnsHosts, dns_records, resolve_address
-from shell.model import SessionRow
-from shell.orphans import delete_orphan, orphan_refusal, scan_orphans
-from shell.session_cache import AgentSessions
+from shell.fleet.dns import HEADER, DnsHosts, dns_records, resolve_address
+from shell.fleet.model import SessionRow
+from shell.fleet.orphans import delete_orphan, orphan_refusal, scan_orphans
+from shell.fleet.session_cache import AgentSessions
 
 K = sessions_pb2.SessionEventKind
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from common.errors import PermissionDeniedError
 from shell import install as install_mod
-from shell.console_config import ShellConfig, check_uid
+from shell.console.config import ShellConfig, check_uid
 from shell.install import render_status_unit, with_base
 from shell.main import app, main
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from convocate.v1 import link_pb2, status_pb2
 
-from shell.link_notices import LinkFacts, link_notices
-from shell.status_view import StatusView
+from shell.status.link_notices import LinkFacts, link_notices
+from shell.status.view import StatusView
 
 
 class Clock:

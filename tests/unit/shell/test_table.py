@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from shell.dialogs import NoticeDialog, render_dialog
-from shell.layout import StatusLine, title_text
-from shell.model import AgentRow
-from shell.state import ConsoleState, TableRow
-from shell.table import columns_for, format_header, format_row, menu_text
+from shell.console.dialogs import NoticeDialog, render_dialog
+from shell.console.layout import StatusLine, title_text
+from shell.console.state import ConsoleState, TableRow
+from shell.console.table import columns_for, format_header, format_row, menu_text
+from shell.fleet.model import AgentRow
 from tests.fakes.fake_router import FakeRouter, make_row
 from tests.unit.shell.conftest import agent
 

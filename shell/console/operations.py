@@ -13,17 +13,17 @@ from typing import Any, Protocol, TypeVar
 
 from common.errors import ConvocateError
 from common.logging import get_logger
-from shell.attach_outcome import AttachOutcome, Mode
-from shell.dialogs import Dialog, NoticeDialog
-from shell.model import SessionRow
-from shell.state import ConsoleState
+from shell.attach.outcome import AttachOutcome, Mode
+from shell.console.dialogs import Dialog, NoticeDialog
+from shell.console.state import ConsoleState
+from shell.fleet.model import SessionRow
 
 __all__ = ["OP_TIMEOUT", "Attacher", "ConsoleBase", "Spawn", "short_name"]
 
 OP_TIMEOUT = 90.0
 T = TypeVar("T")
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
-log = get_logger("shell.actions")
+log = get_logger("shell.console.actions")
 
 
 class Attacher(Protocol):

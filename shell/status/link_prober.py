@@ -2,7 +2,7 @@
 
 Consoles report what their agent clients see (ReportLink), but a console is not always
 open. When the status service is given the agent registry, :class:`LinkProber` keeps
-one :class:`shell.agent_client.AgentClient` per registered agent (Ping heartbeats over
+one :class:`shell.fleet.agent_client.AgentClient` per registered agent (Ping heartbeats over
 the agents' :222 tunnels) and feeds their link health straight into the view, so the
 shared view knows both directions of every agent at all times, with or without a
 console. The registry is re-read at every heartbeat, so agents come and go without a
@@ -19,8 +19,8 @@ from convocate.v1 import status_pb2
 
 from common.logging import get_logger
 from common.registry import scan_registry
-from shell.agent_client import AgentClient, ClientSettings
-from shell.status_view import StatusView
+from shell.fleet.agent_client import AgentClient, ClientSettings
+from shell.status.view import StatusView
 
 __all__ = ["REPORTER", "LinkProber"]
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 
 from common.errors import InvalidArgumentError
-from shell.dialogs import Dialog, Outcome
-from shell.validation import (
+from shell.console.dialogs import Dialog, Outcome
+from shell.console.validation import (
     MAX_DNS,
     MAX_NAME,
     validate_dns_name,

@@ -23,9 +23,9 @@ from prompt_toolkit.layout import (
     Window,
 )
 
-from shell.dialogs import render_dialog
-from shell.state import ConsoleState
-from shell.table import columns_for, format_header, format_row, menu_text
+from shell.console.dialogs import render_dialog
+from shell.console.state import ConsoleState
+from shell.console.table import columns_for, format_header, format_row, menu_text
 
 __all__ = ["CHROME_ROWS", "MESSAGE_SECONDS", "StatusLine", "agent_notice", "build_layout", "load_average",
            "title_text"]

@@ -1,7 +1,7 @@
 """The status service process: SSH :223 guarding the Status gRPC socket.
 
 ``convocate status serve`` calls :func:`serve_status`; tests run it as
-``python -m shell.status_server --config FILE``. Configuration comes from the
+``python -m shell.status.server --config FILE``. Configuration comes from the
 ``[status]`` table through :func:`common.config.load` (flags > ``CONVOCATE_STATUS_*``
 env > TOML > the defaults of :class:`StatusConfig`).
 """
@@ -20,10 +20,10 @@ from common.grpc_server import UnixGrpcServer
 from common.logging import configure_logging, get_logger
 from common.registry import DEFAULT_REGISTRY_DIR
 from common.ssh_server import SSHServerSettings, SSHSocketServer
-from shell.agent_client import ClientSettings
-from shell.link_prober import REPORTER, LinkProber
-from shell.status_service import status_service
-from shell.status_view import StatusView
+from shell.fleet.agent_client import ClientSettings
+from shell.status.link_prober import REPORTER, LinkProber
+from shell.status.service import status_service
+from shell.status.view import StatusView
 
 __all__ = ["StatusConfig", "StatusServer", "main", "serve_status"]
 
@@ -155,8 +155,8 @@ async def serve_status(config: StatusConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m shell.status_server [--config FILE] [--port N] [--socket PATH]``."""
-    parser = argparse.ArgumentParser(prog="python -m shell.status_server")
+    """``python -m shell.status.server [--config FILE] [--port N] [--socket PATH]``."""
+    parser = argparse.ArgumentParser(prog="python -m shell.status.server")
     parser.add_argument("--config", type=Path, default=None)
     parser.add_argument("--host", default=None)
     parser.add_argument("--port", type=int, default=None)

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from convocate.v1 import sessions_pb2
 
-from shell.model import SessionRow
-from shell.sessions_proto import session_row
+from shell.fleet.model import SessionRow
+from shell.fleet.sessions_proto import session_row
 
 __all__ = ["AgentSessions"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from shell.dialogs import Dialog
-from shell.model import AgentRow, RouterAPI, SessionRow
+from shell.console.dialogs import Dialog
+from shell.fleet.model import AgentRow, RouterAPI, SessionRow
 
 __all__ = ["ConsoleState", "TableRow"]
 

@@ -6,9 +6,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from shell.app import build_console, run_console
-from shell.console_config import ShellConfig
-from shell.router import Router, RouterConfig
+from shell.console.app import build_console, run_console
+from shell.console.config import ShellConfig
+from shell.fleet.router import Router, RouterConfig
 
 __all__ = ["router_config", "run_console_for", "settings_lines"]
 

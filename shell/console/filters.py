@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prompt_toolkit.filters import Condition, Filter
 
-from shell.state import ConsoleState
+from shell.console.state import ConsoleState
 
 __all__ = ["ConsoleFilters"]
 

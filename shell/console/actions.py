@@ -1,7 +1,7 @@
 """What each key of the session list does: open dialogs and run operations.
 
-The attach keys live in :mod:`shell.attach_routes`, the operation runner in
-:mod:`shell.operations`; :class:`Console` is the whole controller.
+The attach keys live in :mod:`shell.console.attach_routes`, the operation runner in
+:mod:`shell.console.operations`; :class:`Console` is the whole controller.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from collections.abc import Callable
 from convocate.v1 import attach_pb2
 
 from common.errors import AlreadyExistsError, FailedPreconditionError
-from shell.attach_routes import AttachRoutes
-from shell.dialogs import ChoiceDialog, ConfirmDialog, Dialog
-from shell.forms import CloneDialog, SessionForm
-from shell.model import SessionRow
-from shell.operations import OP_TIMEOUT, Attacher, short_name
+from shell.console.attach_routes import AttachRoutes
+from shell.console.dialogs import ChoiceDialog, ConfirmDialog, Dialog
+from shell.console.forms import CloneDialog, SessionForm
+from shell.console.operations import OP_TIMEOUT, Attacher, short_name
+from shell.fleet.model import SessionRow
 
 __all__ = ["HELP_LINES", "OP_TIMEOUT", "RESTART_ATTEMPTS", "Attacher", "Console"]
 

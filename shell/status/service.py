@@ -1,7 +1,7 @@
 # ruff: noqa: ARG002  # gRPC fixes the servicer signatures; not every handler reads every argument
 """The Status gRPC servicer: agents publish, local consumers watch one shared view.
 
-Handlers only translate between gRPC and :class:`shell.status_view.StatusView`; the
+Handlers only translate between gRPC and :class:`shell.status.view.StatusView`; the
 view keeps the state. Unknown event types are accepted (forward compatibility).
 """
 
@@ -17,7 +17,7 @@ from convocate.v1 import status_pb2, status_pb2_grpc
 from common.errors import InvalidArgumentError
 from common.grpc_server import Service
 from common.logging import get_logger
-from shell.status_view import StatusView
+from shell.status.view import StatusView
 
 __all__ = ["StatusServicer", "status_service"]
 

@@ -1,6 +1,6 @@
 """Key bindings: the session list, the filter prompt, and whatever dialog is on top.
 
-Handlers only mutate state (through :class:`shell.actions.Console`) and never await.
+Handlers only mutate state (through :class:`shell.console.actions.Console`) and never await.
 Enter and the digits take the keys already queued behind them (typeahead) and pass
 them to the session, so ``Enter`` + ``ls`` typed in one burst reaches the shell inside.
 """
@@ -11,8 +11,8 @@ from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent, merge_key_bin
 from prompt_toolkit.key_binding.key_bindings import KeyBindingsBase
 from prompt_toolkit.keys import Keys
 
-from shell.actions import Console
-from shell.filters import ConsoleFilters
+from shell.console.actions import Console
+from shell.console.filters import ConsoleFilters
 
 __all__ = ["load_console_bindings", "take_typeahead"]
 

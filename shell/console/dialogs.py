@@ -3,7 +3,7 @@
 A dialog is plain state plus a ``handle(key)`` method; key names are prompt_toolkit's
 (``enter``, ``escape``, ``tab``, ``s-tab``, ``backspace``, ``up``, ``down``) or the
 typed character. A dialog reports its outcome through ``on_done(outcome)``; the
-controller (``shell.actions``) decides what happens next, so dialogs never do I/O.
+controller (``shell.console.actions``) decides what happens next, so dialogs never do I/O.
 Texts and hints follow v2.0.0 (inventory §3.4).
 """
 

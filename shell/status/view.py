@@ -19,7 +19,7 @@ from convocate.v1 import link_pb2, status_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from common.logging import get_logger
-from shell.link_notices import LinkFacts, link_notices
+from shell.status.link_notices import LinkFacts, link_notices
 
 __all__ = ["MAX_SESSION_EVENTS", "RECENT_EVENTS", "StatusView", "Watcher"]
 

@@ -65,7 +65,7 @@ class SessionRow:
 
 
 class RouterAPI(Protocol):
-    """The console's view of the fleet (implemented by ``shell.router.Router``)."""
+    """The console's view of the fleet (implemented by ``shell.fleet.router.Router``)."""
 
     def agents(self) -> list[AgentRow]: ...
     def rows(self) -> list[SessionRow]: ...

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from convocate.v1 import sessions_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from shell.model import SessionRow
+from shell.fleet.model import SessionRow
 
 __all__ = ["session_row"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from common.errors import FailedPreconditionError, NotFoundError
 from common.logging import get_logger
-from shell.model import SessionRow
+from shell.fleet.model import SessionRow
 
 __all__ = ["delete_orphan", "orphan_refusal", "scan_orphans"]
 

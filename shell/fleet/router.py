@@ -1,14 +1,14 @@
 """The router: every agent's sessions in one cached view, and operations routed by id.
 
-:class:`Router` implements :class:`shell.model.RouterAPI` for the console. Its
-:class:`shell.agent_fleet.AgentFleet` holds one client per registered agent and keeps
+:class:`Router` implements :class:`shell.fleet.model.RouterAPI` for the console. Its
+:class:`shell.fleet.agent_fleet.AgentFleet` holds one client per registered agent and keeps
 each agent's sessions current from its WatchSessions stream (no polling); the router
 lists all agents concurrently with a per-agent deadline when asked
 (:meth:`Router.refresh`) and routes each operation to the agent that owns the session.
-Pre-v2 sessions found on the shell host are orphans (:mod:`shell.orphans`). The
-shared health view from the local status service (:mod:`shell.status_client`) fills
+Pre-v2 sessions found on the shell host are orphans (:mod:`shell.fleet.orphans`). The
+shared health view from the local status service (:mod:`shell.fleet.status_client`) fills
 ``AgentRow.status_connected`` and ``notices``; every cache change rewrites the dnsmasq
-hosts file (:mod:`shell.dns`).
+hosts file (:mod:`shell.fleet.dns`).
 
 Rows of an agent that becomes unreachable stay in the table (the console marks them
 stale) next to one placeholder row; an agent never reached shows only the placeholder.
@@ -29,12 +29,12 @@ from convocate.v1 import sessions_pb2
 from common.errors import ConvocateError, InvalidArgumentError, NotFoundError
 from common.logging import get_logger
 from common.paths import private_dir
-from shell.agent_client import AgentClient, ClientSettings
-from shell.agent_fleet import AgentFleet
-from shell.dns import DnsHosts, dns_records
-from shell.model import AgentRow, SessionRow
-from shell.orphans import delete_orphan, orphan_refusal, scan_orphans
-from shell.status_client import StatusClient
+from shell.fleet.agent_client import AgentClient, ClientSettings
+from shell.fleet.agent_fleet import AgentFleet
+from shell.fleet.dns import DnsHosts, dns_records
+from shell.fleet.model import AgentRow, SessionRow
+from shell.fleet.orphans import delete_orphan, orphan_refusal, scan_orphans
+from shell.fleet.status_client import StatusClient
 
 __all__ = ["Router", "RouterConfig"]
 

@@ -30,9 +30,16 @@ from prompt_toolkit.application import in_terminal
 
 from common.errors import ConvocateError, UnavailableError, from_rpc_error
 from common.logging import get_logger
-from shell.attach_outcome import AttachOutcome, Mode, outcome_from_end
-from shell.model import RouterAPI, SessionRow
-from shell.terminal import DA1_QUERY, RESET_SEQ, RawTerminal, TerminalWriter, drain_until_da1, terminal_size
+from shell.attach.outcome import AttachOutcome, Mode, outcome_from_end
+from shell.attach.terminal import (
+    DA1_QUERY,
+    RESET_SEQ,
+    RawTerminal,
+    TerminalWriter,
+    drain_until_da1,
+    terminal_size,
+)
+from shell.fleet.model import RouterAPI, SessionRow
 
 __all__ = ["START_TIMEOUT", "AttachRelay", "StreamAttacher", "rpc_outcome"]
 
@@ -201,7 +208,7 @@ class AttachRelay:
 
 
 class StreamAttacher:
-    """The console's real :class:`shell.actions.Attacher`."""
+    """The console's real :class:`shell.console.actions.Attacher`."""
 
     def __init__(self, router: RouterAPI, set_resize_hook: Callable[[Callable[[], None] | None], None],
                  *, in_fd: int = 0, out_fd: int = 1, term: str | None = None) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from shell.state import TableRow
+from shell.console.state import TableRow
 
 __all__ = ["Column", "columns_for", "format_header", "format_row", "menu_text"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from convocate.v1 import attach_pb2
 
-from shell.attach_outcome import AttachOutcome, Mode
-from shell.dialogs import ChoiceDialog
-from shell.model import SessionRow
-from shell.operations import ConsoleBase, log, short_name
+from shell.attach.outcome import AttachOutcome, Mode
+from shell.console.dialogs import ChoiceDialog
+from shell.console.operations import ConsoleBase, log, short_name
+from shell.fleet.model import SessionRow
 
 __all__ = ["AttachRoutes"]
 

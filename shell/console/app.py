@@ -13,14 +13,14 @@ from prompt_toolkit.application import Application
 from prompt_toolkit.input import Input
 from prompt_toolkit.output import Output
 
-from shell.actions import Attacher, Console
-from shell.attach_relay import StreamAttacher
-from shell.filters import ConsoleFilters
-from shell.key_bindings import load_console_bindings
-from shell.layout import build_layout
-from shell.model import RouterAPI
-from shell.state import ConsoleState
-from shell.style import console_style
+from shell.attach.relay import StreamAttacher
+from shell.console.actions import Attacher, Console
+from shell.console.filters import ConsoleFilters
+from shell.console.key_bindings import load_console_bindings
+from shell.console.layout import build_layout
+from shell.console.state import ConsoleState
+from shell.console.style import console_style
+from shell.fleet.model import RouterAPI
 
 __all__ = ["ConsoleApplication", "ConsoleParts", "build_console", "run_console"]
 

@@ -39,7 +39,7 @@ from pathlib import Path
 
 from common.logging import get_logger
 from common.paths import atomic_write
-from shell.model import SessionRow
+from shell.fleet.model import SessionRow
 
 __all__ = ["HEADER", "DnsHosts", "dns_records", "render_hosts", "resolve_address"]
 

@@ -1,21 +1,25 @@
 """The Docker Engine behind :class:`agent.runtime.ContainerRuntime` (the only aiodocker import).
 
-Every ``DockerError`` is translated here, in :func:`_translate`, into the domain error the
-caller acts on. Facts this module designs around (reference/transport-measurements.md):
-Engine 20.10 ignores the initial console size (resize right after the exec starts);
-``containers.run`` would try to pull (we create + start); filters are JSON strings; the
-events stream has no reconnect of its own (we resubscribe with ``since`` and resync).
+Every ``DockerError`` and ``OSError`` is translated here, by the :func:`_docker_errors`
+context manager around each engine call, into the domain error the caller acts on, with a
+one-line message that says what to do. Facts this module designs around
+(reference/transport-measurements.md): Engine 20.10 ignores the initial console size
+(resize right after the exec starts); ``containers.run`` would try to pull (we create +
+start); filters are JSON strings; the events stream has no reconnect of its own (we
+resubscribe with ``since`` and resync).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gzip
 import io
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from http import HTTPStatus
 from typing import Any
 
 import aiodocker
@@ -33,6 +37,7 @@ from common.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
+    ResourceExhaustedError,
     UnavailableError,
 )
 from common.logging import get_logger
@@ -43,18 +48,65 @@ log = get_logger(__name__)
 _CREATE_ATTEMPTS = 50  # a container removed by AutoRemove may still hold its name briefly
 
 
-def _translate(err: Exception, what: str) -> ConvocateError:
-    """Map a Docker or connection error to the domain error for ``what`` (the one table)."""
-    if isinstance(err, DockerError):
-        status, message = err.status, str(err.message).strip()
-        if status == 404:
-            return NotFoundError(f"{what}: {message}")
-        if status == 409:
-            return FailedPreconditionError(f"{what}: {message}")
-        if status == 400:
-            return InvalidArgumentError(f"{what}: {message}")
-        return UnavailableError(f"{what}: Docker Engine error {status}: {message}")
-    return UnavailableError(f"{what}: Docker Engine unreachable: {type(err).__name__}: {err}")
+# What a person does when the engine does not answer, for every message that says so.
+_ENGINE_DOWN = "the Docker Engine does not answer: start it with `systemctl start docker`"
+_DISK_FULL = "the agent host's disk is full: free space under the Docker data root and retry"
+_NO_CONNECTION = 900  # aiodocker's status for a connection that failed before any answer
+_CONNECT_ERRNOS = {errno.ECONNREFUSED, errno.ENOENT, errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN}
+
+
+def _engine_message(err: DockerError) -> str:
+    """The engine's own message, as one line."""
+    return " ".join(str(err.message).split())
+
+
+def _translate(err: DockerError | OSError, what: str, missing: str) -> ConvocateError:
+    """Map one Docker or OS error to the domain error for ``what`` (the one table)."""
+    if isinstance(err, OSError):
+        if err.errno == errno.ENOSPC:
+            return ResourceExhaustedError(f"{what}: {_DISK_FULL}")
+        if err.errno in _CONNECT_ERRNOS or isinstance(err, ConnectionError):
+            return UnavailableError(f"{what}: {_ENGINE_DOWN}")
+        return UnavailableError(f"{what}: {err.strerror or type(err).__name__}")
+    status, message = err.status, _engine_message(err)
+    lowered = message.lower()
+    if status == _NO_CONNECTION:
+        return UnavailableError(f"{what}: {_ENGINE_DOWN}")
+    if "no space left on device" in lowered:
+        return ResourceExhaustedError(f"{what}: {_DISK_FULL}")
+    if "already allocated" in lowered or "address already in use" in lowered:
+        return AlreadyExistsError(f"{what}: a port it publishes is already in use on this host")
+    if status == HTTPStatus.NOT_FOUND:
+        if missing:
+            return NotFoundError(missing)
+        if "no such image" in lowered:
+            return NotFoundError(f"{what}: the image is not loaded: push it with `convocate-host image push`")
+        return NotFoundError(f"{what}: {message}")
+    if status == HTTPStatus.NOT_MODIFIED:
+        return FailedPreconditionError(f"{what}: it is already in that state")
+    if status == HTTPStatus.CONFLICT:
+        return FailedPreconditionError(f"{what}: {message}")
+    if status == HTTPStatus.BAD_REQUEST:
+        return InvalidArgumentError(f"{what}: {message}")
+    return UnavailableError(f"{what}: the Docker Engine failed ({status}): {message}")
+
+
+@contextlib.contextmanager
+def _docker_errors(what: str, *, missing: str = "") -> Iterator[None]:
+    """Translate every Docker or OS error raised inside into the domain error for ``what``.
+
+    The one translation point of this adapter (like httpx's ``map_httpcore_exceptions``):
+    callers that give a status its own meaning catch the domain error (``NotFoundError``
+    for "no such container") instead of inspecting Docker's status codes.
+
+    Args:
+        what: what was being done, the start of the message ("failed to stop session X").
+        missing: the whole message for a 404, when the caller knows what was missing.
+    """
+    try:
+        yield
+    except (DockerError, OSError) as e:
+        raise _translate(e, what, missing) from None
 
 
 def _create_config(spec: ContainerSpec) -> dict[str, Any]:
@@ -83,11 +135,15 @@ def _create_config(spec: ContainerSpec) -> dict[str, Any]:
 
 
 class DockerTerminal:
-    """A TTY exec stream (implements :class:`agent.runtime.TerminalExec`)."""
+    """A TTY exec stream (implements :class:`agent.runtime.TerminalExec`).
 
-    def __init__(self, exe: Exec, stream: Stream) -> None:
+    ``stack`` holds the stream's context (entered when the exec started); ``close`` exits it.
+    """
+
+    def __init__(self, exe: Exec, stream: Stream, stack: contextlib.AsyncExitStack) -> None:
         self._exe = exe
         self._stream = stream
+        self._stack = stack
 
     async def read(self) -> bytes | None:
         """Return the next output chunk, or None at the end of the stream."""
@@ -101,21 +157,28 @@ class DockerTerminal:
     async def write(self, data: bytes) -> None:
         """Send ``data`` to the terminal."""
         try:
-            await self._stream.write_in(data)
-        except (DockerError, OSError, RuntimeError) as e:
-            raise UnavailableError(f"terminal input failed: {e}") from None
+            with _docker_errors("terminal input failed"):
+                await self._stream.write_in(data)
+        except RuntimeError:  # aiodocker's "closed transport"
+            raise UnavailableError("terminal input failed: the terminal is closed") from None
 
     async def resize(self, rows: int, cols: int) -> None:
         """Resize the exec's pty (a finished exec is ignored)."""
         try:
-            await self._exe.resize(h=rows, w=cols)
-        except DockerError as e:
+            with _docker_errors("resize terminal"):
+                await self._exe.resize(h=rows, w=cols)
+        except ConvocateError as e:
             log.debug("exec resize failed", error=str(e))
 
     async def close(self) -> None:
         """Close the stream."""
         with contextlib.suppress(Exception):
-            await self._stream.close()
+            await self._stack.aclose()
+
+
+def _container_data(ctr: Any) -> dict[str, Any]:
+    """The fields of a listed container (aiodocker exposes them by key only)."""
+    return {k: ctr[k] for k in ("Id", "Image", "ImageID", "Labels", "Names", "State") if k in ctr}
 
 
 class DockerRuntime:
@@ -135,15 +198,14 @@ class DockerRuntime:
         await self.close()
 
     # --- containers ------------------------------------------------------------------
-    async def _get(self, session_id: str) -> Any | None:
+    async def _get(self, session_id: str) -> tuple[Any, dict[str, Any]] | None:
+        """The session's container and its inspect data, or None if there is none."""
+        ctr = self._docker.containers.container(container_name(session_id))
         try:
-            return await self._docker.containers.get(container_name(session_id))
-        except DockerError as e:
-            if e.status == 404:
-                return None
-            raise _translate(e, f"inspect session {session_id}") from None
-        except OSError as e:
-            raise _translate(e, f"inspect session {session_id}") from None
+            with _docker_errors(f"inspect session {session_id}"):
+                return ctr, await ctr.show()
+        except NotFoundError:
+            return None
 
     @staticmethod
     def _info(session_id: str, data: dict[str, Any]) -> ContainerInfo:
@@ -155,19 +217,17 @@ class DockerRuntime:
 
     async def inspect(self, session_id: str) -> ContainerInfo | None:
         """Return the session's container, or None if there is none."""
-        ctr = await self._get(session_id)
-        return None if ctr is None else self._info(session_id, ctr._container)
+        found = await self._get(session_id)
+        return None if found is None else self._info(session_id, found[1])
 
     async def list_running(self, agent_id: str) -> dict[str, ContainerInfo]:
         """Return this agent's running session containers by session id."""
         filters = json.dumps({"label": [f"convocate.agent={agent_id}"]})
-        try:
+        with _docker_errors("list containers"):
             found = await self._docker.containers.list(filters=filters)
-        except (DockerError, OSError) as e:
-            raise _translate(e, "list containers") from None
         out: dict[str, ContainerInfo] = {}
         for ctr in found:
-            data = ctr._container
+            data = _container_data(ctr)
             sid = (data.get("Labels") or {}).get(SESSION_LABEL, "")
             if sid:
                 out[sid] = self._info(sid, data)
@@ -179,71 +239,68 @@ class DockerRuntime:
         Raises:
             FailedPreconditionError: the container is already running.
             NotFoundError: the image is not loaded.
-            UnavailableError: the engine failed.
+            AlreadyExistsError: a port it publishes is taken.
+            ResourceExhaustedError: the disk is full.
+            UnavailableError: the engine failed or does not answer.
         """
         config = _create_config(spec)
         what = f"failed to start container {spec.name}"
+        missing = (f'image "{spec.image}" is not loaded on this agent: push it with '
+                   "`convocate-host image push` or fix the current-image pointer")
         for _ in range(_CREATE_ATTEMPTS):
             try:
-                ctr = await self._docker.containers.create(config, name=spec.name)
+                with _docker_errors(what, missing=missing):
+                    ctr = await self._docker.containers.create(config, name=spec.name)
                 break
-            except DockerError as e:
-                if e.status == 404:
-                    raise NotFoundError(
-                        f'image "{spec.image}" is not loaded on this agent: push it with '
-                        "`convocate-host image push` or fix the current-image pointer"
-                    ) from None
-                if e.status != 409:
-                    raise _translate(e, what) from None
-            except OSError as e:
-                raise _translate(e, what) from None
+            except FailedPreconditionError:  # 409: a container of that name exists
+                pass
             old = await self.inspect(spec.session_id)
             if old is not None and old.running:
                 raise FailedPreconditionError(f"container {spec.name} is already running")
             if old is not None:
-                with contextlib.suppress(DockerError):
+                with contextlib.suppress(ConvocateError), _docker_errors(f"remove container {spec.name}"):
                     await self._docker.containers.container(spec.name).delete(force=True)
             await asyncio.sleep(0.1)
         else:
             raise FailedPreconditionError(f"{what}: the old container of that name does not go away")
         try:
-            await ctr.start()
-        except DockerError as e:
-            with contextlib.suppress(DockerError):
+            with _docker_errors(what):
+                await ctr.start()
+        except ConvocateError as e:
+            with contextlib.suppress(ConvocateError), _docker_errors(f"remove container {spec.name}"):
                 await ctr.delete(force=True)
-            if spec.port and ("already allocated" in e.message or "address already in use" in e.message):
+            if spec.port and isinstance(e, AlreadyExistsError):
                 raise AlreadyExistsError(
                     f"port {spec.port}/{spec.protocol} is already in use on this host: "
                     "edit the session to choose another port"
                 ) from None
-            raise _translate(e, what) from None
+            raise
         info = await self.inspect(spec.session_id)
         return info or ContainerInfo(spec.session_id, spec.name, running=False, image=spec.image)
 
     async def stop(self, session_id: str, timeout: int) -> bool:
         """Stop the container (SIGTERM, SIGKILL after ``timeout`` s); False if not running."""
-        ctr = await self._get(session_id)
-        if ctr is None or not self._info(session_id, ctr._container).running:
+        found = await self._get(session_id)
+        if found is None or not self._info(session_id, found[1]).running:
             return False
         try:
-            await ctr.stop(t=timeout)
-        except DockerError as e:
-            if e.status in (304, 404):
-                return False
-            raise _translate(e, f"failed to stop session {session_id}") from None
+            with _docker_errors(f"failed to stop session {session_id}"):
+                await found[0].stop(t=timeout)
+        except (NotFoundError, FailedPreconditionError):  # gone, or already stopped (304)
+            return False
         return True
 
     # --- exec ------------------------------------------------------------------------------
     async def _running(self, session_id: str) -> Any:
-        ctr = await self._get(session_id)
-        if ctr is None or not self._info(session_id, ctr._container).running:
+        found = await self._get(session_id)
+        if found is None or not self._info(session_id, found[1]).running:
             raise FailedPreconditionError(f"session {session_id} is not running")
-        return ctr
+        return found[0]
 
     async def exec_run(self, session_id: str, argv: list[str], user: str) -> ExecResult:
         """Run ``argv`` without a TTY and return its exit code and output."""
         ctr = await self._running(session_id)
-        try:
+        with _docker_errors(f"exec in session {session_id}"):
             exe = await ctr.exec(argv, stdout=True, stderr=True, user=user,
                                  environment={"LC_ALL": "C.UTF-8"})
             chunks: list[bytes] = []
@@ -251,8 +308,6 @@ class DockerRuntime:
                 while (msg := await stream.read_out()) is not None:
                     chunks.append(bytes(msg.data))
             info = await exe.inspect()
-        except (DockerError, OSError) as e:
-            raise _translate(e, f"exec in session {session_id}") from None
         code = info.get("ExitCode")
         return ExecResult(int(code) if code is not None else -1, b"".join(chunks).decode(errors="replace"))
 
@@ -261,14 +316,14 @@ class DockerRuntime:
     ) -> DockerTerminal:
         """Start ``argv`` on a TTY (stdin open) and return its stream."""
         ctr = await self._running(session_id)
-        try:
-            exe = await ctr.exec(argv, stdin=True, stdout=True, stderr=True, tty=True, user=user,
-                                 environment=env)
-            stream = exe.start(detach=False)
-            await stream.__aenter__()
-        except (DockerError, OSError) as e:
-            raise _translate(e, f"attach to session {session_id}") from None
-        return DockerTerminal(exe, stream)
+        async with contextlib.AsyncExitStack() as stack:
+            with _docker_errors(f"attach to session {session_id}"):
+                exe = await ctr.exec(argv, stdin=True, stdout=True, stderr=True, tty=True, user=user,
+                                     environment=env)
+                stream = await stack.enter_async_context(exe.start(detach=False))
+            # The terminal owns the started stream from here; its close() exits it.
+            return DockerTerminal(exe, stream, stack.pop_all())
+        raise AssertionError  # unreachable: the block returns or raises
 
     # --- events ----------------------------------------------------------------------------
     async def events(self, agent_id: str) -> AsyncIterator[ContainerEvent]:
@@ -307,46 +362,36 @@ class DockerRuntime:
     async def image_exists(self, image: str) -> bool:
         """True if ``image`` is present in the engine."""
         try:
-            await self._docker.images.inspect(image)
-        except DockerError as e:
-            if e.status == 404:
-                return False
-            raise _translate(e, f"inspect image {image}") from None
-        except OSError as e:
-            raise _translate(e, f"inspect image {image}") from None
+            with _docker_errors(f"inspect image {image}"):
+                await self._docker.images.inspect(image)
+        except NotFoundError:
+            return False
         return True
 
     async def build_image(self, context_tar: bytes, tag: str) -> None:
         """Build ``tag`` from a tar context (the Dockerfile at its root)."""
-        try:
+        with _docker_errors(f"build image {tag}"):
             # The daemon needs a Content-Encoding; gzip is one it always understands.
             packed = await asyncio.to_thread(gzip.compress, context_tar, 1)
             await self._docker.images.build(fileobj=io.BytesIO(packed), tag=tag, rm=True, encoding="gzip")
-        except (DockerError, OSError) as e:
-            raise _translate(e, f"build image {tag}") from None
 
     async def image_tags(self, repository: str) -> dict[str, str]:
         """Tags of ``repository`` and their image ids."""
-        try:
+        with _docker_errors("list images"):
             images = await self._docker.images.list(filters=json.dumps({"reference": [f"{repository}:*"]}))
-        except (DockerError, OSError) as e:
-            raise _translate(e, "list images") from None
         return {tag: str(img.get("Id", "")) for img in images for tag in img.get("RepoTags") or []}
 
     async def container_images(self) -> set[str]:
         """Image names and ids used by any container, running or not."""
-        try:
+        with _docker_errors("list containers"):
             containers = await self._docker.containers.list(all=True)
-        except (DockerError, OSError) as e:
-            raise _translate(e, "list containers") from None
         used: set[str] = set()
         for ctr in containers:
-            used.update(str(ctr._container.get(k, "")) for k in ("Image", "ImageID"))
+            data = _container_data(ctr)
+            used.update(str(data.get(k, "")) for k in ("Image", "ImageID"))
         return used
 
     async def remove_image(self, tag: str) -> None:
         """Remove one tag."""
-        try:
+        with _docker_errors(f"remove image {tag}"):
             await self._docker.images.delete(tag)
-        except (DockerError, OSError) as e:
-            raise _translate(e, f"remove image {tag}") from None

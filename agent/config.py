@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from common.config import load
+from common.defaults import AGENT_CONFIG_DIR, AGENT_PORT, AGENT_RUNTIME_DIR, SESSIONS_ROOT, STATUS_PORT
 
 __all__ = ["DEFAULT_SESSION_COMMAND", "AgentConfig", "load_agent_config"]
 
@@ -24,21 +25,21 @@ class AgentConfig:
     """Everything ``convocate-agent serve`` and ``install`` read."""
 
     # Files under the agent's configuration directory.
-    config_dir: Path = Path("/etc/convocate-agent")
+    config_dir: Path = AGENT_CONFIG_DIR
     agent_id_file: Path | None = None           # default: config_dir/agent-id
     current_image_file: Path | None = None      # default: config_dir/current-image
     host_key: Path | None = None                # default: config_dir/ssh_host_ed25519_key
     # Sessions and what they share (the claude user's home in production).
-    sessions_root: Path = Path("/home/claude")
+    sessions_root: Path = SESSIONS_ROOT
     skel_dir: Path | None = None                # default: sessions_root/.skel
     claude_config_dir: Path | None = None       # default: sessions_root/.claude (mounted read-only)
     authorized_keys: Path | None = None         # default: sessions_root/.ssh/authorized_keys
     claude_cli: Path = Path("/usr/local/bin/claude")
     # Runtime: the gRPC socket lives in systemd's RuntimeDirectory.
-    runtime_dir: Path = Path("/run/convocate-agent")
+    runtime_dir: Path = AGENT_RUNTIME_DIR
     socket_name: str = "agent.sock"
     listen_host: str = "0.0.0.0"  # noqa: S104 - the agent serves other hosts, through SSH only
-    listen_port: int = 222
+    listen_port: int = AGENT_PORT
     # Who may run it: -1 (or empty) disables the check, for tests and the demo.
     expected_uid: int | None = 1337
     # Containers.
@@ -53,7 +54,7 @@ class AgentConfig:
     stop_timeout: int = 10
     # Status emitter (the shell's status service); empty host disables it.
     status_host: str = ""
-    status_port: int = 223
+    status_port: int = STATUS_PORT
     status_client_key: Path | None = None
     status_known_hosts: Path | None = None
     heartbeat_interval: float = 30.0

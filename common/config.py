@@ -27,11 +27,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from common.defaults import CONFIG_FILE
 from common.errors import InvalidArgumentError
 
 __all__ = ["DEFAULT_CONFIG_PATH", "config_path", "load", "read_toml"]
 
-DEFAULT_CONFIG_PATH = Path("/etc/convocate/convocate.toml")
+DEFAULT_CONFIG_PATH = CONFIG_FILE
 T = TypeVar("T")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}

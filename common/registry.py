@@ -33,6 +33,7 @@ from pathlib import Path
 
 import asyncssh
 
+from common.defaults import AGENT_KEYS_DIR
 from common.errors import InvalidArgumentError, NotFoundError
 from common.logging import get_logger
 from common.paths import atomic_write, private_dir
@@ -53,7 +54,7 @@ __all__ = [
 ]
 
 # The production location (v2.0.0's path; `convocate install` creates it 0700 for claude).
-DEFAULT_REGISTRY_DIR = Path("/etc/convocate/agent-keys")
+DEFAULT_REGISTRY_DIR = AGENT_KEYS_DIR
 AGENT_FILE = "agent.toml"
 CLIENT_KEY_NAME = "shell_to_agent_ed25519_key"
 KNOWN_HOSTS_NAME = "known_hosts"

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from common import defaults
 from common.registry import DEFAULT_REGISTRY_DIR, load_registry
 from hostctl.fleet import survey
 from hostctl.peering import AgentHostLayout, ShellHostLayout, init_agent
@@ -46,18 +47,20 @@ def register(app: typer.Typer) -> None:
         user: Annotated[str, typer.Option(help="Provisioning user (root or passwordless sudo).")] = "root",
         key: Annotated[Path | None, typer.Option(help="Provisioning private key.")] = None,
         known_hosts: Annotated[Path | None, typer.Option(help="Known-hosts pinning the agent host.")] = None,
-        agent_port: Annotated[int, typer.Option(help="The agent's SSH API port.")] = 222,
-        status_port: Annotated[int, typer.Option(help="This shell's status SSH port.")] = 223,
-        agent_config_dir: Annotated[Path, typer.Option(help="Config dir on the agent.")] = Path(
-            "/etc/convocate-agent"),
-        sessions_root: Annotated[Path, typer.Option(help="Sessions root on the agent.")] = Path(
-            "/home/claude"),
+        agent_port: Annotated[int, typer.Option(help="The agent's SSH API port.")] = (
+            defaults.AGENT_PORT),
+        status_port: Annotated[int, typer.Option(help="This shell's status SSH port.")] = (
+            defaults.STATUS_PORT),
+        agent_config_dir: Annotated[Path, typer.Option(help="Config dir on the agent.")] = (
+            defaults.AGENT_CONFIG_DIR),
+        sessions_root: Annotated[Path, typer.Option(help="Sessions root on the agent.")] = (
+            defaults.SESSIONS_ROOT),
         owner: Annotated[str, typer.Option(help="Owner of the agent's files ('' = unchanged).")] = "claude",
         registry: RegistryOpt = DEFAULT_REGISTRY,
-        status_host_key: Annotated[Path, typer.Option(help="This shell's status host key.")] = Path(
-            "/etc/convocate/status_host_ed25519_key"),
-        status_authorized_keys: Annotated[Path, typer.Option(help="Status service allow-list.")] = Path(
-            "/etc/convocate/status_authorized_keys"),
+        status_host_key: Annotated[Path, typer.Option(help="This shell's status host key.")] = (
+            defaults.STATUS_HOST_KEY),
+        status_authorized_keys: Annotated[Path, typer.Option(help="Status service allow-list.")] = (
+            defaults.STATUS_AUTHORIZED_KEYS),
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only.")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import asyncssh
 
 from agent.identity import new_agent_id
+from common import defaults
 from common.errors import ConvocateError
 from common.paths import atomic_write
 from common.registry import DEFAULT_REGISTRY_DIR, AgentRecord, register_agent, validate_agent_id
@@ -34,10 +35,10 @@ __all__ = ["AgentHostLayout", "PeeringPlan", "ShellHostLayout", "init_agent"]
 class AgentHostLayout:
     """Paths on the agent host (production defaults)."""
 
-    config_dir: Path = Path("/etc/convocate-agent")
-    sessions_root: Path = Path("/home/claude")
+    config_dir: Path = defaults.AGENT_CONFIG_DIR
+    sessions_root: Path = defaults.SESSIONS_ROOT
     owner: str = "claude"            # files are chowned to this user ("" = leave as is)
-    listen_port: int = 222
+    listen_port: int = defaults.AGENT_PORT
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,10 @@ class ShellHostLayout:
     """Paths and addresses on this (shell) host."""
 
     registry_dir: Path = DEFAULT_REGISTRY_DIR
-    status_host_key: Path = Path("/etc/convocate/status_host_ed25519_key")
-    status_authorized_keys: Path = Path("/etc/convocate/status_authorized_keys")
+    status_host_key: Path = defaults.STATUS_HOST_KEY
+    status_authorized_keys: Path = defaults.STATUS_AUTHORIZED_KEYS
     status_address: str = ""         # how the agent reaches this shell's status service
-    status_port: int = 223
+    status_port: int = defaults.STATUS_PORT
 
 
 @dataclass

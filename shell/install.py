@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.defaults import AGENT_KEYS_DIR, DNSMASQ_HOSTS_FILE, SHELL_STATE_DIR
 from common.errors import FailedPreconditionError, PermissionDeniedError
 from common.version import VERSION
 
@@ -213,14 +214,14 @@ def plan_install(opts: InstallOptions, run: Callable[[list[str]], None] | None =
     steps.append(Step("Configuring login shell", login_shell, [f"{opts.exec_path} -> /etc/shells"]))
 
     def directories() -> None:
-        for absolute, mode in (("/etc/convocate/agent-keys", 0o700), ("/var/lib/convocate", 0o755)):
+        for absolute, mode in ((str(AGENT_KEYS_DIR), 0o700), (str(SHELL_STATE_DIR), 0o755)):
             p = _path(opts, absolute)
             p.mkdir(parents=True, exist_ok=True)
             p.chmod(mode)
             _chown(opts, p)
 
     steps.append(Step("Creating directories", directories,
-                      ["/etc/convocate/agent-keys (0700)", "/var/lib/convocate (0755)"]))
+                      [f"{AGENT_KEYS_DIR} (0700)", f"{SHELL_STATE_DIR} (0755)"]))
 
     unit = _path(opts, "/etc/systemd/system/convocate-status.service")
 
@@ -232,7 +233,7 @@ def plan_install(opts: InstallOptions, run: Callable[[list[str]], None] | None =
 
     steps.append(Step("Installing convocate-status.service", status_unit, [str(unit)]))
 
-    hosts = _path(opts, "/var/lib/convocate/dnsmasq-hosts")
+    hosts = _path(opts, str(DNSMASQ_HOSTS_FILE))
     dropin = _path(opts, "/etc/dnsmasq.d/convocate.conf")
 
     def dnsmasq() -> None:
@@ -240,7 +241,7 @@ def plan_install(opts: InstallOptions, run: Callable[[list[str]], None] | None =
             _write(hosts, DNSMASQ_HEADER, 0o644)
             _chown(opts, hosts)
         dropin_text = ("# Managed by convocate: session DNS names -> agent IPs.\n"
-                       "addn-hosts=/var/lib/convocate/dnsmasq-hosts\n")
+                       f"addn-hosts={DNSMASQ_HOSTS_FILE}\n")
         _write(dropin, dropin_text, 0o644)
         if live and shutil.which("systemctl"):
             probe = subprocess.run(["systemctl", "is-active", "--quiet", "dnsmasq"], check=False)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from common.config import load
+from common.defaults import AGENT_KEYS_DIR, DNSMASQ_HOSTS_FILE, STATUS_SOCKET
 from common.errors import PermissionDeniedError
 
 __all__ = ["DEFAULT_UID", "ShellConfig", "check_uid", "load_shell_config"]
@@ -30,12 +31,12 @@ def _default_log() -> Path:
 class ShellConfig:
     """Shell-host settings (console, status service, router)."""
 
-    registry_dir: Path = Path("/etc/convocate/agent-keys")
-    status_socket: Path = Path("/run/convocate/status.sock")
+    registry_dir: Path = AGENT_KEYS_DIR
+    status_socket: Path = STATUS_SOCKET
     log_file: Path | None = None          # default: $XDG_STATE_HOME/convocate/console.log
     expected_uid: int = DEFAULT_UID       # -1: no check
     orphans_root: Path = Path("/home/claude")
-    dnsmasq_hosts: Path | None = Path("/var/lib/convocate/dnsmasq-hosts")   # None: no DNS records
+    dnsmasq_hosts: Path | None = DNSMASQ_HOSTS_FILE   # None: no DNS records
     dnsmasq_pidfile: Path | None = None   # SIGHUP dnsmasq after each write (needs permission)
     runtime_dir: Path | None = None       # tunnel sockets; default $XDG_RUNTIME_DIR or /tmp
     user: str = "claude"

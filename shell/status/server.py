@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.config import load
+from common.defaults import STATUS_AUTHORIZED_KEYS, STATUS_HOST_KEY, STATUS_PORT, STATUS_SOCKET
 from common.grpc_server import UnixGrpcServer
 from common.logging import configure_logging, get_logger
 from common.registry import DEFAULT_REGISTRY_DIR
@@ -35,10 +36,10 @@ class StatusConfig:
     """Where the status service listens and what it trusts."""
 
     host: str = "0.0.0.0"  # noqa: S104 - agents on other hosts connect here (SSH, key-only)
-    port: int = 223
-    host_key: Path = Path("/etc/convocate/status_host_ed25519_key")
-    authorized_keys: Path = Path("/etc/convocate/status_authorized_keys")
-    socket: Path = Path("/run/convocate/status.sock")
+    port: int = STATUS_PORT
+    host_key: Path = STATUS_HOST_KEY
+    authorized_keys: Path = STATUS_AUTHORIZED_KEYS
+    socket: Path = STATUS_SOCKET
     heartbeat_interval: float = 30.0     # the agents' heartbeat interval
     heartbeat_budget_factor: float = 2.5  # stale after this many missed intervals
     ssh_keepalive_interval: float = 15.0

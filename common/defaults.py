@@ -1,0 +1,46 @@
+"""Every production default path, port and file name, in one place.
+
+Configuration dataclasses, command-line options and the installers take their defaults
+from here, so a path is changed once. Tests and the demo override them explicitly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "AGENT_CONFIG_DIR",
+    "AGENT_KEYS_DIR",
+    "AGENT_PORT",
+    "AGENT_RUNTIME_DIR",
+    "CONFIG_FILE",
+    "CURRENT_IMAGE_FILE",
+    "DNSMASQ_HOSTS_FILE",
+    "SESSIONS_ROOT",
+    "SHELL_STATE_DIR",
+    "STATUS_AUTHORIZED_KEYS",
+    "STATUS_HOST_KEY",
+    "STATUS_PORT",
+    "STATUS_SOCKET",
+]
+
+# Ports of the two restricted SSH servers (one per gRPC socket).
+AGENT_PORT = 222
+STATUS_PORT = 223
+
+# Both hosts.
+CONFIG_FILE = Path("/etc/convocate/convocate.toml")
+SESSIONS_ROOT = Path("/home/claude")
+
+# The agent host.
+AGENT_CONFIG_DIR = Path("/etc/convocate-agent")
+CURRENT_IMAGE_FILE = AGENT_CONFIG_DIR / "current-image"
+AGENT_RUNTIME_DIR = Path("/run/convocate-agent")  # systemd's RuntimeDirectory
+
+# The shell host.
+AGENT_KEYS_DIR = Path("/etc/convocate/agent-keys")  # the agent registry (0700, claude)
+STATUS_HOST_KEY = Path("/etc/convocate/status_host_ed25519_key")
+STATUS_AUTHORIZED_KEYS = Path("/etc/convocate/status_authorized_keys")
+STATUS_SOCKET = Path("/run/convocate/status.sock")
+SHELL_STATE_DIR = Path("/var/lib/convocate")
+DNSMASQ_HOSTS_FILE = SHELL_STATE_DIR / "dnsmasq-hosts"

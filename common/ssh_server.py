@@ -4,26 +4,36 @@ It accepts public-key authentication only and opens exactly one kind of channel:
 ``direct-streamlocal`` to its own gRPC socket. The client may name that socket by its
 real path or by the alias :data:`SOCKET_ALIAS`, so it never needs to know the remote
 path. Shell, exec, subsystems, pty, X11, agent and TCP forwarding, remote listeners and
-every other socket path (``/var/run/docker.sock`` above all) are refused, and every
-refusal is logged with the client's address and key fingerprint.
+every other socket path (``/var/run/docker.sock`` above all) are refused, and refusals
+are logged with the client's address and key fingerprint (rate-limited).
 
 The authorized-keys file is read at each authentication, so adding or revoking a key
-takes effect without a restart.
+takes effect without a restart. Its lines may carry OpenSSH options (init-agent writes
+``restrict,command="/bin/false"`` so the same line is useless to OpenSSH): this server
+honours ``from=`` and ignores the rest, since it never runs a command anyway.
+
+Floods are bounded (:mod:`common.ssh_limits`): unauthenticated connections in total
+and per source, a 10 s login timeout, failed keys and refused requests per connection
+(then it is disconnected), channels open at once per connection, and refusal logs.
+GSSAPI is off whatever libraries the host has.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import asyncssh
+from asyncssh.forward import SSHForwarder
 
 from common.logging import get_logger
 from common.ssh_keys import fingerprint, load_or_create_host_key
+from common.ssh_limits import Admission, RefusalLog, SSHLimits
 
-__all__ = ["ENCRYPTION_ALGS", "SOCKET_ALIAS", "SSHServerSettings", "SSHSocketServer"]
+__all__ = ["ENCRYPTION_ALGS", "SOCKET_ALIAS", "SSHLimits", "SSHServerSettings", "SSHSocketServer"]
 
 SOCKET_ALIAS = "convocate"
 # aes128-gcm costs about 40 % less tunnel CPU than asyncssh's default chacha20 on
@@ -51,33 +61,90 @@ class SSHServerSettings:
     host_key_comment: str = "convocate-host"
     keepalive_interval: float = 15.0
     keepalive_count_max: int = 3
-    login_timeout: float = 30.0
+    login_timeout: float = 10.0
+    limits: SSHLimits = field(default_factory=SSHLimits)
+
+
+class _Counted(SSHForwarder):
+    """The channel side of one forwarded connection; tells the guard when it closes."""
+
+    def __init__(self, peer: SSHForwarder, on_close: Callable[[], None]) -> None:
+        super().__init__(peer)
+        self._on_close: Callable[[], None] | None = on_close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
+
+
+@dataclass
+class _Shared:
+    """What every connection of one server shares."""
+
+    settings: SSHServerSettings
+    live: set[asyncssh.SSHServerConnection]
+    admission: Admission
+    refusals: RefusalLog
 
 
 class _Guard(asyncssh.SSHServer):
     """Per-connection policy: who may log in and which channel may be opened."""
 
-    def __init__(self, settings: SSHServerSettings, live: set[asyncssh.SSHServerConnection]) -> None:
-        self._settings = settings
-        self._live = live
+    def __init__(self, shared: _Shared) -> None:
+        self._shared = shared
+        self._settings = shared.settings
+        self._limits = shared.settings.limits
         self._conn: asyncssh.SSHServerConnection | None = None
+        self._addr = ""
         self._peer = "?"
         self._key_fp = ""
+        self._auth_failures = 0
+        self._refused = 0
+        self._channels = 0
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
-        self._live.add(conn)
+        self._shared.live.add(conn)
         peer = conn.get_extra_info("peername")
+        self._addr = str(peer[0]) if peer else ""
         self._peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        loop = asyncio.get_running_loop()
+
+        def drop() -> None:
+            loop.call_soon(conn.abort)
+
+        if not self._shared.admission.admit(conn, self._addr, drop):
+            self._shared.refusals.warning("ssh connection refused: too many unauthenticated from this source",
+                                          peer=self._peer,
+                                          limit=self._limits.max_unauthenticated_per_source)
+            drop()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._conn is not None:
-            self._live.discard(self._conn)
+            self._shared.live.discard(self._conn)
+            self._shared.admission.done(self._conn)
         if self._key_fp:
             log.info("ssh connection closed", peer=self._peer, key=self._key_fp, error=str(exc or ""))
 
+    def auth_completed(self) -> None:
+        if self._conn is not None:
+            self._shared.admission.done(self._conn)
+
+    def _disconnect(self, code: int, reason: str) -> None:
+        conn = self._conn
+        if conn is not None:
+            asyncio.get_running_loop().call_soon(conn.disconnect, code, reason)
+
     def _refuse(self, what: str, **details: Any) -> None:
-        log.warning("ssh request refused", what=what, peer=self._peer, key=self._key_fp, **details)
+        self._shared.refusals.warning("ssh request refused", what=what, peer=self._peer, key=self._key_fp,
+                                      **details)
+        self._refused += 1
+        if self._refused >= self._limits.max_refused_requests:
+            self._shared.refusals.warning("ssh connection dropped: too many refused requests",
+                                          peer=self._peer, key=self._key_fp)
+            self._disconnect(asyncssh.DISC_BY_APPLICATION, "too many refused requests")
 
     # --- authentication: public key only -----------------------------------------
     def begin_auth(self, username: str) -> bool:  # noqa: ARG002 - the user name is not used
@@ -100,27 +167,50 @@ class _Guard(asyncssh.SSHServer):
         try:
             allowed = asyncssh.read_authorized_keys(str(self._settings.authorized_keys))
         except (OSError, ValueError) as e:  # missing or unreadable file: nobody is allowed
-            log.warning("authorized keys unreadable", path=str(self._settings.authorized_keys), error=str(e))
+            self._shared.refusals.warning("authorized keys unreadable",
+                                          path=str(self._settings.authorized_keys), error=str(e))
             allowed = None
-        ok = bool(allowed and allowed.validate(key, "", "") is not None)
+        # from="..." options match the client's address (no reverse DNS: the address is its name).
+        ok = bool(allowed and allowed.validate(key, self._addr, self._addr) is not None)
         if ok:
             if self._key_fp != fp:  # asyncssh asks twice: probe, then signature
                 self._key_fp = fp
                 log.info("ssh login", peer=self._peer, user=username, key=fp)
-        else:
-            log.warning("ssh login refused: key not authorized", peer=self._peer, user=username, key=fp)
-        return ok
+            return True
+        self._shared.refusals.warning("ssh login refused: key not authorized", peer=self._peer, user=username,
+                                      key=fp)
+        self._auth_failures += 1
+        if self._auth_failures >= self._limits.max_auth_failures:
+            self._disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, "too many authentication failures")
+        return False
 
     # --- channels: exactly one kind ----------------------------------------------------
     def unix_connection_requested(self, dest_path: str) -> Any:
         real = str(self._settings.socket_path)
-        if dest_path in (real, SOCKET_ALIAS) and self._conn is not None:
-            return self._conn.forward_unix_connection(real)
-        self._refuse("direct-streamlocal", path=dest_path)
-        raise asyncssh.ChannelOpenError(
-            asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
-            f"only the convocate gRPC socket may be opened, not {dest_path!r}",
-        )
+        if dest_path not in (real, SOCKET_ALIAS) or self._conn is None:
+            self._refuse("direct-streamlocal", path=dest_path)
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+                f"only the convocate gRPC socket may be opened, not {dest_path!r}",
+            )
+        if self._channels >= self._limits.max_channels:
+            self._refuse("direct-streamlocal: too many channels", limit=self._limits.max_channels)
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_RESOURCE_SHORTAGE,
+                                            f"at most {self._limits.max_channels} channels per connection")
+        self._channels += 1
+        return self._forward(real)
+
+    async def _forward(self, real: str) -> SSHForwarder:
+        """Connect one channel to the gRPC socket, counting it until it closes."""
+        def closed() -> None:
+            self._channels -= 1
+
+        try:
+            _, peer = await asyncio.get_running_loop().create_unix_connection(SSHForwarder, real)
+        except OSError as e:
+            closed()
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, str(e)) from None
+        return _Counted(peer, closed)
 
     def session_requested(self) -> bool:
         self._refuse("session (shell, exec, subsystem)")
@@ -149,13 +239,15 @@ class SSHSocketServer:
         self.settings = settings
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._live: set[asyncssh.SSHServerConnection] = set()
+        self._shared = _Shared(settings, self._live, Admission(settings.limits),
+                               RefusalLog(settings.limits.log_interval))
 
     async def start(self) -> None:
         """Load (or create) the host key and start listening."""
         s = self.settings
         host_key = load_or_create_host_key(s.host_key, s.host_key_comment)
         self._acceptor = await asyncssh.create_server(
-            lambda: _Guard(s, self._live),
+            lambda: _Guard(self._shared),
             s.host,
             s.port,
             server_host_keys=[host_key],
@@ -168,6 +260,7 @@ class SSHSocketServer:
             keepalive_interval=s.keepalive_interval,
             keepalive_count_max=s.keepalive_count_max,
             login_timeout=s.login_timeout,
+            gss_host=None,          # no Kerberos, even where python-gssapi and a keytab exist
             reuse_address=True,
         )
         log.info("ssh server listening", host=s.host, port=self.port, socket=str(s.socket_path))
@@ -185,6 +278,7 @@ class SSHSocketServer:
             self._acceptor.close()
         for conn in list(self._live):
             conn.close()
+        self._shared.refusals.close()
 
     async def wait_closed(self) -> None:
         """Wait until the listener is closed."""

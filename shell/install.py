@@ -59,6 +59,8 @@ CapabilityBoundingSet=CAP_NET_BIND_SERVICE
 NoNewPrivileges=yes
 ProtectSystem=strict
 PrivateTmp=yes
+# Bounds the SSH server's connections (it caps unauthenticated ones well below this).
+LimitNOFILE=8192
 Environment=PYTHONUNBUFFERED=1
 TimeoutStopSec=15s
 

@@ -17,9 +17,11 @@ import errno
 import gzip
 import io
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import aiodocker
@@ -52,6 +54,7 @@ _CREATE_ATTEMPTS = 50  # a container removed by AutoRemove may still hold its na
 _ENGINE_DOWN = "the Docker Engine does not answer: start it with `systemctl start docker`"
 _DISK_FULL = "the agent host's disk is full: free space under the Docker data root and retry"
 _NO_CONNECTION = 900  # aiodocker's status for a connection that failed before any answer
+_SOCKETS = (Path("/var/run/docker.sock"), Path("/run/docker.sock"))  # where an engine listens by default
 _CONNECT_ERRNOS = {errno.ECONNREFUSED, errno.ENOENT, errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN}
 
 
@@ -185,6 +188,9 @@ class DockerRuntime:
     """Session containers on the local Docker Engine, through aiodocker."""
 
     def __init__(self, url: str | None = None) -> None:
+        if url is None and not os.environ.get("DOCKER_HOST") and not any(p.exists() for p in _SOCKETS):
+            # aiodocker asserts when it finds no socket; an absent engine is met at the first call.
+            url = f"unix://{_SOCKETS[0]}"
         self._docker = aiodocker.Docker(url=url)
 
     async def close(self) -> None:

@@ -50,11 +50,17 @@ def serve(
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING...")] = None,
 ) -> None:
     """Serve Sessions and Attach on the UNIX socket, behind the SSH server (run by systemd)."""
-    from agent.server import serve as serve_agent  # noqa: PLC0415 - see the module docstring
+    from agent.docker_runtime import DockerRuntime  # noqa: PLC0415 - see the module docstring
+    from agent.server import serve as serve_agent  # noqa: PLC0415
 
     configure_logging("service", level=log_level)
     cfg = load_agent_config(config, listen_host=listen_host, listen_port=listen_port)
-    asyncio.run(serve_agent(cfg))
+
+    async def run() -> None:
+        async with DockerRuntime(cfg.docker_url or None) as runtime:
+            await serve_agent(cfg, runtime)
+
+    asyncio.run(run())
 
 
 @app.command()

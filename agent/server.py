@@ -1,6 +1,7 @@
 """``convocate-agent serve``: wires the agent together and runs it until a signal.
 
-Start order: uid check, agent id, Docker runtime, session re-adoption and the Docker
+The caller passes the container runtime (Docker in production, the fake in tests).
+Start order: uid check, agent id, session re-adoption and the Docker
 events follower, the gRPC server on its UNIX socket, the SSH server, then systemd
 ``READY=1`` (and the watchdog pings when ``WatchdogSec`` is set).
 
@@ -16,6 +17,7 @@ import contextlib
 import os
 import signal
 import socket
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -24,18 +26,20 @@ from convocate.v1 import attach_pb2_grpc, link_pb2, sessions_pb2_grpc
 from agent.attach_manager import AttachManager
 from agent.attach_service import AttachService
 from agent.config import AgentConfig
-from agent.docker_runtime import DockerRuntime
 from agent.event_hub import EventHub
 from agent.events import EventSink, InboundLinkTracker
 from agent.identity import load_or_create_agent_id
 from agent.manager import SessionManager
+from agent.runtime import ContainerRuntime
 from agent.sd_notify import notify, watchdog_interval, watchdog_loop
 from agent.sessions_service import SessionsService
+from agent.status_emitter import StatusEmitter
 from agent.viewers import ViewerRegistry
 from common.errors import FailedPreconditionError, PermissionDeniedError
 from common.grpc_server import Service, UnixGrpcServer
 from common.logging import get_logger
 from common.ssh_server import SSHServerSettings, SSHSocketServer
+from common.tasks import TaskSet
 from common.tunnel import TunnelSettings
 from common.version import VERSION
 
@@ -74,17 +78,12 @@ class _Emitter(EventSink, Protocol):
 
 
 def _status_emitter(config: AgentConfig, agent_id: str, tracker: InboundLinkTracker) -> _Emitter | None:
-    """The status emitter when a status target is configured (imported only then)."""
+    """The status emitter when a status target is configured."""
     if not config.status_host:
         log.info("status emitter disabled: no status_host configured")
         return None
     if config.status_client_key is None or config.status_known_hosts is None:
         log.warning("status emitter disabled: status_client_key and status_known_hosts are required")
-        return None
-    try:
-        from agent.status_emitter import StatusEmitter  # noqa: PLC0415 - optional component
-    except ImportError as e:
-        log.warning("status emitter disabled: not available", error=str(e))
         return None
     settings = TunnelSettings(
         name="status", host=config.status_host, port=config.status_port,
@@ -110,41 +109,75 @@ class _Signals:
         self.stop.set()
 
 
-async def serve(config: AgentConfig, stop: asyncio.Event | None = None) -> None:
-    """Run the agent until ``stop`` is set or SIGTERM/SIGINT arrives.
+@contextlib.contextmanager
+def _signal_handlers(stop: asyncio.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT set ``stop`` (a second one exits) while the block runs."""
+    loop = asyncio.get_running_loop()
+    handler = _Signals(stop)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, handler, sig)
+    try:
+        yield
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def _close_quietly(close: Callable[[], Awaitable[object]], what: str, timeout: float) -> None:
+    """Run one shutdown step, bounded; a failure is logged and the shutdown goes on."""
+    try:
+        await asyncio.wait_for(close(), timeout)
+    except Exception as e:  # one failed step must not skip the others
+        log.warning("shutdown step failed", step=what, error=f"{type(e).__name__}: {e}")
+
+
+async def serve(config: AgentConfig, runtime: ContainerRuntime, stop: asyncio.Event | None = None) -> None:
+    """Run the agent on ``runtime`` until ``stop`` is set or SIGTERM/SIGINT arrives.
+
+    The caller owns ``runtime`` (``convocate-agent serve`` passes the Docker runtime, tests
+    the fake one) and closes it after this returns. Everything started here is entered
+    into one exit stack, so it stops in the reverse order: viewers (end frames), gRPC
+    (grace), SSH, events, the attach manager, the status emitter, the watchdog.
 
     Args:
         config: the agent configuration.
+        runtime: the container runtime the sessions run on.
         stop: an event that ends the agent (tests); signals set it too.
 
     Raises:
         PermissionDeniedError: wrong uid.
-        FailedPreconditionError: the agent id cannot be read or created.
+        FailedPreconditionError: another agent serves on the socket, or the agent id cannot
+            be read or created.
     """
     check_uid(config)
     if socket_in_use(config.socket_path):
         raise FailedPreconditionError(f"another agent is already serving on {config.socket_path}")
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    handler = _Signals(stop)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, handler, sig)
     agent_id = load_or_create_agent_id(config.agent_id_path)
-    runtime = DockerRuntime(config.docker_url or None)
     hub, tracker, registry = EventHub(config.watch_queue_size), InboundLinkTracker(), ViewerRegistry()
     attach = AttachManager(runtime, registry, user=config.container_user,
                            buffer_chunks=config.viewer_buffer_chunks, slow_timeout=config.slow_viewer_timeout)
     manager = SessionManager(config, runtime, agent_id=agent_id, events=hub, registry=registry, attach=attach)
     emitter = _status_emitter(config, agent_id, tracker)
-    watchdog: asyncio.Task[None] | None = None
-    grpc_server: UnixGrpcServer | None = None
-    ssh: SSHSocketServer | None = None
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(_signal_handlers(stop))
+        stack.callback(log.info, "agent stopped")
+        tasks = await stack.enter_async_context(TaskSet("agent"))
         if emitter is not None:
             hub.add_sink(emitter)
+            stack.push_async_callback(_close_quietly, emitter.close, "status emitter", 10)
             await emitter.start()
+        stack.push_async_callback(attach.close)
+        stack.push_async_callback(manager.close)
         records, running = await manager.start()
         log.info("sessions adopted", agent_id=agent_id, sessions=len(records), running=len(running))
+        ssh = SSHSocketServer(SSHServerSettings(
+            host=config.listen_host, port=config.listen_port, host_key=config.host_key_path,
+            authorized_keys=config.authorized_keys_path, socket_path=config.socket_path,
+            banner="convocate-agent", host_key_comment=f"convocate-agent-{agent_id}",
+        ))
+        stack.push_async_callback(_close_quietly, ssh.wait_closed, "ssh", 5)
+        stack.callback(ssh.close)  # after gRPC's grace: calls in flight come through SSH
         sessions = SessionsService(manager, hub, tracker, emitter.status_link if emitter else None)
         grpc_server = UnixGrpcServer(config.socket_path, [
             Service("convocate.v1.Sessions", sessions_pb2_grpc.add_SessionsServicer_to_server, sessions),
@@ -152,53 +185,16 @@ async def serve(config: AgentConfig, stop: asyncio.Event | None = None) -> None:
                     AttachService(manager, attach)),
         ])
         await grpc_server.start()
-        ssh = SSHSocketServer(SSHServerSettings(
-            host=config.listen_host, port=config.listen_port, host_key=config.host_key_path,
-            authorized_keys=config.authorized_keys_path, socket_path=config.socket_path,
-            banner="convocate-agent", host_key_comment=f"convocate-agent-{agent_id}",
-        ))
+        stack.push_async_callback(grpc_server.stop, GRPC_GRACE)
         await ssh.start()
+        stack.push_async_callback(attach.shutdown)  # first: viewers get their end frames
         log.info("agent serving", agent_id=agent_id, host=config.listen_host, port=ssh.port,
                  socket=str(config.socket_path), version=VERSION)
         notify(f"READY=1\nSTATUS=serving {len(records)} session(s) on port {ssh.port}")
         if (interval := watchdog_interval()) is not None:
-            watchdog = asyncio.create_task(watchdog_loop(interval), name="watchdog")
+            tasks.create_task(watchdog_loop(interval), name="watchdog")
         await stop.wait()
         notify("STOPPING=1")
-    finally:
-        await _shutdown(attach, grpc_server, ssh, manager, emitter, runtime, watchdog)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-
-
-async def _shutdown(
-    attach: AttachManager,
-    grpc_server: UnixGrpcServer | None,
-    ssh: SSHSocketServer | None,
-    manager: SessionManager,
-    emitter: _Emitter | None,
-    runtime: DockerRuntime,
-    watchdog: asyncio.Task[None] | None,
-) -> None:
-    """Stop in order: viewers (end frames), gRPC (grace), SSH, events, emitter, Docker."""
-    await attach.shutdown()
-    if grpc_server is not None:
-        await grpc_server.stop(GRPC_GRACE)
-    if ssh is not None:
-        ssh.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(ssh.wait_closed(), 5)
-    await manager.close()
-    await attach.close()
-    if emitter is not None:
-        with contextlib.suppress(Exception):
-            await emitter.close()
-    if watchdog is not None:
-        watchdog.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watchdog
-    await runtime.close()
-    log.info("agent stopped")
 
 
 def socket_in_use(path: Path) -> bool:

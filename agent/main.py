@@ -31,6 +31,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts print as written: "[agent]" is not markup
 )
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="TOML file with an [agent] table.")]

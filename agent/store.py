@@ -23,6 +23,7 @@ from agent.sessions import SessionRecord, is_session_id
 from common.errors import NotFoundError, UnavailableError
 from common.logging import get_logger
 from common.paths import atomic_write
+from common.session_rules import printable
 
 __all__ = ["SHARED_LINKS", "SessionStore", "format_time", "parse_time"]
 
@@ -129,7 +130,7 @@ class SessionStore:
         """
         rec = self._read(self.session_dir(session_id)) if is_session_id(session_id) else None
         if rec is None:
-            raise NotFoundError(f'session "{session_id}" does not exist')
+            raise NotFoundError(f'session "{printable(session_id)}" does not exist')
         return rec
 
     def write(self, record: SessionRecord) -> None:

@@ -9,7 +9,7 @@ import re
 
 from common.errors import InvalidArgumentError
 
-__all__ = ["MAX_DNS_NAME", "MAX_NAME_BYTES", "PORT_AUTO", "validate_dns_name", "validate_name",
+__all__ = ["MAX_DNS_NAME", "MAX_NAME_BYTES", "PORT_AUTO", "printable", "validate_dns_name", "validate_name",
            "validate_protocol"]
 
 PORT_AUTO = -1
@@ -17,6 +17,15 @@ MAX_NAME_BYTES = 64
 MAX_DNS_NAME = 253
 _NAME_OK = re.compile(r"[A-Za-z0-9 _.\-]")
 _LABEL_OK = re.compile(r"[a-z0-9-]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control and other unprintable characters escaped (NUL -> ``\\x00``).
+
+    Everything a request carries that an error message echoes back goes through this, so a
+    message never holds a raw control character (a terminal would act on it).
+    """
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def validate_name(name: str) -> str:
@@ -34,7 +43,7 @@ def validate_name(name: str) -> str:
     for ch in trimmed:
         if not _NAME_OK.fullmatch(ch):
             raise InvalidArgumentError(
-                f"session name contains invalid character: '{ch}' "
+                f"session name contains invalid character: '{printable(ch)}' "
                 "(only letters, digits, spaces, _, -, . allowed)"
             )
     return trimmed
@@ -59,7 +68,7 @@ def validate_dns_name(dns_name: str) -> str:
             raise InvalidArgumentError("DNS label cannot start or end with '-'")
         for ch in label:
             if not _LABEL_OK.fullmatch(ch):
-                raise InvalidArgumentError(f"DNS name contains invalid character '{ch}'")
+                raise InvalidArgumentError(f"DNS name contains invalid character '{printable(ch)}'")
     return name
 
 
@@ -70,4 +79,4 @@ def validate_protocol(protocol: str) -> str:
         return "tcp"
     if p == "udp":
         return "udp"
-    raise InvalidArgumentError(f'protocol must be "tcp" or "udp", got "{protocol.strip()}"')
+    raise InvalidArgumentError(f'protocol must be "tcp" or "udp", got "{printable(protocol.strip())}"')

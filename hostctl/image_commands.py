@@ -15,7 +15,8 @@ from hostctl.remote import LocalRunner, Runner, SSHRunner, SSHTarget
 
 __all__ = ["image_app"]
 
-image_app = typer.Typer(help="Move session images between hosts.", no_args_is_help=True)
+image_app = typer.Typer(help="Move session images between hosts.", no_args_is_help=True,
+                        rich_markup_mode=None)
 
 
 @image_app.command("push")

@@ -24,9 +24,10 @@ from shell.install import InstallOptions, run_install
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(add_completion=False, no_args_is_help=False,
+app = typer.Typer(add_completion=False, no_args_is_help=False, rich_markup_mode=None,  # brackets print
                   help="The convocate console: sessions on every agent, in one table.")
-status_app = typer.Typer(add_completion=False, help="The shell-side status service.")
+status_app = typer.Typer(add_completion=False, rich_markup_mode=None,
+                        help="The shell-side status service.")
 app.add_typer(status_app, name="status")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML configuration file.")]

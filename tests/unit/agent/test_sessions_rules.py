@@ -92,3 +92,18 @@ def test_dns_uniqueness_and_names() -> None:
     assert not is_session_id(".skel")
     assert container_name(sid) == f"convocate-session-{sid}"
     assert container_hostname(sid) == f"convocate-{sid[:8]}"
+
+
+def test_control_characters_in_echoed_input_are_escaped() -> None:
+    """A NUL or escape in a name, DNS name or protocol is shown escaped in the message."""
+    with pytest.raises(InvalidArgumentError) as name_err:
+        validate_name("bad\x00name")
+    assert str(name_err.value).startswith("session name contains invalid character: '\\x00' ")
+    with pytest.raises(InvalidArgumentError) as dns_err:
+        validate_dns_name("a\x1bb")
+    assert str(dns_err.value) == "DNS name contains invalid character '\\x1b'"
+    with pytest.raises(InvalidArgumentError) as proto_err:
+        validate_protocol("tc\x07p")
+    assert str(proto_err.value) == 'protocol must be "tcp" or "udp", got "tc\\x07p"'
+    for err in (name_err, dns_err, proto_err):
+        assert all(ch.isprintable() for ch in str(err.value))

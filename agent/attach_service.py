@@ -1,5 +1,7 @@
 """The ``convocate.v1.Attach`` servicer: one bidirectional stream per attached terminal.
 
+Protobuf stays here: modes and end reasons are converted by :mod:`common.proto_convert`.
+
 The first frame must be a start frame. Then a task relays input, window changes and
 the detach frame to the viewer, while the handler sends the viewer's output
 (coalesced up to 64 KiB per message), size notices and finally the end frame.
@@ -17,35 +19,16 @@ from convocate.v1 import attach_pb2, attach_pb2_grpc
 
 from agent.attach_manager import AttachManager
 from agent.manager import SessionManager
-from agent.viewers import EndReason, Mode, Viewer
+from agent.viewers import EndReason, Viewer
 from common.errors import ConvocateError, InvalidArgumentError
 from common.logging import get_logger
+from common.proto_convert import attach_mode_from_proto, attach_mode_to_proto, end_reason_to_proto
 
 __all__ = ["MAX_OUTPUT_BYTES", "AttachService"]
 
 log = get_logger(__name__)
 MAX_OUTPUT_BYTES = 64 * 1024
 START_TIMEOUT = 30.0
-
-_MODES = {
-    attach_pb2.ATTACH_MODE_UNSPECIFIED: Mode.DRIVE,
-    attach_pb2.ATTACH_MODE_DRIVE: Mode.DRIVE,
-    attach_pb2.ATTACH_MODE_OBSERVE: Mode.OBSERVE,
-    attach_pb2.ATTACH_MODE_TAKE_OVER: Mode.TAKE_OVER,
-}
-_MODE_TO_PROTO = {
-    Mode.DRIVE: attach_pb2.ATTACH_MODE_DRIVE,
-    Mode.OBSERVE: attach_pb2.ATTACH_MODE_OBSERVE,
-    Mode.TAKE_OVER: attach_pb2.ATTACH_MODE_TAKE_OVER,
-}
-_REASONS = {
-    EndReason.DETACHED: attach_pb2.END_REASON_DETACHED,
-    EndReason.SESSION_ENDED: attach_pb2.END_REASON_SESSION_ENDED,
-    EndReason.TAKEN_OVER: attach_pb2.END_REASON_TAKEN_OVER,
-    EndReason.AGENT_SHUTDOWN: attach_pb2.END_REASON_AGENT_SHUTDOWN,
-    EndReason.BACKGROUNDED: attach_pb2.END_REASON_BACKGROUNDED,
-    EndReason.ERROR: attach_pb2.END_REASON_ERROR,
-}
 
 
 class AttachService(attach_pb2_grpc.AttachServicer):
@@ -73,7 +56,7 @@ class AttachService(attach_pb2_grpc.AttachServicer):
         start = first.start
         if not start.session_id.strip():
             raise InvalidArgumentError("session_id is required")
-        mode = _MODES.get(start.mode)
+        mode = attach_mode_from_proto(start.mode)
         if mode is None:
             raise InvalidArgumentError(f"unknown attach mode {start.mode}")
         await self.manager.require_running(start.session_id)
@@ -81,7 +64,7 @@ class AttachService(attach_pb2_grpc.AttachServicer):
         pump = asyncio.create_task(self._pump(requests, viewer), name=f"attach-in-{viewer.id}")
         try:
             yield attach_pb2.AttachResponse(started=attach_pb2.AttachStarted(
-                session_id=start.session_id, mode=_MODE_TO_PROTO[mode],
+                session_id=start.session_id, mode=attach_mode_to_proto(mode),
                 viewer_count=self.attach.registry.count(start.session_id),
             ))
             while (frame := await viewer.next_frame(MAX_OUTPUT_BYTES)) is not None:
@@ -92,7 +75,7 @@ class AttachService(attach_pb2_grpc.AttachServicer):
                     yield attach_pb2.AttachResponse(size=notice)
             reason = viewer.end_reason or EndReason.SESSION_ENDED
             log.info("attach ended", session=start.session_id, viewer=viewer.id, reason=reason.value)
-            yield attach_pb2.AttachResponse(end=attach_pb2.AttachEnd(reason=_REASONS[reason],
+            yield attach_pb2.AttachResponse(end=attach_pb2.AttachEnd(reason=end_reason_to_proto(reason),
                                                                      message=viewer.end_message))
         finally:
             pump.cancel()

@@ -1,9 +1,9 @@
 """The one interface between the agent's operations and whoever wants to hear of them.
 
-The Sessions/Attach servicers publish an :class:`AgentEvent` for every change to an
-:class:`EventSink`; the status emitter (to the shell) and the WatchSessions streams
-are sinks. ``publish`` must never block or raise: a sink with a full queue drops the
-event and counts the drop.
+The session manager publishes an :class:`AgentEvent` (domain types only, no protobuf)
+for every change to an :class:`EventSink`; the status emitter (to the shell) and the
+WatchSessions streams are sinks and convert at their edge. ``publish`` must never
+block or raise: a sink with a full queue drops the event and counts the drop.
 
 :class:`InboundLinkTracker` records the shell's Ping heartbeats, so the emitter can say
 "the shell -> agent direction is silent" through the status stream (the healthy
@@ -15,14 +15,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Protocol
 
-from convocate.v1 import sessions_pb2
+from common.domain import Session, SessionEvent, SessionEventKind
 
-__all__ = ["AgentEvent", "EventSink", "EventType", "InboundLinkTracker"]
+__all__ = ["AgentEvent", "EventSink", "EventType", "InboundLinkTracker", "session_event"]
 
 
-class EventType:
+class EventType(StrEnum):
     """Event type names (strings on the wire; receivers accept unknown ones)."""
 
     AGENT_STARTED = "agent.started"
@@ -46,9 +47,28 @@ class AgentEvent:
 
     type: str
     session_id: str = ""
-    session: sessions_pb2.Session | None = None
+    session: Session | None = None
     attributes: dict[str, str] = field(default_factory=dict)
     time: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+_SESSION_KINDS: dict[str, SessionEventKind] = {
+    EventType.SESSION_CREATED: SessionEventKind.CREATED,
+    EventType.SESSION_UPDATED: SessionEventKind.UPDATED,
+    EventType.SESSION_DELETED: SessionEventKind.DELETED,
+    EventType.SESSION_STARTED: SessionEventKind.STARTED,
+    EventType.SESSION_STOPPED: SessionEventKind.STOPPED,
+    EventType.SESSION_ATTACHED: SessionEventKind.ATTACHED,
+    EventType.SESSION_DETACHED: SessionEventKind.DETACHED,
+}
+
+
+def session_event(event: AgentEvent) -> SessionEvent | None:
+    """The WatchSessions event of a session event; None for agent-level events."""
+    kind = _SESSION_KINDS.get(event.type)   # StrEnum keys match plain strings too
+    if kind is None:
+        return None
+    return SessionEvent(kind, session_id=event.session_id, session=event.session, time=event.time)
 
 
 class EventSink(Protocol):

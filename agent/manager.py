@@ -1,6 +1,7 @@
 """The agent's core: every session operation, the live running state and its events.
 
-It works on dataclasses; the gRPC servicers convert at the edge. Changes of the
+It works on dataclasses and publishes :mod:`common.domain` types; the gRPC servicers
+convert at the edge (:mod:`common.proto_convert`). Changes of the
 record are serialised by one lock (uniqueness checks and writes must not interleave).
 The running state follows Docker events (with resync after reconnects), and each
 transition is published once, whichever source sees it first.
@@ -27,7 +28,6 @@ from agent.sessions import (
     validate_name,
     validate_protocol,
 )
-from agent.sessions_proto import view_to_proto
 from agent.store import SessionStore
 from agent.viewers import ViewerRegistry
 from common.errors import ConvocateError, FailedPreconditionError, UnavailableError
@@ -118,9 +118,9 @@ class SessionManager:
         image = info.image if info else ""
         return SessionView(record, info is not None, self.registry.count(record.id), image)
 
-    def _publish(self, event_type: str, session_id: str, record: SessionRecord | None = None) -> None:
+    def _publish(self, event_type: EventType, session_id: str, record: SessionRecord | None = None) -> None:
         rec = record or self._records.get(session_id)
-        session = view_to_proto(self._view(rec), self.agent_id) if rec is not None else None
+        session = self._view(rec).session(self.agent_id) if rec is not None else None
         self.events.publish(AgentEvent(event_type, session_id=session_id, session=session))
 
     def _mark(self, session_id: str, info: ContainerInfo | None) -> None:
@@ -240,7 +240,7 @@ class SessionManager:
             self._records.pop(session_id, None)
             self._running.pop(session_id, None)
         self.events.publish(AgentEvent(EventType.SESSION_DELETED, session_id=session_id,
-                                       session=view_to_proto(last, self.agent_id)))
+                                       session=last.session(self.agent_id)))
 
     async def kill(self, session_id: str) -> None:
         """Stop the session's container.

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from common.domain import Session
 from common.errors import AlreadyExistsError, InvalidArgumentError, ResourceExhaustedError
 from common.session_rules import PORT_AUTO, validate_dns_name, validate_name, validate_protocol
 
@@ -67,6 +68,16 @@ class SessionView:
     def attached(self) -> bool:
         """At least one viewer is attached."""
         return self.viewer_count > 0
+
+    def session(self, agent_id: str) -> Session:
+        """The domain session the agent publishes and serves (image only while running)."""
+        r = self.record
+        return Session(
+            id=r.id, name=r.name, created_at=r.created_at, last_accessed=r.last_accessed,
+            port=r.port, protocol=r.protocol, dns_name=r.dns_name, agent_id=agent_id,
+            running=self.running, attached=self.attached, viewer_count=self.viewer_count,
+            image=self.image if self.running else "",
+        )
 
 
 def new_session_id() -> str:

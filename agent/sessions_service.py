@@ -17,10 +17,12 @@ from convocate.v1 import link_pb2, sessions_pb2, sessions_pb2_grpc
 
 from agent.container_spec import read_current_image
 from agent.event_hub import EventHub
-from agent.events import InboundLinkTracker
+from agent.events import InboundLinkTracker, session_event
 from agent.manager import SessionManager
-from agent.sessions_proto import event_to_proto, timestamp, view_to_proto
+from agent.sessions import SessionView
+from common.domain import SessionEvent, SessionEventKind
 from common.errors import InvalidArgumentError, ResourceExhaustedError
+from common.proto_convert import session_event_to_proto, session_to_proto, timestamp
 from common.version import VERSION
 
 __all__ = ["SessionsService"]
@@ -55,8 +57,8 @@ class SessionsService(sessions_pb2_grpc.SessionsServicer):
         """This agent's id."""
         return self.manager.agent_id
 
-    def _session(self, view: Any) -> sessions_pb2.Session:
-        return view_to_proto(view, self.agent_id)
+    def _session(self, view: SessionView) -> sessions_pb2.Session:
+        return session_to_proto(view.session(self.agent_id))
 
     async def Ping(  # noqa: N802
         self, request: sessions_pb2.PingRequest, context: Context
@@ -65,7 +67,7 @@ class SessionsService(sessions_pb2_grpc.SessionsServicer):
         self.tracker.record_ping(request.client_id)
         link = self.status_link() if self.status_link is not None else link_pb2.LinkState(known=False)
         return sessions_pb2.PingResponse(
-            agent_id=self.agent_id, version=VERSION, server_time=timestamp(datetime.now(UTC)),
+            agent_id=self.agent_id, version=VERSION, server_time=timestamp(),
             hostname=self.hostname, status_link=link, current_image=read_current_image(self.manager.config),
         )
 
@@ -139,20 +141,20 @@ class SessionsService(sessions_pb2_grpc.SessionsServicer):
         """A snapshot (EXISTING..., SYNCED), then every change; ends if the client falls behind."""
         watcher = self.hub.watch()  # before the snapshot, so no change falls in between
         try:
-            now = timestamp(datetime.now(UTC))
+            now = datetime.now(UTC)
             for view in await self.manager.list():
-                yield sessions_pb2.SessionEvent(kind=sessions_pb2.SESSION_EVENT_KIND_EXISTING,
-                                                session=self._session(view), session_id=view.record.id,
-                                                time=now)
-            yield sessions_pb2.SessionEvent(kind=sessions_pb2.SESSION_EVENT_KIND_SYNCED, time=now)
+                yield session_event_to_proto(SessionEvent(
+                    SessionEventKind.EXISTING, session_id=view.record.id,
+                    session=view.session(self.agent_id), time=now))
+            yield session_event_to_proto(SessionEvent(SessionEventKind.SYNCED, time=now))
             while True:
                 event = await watcher.queue.get()
                 if watcher.fell_behind:
                     raise ResourceExhaustedError(
                         f"watch stream fell behind ({watcher.dropped} events dropped): watch again"
                     )
-                message = event_to_proto(event)
-                if message is not None:
-                    yield message
+                change = session_event(event)
+                if change is not None:
+                    yield session_event_to_proto(change)
         finally:
             self.hub.unwatch(watcher)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from datetime import UTC, datetime
+from datetime import datetime
 
 import grpc
 from convocate.v1 import link_pb2, status_pb2, status_pb2_grpc
@@ -31,18 +31,13 @@ from agent.events import AgentEvent, EventType, InboundLinkTracker
 from common.backoff import Backoff
 from common.errors import ConvocateError
 from common.logging import get_logger
+from common.proto_convert import session_to_proto, timestamp
 from common.tunnel import Tunnel, TunnelSettings
 
 __all__ = ["QUEUE_SIZE", "StatusEmitter"]
 
 QUEUE_SIZE = 256
 log = get_logger(__name__)
-
-
-def _ts(when: datetime | None = None) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(when or datetime.now(UTC))
-    return ts
 
 
 class StatusEmitter:
@@ -85,7 +80,7 @@ class StatusEmitter:
         self.dropped = 0
         self.sent = 0
         self._up = False
-        self._since = _ts()
+        self._since = timestamp()
         self._last_ok: Timestamp | None = None
         self._error = "not connected yet"
         self._control_stale = False
@@ -98,7 +93,7 @@ class StatusEmitter:
         """Queue ``event`` for the shell; when the queue is full, drop and count it."""
         message = self._to_proto(event.type, event.session_id, event.attributes, event.time)
         if event.session is not None:
-            message.session.CopyFrom(event.session)
+            message.session.CopyFrom(session_to_proto(event.session))
         self._offer(message)
 
     def _offer(self, message: status_pb2.Event) -> None:
@@ -114,7 +109,7 @@ class StatusEmitter:
                   when: datetime | None = None) -> status_pb2.Event:
         self._seq += 1
         return status_pb2.Event(type=type_, agent_id=self.agent_id, session_id=session_id,
-                                time=_ts(when), seq=self._seq, attributes=attributes or {})
+                                time=timestamp(when), seq=self._seq, attributes=attributes or {})
 
     # --- link state ------------------------------------------------------------------------
     def status_link(self) -> link_pb2.LinkState:
@@ -131,7 +126,7 @@ class StatusEmitter:
             self._error = error or self._error
         if up != self._up:
             self._up = up
-            self._since = _ts()
+            self._since = timestamp()
             if up:
                 log.info("status link up", shell=self.tunnel.settings.host)
             else:
@@ -193,7 +188,7 @@ class StatusEmitter:
         async with asyncio.timeout(max(5.0, self.heartbeat_interval)):
             await call.write(event)
         self.sent += 1
-        self._last_ok = _ts()
+        self._last_ok = timestamp()
 
     async def _stream_once(self) -> None:
         await self.tunnel.wait_up(timeout=max(1.0, self.heartbeat_interval))

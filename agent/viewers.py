@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from agent.runtime import TerminalExec
+from common.domain import AttachMode, EndReason
 from common.logging import get_logger
 
 __all__ = ["EndReason", "Mode", "Size", "Viewer", "ViewerRegistry"]
@@ -24,23 +24,8 @@ log = get_logger(__name__)
 _TAIL = 512
 
 
-class Mode(enum.Enum):
-    """How a viewer attaches."""
-
-    DRIVE = "drive"
-    OBSERVE = "observe"
-    TAKE_OVER = "take_over"
-
-
-class EndReason(enum.Enum):
-    """Why a viewer's stream ended."""
-
-    DETACHED = "detached"
-    SESSION_ENDED = "session_ended"
-    TAKEN_OVER = "taken_over"
-    AGENT_SHUTDOWN = "agent_shutdown"
-    BACKGROUNDED = "backgrounded"
-    ERROR = "error"
+# The attach mode and end reason are domain types, shared with the shell.
+Mode = AttachMode
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import grpc
-from convocate.v1 import attach_pb2, attach_pb2_grpc
-
+from common.client.attach_call import AttachCall
+from common.domain import AttachEnded, AttachStarted
 from common.errors import UnavailableError
 from shell.console.config import ShellConfig
 from shell.console.runner import router_config
@@ -39,28 +38,23 @@ def _row(router: Router, session_id: str) -> SessionRow | None:
     return next((r for r in router.rows() if r.id == session_id), None)
 
 
-async def _type_and_read(channel: grpc.aio.Channel, session_id: str) -> str:
+async def _type_and_read(call: AttachCall, session_id: str) -> str:
     """Attach, run ``echo``, wait for its output, detach; return what was seen."""
-    call = attach_pb2_grpc.AttachStub(channel).Attach()
-    await call.write(attach_pb2.AttachRequest(start=attach_pb2.AttachStart(
-        session_id=session_id, rows=24, cols=80, term="xterm", mode=attach_pb2.ATTACH_MODE_DRIVE)))
+    await call.start(session_id, rows=24, cols=80, term="xterm")
     seen = b""
     sent = False
     try:
         async with asyncio.timeout(STEP_TIMEOUT):
             while b"smoke-42" not in seen:
-                resp = await call.read()
-                if not isinstance(resp, attach_pb2.AttachResponse):
+                frame = await call.read()
+                if frame is None or isinstance(frame, AttachEnded):
                     break
-                kind = resp.WhichOneof("frame")
-                if kind == "output":
-                    seen += resp.output
-                elif kind == "end":
-                    break
-                if not sent and kind in ("started", "output"):
-                    await call.write(attach_pb2.AttachRequest(input=b"echo smoke-$((6*7))\r"))
+                if isinstance(frame, bytes):
+                    seen += frame
+                if not sent and isinstance(frame, bytes | AttachStarted):
+                    await call.send_input(b"echo smoke-$((6*7))\r")
                     sent = True
-            await call.write(attach_pb2.AttachRequest(detach=attach_pb2.Detach()))
+            await call.detach()
     except TimeoutError:
         pass
     finally:
@@ -83,7 +77,7 @@ async def smoke_test(config: ShellConfig, agent_id: str, say: Callable[[str], No
             row = await router.create(agent_id, "demo-smoke", 0, "tcp", "", start=True)
             say(f'[demo] created session "{row.name}" ({row.id[:8]})')
             await _until("the session running", lambda: bool((r := _row(router, row.id)) and r.running))
-            seen = await _type_and_read(router.attach_channel(row.id), row.id)
+            seen = await _type_and_read(router.attach_call(row.id), row.id)
             if "smoke-42" not in seen:
                 raise UnavailableError(f"demo smoke test: no echo from the session (saw {seen[-200:]!r})")
             say("[demo] attached, typed a command and saw its output")

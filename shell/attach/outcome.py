@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeAlias
 
-from convocate.v1 import attach_pb2
+from common.domain import AttachEnded, EndReason
+from common.errors import ConvocateError, UnavailableError
 
-__all__ = ["AttachOutcome", "Mode", "outcome_from_end"]
+__all__ = ["AttachOutcome", "error_outcome", "outcome_from_end"]
 
-Mode: TypeAlias = "attach_pb2.AttachMode.ValueType"   # DRIVE, OBSERVE or TAKE_OVER
-
-_REASONS = {
-    attach_pb2.END_REASON_DETACHED: "detached",
-    attach_pb2.END_REASON_SESSION_ENDED: "session_ended",
-    attach_pb2.END_REASON_TAKEN_OVER: "taken_over",
-    attach_pb2.END_REASON_AGENT_SHUTDOWN: "agent_shutdown",
-    attach_pb2.END_REASON_BACKGROUNDED: "backgrounded",
-    attach_pb2.END_REASON_ERROR: "error",
-}
 _SUMMARY = {
     "detached": 'Detached from "{name}" (it keeps running).',
     "session_ended": 'Session "{name}" ended.',
@@ -32,7 +22,8 @@ _SUMMARY = {
 
 @dataclass(frozen=True)
 class AttachOutcome:
-    """``reason`` is one of the keys above; ``broken`` asks for a dialog, not a status line."""
+    """``reason`` is one of the keys above (an :class:`EndReason` value or "broken");
+    ``broken`` asks for a dialog, not a status line."""
 
     reason: str
     message: str = ""
@@ -52,7 +43,12 @@ class AttachOutcome:
         return out
 
 
-def outcome_from_end(end: attach_pb2.AttachEnd) -> AttachOutcome:
+def outcome_from_end(end: AttachEnded) -> AttachOutcome:
     """Map the agent's end frame to an outcome (errors become a dialog)."""
-    reason = _REASONS.get(end.reason, "error")
-    return AttachOutcome(reason, end.message, broken=reason in ("error", "agent_shutdown"))
+    broken = end.reason in (EndReason.ERROR, EndReason.AGENT_SHUTDOWN)
+    return AttachOutcome(end.reason.value, end.message, broken=broken)
+
+
+def error_outcome(err: ConvocateError) -> AttachOutcome:
+    """A failed call: "broken" when the agent is unreachable, else the agent's refusal."""
+    return AttachOutcome("broken" if isinstance(err, UnavailableError) else "error", str(err), broken=True)

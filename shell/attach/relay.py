@@ -22,15 +22,14 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Callable
-from typing import Any
 
-import grpc
-from convocate.v1 import attach_pb2, attach_pb2_grpc
 from prompt_toolkit.application import in_terminal
 
-from common.errors import ConvocateError, UnavailableError, from_rpc_error
+from common.client.attach_call import AttachCall
+from common.domain import AttachEnded, AttachMode, AttachStarted, TerminalSize
+from common.errors import ConvocateError
 from common.logging import get_logger
-from shell.attach.outcome import AttachOutcome, Mode, outcome_from_end
+from shell.attach.outcome import AttachOutcome, error_outcome, outcome_from_end
 from shell.attach.terminal import (
     DA1_QUERY,
     RESET_SEQ,
@@ -41,25 +40,19 @@ from shell.attach.terminal import (
 )
 from shell.fleet.model import RouterAPI, SessionRow
 
-__all__ = ["START_TIMEOUT", "AttachRelay", "StreamAttacher", "rpc_outcome"]
+__all__ = ["START_TIMEOUT", "AttachRelay", "StreamAttacher"]
 
 START_TIMEOUT = 20.0
 _QUEUE = 64
 log = get_logger("shell.attach")
-Call = Any   # grpc.aio.StreamStreamCall[AttachRequest, AttachResponse]
-
-
-def rpc_outcome(err: grpc.RpcError, agent_id: str) -> AttachOutcome:
-    """A failed call: "broken" when the agent is unreachable, else the agent's refusal."""
-    domain = from_rpc_error(err, peer=agent_id)
-    return AttachOutcome("broken" if isinstance(domain, UnavailableError) else "error", str(domain),
-                         broken=True)
+# What the sender sends: keys, a window change, or None for "detach".
+_Out = bytes | TerminalSize | None
 
 
 class AttachRelay:
     """Relays one started Attach call between the terminal fds and the stream."""
 
-    def __init__(self, call: Call, *, agent_id: str, mode: Mode, pending: bytes = b"",
+    def __init__(self, call: AttachCall, *, agent_id: str, mode: AttachMode, pending: bytes = b"",
                  in_fd: int = 0, out_fd: int = 1, early_output: bytes = b"") -> None:
         self.call = call
         self.agent_id = agent_id
@@ -68,7 +61,7 @@ class AttachRelay:
         self.in_fd = in_fd
         self.out_fd = out_fd
         self.early_output = early_output
-        self._sendq: asyncio.Queue[attach_pb2.AttachRequest] = asyncio.Queue(_QUEUE)
+        self._sendq: asyncio.Queue[_Out] = asyncio.Queue(_QUEUE)
         self._reading = False
         self._resize_pending = False
         self._input_closed = False
@@ -96,31 +89,35 @@ class AttachRelay:
         if not data:                    # the terminal went away: detach cleanly
             self._input_closed = True
             self._pause_reader()
-            self._put(attach_pb2.AttachRequest(detach=attach_pb2.Detach()))
+            self._put(None)
             return
         self.bytes_in += len(data)
-        self._put(attach_pb2.AttachRequest(input=data))
+        self._put(data)
 
-    def _put(self, req: attach_pb2.AttachRequest) -> None:
+    def _put(self, req: _Out) -> None:
         self._sendq.put_nowait(req)
         if self._sendq.full():
             self._pause_reader()
 
     def resize(self) -> None:
         """Send the terminal's current size (called on SIGWINCH while attached)."""
-        if self.mode == attach_pb2.ATTACH_MODE_OBSERVE:
+        if self.mode is AttachMode.OBSERVE:
             return
         if self._sendq.full():
             self._resize_pending = True
             return
         rows, cols = terminal_size(self.out_fd)
-        self._sendq.put_nowait(attach_pb2.AttachRequest(
-            window_change=attach_pb2.WindowChange(rows=rows, cols=cols)))
+        self._sendq.put_nowait(TerminalSize(rows, cols))
 
     async def _sender(self) -> None:
         while True:
             req = await self._sendq.get()
-            await self.call.write(req)
+            if req is None:
+                await self.call.detach()
+            elif isinstance(req, TerminalSize):
+                await self.call.resize(req.rows, req.cols)
+            else:
+                await self.call.send_input(req)
             if self._resize_pending and not self._sendq.full():
                 self._resize_pending = False
                 self.resize()
@@ -129,22 +126,21 @@ class AttachRelay:
     # -- output side ---------------------------------------------------------------
     async def _receiver(self, writer: TerminalWriter) -> AttachOutcome:
         while True:
-            resp = await self.call.read()
-            if resp is grpc.aio.EOF:
+            frame = await self.call.read()
+            if frame is None:
                 return AttachOutcome("broken", "the stream ended without a reason", broken=True)
-            kind = resp.WhichOneof("frame")
-            if kind == "output":
-                self.bytes_out += len(resp.output)
-                writer.write(resp.output)
+            if isinstance(frame, bytes):
+                self.bytes_out += len(frame)
+                writer.write(frame)
                 if writer.failed is not None:
                     return AttachOutcome("error", f"cannot write to the terminal: {writer.failed}",
                                          broken=True)
                 await writer.drain()
-            elif kind == "end":
+            elif isinstance(frame, AttachEnded):
                 await self._finish_call()
-                return outcome_from_end(resp.end)
-            elif kind == "size":
-                log.debug("size notice", rows=resp.size.rows, cols=resp.size.cols)
+                return outcome_from_end(frame)
+            elif isinstance(frame, TerminalSize):
+                log.debug("size notice", rows=frame.rows, cols=frame.cols)
 
     async def _finish_call(self) -> None:
         """Let the agent complete the call after its end frame (bounded).
@@ -154,7 +150,7 @@ class AttachRelay:
         """
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2.0):
-                while await self.call.read() is not grpc.aio.EOF:
+                while await self.call.read() is not None:
                     pass
 
     async def run(self) -> AttachOutcome:
@@ -165,8 +161,8 @@ class AttachRelay:
             try:
                 if self.early_output:
                     writer.write(self.early_output)
-                if self.pending and self.mode != attach_pb2.ATTACH_MODE_OBSERVE:
-                    self._put(attach_pb2.AttachRequest(input=self.pending))
+                if self.pending and self.mode is not AttachMode.OBSERVE:
+                    self._put(self.pending)
                 self.resize()          # the agent sizes from the start frame; this repeats it
                 self._resume_reader()
                 outcome = await self._pump(writer)
@@ -196,8 +192,8 @@ class AttachRelay:
                 return receiver.result()
             sender.result()            # raises the send side's error
             return AttachOutcome("broken", "the stream stopped taking input", broken=True)
-        except grpc.RpcError as e:
-            return rpc_outcome(e, self.agent_id)
+        except ConvocateError as e:
+            return error_outcome(e)
         except Exception as e:
             log.exception("attach relay failed")
             return AttachOutcome("error", f"attach relay failed: {e}", broken=True)
@@ -218,29 +214,26 @@ class StreamAttacher:
         self.out_fd = out_fd
         self.term = term or os.environ.get("TERM") or "xterm-256color"
 
-    async def __call__(self, row: SessionRow, mode: Mode, pending: bytes) -> AttachOutcome:
+    async def __call__(self, row: SessionRow, mode: AttachMode, pending: bytes) -> AttachOutcome:
         """Attach to ``row`` in ``mode``; ``pending`` is typeahead for the session."""
-        call: Call = None
+        call: AttachCall | None = None
         try:
-            channel = self.router.attach_channel(row.id)
-            call = attach_pb2_grpc.AttachStub(channel).Attach()
+            call = self.router.attach_call(row.id)
             rows, cols = terminal_size(self.out_fd)
-            log.info("attach", session=row.id, agent=row.agent_id, mode=mode, rows=rows, cols=cols)
+            log.info("attach", session=row.id, agent=row.agent_id, mode=str(mode), rows=rows, cols=cols)
             async with asyncio.timeout(START_TIMEOUT):
-                await call.write(attach_pb2.AttachRequest(start=attach_pb2.AttachStart(
-                    session_id=row.id, rows=rows, cols=cols, term=self.term, mode=mode)))
+                await call.start(row.id, rows=rows, cols=cols, term=self.term, mode=mode)
                 early = b""
                 while True:
                     first = await call.read()
-                    if first is grpc.aio.EOF:
+                    if first is None:
                         return AttachOutcome("broken", "the agent closed the stream", broken=True)
-                    kind = first.WhichOneof("frame")
-                    if kind == "started":
+                    if isinstance(first, AttachStarted):
                         break
-                    if kind == "end":
-                        return outcome_from_end(first.end)
-                    if kind == "output":
-                        early += first.output
+                    if isinstance(first, AttachEnded):
+                        return outcome_from_end(first)
+                    if isinstance(first, bytes):
+                        early += first
             relay = AttachRelay(call, agent_id=row.agent_id, mode=mode, pending=pending,
                                 in_fd=self.in_fd, out_fd=self.out_fd, early_output=early)
             async with in_terminal():
@@ -250,10 +243,7 @@ class StreamAttacher:
                 finally:
                     self.set_resize_hook(None)
         except ConvocateError as e:
-            return AttachOutcome("broken" if isinstance(e, UnavailableError) else "error", str(e),
-                                 broken=True)
-        except grpc.RpcError as e:
-            return rpc_outcome(e, row.agent_id)
+            return error_outcome(e)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling():

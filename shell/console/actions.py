@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from convocate.v1 import attach_pb2
-
+from common.domain import AttachMode
 from common.errors import AlreadyExistsError, FailedPreconditionError
 from shell.console.attach_routes import AttachRoutes
 from shell.console.dialogs import ChoiceDialog, ConfirmDialog, Dialog
@@ -227,7 +226,7 @@ class Console(AttachRoutes):
 
         def yes(dialog: ConfirmDialog) -> None:
             self.state.close(dialog)
-            self.attach(row, attach_pb2.ATTACH_MODE_TAKE_OVER, b"")
+            self.attach(row, AttachMode.TAKE_OVER, b"")
 
         self._confirm(" Override Lock ", f'Take over session "{name}" (detach the others)?', yes)
 

@@ -3,9 +3,8 @@ not running, in use), then hand the terminal over and report how it ended."""
 
 from __future__ import annotations
 
-from convocate.v1 import attach_pb2
-
-from shell.attach.outcome import AttachOutcome, Mode
+from common.domain import AttachMode
+from shell.attach.outcome import AttachOutcome
 from shell.console.dialogs import ChoiceDialog
 from shell.console.operations import ConsoleBase, log, short_name
 from shell.fleet.model import SessionRow
@@ -49,8 +48,8 @@ class AttachRoutes(ConsoleBase):
             def done(outcome: str) -> None:
                 self.state.close(chooser)
                 if outcome == "select":
-                    mode = (attach_pb2.ATTACH_MODE_OBSERVE if chooser.index == 0
-                            else attach_pb2.ATTACH_MODE_TAKE_OVER)
+                    mode = (AttachMode.OBSERVE if chooser.index == 0
+                            else AttachMode.TAKE_OVER)
                     self.attach(row, mode, b"")
 
             chooser = ChoiceDialog(
@@ -60,9 +59,9 @@ class AttachRoutes(ConsoleBase):
                 hotkeys={"o": options[0], "t": options[1]})
             self.state.open(chooser)
         else:
-            self.attach(row, attach_pb2.ATTACH_MODE_DRIVE, pending)
+            self.attach(row, AttachMode.DRIVE, pending)
 
-    def attach(self, row: SessionRow, mode: Mode, pending: bytes) -> None:
+    def attach(self, row: SessionRow, mode: AttachMode, pending: bytes) -> None:
         """Hand the terminal to ``row`` (background task); say how it ended."""
         if self.state.suspended:
             return

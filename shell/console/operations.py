@@ -11,9 +11,10 @@ import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
+from common.domain import AttachMode
 from common.errors import ConvocateError
 from common.logging import get_logger
-from shell.attach.outcome import AttachOutcome, Mode
+from shell.attach.outcome import AttachOutcome
 from shell.console.dialogs import Dialog, NoticeDialog
 from shell.console.state import ConsoleState
 from shell.fleet.model import SessionRow
@@ -29,7 +30,7 @@ log = get_logger("shell.console.actions")
 class Attacher(Protocol):
     """Hands the terminal to a session until it detaches or the stream ends."""
 
-    async def __call__(self, row: SessionRow, mode: Mode, pending: bytes) -> AttachOutcome: ...
+    async def __call__(self, row: SessionRow, mode: AttachMode, pending: bytes) -> AttachOutcome: ...
 
 
 def short_name(text: str, n: int = 30) -> str:

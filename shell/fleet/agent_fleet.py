@@ -1,7 +1,7 @@
 """The registered agents: one client and one session cache each, kept current.
 
 :class:`AgentFleet` reads the registry (and re-reads it, so agents added or removed
-later join or leave without a restart), opens one :class:`shell.fleet.agent_client.AgentClient`
+later join or leave without a restart), opens one :class:`common.client.agent_client.AgentClient`
 per agent, follows each agent's WatchSessions stream into its
 :class:`shell.fleet.session_cache.AgentSessions` (live, no polling), and lists every agent
 concurrently with a per-agent deadline on demand. It owns its tasks and closes them.
@@ -15,10 +15,10 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from common.client.agent_client import AgentClient, ClientSettings
 from common.errors import ConvocateError, UnavailableError
 from common.logging import get_logger
 from common.registry import AgentRecord, scan_registry
-from shell.fleet.agent_client import AgentClient, ClientSettings
 from shell.fleet.dns import resolve_address
 from shell.fleet.session_cache import AgentSessions
 

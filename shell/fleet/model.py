@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-import grpc
+from common.client.attach_call import AttachCall
+from common.domain import Session, session_status
 
 __all__ = ["AgentRow", "RouterAPI", "SessionRow"]
 
@@ -50,18 +51,19 @@ class SessionRow:
     placeholder: bool = False    # "agent unreachable" marker row (id is "")
     error: str = ""              # for placeholders: why the agent is unreachable
 
+    @classmethod
+    def of(cls, s: Session, agent_id: str = "") -> SessionRow:
+        """The row of session ``s`` (``agent_id`` fills an empty ``s.agent_id``)."""
+        return cls(
+            id=s.id, name=s.name, agent_id=s.agent_id or agent_id, created_at=s.created_at,
+            last_accessed=s.last_accessed, port=s.port, protocol=s.protocol or "tcp",
+            dns_name=s.dns_name, running=s.running, attached=s.attached, viewer_count=s.viewer_count,
+        )
+
     @property
     def status_letter(self) -> str:
         """O orphan, C attached, R running, L attached-but-stopped, - otherwise."""
-        if self.orphan:
-            return "O"
-        if self.running and self.attached:
-            return "C"
-        if self.running:
-            return "R"
-        if self.attached:
-            return "L"
-        return "-"
+        return session_status(running=self.running, attached=self.attached, orphan=self.orphan).value
 
 
 class RouterAPI(Protocol):
@@ -82,6 +84,6 @@ class RouterAPI(Protocol):
     async def kill(self, session_id: str) -> None: ...
     async def background(self, session_id: str) -> None: ...
     async def restart(self, session_id: str) -> SessionRow: ...
-    def attach_channel(self, session_id: str) -> grpc.aio.Channel:
-        """The gRPC channel to the session's agent (raises UnavailableError/NotFound)."""
+    def attach_call(self, session_id: str) -> AttachCall:
+        """A new Attach stream to the session's agent (raises UnavailableError/NotFound)."""
         ...

@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import grpc
-from convocate.v1 import sessions_pb2
-
+from common.client.agent_client import AgentClient, ClientSettings
+from common.client.attach_call import AttachCall
+from common.domain import Session
 from common.errors import ConvocateError, InvalidArgumentError, NotFoundError
 from common.logging import get_logger
 from common.paths import private_dir
-from shell.fleet.agent_client import AgentClient, ClientSettings
 from shell.fleet.agent_fleet import AgentFleet
 from shell.fleet.dns import DnsHosts, dns_records
 from shell.fleet.model import AgentRow, SessionRow
@@ -211,7 +210,7 @@ class Router:
             raise NotFoundError(f'agent "{agent_id}" not registered')
         return client
 
-    def _put(self, agent_id: str, session: sessions_pb2.Session) -> SessionRow:
+    def _put(self, agent_id: str, session: Session) -> SessionRow:
         row = self.fleet.sessions[agent_id].put(session)
         self._changed()
         return row
@@ -334,12 +333,12 @@ class Router:
         client, session = await self._on_agent(session_id, "restart", lambda c: c.restart(session_id))
         return self._put(client.agent_id, session)
 
-    def attach_channel(self, session_id: str) -> grpc.aio.Channel:
-        """The gRPC channel to the session's agent.
+    def attach_call(self, session_id: str) -> AttachCall:
+        """A new Attach stream to the session's agent (opened by ``AttachCall.start``).
 
         Raises:
             UnavailableError: the agent is unreachable.
             NotFoundError: no such session.
             FailedPreconditionError: the session is an orphan.
         """
-        return self._route(session_id, "attach to").channel
+        return self._route(session_id, "attach to").attach()

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from convocate.v1 import sessions_pb2
-
+from common.domain import Session, SessionEvent, SessionEventKind
 from shell.fleet.model import SessionRow
-from shell.fleet.sessions_proto import session_row
 
 __all__ = ["AgentSessions"]
 
-_K = sessions_pb2.SessionEventKind
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -22,18 +19,18 @@ class AgentSessions:
         self.agent_id = agent_id
         self.known = False
         self._rows: dict[str, SessionRow] = {}
-        self._snapshot: list[sessions_pb2.Session] = []
+        self._snapshot: list[Session] = []
 
-    def replace(self, sessions: list[sessions_pb2.Session]) -> bool:
+    def replace(self, sessions: list[Session]) -> bool:
         """Replace everything with a full list; return True if anything changed."""
-        rows = {s.id: session_row(s, self.agent_id) for s in sessions}
+        rows = {s.id: SessionRow.of(s, self.agent_id) for s in sessions}
         changed = rows != self._rows or not self.known
         self._rows, self.known = rows, True
         return changed
 
-    def put(self, session: sessions_pb2.Session) -> SessionRow:
+    def put(self, session: Session) -> SessionRow:
         """Add or replace one session; return its row."""
-        row = session_row(session, self.agent_id)
+        row = SessionRow.of(session, self.agent_id)
         self._rows[row.id] = row
         return row
 
@@ -41,20 +38,21 @@ class AgentSessions:
         """Forget one session; return True if it was there."""
         return self._rows.pop(session_id, None) is not None
 
-    def apply(self, event: sessions_pb2.SessionEvent) -> bool:
+    def apply(self, event: SessionEvent) -> bool:
         """Apply one WatchSessions event; return True if the rows changed."""
-        kind = event.kind
-        if kind == _K.SESSION_EVENT_KIND_EXISTING:
-            self._snapshot.append(event.session)
+        kind, session = event.kind, event.session
+        if kind is SessionEventKind.EXISTING:
+            if session is not None:
+                self._snapshot.append(session)
             return False
-        if kind == _K.SESSION_EVENT_KIND_SYNCED:
+        if kind is SessionEventKind.SYNCED:
             snapshot, self._snapshot = self._snapshot, []
             return self.replace(snapshot)
-        if kind == _K.SESSION_EVENT_KIND_DELETED:
-            return self.remove(event.session_id or event.session.id)
-        if event.HasField("session") and event.session.id:
-            before = self._rows.get(event.session.id)
-            return self.put(event.session) != before
+        if kind is SessionEventKind.DELETED:
+            return self.remove(event.session_id or (session.id if session is not None else ""))
+        if session is not None and session.id:
+            before = self._rows.get(session.id)
+            return self.put(session) != before
         return False
 
     def start_snapshot(self) -> None:

@@ -17,8 +17,10 @@ import grpc
 from convocate.v1 import link_pb2, status_pb2, status_pb2_grpc
 
 from common.backoff import Backoff
+from common.domain import LinkState
 from common.grpc_options import CLIENT_OPTIONS
 from common.logging import get_logger
+from common.proto_convert import link_report
 
 __all__ = ["StatusClient"]
 
@@ -84,12 +86,9 @@ class StatusClient:
             self._channel = None
 
     # --- reporting ----------------------------------------------------------------------
-    def report(self, agent_id: str, control: link_pb2.LinkState,
-               agent_status: link_pb2.LinkState | None) -> None:
+    def report(self, agent_id: str, control: LinkState, agent_status: LinkState | None) -> None:
         """Queue a link report (the latest per agent wins; sent in the background)."""
-        report = status_pb2.LinkReport(agent_id=agent_id, reporter=self.reporter, control_link=control)
-        if agent_status is not None:
-            report.agent_status_link.CopyFrom(agent_status)
+        report = link_report(agent_id, self.reporter, control, agent_status)
         self._pending[agent_id] = self._latest[agent_id] = report
         self._wake.set()
 

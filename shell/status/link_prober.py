@@ -2,7 +2,7 @@
 
 Consoles report what their agent clients see (ReportLink), but a console is not always
 open. When the status service is given the agent registry, :class:`LinkProber` keeps
-one :class:`shell.fleet.agent_client.AgentClient` per registered agent (Ping heartbeats over
+one :class:`common.client.agent_client.AgentClient` per registered agent (Ping heartbeats over
 the agents' :222 tunnels) and feeds their link health straight into the view, so the
 shared view knows both directions of every agent at all times, with or without a
 console. The registry is re-read at every heartbeat, so agents come and go without a
@@ -15,11 +15,10 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-from convocate.v1 import status_pb2
-
+from common.client.agent_client import AgentClient, ClientSettings
 from common.logging import get_logger
+from common.proto_convert import link_report
 from common.registry import scan_registry
-from shell.fleet.agent_client import AgentClient, ClientSettings
 from shell.status.view import StatusView
 
 __all__ = ["REPORTER", "LinkProber"]
@@ -45,11 +44,8 @@ class LinkProber:
         self._task: asyncio.Task[None] | None = None
 
     def _report(self, client: AgentClient) -> None:
-        report = status_pb2.LinkReport(agent_id=client.agent_id, reporter=REPORTER,
-                                       control_link=client.control_link())
-        if client.agent_status_link is not None:
-            report.agent_status_link.CopyFrom(client.agent_status_link)
-        self.view.report_link(report)
+        self.view.report_link(link_report(client.agent_id, REPORTER, client.control_link(),
+                                          client.agent_status_link))
 
     async def _sync(self) -> None:
         records, _broken = scan_registry(self.registry_dir)

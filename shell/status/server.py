@@ -15,13 +15,13 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.client.agent_client import ClientSettings
 from common.config import load
 from common.defaults import STATUS_AUTHORIZED_KEYS, STATUS_HOST_KEY, STATUS_PORT, STATUS_SOCKET
 from common.grpc_server import UnixGrpcServer
 from common.logging import configure_logging, get_logger
 from common.registry import DEFAULT_REGISTRY_DIR
 from common.ssh_server import SSHServerSettings, SSHSocketServer
-from shell.fleet.agent_client import ClientSettings
 from shell.status.link_prober import REPORTER, LinkProber
 from shell.status.service import status_service
 from shell.status.view import StatusView

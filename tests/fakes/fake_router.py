@@ -8,8 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
-import grpc
-
+from common.client.attach_call import AttachCall
 from common.errors import FailedPreconditionError, NotFoundError, UnavailableError
 from shell.fleet.model import AgentRow, SessionRow
 
@@ -134,7 +133,7 @@ class FakeRouter:
             raise FailedPreconditionError(f'session "{row.name}" already running')
         return self._put(replace(row, running=True))
 
-    def attach_channel(self, session_id: str) -> grpc.aio.Channel:
-        """No channels here: the console tests use a fake attacher."""
+    def attach_call(self, session_id: str) -> AttachCall:
+        """No agents here: the console tests use a fake attacher."""
         self._find(session_id)
         raise UnavailableError("the fake router has no agents to attach to")

@@ -28,6 +28,7 @@ from agent.status_emitter import StatusEmitter
 from common.errors import NotFoundError
 from common.grpc_server import Service, UnixGrpcServer
 from common.logging import configure_logging
+from common.proto_convert import session_from_proto
 from common.ssh_server import SSHServerSettings, SSHSocketServer
 from tests.support.status_stack import fast_tunnel
 
@@ -74,7 +75,7 @@ class MiniSessions(sessions_pb2_grpc.SessionsServicer):
         for q in list(self.watchers):
             q.put_nowait(event)
         if self.emitter is not None:
-            self.emitter.publish(AgentEvent(_TYPES[kind], session_id=s.id, session=s))
+            self.emitter.publish(AgentEvent(_TYPES[kind], session_id=s.id, session=session_from_proto(s)))
         return s
 
     def _get(self, session_id: str) -> sessions_pb2.Session:

@@ -18,6 +18,8 @@ import grpc
 import pytest
 from convocate.v1 import attach_pb2, attach_pb2_grpc
 
+from common.client.attach_call import AttachCall
+from common.domain import AttachMode, AttachStarted
 from common.grpc_server import Service, UnixGrpcServer
 from shell.attach.relay import AttachRelay
 from shell.attach.terminal import RESET_SEQ
@@ -86,18 +88,17 @@ class Terminal:
         os.close(self.slave)
 
 
-async def _open(server_dir: Path, servicer: ScriptedAttach) -> tuple[UnixGrpcServer, grpc.aio.Channel, Any]:
+async def _open(server_dir: Path, servicer: ScriptedAttach) -> tuple[UnixGrpcServer, grpc.aio.Channel,
+                                                                     AttachCall]:
     server = UnixGrpcServer(server_dir / "a.sock",
                             [Service("convocate.v1.Attach", attach_pb2_grpc.add_AttachServicer_to_server,
                                      servicer)])
     await server.start()
     channel = grpc.aio.insecure_channel(f"unix:{server_dir / 'a.sock'}")
-    call = attach_pb2_grpc.AttachStub(channel).Attach()
-    start = attach_pb2.AttachStart(session_id="s1", rows=30, cols=110)
-    await call.write(attach_pb2.AttachRequest(start=start))
+    call = AttachCall(channel, "a")
+    await call.start("s1", rows=30, cols=110, term="")
     first = await call.read()
-    assert isinstance(first, attach_pb2.AttachResponse)
-    assert first.WhichOneof("frame") == "started"
+    assert isinstance(first, AttachStarted)
     return server, channel, call
 
 
@@ -108,7 +109,7 @@ async def test_relay_types_resizes_and_detaches(sock_dir: Path) -> None:
     term = Terminal()
     before = termios.tcgetattr(term.slave)
     try:
-        relay = AttachRelay(call, agent_id="a", mode=attach_pb2.ATTACH_MODE_DRIVE, pending=b"ahead ",
+        relay = AttachRelay(call, agent_id="a", mode=AttachMode.DRIVE, pending=b"ahead ",
                             in_fd=term.slave, out_fd=term.slave)
         task = asyncio.create_task(relay.run())
         os.write(term.master, b"hello")
@@ -140,7 +141,7 @@ async def test_server_gone_restores_terminal_and_reports(sock_dir: Path) -> None
     term = Terminal()
     before = termios.tcgetattr(term.slave)
     try:
-        relay = AttachRelay(call, agent_id="agent-x", mode=attach_pb2.ATTACH_MODE_DRIVE,
+        relay = AttachRelay(call, agent_id="agent-x", mode=AttachMode.DRIVE,
                             in_fd=term.slave, out_fd=term.slave)
         task = asyncio.create_task(relay.run())
         os.write(term.master, b"x")

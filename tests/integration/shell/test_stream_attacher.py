@@ -11,6 +11,8 @@ import grpc
 import pytest
 from convocate.v1 import attach_pb2, attach_pb2_grpc
 
+from common.client.attach_call import AttachCall
+from common.domain import AttachMode
 from common.errors import UnavailableError
 from common.grpc_server import Service, UnixGrpcServer
 from shell.attach.relay import StreamAttacher
@@ -34,16 +36,16 @@ class RefusingAttach(attach_pb2_grpc.AttachServicer):
 
 
 class ChannelRouter(FakeRouter):
-    """A fake router whose attach channel is a real one."""
+    """A fake router whose attach calls go over a real channel."""
 
     def __init__(self, channel: grpc.aio.Channel | None) -> None:
         super().__init__()
         self.channel = channel
 
-    def attach_channel(self, session_id: str) -> grpc.aio.Channel:
+    def attach_call(self, session_id: str) -> AttachCall:
         if self.channel is None:
             raise UnavailableError("agent agent-a is unreachable: connection refused")
-        return self.channel
+        return AttachCall(self.channel, "agent-a")
 
 
 @pytest.fixture
@@ -64,7 +66,7 @@ async def test_refusal_is_reported_without_taking_the_terminal(sock_dir: Path) -
     try:
         attacher = StreamAttacher(ChannelRouter(channel), hooks.append, term="xterm")
         row = make_row("x", running=True)
-        outcome = await attacher(row, attach_pb2.ATTACH_MODE_OBSERVE, b"")
+        outcome = await attacher(row, AttachMode.OBSERVE, b"")
         assert outcome.reason == "error"
         assert "not running" in outcome.message
         assert servicer.start is not None
@@ -80,6 +82,6 @@ async def test_refusal_is_reported_without_taking_the_terminal(sock_dir: Path) -
 async def test_unreachable_agent_is_a_lost_connection() -> None:
     """No channel to the agent: the outcome says so and nothing is suspended."""
     attacher = StreamAttacher(ChannelRouter(None), lambda hook: None)
-    outcome = await attacher(make_row("x", running=True), attach_pb2.ATTACH_MODE_DRIVE, b"")
+    outcome = await attacher(make_row("x", running=True), AttachMode.DRIVE, b"")
     assert outcome.reason == "broken"
     assert "unreachable" in outcome.message

@@ -134,7 +134,7 @@ async def test_orphans_are_listed_writes_refused_and_delete_allowed(fleet: Fleet
         with pytest.raises(FailedPreconditionError, match="convocate-host migrate-session"):
             await op
     with pytest.raises(FailedPreconditionError, match="migrate"):
-        fleet.router.attach_channel(sid)
+        fleet.router.attach_call(sid)
     hosts = fleet.config.dnsmasq_hosts
     assert hosts is not None
     assert "old" not in hosts.read_text()

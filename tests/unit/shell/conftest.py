@@ -11,7 +11,8 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.input.base import PipeInput
 from prompt_toolkit.output import DummyOutput
 
-from shell.attach.outcome import AttachOutcome, Mode
+from common.domain import AttachMode
+from shell.attach.outcome import AttachOutcome
 from shell.console.app import ConsoleParts, build_console
 from shell.console.state import ConsoleState
 from shell.fleet.model import AgentRow, SessionRow
@@ -25,9 +26,9 @@ class RecordingAttacher:
 
     outcome: AttachOutcome = field(default_factory=lambda: AttachOutcome("detached"))
     hold: float = 0.0
-    calls: list[tuple[SessionRow, Mode, bytes]] = field(default_factory=list)
+    calls: list[tuple[SessionRow, AttachMode, bytes]] = field(default_factory=list)
 
-    async def __call__(self, row: SessionRow, mode: Mode, pending: bytes) -> AttachOutcome:
+    async def __call__(self, row: SessionRow, mode: AttachMode, pending: bytes) -> AttachOutcome:
         self.calls.append((row, mode, pending))
         await asyncio.sleep(self.hold)
         return self.outcome

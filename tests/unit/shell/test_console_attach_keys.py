@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from convocate.v1 import attach_pb2
-
+from common.domain import AttachMode
 from shell.attach.outcome import AttachOutcome
 from tests.fakes.fake_router import make_row
 from tests.unit.shell.conftest import RecordingAttacher, Start, agent
@@ -23,7 +22,7 @@ async def test_down_then_enter_attaches_the_selected_row(make_console: Start) ->
     await h.until(lambda: h.attacher.calls)
     row, mode, pending = h.attacher.calls[0]
     assert row.name == "two"
-    assert mode == attach_pb2.ATTACH_MODE_DRIVE
+    assert mode == AttachMode.DRIVE
     assert pending == b""
     await h.until(lambda: not h.state.suspended)
     assert "Detached from" in h.state.message
@@ -85,7 +84,7 @@ async def test_attached_session_offers_observe(make_console: Start) -> None:
     assert "2 viewer(s)" in str(h.state.dialog.body())  # type: ignore[union-attr]
     h.send("o")
     await h.until(lambda: h.attacher.calls)
-    assert h.attacher.calls[0][1] == attach_pb2.ATTACH_MODE_OBSERVE
+    assert h.attacher.calls[0][1] == AttachMode.OBSERVE
 
 
 async def test_attached_session_offers_take_over(make_console: Start) -> None:
@@ -95,7 +94,7 @@ async def test_attached_session_offers_take_over(make_console: Start) -> None:
     await h.until(lambda: h.dialog_title() == "Session In Use")
     h.send("t")
     await h.until(lambda: h.attacher.calls)
-    assert h.attacher.calls[0][1] == attach_pb2.ATTACH_MODE_TAKE_OVER
+    assert h.attacher.calls[0][1] == AttachMode.TAKE_OVER
 
 
 async def test_override_key_takes_over_after_confirmation(make_console: Start) -> None:
@@ -105,7 +104,7 @@ async def test_override_key_takes_over_after_confirmation(make_console: Start) -
     await h.until(lambda: h.dialog_title() == "Override Lock")
     h.send("y")
     await h.until(lambda: h.attacher.calls)
-    assert h.attacher.calls[0][1] == attach_pb2.ATTACH_MODE_TAKE_OVER
+    assert h.attacher.calls[0][1] == AttachMode.TAKE_OVER
 
 
 async def test_override_ignored_when_not_attached(make_console: Start) -> None:

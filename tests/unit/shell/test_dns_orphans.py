@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from convocate.v1 import sessions_pb2
 
+from common.domain import Session, SessionEvent, SessionEventKind
 from common.errors import FailedPreconditionError, NotFoundError
 from shell.fleet.dns import HEADER, DnsHosts, dns_records, resolve_address
 from shell.fleet.model import SessionRow
 from shell.fleet.orphans import delete_orphan, orphan_refusal, scan_orphans
 from shell.fleet.session_cache import AgentSessions
 
-K = sessions_pb2.SessionEventKind
+K = SessionEventKind
 
 
 def _row(agent: str, dns: str, *, orphan: bool = False, placeholder: bool = False) -> SessionRow:
@@ -97,15 +98,15 @@ def test_orphans_are_listed_refused_with_the_migration_and_deletable(tmp_path: P
 def test_session_cache_applies_snapshot_and_changes() -> None:
     """EXISTING events build a snapshot that SYNCED installs; later events add, change and remove rows."""
     cache = AgentSessions("a")
-    s1 = sessions_pb2.Session(id="1", name="one")
-    assert not cache.apply(sessions_pb2.SessionEvent(kind=K.SESSION_EVENT_KIND_EXISTING, session=s1))
-    assert cache.apply(sessions_pb2.SessionEvent(kind=K.SESSION_EVENT_KIND_SYNCED))
+    s1 = Session(id="1", name="one")
+    assert not cache.apply(SessionEvent(K.EXISTING, session=s1))
+    assert cache.apply(SessionEvent(K.SYNCED))
     assert [r.name for r in cache.rows()] == ["one"]
-    s1.running = True
-    assert cache.apply(sessions_pb2.SessionEvent(kind=K.SESSION_EVENT_KIND_STARTED, session=s1))
+    s1 = replace(s1, running=True)
+    assert cache.apply(SessionEvent(K.STARTED, session=s1))
     row = cache.get("1")
     assert row is not None
     assert (row.status_letter, row.agent_id) == ("R", "a")
-    assert not cache.apply(sessions_pb2.SessionEvent(kind=K.SESSION_EVENT_KIND_STARTED, session=s1))
-    assert cache.apply(sessions_pb2.SessionEvent(kind=K.SESSION_EVENT_KIND_DELETED, session_id="1"))
+    assert not cache.apply(SessionEvent(K.STARTED, session=s1))
+    assert cache.apply(SessionEvent(K.DELETED, session_id="1"))
     assert cache.rows() == []

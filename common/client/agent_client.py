@@ -1,11 +1,12 @@
-"""One agent, seen from the shell: a persistent tunnel, a Ping heartbeat, typed calls.
+"""One agent, seen from the shell side: a persistent tunnel, a Ping heartbeat, typed calls.
 
 :class:`AgentClient` keeps one :class:`common.tunnel.Tunnel` to the agent (reconnects
 with capped, jittered backoff and a fresh gRPC channel), pings it every
 ``heartbeat_interval`` s with a deadline, and tracks the health of the shell → agent
 link, plus the agent's own view of its status link (from PingResponse). Every call
-has a deadline; this module is the only place where gRPC errors become domain errors
-(:func:`common.errors.from_rpc_error`).
+has a deadline. Calls return :mod:`common.domain` types; this module and
+:mod:`common.client.attach_call` are the only places on the client side where gRPC
+errors become domain errors (:func:`common.errors.from_rpc_error`).
 """
 
 from __future__ import annotations
@@ -15,16 +16,19 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
 import grpc
-from convocate.v1 import link_pb2, sessions_pb2, sessions_pb2_grpc
-from google.protobuf.timestamp_pb2 import Timestamp
+from convocate.v1 import sessions_pb2, sessions_pb2_grpc
 
 from common.backoff import Backoff
+from common.client.attach_call import AttachCall
+from common.domain import AgentInfo, LinkState, Session, SessionEvent
 from common.errors import ConvocateError, UnavailableError, from_rpc_error
 from common.logging import get_logger
+from common.proto_convert import agent_info_from_proto, session_event_from_proto, session_from_proto
 from common.registry import AgentRecord
 from common.tunnel import Tunnel, TunnelSettings
 
@@ -40,20 +44,18 @@ def _cancelled_by_caller() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-def _gist(link: link_pb2.LinkState | None) -> tuple[bool, bool, str, int] | None:
+def _gist(link: LinkState | None) -> tuple[bool, bool, str, int] | None:
     """What matters of a link for change detection (not its timestamps)."""
     return None if link is None else (link.known, link.up, link.last_error, link.dropped_events)
 
 
-def _now() -> Timestamp:
-    ts = Timestamp()
-    ts.GetCurrentTime()
-    return ts
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
 class ClientSettings:
-    """How the shell talks to every agent (the same for all of them)."""
+    """How a client talks to every agent (the same for all of them)."""
 
     runtime_dir: Path                    # private dir for the local tunnel sockets
     heartbeat_interval: float = 30.0     # Ping period
@@ -66,7 +68,7 @@ class ClientSettings:
 
 
 class AgentClient:
-    """The shell's persistent connection to one agent.
+    """A persistent connection to one agent.
 
     Every call method raises :class:`common.errors.UnavailableError` when the agent is
     unreachable or misses the deadline (naming the agent and why), and the other
@@ -96,9 +98,9 @@ class AgentClient:
         self.last_error = "not connected yet"
         self.version = ""
         self.hostname = ""
-        self.agent_status_link: link_pb2.LinkState | None = None
+        self.agent_status_link: LinkState | None = None
         self._since = _now()
-        self._last_ok: Timestamp | None = None
+        self._last_ok: datetime | None = None
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -126,14 +128,10 @@ class AgentClient:
         await self.close()
 
     # --- link health -----------------------------------------------------------------------
-    def control_link(self) -> link_pb2.LinkState:
+    def control_link(self) -> LinkState:
         """The shell → agent link as this client sees it."""
-        link = link_pb2.LinkState(up=self.reachable, known=True,
-                                  last_error="" if self.reachable else self.last_error)
-        link.since.CopyFrom(self._since)
-        if self._last_ok is not None:
-            link.last_ok.CopyFrom(self._last_ok)
-        return link
+        return LinkState(up=self.reachable, known=True, since=self._since, last_ok=self._last_ok,
+                         last_error="" if self.reachable else self.last_error)
 
     def _set(self, reachable: bool, error: str = "") -> None:
         old = (self.reachable, self.last_error)
@@ -155,9 +153,9 @@ class AgentClient:
         else:
             self._set(False, error)
 
-    def _pinged(self, reply: sessions_pb2.PingResponse) -> None:
+    def _pinged(self, reply: AgentInfo) -> None:
         self._last_ok = _now()
-        status_link = reply.status_link if reply.HasField("status_link") else self.agent_status_link
+        status_link = reply.status_link if reply.status_link is not None else self.agent_status_link
         changed = (reply.version, reply.hostname, _gist(status_link)) != (
             self.version, self.hostname, _gist(self.agent_status_link))
         self.version, self.hostname, self.agent_status_link = reply.version, reply.hostname, status_link
@@ -185,14 +183,13 @@ class AgentClient:
         self._kick.set()
 
     # --- calls -------------------------------------------------------------------------------
-    @property
-    def channel(self) -> grpc.aio.Channel:
-        """The current gRPC channel (for Attach).
+    def attach(self) -> AttachCall:
+        """A new Attach stream to this agent (opened by :meth:`AttachCall.start`).
 
         Raises:
             UnavailableError: the agent is unreachable (with the reason).
         """
-        return self.tunnel.channel
+        return AttachCall(self.tunnel.channel, self.agent_id)
 
     def _unreachable(self) -> UnavailableError:
         return UnavailableError(f"agent {self.agent_id} is unreachable: {self.tunnel.last_error}")
@@ -213,41 +210,46 @@ class AgentClient:
             self.kick()
             raise self._unreachable() from None
 
-    async def ping(self) -> sessions_pb2.PingResponse:
+    async def _session_call(
+        self, fn: Callable[[sessions_pb2_grpc.SessionsAsyncStub], Awaitable[sessions_pb2.Session]]
+    ) -> Session:
+        return session_from_proto(await self._call(fn), self.agent_id)
+
+    async def ping(self) -> AgentInfo:
         """Ping with a deadline of min(call timeout, heartbeat interval)."""
         timeout = min(self.settings.call_timeout, self.settings.heartbeat_interval)
         request = sessions_pb2.PingRequest(client_id=self.settings.client_id)
-        return await self._call(lambda s: s.Ping(request, timeout=timeout))
+        return agent_info_from_proto(await self._call(lambda s: s.Ping(request, timeout=timeout)))
 
-    async def list_sessions(self, timeout: float | None = None) -> list[sessions_pb2.Session]:
+    async def list_sessions(self, timeout: float | None = None) -> list[Session]:
         """Every session of this agent (deadline ``timeout`` or the call timeout)."""
         t = timeout or self.settings.call_timeout
         reply = await self._call(lambda s: s.ListSessions(sessions_pb2.ListSessionsRequest(), timeout=t))
-        return list(reply.sessions)
+        return [session_from_proto(m, self.agent_id) for m in reply.sessions]
 
-    async def get(self, session_id: str) -> sessions_pb2.Session:
+    async def get(self, session_id: str) -> Session:
         """One session."""
         req = sessions_pb2.GetSessionRequest(id=session_id)
-        return await self._call(lambda s: s.GetSession(req, timeout=self.settings.call_timeout))
+        return await self._session_call(lambda s: s.GetSession(req, timeout=self.settings.call_timeout))
 
     async def create(self, name: str, port: int, protocol: str, dns_name: str, *,
-                     start: bool = False) -> sessions_pb2.Session:
+                     start: bool = False) -> Session:
         """Create a session (``start`` also starts its container)."""
         req = sessions_pb2.CreateSessionRequest(name=name, port=port, protocol=protocol,
                                                 dns_name=dns_name, start=start)
-        return await self._call(lambda s: s.CreateSession(req, timeout=self.settings.call_timeout))
+        return await self._session_call(lambda s: s.CreateSession(req, timeout=self.settings.call_timeout))
 
     async def update(self, session_id: str, name: str, port: int, protocol: str,
-                     dns_name: str) -> sessions_pb2.Session:
+                     dns_name: str) -> Session:
         """Replace a session's name, port, protocol and DNS name."""
         req = sessions_pb2.UpdateSessionRequest(id=session_id, name=name, port=port, protocol=protocol,
                                                 dns_name=dns_name)
-        return await self._call(lambda s: s.UpdateSession(req, timeout=self.settings.call_timeout))
+        return await self._session_call(lambda s: s.UpdateSession(req, timeout=self.settings.call_timeout))
 
-    async def clone(self, session_id: str, name: str) -> sessions_pb2.Session:
+    async def clone(self, session_id: str, name: str) -> Session:
         """Copy a session to a new one on the same agent."""
         req = sessions_pb2.CloneSessionRequest(source_id=session_id, name=name)
-        return await self._call(lambda s: s.CloneSession(req, timeout=self.settings.call_timeout))
+        return await self._session_call(lambda s: s.CloneSession(req, timeout=self.settings.call_timeout))
 
     async def delete(self, session_id: str) -> None:
         """Delete a session (the agent stops its container first)."""
@@ -264,13 +266,15 @@ class AgentClient:
         req = sessions_pb2.BackgroundSessionRequest(id=session_id)
         await self._call(lambda s: s.BackgroundSession(req, timeout=self.settings.call_timeout))
 
-    async def restart(self, session_id: str) -> sessions_pb2.Session:
+    async def restart(self, session_id: str) -> Session:
         """Start a stopped session."""
         req = sessions_pb2.RestartSessionRequest(id=session_id)
-        return await self._call(lambda s: s.RestartSession(req, timeout=self.settings.call_timeout))
+        return await self._session_call(lambda s: s.RestartSession(req, timeout=self.settings.call_timeout))
 
-    async def watch_sessions(self) -> AsyncIterator[sessions_pb2.SessionEvent]:
+    async def watch_sessions(self) -> AsyncIterator[SessionEvent]:
         """The agent's change stream: snapshot (EXISTING..., SYNCED), then live changes.
+
+        Events of a kind this client does not know are skipped.
 
         No deadline (it is long-lived); keepalives end it when the link dies.
 
@@ -280,8 +284,10 @@ class AgentClient:
         call = sessions_pb2_grpc.SessionsStub(self.tunnel.channel).WatchSessions(
             sessions_pb2.WatchSessionsRequest())
         try:
-            async for event in call:
-                yield event
+            async for message in call:
+                event = session_event_from_proto(message, self.agent_id)
+                if event is not None:
+                    yield event
         except grpc.RpcError as e:
             raise from_rpc_error(e, peer=self.agent_id) from None
         except asyncio.CancelledError:

@@ -1,0 +1,209 @@
+"""``convocate.v1`` messages <-> :mod:`common.domain` types, both directions.
+
+Used only by the edges: the agent's gRPC services and status emitter, and the one
+agent client (:mod:`common.client`). The import-linter contract in ``pyproject.toml``
+keeps every other module away from the pb2 modules.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from convocate.v1 import attach_pb2, link_pb2, sessions_pb2, status_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from common.domain import (
+    AgentInfo,
+    AttachEnded,
+    AttachFrame,
+    AttachMode,
+    AttachStarted,
+    EndReason,
+    LinkState,
+    Session,
+    SessionEvent,
+    SessionEventKind,
+    TerminalSize,
+)
+
+__all__ = [
+    "agent_info_from_proto",
+    "attach_frame_from_proto",
+    "attach_mode_from_proto",
+    "attach_mode_to_proto",
+    "end_reason_to_proto",
+    "from_timestamp",
+    "link_from_proto",
+    "link_report",
+    "link_to_proto",
+    "session_event_from_proto",
+    "session_event_to_proto",
+    "session_from_proto",
+    "session_to_proto",
+    "timestamp",
+]
+
+_MODES: dict[attach_pb2.AttachMode.ValueType, AttachMode] = {
+    attach_pb2.ATTACH_MODE_UNSPECIFIED: AttachMode.DRIVE,   # the proto's documented default
+    attach_pb2.ATTACH_MODE_DRIVE: AttachMode.DRIVE,
+    attach_pb2.ATTACH_MODE_OBSERVE: AttachMode.OBSERVE,
+    attach_pb2.ATTACH_MODE_TAKE_OVER: AttachMode.TAKE_OVER,
+}
+_MODE_TO_PROTO: dict[AttachMode, attach_pb2.AttachMode.ValueType] = {
+    AttachMode.DRIVE: attach_pb2.ATTACH_MODE_DRIVE,
+    AttachMode.OBSERVE: attach_pb2.ATTACH_MODE_OBSERVE,
+    AttachMode.TAKE_OVER: attach_pb2.ATTACH_MODE_TAKE_OVER,
+}
+_REASON_TO_PROTO: dict[EndReason, attach_pb2.EndReason.ValueType] = {
+    EndReason.DETACHED: attach_pb2.END_REASON_DETACHED,
+    EndReason.SESSION_ENDED: attach_pb2.END_REASON_SESSION_ENDED,
+    EndReason.TAKEN_OVER: attach_pb2.END_REASON_TAKEN_OVER,
+    EndReason.AGENT_SHUTDOWN: attach_pb2.END_REASON_AGENT_SHUTDOWN,
+    EndReason.BACKGROUNDED: attach_pb2.END_REASON_BACKGROUNDED,
+    EndReason.ERROR: attach_pb2.END_REASON_ERROR,
+}
+_REASONS = {v: k for k, v in _REASON_TO_PROTO.items()}
+_KIND_TO_PROTO: dict[SessionEventKind, sessions_pb2.SessionEventKind.ValueType] = {
+    SessionEventKind.EXISTING: sessions_pb2.SESSION_EVENT_KIND_EXISTING,
+    SessionEventKind.SYNCED: sessions_pb2.SESSION_EVENT_KIND_SYNCED,
+    SessionEventKind.CREATED: sessions_pb2.SESSION_EVENT_KIND_CREATED,
+    SessionEventKind.UPDATED: sessions_pb2.SESSION_EVENT_KIND_UPDATED,
+    SessionEventKind.DELETED: sessions_pb2.SESSION_EVENT_KIND_DELETED,
+    SessionEventKind.STARTED: sessions_pb2.SESSION_EVENT_KIND_STARTED,
+    SessionEventKind.STOPPED: sessions_pb2.SESSION_EVENT_KIND_STOPPED,
+    SessionEventKind.ATTACHED: sessions_pb2.SESSION_EVENT_KIND_ATTACHED,
+    SessionEventKind.DETACHED: sessions_pb2.SESSION_EVENT_KIND_DETACHED,
+}
+_KINDS = {v: k for k, v in _KIND_TO_PROTO.items()}
+
+
+# --- timestamps ------------------------------------------------------------------------------
+def timestamp(when: datetime | None = None) -> Timestamp:
+    """A protobuf Timestamp of ``when`` (now when None): the one place one is built."""
+    ts = Timestamp()
+    ts.FromDatetime(when or datetime.now(UTC))
+    return ts
+
+
+def from_timestamp(ts: Timestamp, present: bool = True) -> datetime | None:
+    """``ts`` as an aware UTC datetime; None when the field was not set."""
+    return ts.ToDatetime(tzinfo=UTC) if present else None
+
+
+# --- sessions ---------------------------------------------------------------------------------
+def session_to_proto(s: Session) -> sessions_pb2.Session:
+    """The wire form of a session."""
+    msg = sessions_pb2.Session(
+        id=s.id, name=s.name, port=s.port, protocol=s.protocol, dns_name=s.dns_name,
+        agent_id=s.agent_id, running=s.running, attached=s.attached, viewer_count=s.viewer_count,
+        image=s.image, activity=s.activity,
+    )
+    if s.created_at is not None:
+        msg.created_at.CopyFrom(timestamp(s.created_at))
+    if s.last_accessed is not None:
+        msg.last_accessed.CopyFrom(timestamp(s.last_accessed))
+    return msg
+
+
+def session_from_proto(msg: sessions_pb2.Session, agent_id: str = "") -> Session:
+    """A session as an agent sent it (``agent_id`` fills an empty one; protocol defaults to tcp)."""
+    return Session(
+        id=msg.id, name=msg.name,
+        created_at=from_timestamp(msg.created_at, msg.HasField("created_at")),
+        last_accessed=from_timestamp(msg.last_accessed, msg.HasField("last_accessed")),
+        port=msg.port, protocol=msg.protocol or "tcp", dns_name=msg.dns_name,
+        agent_id=msg.agent_id or agent_id, running=msg.running, attached=msg.attached,
+        viewer_count=msg.viewer_count, image=msg.image, activity=msg.activity,
+    )
+
+
+def session_event_to_proto(event: SessionEvent) -> sessions_pb2.SessionEvent:
+    """The wire form of a WatchSessions event."""
+    msg = sessions_pb2.SessionEvent(kind=_KIND_TO_PROTO[event.kind], session_id=event.session_id,
+                                    time=timestamp(event.time))
+    if event.session is not None:
+        msg.session.CopyFrom(session_to_proto(event.session))
+    return msg
+
+
+def session_event_from_proto(msg: sessions_pb2.SessionEvent, agent_id: str = "") -> SessionEvent | None:
+    """A WatchSessions event; None for a kind this client does not know."""
+    kind = _KINDS.get(msg.kind)
+    if kind is None:
+        return None
+    session = session_from_proto(msg.session, agent_id) if msg.HasField("session") else None
+    return SessionEvent(kind, session_id=msg.session_id, session=session,
+                        time=from_timestamp(msg.time, msg.HasField("time")))
+
+
+# --- link health and Ping -------------------------------------------------------------------
+def link_to_proto(link: LinkState) -> link_pb2.LinkState:
+    """The wire form of a link's state."""
+    msg = link_pb2.LinkState(up=link.up, known=link.known, last_error=link.last_error,
+                             dropped_events=link.dropped_events)
+    if link.since is not None:
+        msg.since.CopyFrom(timestamp(link.since))
+    if link.last_ok is not None:
+        msg.last_ok.CopyFrom(timestamp(link.last_ok))
+    return msg
+
+
+def link_from_proto(msg: link_pb2.LinkState) -> LinkState:
+    """A link's state as the wire carried it."""
+    return LinkState(up=msg.up, known=msg.known, last_error=msg.last_error,
+                     dropped_events=msg.dropped_events,
+                     since=from_timestamp(msg.since, msg.HasField("since")),
+                     last_ok=from_timestamp(msg.last_ok, msg.HasField("last_ok")))
+
+
+def link_report(agent_id: str, reporter: str, control: LinkState,
+                agent_status: LinkState | None) -> status_pb2.LinkReport:
+    """A ReportLink message: the shell -> agent link, and the agent's own view of agent -> shell."""
+    report = status_pb2.LinkReport(agent_id=agent_id, reporter=reporter, control_link=link_to_proto(control))
+    if agent_status is not None:
+        report.agent_status_link.CopyFrom(link_to_proto(agent_status))
+    return report
+
+
+def agent_info_from_proto(msg: sessions_pb2.PingResponse) -> AgentInfo:
+    """An agent's Ping answer (``status_link`` None when the agent sent none)."""
+    return AgentInfo(
+        agent_id=msg.agent_id, version=msg.version, hostname=msg.hostname,
+        server_time=from_timestamp(msg.server_time, msg.HasField("server_time")),
+        status_link=link_from_proto(msg.status_link) if msg.HasField("status_link") else None,
+        current_image=msg.current_image,
+    )
+
+
+# --- attach -------------------------------------------------------------------------------------
+def attach_mode_to_proto(mode: AttachMode) -> attach_pb2.AttachMode.ValueType:
+    """The wire value of an attach mode."""
+    return _MODE_TO_PROTO[mode]
+
+
+def attach_mode_from_proto(value: attach_pb2.AttachMode.ValueType) -> AttachMode | None:
+    """The attach mode of a wire value (UNSPECIFIED is DRIVE); None for an unknown value."""
+    return _MODES.get(value)
+
+
+def end_reason_to_proto(reason: EndReason) -> attach_pb2.EndReason.ValueType:
+    """The wire value of an end reason."""
+    return _REASON_TO_PROTO[reason]
+
+
+def attach_frame_from_proto(resp: attach_pb2.AttachResponse) -> AttachFrame | None:
+    """One frame from the agent; None for an empty or unknown frame.
+
+    An end frame with an unknown or unspecified reason counts as :attr:`EndReason.ERROR`.
+    """
+    kind = resp.WhichOneof("frame")
+    if kind == "output":
+        return resp.output
+    if kind == "size":
+        return TerminalSize(resp.size.rows, resp.size.cols)
+    if kind == "started":
+        mode = _MODES.get(resp.started.mode, AttachMode.DRIVE)
+        return AttachStarted(resp.started.session_id, mode, resp.started.viewer_count)
+    if kind == "end":
+        return AttachEnded(_REASONS.get(resp.end.reason, EndReason.ERROR), resp.end.message)
+    return None

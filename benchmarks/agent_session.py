@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from convocate.v1 import sessions_pb2, sessions_pb2_grpc
-
+from common.client.calls import AgentCalls
+from common.domain import Session
 from common.tunnel import Tunnel
 from tests.support.agent_proc import AgentProcess
 from tests.support.images import ensure_offline_image
@@ -17,7 +17,7 @@ __all__ = ["agent_session"]
 
 
 @asynccontextmanager
-async def agent_session(name: str) -> AsyncIterator[tuple[AgentProcess, Tunnel, sessions_pb2.Session]]:
+async def agent_session(name: str) -> AsyncIterator[tuple[AgentProcess, Tunnel, Session]]:
     """Start an agent with the offline image, open a tunnel, create and start a session.
 
     Yields the agent process, the open tunnel and the session; stops and cleans up after.
@@ -29,9 +29,8 @@ async def agent_session(name: str) -> AsyncIterator[tuple[AgentProcess, Tunnel, 
         try:
             async with Tunnel(agent.tunnel_settings()) as tunnel:
                 await tunnel.wait_up(15)
-                stub = sessions_pb2_grpc.SessionsStub(tunnel.channel)
-                session = await stub.CreateSession(
-                    sessions_pb2.CreateSessionRequest(name=name, start=True), timeout=60)
+                calls = AgentCalls(agent.agent_id, lambda: tunnel.channel, call_timeout=60)
+                session = await calls.create(name, 0, "tcp", "", start=True)
                 yield agent, tunnel, session
         finally:
             agent.close()

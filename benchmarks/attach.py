@@ -10,20 +10,20 @@ and bulk output throughput (``seq`` printed inside the session).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import pty
 import struct
 import termios
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
-from convocate.v1 import attach_pb2, attach_pb2_grpc
 
 from benchmarks.agent_session import agent_session
 from benchmarks.report import percentile, write_table
+from common.client.attach_call import AttachCall
 
 __all__ = ["run"]
 
@@ -73,30 +73,37 @@ class _Grpc:
     """The Attach stream, through the tunnel."""
 
     def __init__(self, channel: grpc.aio.Channel, session_id: str) -> None:
-        self.queue: asyncio.Queue[attach_pb2.AttachRequest | None] = asyncio.Queue()
-        self.queue.put_nowait(attach_pb2.AttachRequest(start=attach_pb2.AttachStart(
-            session_id=session_id, rows=24, cols=80, mode=attach_pb2.ATTACH_MODE_DRIVE)))
-        self.call = attach_pb2_grpc.AttachStub(channel).Attach(self._requests())
+        self.session_id = session_id
+        self.call = AttachCall(channel, "bench")
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()   # None: detach
         self.buf = b""
-        self.it = self.call.__aiter__()
+        self._sender: asyncio.Task[None] | None = None
 
-    async def _requests(self) -> AsyncIterator[attach_pb2.AttachRequest]:
-        while (req := await self.queue.get()) is not None:
-            yield req
+    async def _send(self) -> None:
+        while (data := await self.queue.get()) is not None:
+            await self.call.send_input(data)
+        await self.call.detach()
 
     async def read_until(self, needle: bytes, timeout: float = 30) -> None:
+        if self._sender is None:
+            await self.call.start(self.session_id, rows=24, cols=80, term="")
+            self._sender = asyncio.create_task(self._send())
         deadline = time.monotonic() + timeout
         while needle not in self.buf:
-            resp = await asyncio.wait_for(self.it.__anext__(), max(0.01, deadline - time.monotonic()))
-            if resp.WhichOneof("frame") == "output":
-                self.buf += resp.output
+            frame = await asyncio.wait_for(self.call.read(), max(0.01, deadline - time.monotonic()))
+            if frame is None:
+                raise RuntimeError("the stream ended")
+            if isinstance(frame, bytes):
+                self.buf += frame
 
     def write(self, data: bytes) -> None:
-        self.queue.put_nowait(attach_pb2.AttachRequest(input=data))
+        self.queue.put_nowait(data)
 
-    def close(self) -> None:
-        self.queue.put_nowait(attach_pb2.AttachRequest(detach=attach_pb2.Detach()))
+    async def close(self) -> None:
         self.queue.put_nowait(None)
+        if self._sender is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._sender, 5)
         self.call.cancel()
 
 
@@ -140,7 +147,7 @@ async def _main() -> None:
             our_rtt, our_s = await _measure(ours)
             rss_attached = _rss_mib(agent.proc.pid)
         finally:
-            ours.close()
+            await ours.close()
     rows = []
     for label, q in (("p50", 50), ("p90", 90), ("p99", 99)):
         a, b = percentile(raw_rtt, q), percentile(our_rtt, q)

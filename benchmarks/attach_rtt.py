@@ -11,10 +11,10 @@ import asyncio
 import time
 
 import grpc
-from convocate.v1 import attach_pb2, attach_pb2_grpc
 
 from benchmarks.agent_session import agent_session
 from benchmarks.report import median, percentile, write_table
+from common.client.attach_call import AttachCall
 
 __all__ = ["run"]
 
@@ -22,35 +22,34 @@ KEYS = 200
 WARMUP = 10
 
 
-async def _read_until(call: object, needle: bytes, timeout: float = 10.0) -> None:
+async def _read_until(call: AttachCall, needle: bytes, timeout: float = 10.0) -> None:
     seen = b""
     async with asyncio.timeout(timeout):
         while needle not in seen:
-            resp = await call.read()  # type: ignore[attr-defined]
-            if resp is grpc.aio.EOF:
+            frame = await call.read()
+            if frame is None:
                 raise RuntimeError("the stream ended")
-            if resp.WhichOneof("frame") == "output":
-                seen += resp.output
+            if isinstance(frame, bytes):
+                seen += frame
 
 
 async def _round_trips(channel: grpc.aio.Channel, session_id: str) -> list[float]:
-    call = attach_pb2_grpc.AttachStub(channel).Attach()
-    await call.write(attach_pb2.AttachRequest(start=attach_pb2.AttachStart(
-        session_id=session_id, rows=24, cols=80, term="xterm", mode=attach_pb2.ATTACH_MODE_DRIVE)))
+    call = AttachCall(channel, "bench")
+    await call.start(session_id, rows=24, cols=80, term="xterm")
     await _read_until(call, b"$ ")
     samples: list[float] = []
     try:
         for i in range(KEYS + WARMUP):
             key = b"abcdefghij"[i % 10:i % 10 + 1]
             t0 = time.perf_counter()
-            await call.write(attach_pb2.AttachRequest(input=key))
+            await call.send_input(key)
             await _read_until(call, key)
             if i >= WARMUP:
                 samples.append(time.perf_counter() - t0)
             if i % 10 == 9:
-                await call.write(attach_pb2.AttachRequest(input=b"\x15"))  # Ctrl-U: clear the line
+                await call.send_input(b"\x15")  # Ctrl-U: clear the line
                 await asyncio.sleep(0.05)
-        await call.write(attach_pb2.AttachRequest(detach=attach_pb2.Detach()))
+        await call.detach()
     finally:
         call.cancel()
     return samples

@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 import grpc
-from convocate.v1 import attach_pb2, attach_pb2_grpc, sessions_pb2, sessions_pb2_grpc
 
 from benchmarks.report import percentile, write_table
+from common.client.attach_call import AttachCall
+from common.client.calls import AgentCalls
 from common.grpc_options import CLIENT_OPTIONS
 from common.grpc_server import UnixGrpcServer
 from common.ssh_server import SSHServerSettings, SSHSocketServer
@@ -32,38 +33,41 @@ CHUNK = 64 * 1024
 
 
 async def _latency(channel: grpc.aio.Channel) -> list[float]:
-    stub = sessions_pb2_grpc.SessionsStub(channel)
+    calls = AgentCalls("bench", lambda: channel, call_timeout=5)
     for _ in range(50):  # warm-up
-        await stub.Ping(sessions_pb2.PingRequest(), timeout=5)
+        await calls.ping()
     out = []
     for _ in range(PINGS):
         t0 = time.perf_counter_ns()
-        await stub.Ping(sessions_pb2.PingRequest(), timeout=5)
+        await calls.ping()
         out.append((time.perf_counter_ns() - t0) / 1000)
     return out
 
 
 async def _throughput(channel: grpc.aio.Channel) -> float:
-    call = attach_pb2_grpc.AttachStub(channel).Attach(timeout=120)
+    call = AttachCall(channel, "bench")
     payload = b"x" * CHUNK
     total = STREAM_MIB * 1024 * 1024 // CHUNK
     got = 0
 
     async def reader() -> None:
         nonlocal got
-        async for resp in call:
-            if resp.WhichOneof("frame") == "output":
-                got += len(resp.output)
-            else:
+        async for frame in call.frames():
+            if not isinstance(frame, bytes):
                 return
+            got += len(frame)
 
     t0 = time.perf_counter()
+    await call.start("echo", rows=24, cols=80, term="")   # the echo server ignores the start frame
     task = asyncio.create_task(reader())
-    for _ in range(total):
-        await call.write(attach_pb2.AttachRequest(input=payload))
-    await call.write(attach_pb2.AttachRequest(detach=attach_pb2.Detach()))
-    await call.done_writing()
-    await asyncio.wait_for(task, 120)
+    try:
+        for _ in range(total):
+            await call.send_input(payload)
+        await call.detach()
+        await call.done_writing()
+        await asyncio.wait_for(task, 120)
+    finally:
+        call.cancel()
     elapsed = time.perf_counter() - t0
     return got / elapsed / 1e6
 

@@ -12,8 +12,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convocate.v1 import sessions_pb2, sessions_pb2_grpc
-
+from common.client.calls import AgentCalls
+from common.domain import Session, rfc3339
 from common.errors import ConvocateError
 from common.registry import AgentRecord
 from common.tunnel import Tunnel, TunnelSettings
@@ -37,13 +37,12 @@ class AgentReport:
     sessions: list[dict[str, object]] = field(default_factory=list)
 
 
-def _session_dict(s: sessions_pb2.Session) -> dict[str, object]:
+def _session_dict(s: Session) -> dict[str, object]:
     return {
         "id": s.id, "name": s.name, "agent_id": s.agent_id, "running": s.running,
         "attached": s.attached, "viewers": s.viewer_count, "port": s.port,
         "protocol": s.protocol, "dns_name": s.dns_name,
-        "created_at": s.created_at.ToJsonString() if s.HasField("created_at") else "",
-        "last_accessed": s.last_accessed.ToJsonString() if s.HasField("last_accessed") else "",
+        "created_at": rfc3339(s.created_at), "last_accessed": rfc3339(s.last_accessed),
     }
 
 
@@ -57,22 +56,20 @@ async def _ask(record: AgentRecord, sock_dir: Path, timeout: float, with_session
     try:
         async with asyncio.timeout(timeout), Tunnel(settings) as tunnel:
             await tunnel.wait_up(timeout)
-            stub = sessions_pb2_grpc.SessionsStub(tunnel.channel)
-            ping = await stub.Ping(sessions_pb2.PingRequest(client_id="convocate-host"), timeout=timeout)
+            calls = AgentCalls(record.agent_id, lambda: tunnel.channel, call_timeout=timeout,
+                               client_id="convocate-host")
+            ping = await calls.ping()
             report.reachable = True
             report.version, report.hostname = ping.version, ping.hostname
             report.current_image = ping.current_image
-            report.status_link_up = ping.status_link.up if ping.status_link.known else None
+            link = ping.status_link
+            report.status_link_up = link.up if link is not None and link.known else None
             if with_sessions:
-                listed = await stub.ListSessions(sessions_pb2.ListSessionsRequest(), timeout=timeout)
-                report.sessions = [_session_dict(s) for s in listed.sessions]
+                report.sessions = [_session_dict(s) for s in await calls.list_sessions()]
     except TimeoutError:
         report.error = report.error or f"no answer within {timeout:g} s"
     except ConvocateError as e:
         report.error = str(e)
-    except Exception as e:  # a gRPC error: say what the agent said
-        details = getattr(e, "details", None)
-        report.error = (details() if callable(details) else None) or f"{type(e).__name__}: {e}"
     if report.error:
         report.reachable = False
     return report

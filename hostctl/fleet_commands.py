@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from common import defaults
+from common.domain import session_status
 from common.registry import DEFAULT_REGISTRY_DIR, load_registry
 from hostctl.fleet import survey
 from hostctl.peering import AgentHostLayout, ShellHostLayout, init_agent
@@ -120,8 +121,7 @@ def register(app: typer.Typer) -> None:
             print(json.dumps({"sessions": rows, "unreachable": down}))
         else:
             for s in rows:
-                state = "R" if s["running"] else "-"
-                state = "C" if s["running"] and s["attached"] else state
+                state = session_status(running=bool(s["running"]), attached=bool(s["attached"]))
                 print(f"{state} {s['id']} {s['agent_id']:<14} {s['name']}")
             for d in down:
                 print(f"! agent {d['agent_id']} unreachable: {d['error']}")

@@ -1,0 +1,180 @@
+"""Typed calls on one agent's gRPC channel: domain types in and out, domain errors.
+
+:class:`AgentCalls` is the call surface of :class:`common.client.agent_client.AgentClient`
+(which adds the persistent tunnel and the heartbeat); used on its own it serves callers
+that bring their own channel (a one-shot tunnel, the agent's socket in a benchmark).
+Every unary call has a deadline. This module and :mod:`common.client.attach_call` are
+the only places on the client side where a ``grpc.RpcError`` becomes a domain error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+import grpc
+from convocate.v1 import sessions_pb2, sessions_pb2_grpc
+
+from common.client.attach_call import AttachCall
+from common.domain import AgentInfo, Session, SessionEvent
+from common.errors import UnavailableError, from_rpc_error
+from common.proto_convert import agent_info_from_proto, session_event_from_proto, session_from_proto
+
+__all__ = ["AgentCalls"]
+
+T = TypeVar("T")
+
+
+def _cancelled_by_caller() -> bool:
+    """True if our own task is being cancelled (not a call cancelled by a closed channel)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+class AgentCalls:
+    """Every Sessions call, and new Attach streams, on the channel ``channel()`` returns.
+
+    Every call raises :class:`common.errors.UnavailableError` when the agent is
+    unreachable or misses the deadline (naming the agent and why), and the other
+    :class:`common.errors.ConvocateError` subclasses with the agent's own message
+    (NotFoundError, AlreadyExistsError, InvalidArgumentError, FailedPreconditionError...).
+
+    Args:
+        agent_id: the agent's id (named in error messages).
+        channel: returns the current channel (may raise UnavailableError).
+        call_timeout: the deadline of every unary call.
+        ping_timeout: the deadline of Ping (default: the call timeout).
+        client_id: who pings (for the agent's inbound-link view).
+        on_unavailable: called when a call finds the agent unreachable.
+    """
+
+    def __init__(self, agent_id: str, channel: Callable[[], grpc.aio.Channel], *,
+                 call_timeout: float = 10.0, ping_timeout: float | None = None, client_id: str = "",
+                 on_unavailable: Callable[[], None] | None = None) -> None:
+        self.agent_id = agent_id
+        self._channel = channel
+        self.call_timeout = call_timeout
+        self.ping_timeout = ping_timeout or call_timeout
+        self.client_id = client_id
+        self._unavailable_hook = on_unavailable
+
+    def _on_unavailable(self) -> None:
+        if self._unavailable_hook is not None:
+            self._unavailable_hook()
+
+    def attach(self) -> AttachCall:
+        """A new Attach stream to this agent (opened by :meth:`AttachCall.start`).
+
+        Raises:
+            UnavailableError: the agent is unreachable (with the reason).
+        """
+        return AttachCall(self._channel(), self.agent_id)
+
+    def _unreachable_reason(self) -> str:
+        return "the connection was closed"
+
+    def _unreachable(self) -> UnavailableError:
+        return UnavailableError(f"agent {self.agent_id} is unreachable: {self._unreachable_reason()}")
+
+    async def _call(self, fn: Callable[[sessions_pb2_grpc.SessionsAsyncStub], Awaitable[T]]) -> T:
+        stub = sessions_pb2_grpc.SessionsStub(self._channel())
+        try:
+            return await fn(stub)
+        except grpc.RpcError as e:
+            err = from_rpc_error(e, peer=self.agent_id)
+            if isinstance(err, UnavailableError):
+                self._on_unavailable()
+            raise err from None
+        except asyncio.CancelledError:
+            if _cancelled_by_caller():
+                raise
+            # grpc.aio cancels calls in flight when the tunnel closes their channel.
+            self._on_unavailable()
+            raise self._unreachable() from None
+
+    async def _session_call(
+        self, fn: Callable[[sessions_pb2_grpc.SessionsAsyncStub], Awaitable[sessions_pb2.Session]]
+    ) -> Session:
+        return session_from_proto(await self._call(fn), self.agent_id)
+
+    async def ping(self) -> AgentInfo:
+        """Ping with the ping deadline."""
+        request = sessions_pb2.PingRequest(client_id=self.client_id)
+        return agent_info_from_proto(await self._call(lambda s: s.Ping(request, timeout=self.ping_timeout)))
+
+    async def list_sessions(self, timeout: float | None = None) -> list[Session]:
+        """Every session of this agent (deadline ``timeout`` or the call timeout)."""
+        t = timeout or self.call_timeout
+        reply = await self._call(lambda s: s.ListSessions(sessions_pb2.ListSessionsRequest(), timeout=t))
+        return [session_from_proto(m, self.agent_id) for m in reply.sessions]
+
+    async def get(self, session_id: str) -> Session:
+        """One session."""
+        req = sessions_pb2.GetSessionRequest(id=session_id)
+        return await self._session_call(lambda s: s.GetSession(req, timeout=self.call_timeout))
+
+    async def create(self, name: str, port: int, protocol: str, dns_name: str, *,
+                     start: bool = False) -> Session:
+        """Create a session (``start`` also starts its container)."""
+        req = sessions_pb2.CreateSessionRequest(name=name, port=port, protocol=protocol,
+                                                dns_name=dns_name, start=start)
+        return await self._session_call(lambda s: s.CreateSession(req, timeout=self.call_timeout))
+
+    async def update(self, session_id: str, name: str, port: int, protocol: str,
+                     dns_name: str) -> Session:
+        """Replace a session's name, port, protocol and DNS name."""
+        req = sessions_pb2.UpdateSessionRequest(id=session_id, name=name, port=port, protocol=protocol,
+                                                dns_name=dns_name)
+        return await self._session_call(lambda s: s.UpdateSession(req, timeout=self.call_timeout))
+
+    async def clone(self, session_id: str, name: str) -> Session:
+        """Copy a session to a new one on the same agent."""
+        req = sessions_pb2.CloneSessionRequest(source_id=session_id, name=name)
+        return await self._session_call(lambda s: s.CloneSession(req, timeout=self.call_timeout))
+
+    async def delete(self, session_id: str) -> None:
+        """Delete a session (the agent stops its container first)."""
+        req = sessions_pb2.DeleteSessionRequest(id=session_id)
+        await self._call(lambda s: s.DeleteSession(req, timeout=self.call_timeout))
+
+    async def kill(self, session_id: str) -> None:
+        """Stop a session's container."""
+        req = sessions_pb2.KillSessionRequest(id=session_id)
+        await self._call(lambda s: s.KillSession(req, timeout=self.call_timeout))
+
+    async def background(self, session_id: str) -> None:
+        """Detach every viewer from a session."""
+        req = sessions_pb2.BackgroundSessionRequest(id=session_id)
+        await self._call(lambda s: s.BackgroundSession(req, timeout=self.call_timeout))
+
+    async def restart(self, session_id: str) -> Session:
+        """Start a stopped session."""
+        req = sessions_pb2.RestartSessionRequest(id=session_id)
+        return await self._session_call(lambda s: s.RestartSession(req, timeout=self.call_timeout))
+
+    async def watch_sessions(self) -> AsyncIterator[SessionEvent]:
+        """The agent's change stream: snapshot (EXISTING..., SYNCED), then live changes.
+
+        Events of a kind this client does not know are skipped.
+
+        No deadline (it is long-lived); keepalives end it when the link dies.
+
+        Raises:
+            ConvocateError: the stream failed (translated from gRPC).
+        """
+        call = sessions_pb2_grpc.SessionsStub(self._channel()).WatchSessions(
+            sessions_pb2.WatchSessionsRequest())
+        try:
+            async for message in call:
+                event = session_event_from_proto(message, self.agent_id)
+                if event is not None:
+                    yield event
+        except grpc.RpcError as e:
+            raise from_rpc_error(e, peer=self.agent_id) from None
+        except asyncio.CancelledError:
+            if _cancelled_by_caller():
+                raise
+            raise self._unreachable() from None
+        finally:
+            call.cancel()

@@ -8,16 +8,19 @@ into a temporary directory.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from common.config import load
 from common.defaults import AGENT_CONFIG_DIR, AGENT_PORT, AGENT_RUNTIME_DIR, SESSIONS_ROOT, STATUS_PORT
+from common.errors import InvalidArgumentError
 
-__all__ = ["DEFAULT_SESSION_COMMAND", "AgentConfig", "load_agent_config"]
+__all__ = ["DEFAULT_SESSION_COMMAND", "DEFAULT_SESSION_ID", "AgentConfig", "load_agent_config"]
 
 DEFAULT_SESSION_COMMAND = ("/usr/local/bin/claude", "--dangerously-skip-permissions")
+DEFAULT_SESSION_ID = 1337  # the session user's uid and gid when the agent itself runs as root
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,13 @@ class AgentConfig:
     docker_socket: Path = Path("/var/run/docker.sock")
     docker_url: str = ""                        # "" = DOCKER_HOST or the default socket
     stop_timeout: int = 10
+    # Confinement (security review, findings 2 and 4). The session user's uid/gid in the
+    # container, who also owns its home on the host: -1 means the agent's own, or
+    # DEFAULT_SESSION_ID when the agent runs as root (a session never runs as root).
+    session_uid: int = -1
+    session_gid: int = -1
+    pids_limit: int = 1024                      # processes per session container (0: no limit)
+    clone_max_bytes: int = 10 * 1024**3         # the most file content a Clone copies
     # Status emitter (the shell's status service); empty host disables it.
     status_host: str = ""
     status_port: int = STATUS_PORT
@@ -97,6 +107,20 @@ class AgentConfig:
     def socket_path(self) -> Path:
         """The gRPC UNIX socket."""
         return self.runtime_dir / self.socket_name
+
+    @property
+    def session_owner(self) -> tuple[int, int]:
+        """(uid, gid) of the session user: never root.
+
+        Raises:
+            InvalidArgumentError: ``session_uid`` or ``session_gid`` is 0.
+        """
+        if 0 in (self.session_uid, self.session_gid):
+            raise InvalidArgumentError("session_uid/session_gid 0: a session never runs as root")
+        own = (DEFAULT_SESSION_ID, DEFAULT_SESSION_ID) if os.getuid() == 0 else (os.getuid(), os.getgid())
+        uid = self.session_uid if self.session_uid > 0 else own[0]
+        gid = self.session_gid if self.session_gid > 0 else own[1]
+        return uid, gid or DEFAULT_SESSION_ID
 
     @property
     def uid_check_enabled(self) -> bool:

@@ -57,7 +57,8 @@ class SessionManager:
         self.events = events
         self.registry = registry
         self.attach = attach
-        self.store = SessionStore(config.sessions_root, config.skel_path)
+        self.store = SessionStore(config.sessions_root, config.skel_path, owner=config.session_owner,
+                                  clone_max_bytes=config.clone_max_bytes)
         self._lock = asyncio.Lock()
         self._running: dict[str, ContainerInfo] = {}
         self._records: dict[str, SessionRecord] = {}
@@ -71,9 +72,9 @@ class SessionManager:
         Returns:
             The adopted records and the running containers found.
         """
-        leftovers = await asyncio.to_thread(self.store.remove_leftovers)
+        leftovers = await asyncio.to_thread(self.store.prepare)
         if leftovers:
-            log.warning("removed half-made session directories", dirs=leftovers)
+            log.warning("session directories repaired at start", changes=leftovers)
         records = await asyncio.to_thread(self.store.list)
         self._records = {r.id: r for r in records}
         running: dict[str, ContainerInfo] = {}
@@ -280,6 +281,6 @@ class SessionManager:
             self._records[session_id] = record
             spec = container_spec(self.config, record, agent_id=self.agent_id,
                                   image=read_current_image(self.config),
-                                  session_dir=self.store.session_dir(session_id))
+                                  session_dir=self.store.home_dir(session_id))
             self._mark(session_id, await self.runtime.start(spec))
         return self._view(record)

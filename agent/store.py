@@ -1,94 +1,90 @@
-"""Session directories on disk: ``<root>/<uuid>/`` holding the home and ``session.json``.
+"""Session directories on disk: ``<root>/<uuid>/session.json`` beside ``<root>/<uuid>/home/``.
+
+Only ``home`` is mounted into the session's container; the record and the directory
+holding it are the agent's alone (0700), so a container can neither replace its record
+nor reach files planted in its home from other host users (security review, findings 2
+and 4). Records are still read as untrusted input (:mod:`agent.records`): a record that
+is not a regular file, too large, or breaks a rule is renamed to
+``session.json.rejected`` and logged, never served; records that claim the same port or
+DNS name as an older session are not served either.
 
 Crash safety: a new or cloned session is assembled in ``<root>/.staging-<uuid>`` and
 renamed into place only once ``session.json`` is complete; a deletion first renames the
 directory to ``<root>/.deleting-<uuid>``; ``session.json`` is replaced atomically (temp
 file, fsync, rename). Listing considers only directories named by a UUID with a valid
 ``session.json``, so a crash at any point leaves the old or the new session, never a
-broken one; leftovers are removed by :meth:`SessionStore.remove_leftovers` at start.
-All methods block (file I/O); the async callers run them in a thread.
+broken one; :meth:`SessionStore.prepare` at start removes leftovers and moves sessions of
+the old layout (:mod:`agent.layout_migration`). All methods block (file I/O); the async
+callers run them in a thread.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
+from agent.home_copy import copy_home
+from agent.layout_migration import HOME, migrate_sessions
+from agent.records import (
+    RECORD,
+    RecordRefusedError,
+    format_time,
+    parse_time,
+    read_record,
+    record_from_json,
+    record_to_json,
+)
 from agent.sessions import SessionRecord, is_session_id
-from common.errors import NotFoundError, UnavailableError
+from common.errors import NotFoundError, ResourceExhaustedError, UnavailableError
 from common.logging import get_logger
 from common.paths import atomic_write
 from common.session_rules import printable
 
-__all__ = ["SHARED_LINKS", "SessionStore", "format_time", "parse_time"]
+__all__ = ["DEFAULT_CLONE_MAX_BYTES", "SHARED_LINKS", "SessionStore", "format_time", "parse_time"]
 
 log = get_logger(__name__)
-RECORD = "session.json"
 SHARED_LINKS = ("settings.json", "settings.local.json", ".credentials.json", "plugins")
 SHARED_TARGET = "/home/claude/.claude-shared"   # where the shared config is mounted in-container
+DEFAULT_CLONE_MAX_BYTES = 10 * 1024**3
 _STAGING = ".staging-"
 _DELETING = ".deleting-"
-_FRACTION = re.compile(r"\.(\d+)")
-
-
-def format_time(t: datetime) -> str:
-    """RFC 3339 in UTC with a ``Z`` suffix (microseconds)."""
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(text: str) -> datetime:
-    """Parse RFC 3339 (also Go's nanosecond form) into an aware UTC datetime."""
-    s = text.strip().replace("Z", "+00:00")
-    s = _FRACTION.sub(lambda m: "." + (m.group(1) + "000000")[:6], s, count=1)
-    t = datetime.fromisoformat(s)
-    return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
-
-
-def _to_json(r: SessionRecord) -> str:
-    data: dict[str, Any] = {
-        "uuid": r.id,
-        "name": r.name,
-        "created_at": format_time(r.created_at),
-        "last_accessed": format_time(r.last_accessed),
-    }
-    if r.port:
-        data["port"] = r.port
-    data["protocol"] = r.protocol
-    if r.dns_name:
-        data["dns_name"] = r.dns_name
-    return json.dumps(data, indent=2) + "\n"
-
-
-def _from_json(text: str, dir_name: str) -> SessionRecord:
-    d = json.loads(text)
-    if not isinstance(d, dict) or d.get("uuid") != dir_name:
-        raise ValueError("uuid does not match the directory")
-    return SessionRecord(
-        id=dir_name,
-        name=str(d.get("name", "")),
-        created_at=parse_time(str(d["created_at"])),
-        last_accessed=parse_time(str(d.get("last_accessed") or d["created_at"])),
-        port=int(d.get("port", 0)),
-        protocol=str(d.get("protocol") or "tcp"),
-        dns_name=str(d.get("dns_name") or ""),
-    )
+_REJECTED = f"{RECORD}.rejected"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class SessionStore:
-    """The session directories under ``root``."""
+    """The session directories under ``root``.
 
-    def __init__(self, root: Path, skel: Path) -> None:
+    Args:
+        root: the sessions root.
+        skel: the skeleton copied into every new home.
+        owner: (uid, gid) the homes are given (the session user's); None keeps the agent's.
+        clone_max_bytes: the most file content a clone (or skeleton copy) copies.
+    """
+
+    def __init__(self, root: Path, skel: Path, *, owner: tuple[int, int] | None = None,
+                 clone_max_bytes: int = DEFAULT_CLONE_MAX_BYTES) -> None:
         self.root = root
         self.skel = skel
+        self.owner = owner if owner is not None and owner != (os.geteuid(), os.getegid()) else None
+        self.clone_max_bytes = clone_max_bytes
+        self._reported: set[tuple[str, str]] = set()
 
     def session_dir(self, session_id: str) -> Path:
-        """``<root>/<uuid>``."""
+        """``<root>/<uuid>``: the record and the home (the agent's only)."""
         return self.root / session_id
+
+    def home_dir(self, session_id: str) -> Path:
+        """``<root>/<uuid>/home``: what the container mounts as its home."""
+        return self.root / session_id / HOME
+
+    # --- start -------------------------------------------------------------------------
+    def prepare(self) -> list[str]:
+        """At start: remove crash leftovers, then move old-layout sessions; return what changed."""
+        changed = self.remove_leftovers()
+        changed += [f"migrated {sid}" for sid in migrate_sessions(self.root)]
+        return changed
 
     def remove_leftovers(self) -> list[str]:
         """Remove half-made and half-deleted directories from an earlier crash."""
@@ -101,76 +97,136 @@ class SessionStore:
                 removed.append(entry.name)
         return removed
 
+    # --- reads -------------------------------------------------------------------------
+    def _refuse(self, session_id: str, reason: str, *, quarantine: bool) -> None:
+        """Log a refused record once per reason; rename a bad record out of the way."""
+        if quarantine:
+            try:
+                os.rename(self.session_dir(session_id) / RECORD, self.session_dir(session_id) / _REJECTED)
+            except OSError as e:
+                reason = f"{reason} (could not set it aside: {e.strerror})"
+            else:
+                reason = f"{reason}; renamed to {_REJECTED}"
+        if (session_id, reason) not in self._reported:
+            self._reported.add((session_id, reason))
+            log.error("session record refused", session=session_id, reason=reason)
+
+    def _read(self, session_id: str) -> SessionRecord | None:
+        try:
+            dir_fd = os.open(self.session_dir(session_id), _DIR_FLAGS)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            self._refuse(session_id, f"session directory cannot be opened: {e.strerror}", quarantine=False)
+            return None
+        try:
+            data = read_record(dir_fd)
+            return None if data is None else record_from_json(data, session_id)
+        except RecordRefusedError as e:
+            self._refuse(session_id, str(e), quarantine=True)
+        except OSError as e:
+            self._refuse(session_id, f"{RECORD} cannot be read: {e.strerror}", quarantine=False)
+        finally:
+            os.close(dir_fd)
+        return None
+
     def list(self) -> list[SessionRecord]:
-        """Every valid session, newest ``last_accessed`` first."""
-        out: list[SessionRecord] = []
+        """Every valid session, newest ``last_accessed`` first.
+
+        A record claiming the port/protocol or DNS name of an older session is not served.
+        """
+        found: list[SessionRecord] = []
         if not self.root.is_dir():
-            return out
+            return found
         for entry in self.root.iterdir():
-            rec = self._read(entry) if is_session_id(entry.name) else None
+            rec = self._read(entry.name) if is_session_id(entry.name) else None
             if rec is not None:
-                out.append(rec)
+                found.append(rec)
+        out: list[SessionRecord] = []
+        ports: dict[tuple[int, str], str] = {}
+        names: dict[str, str] = {}
+        for rec in sorted(found, key=lambda r: (r.created_at, r.id)):
+            owner = (ports.get((rec.port, rec.protocol)) if rec.port else None) or (
+                names.get(rec.dns_name) if rec.dns_name else None)
+            if owner is not None:
+                self._refuse(rec.id, f"its port or DNS name belongs to session {owner}", quarantine=False)
+                continue
+            if rec.port:
+                ports[(rec.port, rec.protocol)] = rec.id
+            if rec.dns_name:
+                names[rec.dns_name] = rec.id
+            out.append(rec)
         out.sort(key=lambda r: r.last_accessed, reverse=True)
         return out
 
-    def _read(self, directory: Path) -> SessionRecord | None:
-        try:
-            return _from_json((directory / RECORD).read_text(), directory.name)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            log.warning("skipping unreadable session record", dir=str(directory), error=str(e))
-            return None
-
     def get(self, session_id: str) -> SessionRecord:
-        """The record of ``session_id``.
+        """The record of ``session_id`` (under the same rules as :meth:`list`).
 
         Raises:
             NotFoundError: no such session (v2.0.0 message).
         """
-        rec = self._read(self.session_dir(session_id)) if is_session_id(session_id) else None
-        if rec is None:
-            raise NotFoundError(f'session "{printable(session_id)}" does not exist')
-        return rec
+        if is_session_id(session_id) and self.session_dir(session_id).is_dir():
+            for rec in self.list():
+                if rec.id == session_id:
+                    return rec
+        raise NotFoundError(f'session "{printable(session_id)}" does not exist')
 
+    # --- writes ------------------------------------------------------------------------
     def write(self, record: SessionRecord) -> None:
         """Replace ``session.json`` atomically (0644)."""
-        atomic_write(self.session_dir(record.id) / RECORD, _to_json(record), mode=0o644)
+        atomic_write(self.session_dir(record.id) / RECORD, record_to_json(record), mode=0o644)
 
     def create(self, record: SessionRecord) -> None:
-        """Make the session directory from the skeleton, with the shared-config links.
+        """Make the session directory: the home from the skeleton, with the shared-config links.
 
         Raises:
             UnavailableError: the directory could not be made (disk full, permissions).
+            ResourceExhaustedError: the skeleton is over the copy limit.
         """
-        stage = self.root / f"{_STAGING}{record.id}"
+        stage = self._stage(record.id)
         try:
             if self.skel.is_dir():
-                shutil.copytree(self.skel, stage, symlinks=True)
+                copy_home(self.skel, stage / HOME, max_bytes=self.clone_max_bytes, owner=self.owner)
             else:
-                stage.mkdir(mode=0o750, parents=True)
-            self._link_shared(stage)
+                (stage / HOME).mkdir(mode=0o750)
+                self._give(stage / HOME)
+            self._link_shared(stage / HOME)
             self._finish(stage, record)
+        except ResourceExhaustedError as e:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise ResourceExhaustedError(f"could not create session directory: skeleton: {e}") from None
         except OSError as e:
             shutil.rmtree(stage, ignore_errors=True)
             raise UnavailableError(f"could not create session directory: {e}") from None
 
     def clone(self, source_id: str, record: SessionRecord) -> None:
-        """Copy the whole home of ``source_id`` (also while it runs) into a new session.
+        """Copy the home of ``source_id`` (also while it runs) into a new session.
+
+        Regular files, directories and links that stay inside the home are copied;
+        FIFOs, devices, sockets and escaping links are left out (logged).
 
         Raises:
             NotFoundError: the source does not exist.
+            ResourceExhaustedError: the home is over the copy limit.
             UnavailableError: the copy failed.
         """
         self.get(source_id)
-        stage = self.root / f"{_STAGING}{record.id}"
+        stage = self._stage(record.id)
         try:
-            shutil.copytree(self.session_dir(source_id), stage, symlinks=True,
-                            ignore=shutil.ignore_patterns(RECORD, f".{RECORD}.*"))
+            report = copy_home(self.home_dir(source_id), stage / HOME,
+                               max_bytes=self.clone_max_bytes, owner=self.owner)
             self._finish(stage, record)
-        except (OSError, shutil.Error) as e:
+        except ResourceExhaustedError as e:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise ResourceExhaustedError(f"clone of session {source_id} refused: {e} "
+                                         f"(the limit is clone_max_bytes = {self.clone_max_bytes})") from None
+        except OSError as e:
             shutil.rmtree(stage, ignore_errors=True)
             raise UnavailableError(f"could not copy session {source_id}: {e}") from None
+        if report.skipped:
+            log.warning("clone left out entries that are not regular files, directories or inner links",
+                        source=source_id, session=record.id, count=len(report.skipped),
+                        first=report.skipped[:10])
 
     def delete(self, session_id: str) -> None:
         """Remove the session directory (renamed away first, so it never half-exists).
@@ -183,16 +239,29 @@ class SessionStore:
         os.replace(self.session_dir(session_id), doomed)
         shutil.rmtree(doomed, ignore_errors=True)
 
+    def _stage(self, session_id: str) -> Path:
+        stage = self.root / f"{_STAGING}{session_id}"
+        try:
+            stage.mkdir(mode=0o700, parents=True)
+        except OSError as e:
+            raise UnavailableError(f"could not create session directory: {e}") from None
+        return stage
+
+    def _give(self, path: Path) -> None:
+        if self.owner is not None:
+            os.chown(path, *self.owner, follow_symlinks=False)
+
     def _finish(self, stage: Path, record: SessionRecord) -> None:
-        atomic_write(stage / RECORD, _to_json(record), mode=0o644)
+        atomic_write(stage / RECORD, record_to_json(record), mode=0o644)
         os.replace(stage, self.session_dir(record.id))
 
-    @staticmethod
-    def _link_shared(home: Path) -> None:
+    def _link_shared(self, home: Path) -> None:
         claude = home / ".claude"
         claude.mkdir(mode=0o700, exist_ok=True)
         claude.chmod(0o700)
+        self._give(claude)
         for name in SHARED_LINKS:
             link = claude / name
             if not link.is_symlink() and not link.exists():
                 link.symlink_to(f"{SHARED_TARGET}/{name}")
+                self._give(link)

@@ -52,7 +52,7 @@ async def test_create_get_update_clone_list_delete(client: Client, agent: AgentP
     assert a.dns_name == "alpha.example"
     assert not a.running
     assert (agent.sessions_root / a.id / "session.json").is_file()
-    assert (agent.sessions_root / a.id / ".claude" / "settings.json").is_symlink()
+    assert (agent.sessions_root / a.id / "home" / ".claude" / "settings.json").is_symlink()
     got = await client.get(a.id)
     assert got.name == "alpha"
     updated = await client.sessions.UpdateSession(sessions_pb2.UpdateSessionRequest(
@@ -60,12 +60,12 @@ async def test_create_get_update_clone_list_delete(client: Client, agent: AgentP
     assert updated.name == "alpha two"
     assert updated.dns_name == ""
     assert updated.port == a.port
-    (agent.sessions_root / a.id / "notes.txt").write_text("kept")
+    (agent.sessions_root / a.id / "home" / "notes.txt").write_text("kept")
     b = await client.sessions.CloneSession(sessions_pb2.CloneSessionRequest(source_id=a.id, name="beta"),
                                            timeout=TIMEOUT)
     assert b.id != a.id
     assert b.port == 0
-    assert (agent.sessions_root / b.id / "notes.txt").read_text() == "kept"
+    assert (agent.sessions_root / b.id / "home" / "notes.txt").read_text() == "kept"
     listed = await client.sessions.ListSessions(sessions_pb2.ListSessionsRequest(), timeout=TIMEOUT)
     ids = [s.id for s in listed.sessions]
     assert ids.index(b.id) < ids.index(a.id)  # newest last_accessed first
@@ -125,7 +125,7 @@ async def test_restart_runs_the_container_as_specified(client: Client, agent: Ag
     assert config["Labels"]["convocate.agent"] == agent.agent_id
     assert config["Hostname"] == f"convocate-{s.id[:8]}"
     assert host["CgroupParent"] == CGROUP_PARENT
-    assert f"{agent.sessions_root / s.id}:/home/claude" in host["Binds"]
+    assert f"{agent.sessions_root / s.id / 'home'}:/home/claude" in host["Binds"]
     assert not any("docker.sock" in b for b in host["Binds"])  # opt-in only
     assert host["PortBindings"] == {f"{s.port}/tcp": [{"HostIp": "", "HostPort": str(s.port)}]}
     code, details = await _code(client.restart(s.id))

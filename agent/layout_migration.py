@@ -1,0 +1,99 @@
+"""Move sessions from the old layout (the record inside the home) to the new one.
+
+Old: ``<root>/<uuid>/`` is the home mounted into the container, ``session.json`` inside
+it, where the container could replace it (security review, finding 2). New:
+``<root>/<uuid>/session.json`` beside ``<root>/<uuid>/home/``, and only ``home`` is mounted.
+
+Each move is three renames through ``<root>/.migrating-<uuid>`` (nothing is copied, so
+nothing is lost, and a running container keeps its mount): make the private directory,
+rename the old directory into it as ``home``, rename the record out of the home, rename
+the whole into place. A crash leaves a ``.migrating-`` directory that the next start
+finishes (or removes when it is still empty). A running container keeps working on its
+moved home; it gets the new mount at its next start.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from agent.records import RECORD
+from agent.sessions import is_session_id
+from common.logging import get_logger
+
+__all__ = ["HOME", "MIGRATING", "is_new_layout", "migrate_sessions"]
+
+log = get_logger(__name__)
+HOME = "home"
+MIGRATING = ".migrating-"
+_REJECTED = f"{RECORD}.rejected"
+
+
+def is_new_layout(directory: Path) -> bool:
+    """True if ``directory`` holds only ``home/``, the record and its temp or rejected files.
+
+    Every home the agent ever made holds ``.claude/``, so an old-layout home never
+    passes for a new session directory.
+    """
+    names = os.listdir(directory)
+    if HOME not in names or not (directory / HOME).is_dir() or (directory / HOME).is_symlink():
+        return False
+    return all(n in (HOME, RECORD, _REJECTED) or n.startswith(f".{RECORD}.") for n in names)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _finish(root: Path, work: Path, session_id: str) -> None:
+    home = work / HOME
+    if os.path.lexists(home / RECORD) and not os.path.lexists(work / RECORD):
+        os.rename(home / RECORD, work / RECORD)  # a rename never opens it, whatever it is
+    _fsync_dir(work)
+    os.rename(work, root / session_id)
+    _fsync_dir(root)
+
+
+def _recover(root: Path, work: Path, session_id: str) -> str | None:
+    if (root / session_id).exists() or not (work / HOME).is_dir():
+        if not os.listdir(work):
+            work.rmdir()  # crashed before the home moved in: nothing to keep
+            return None
+        log.error("session migration left both directories: kept for the operator",
+                  session=session_id, dir=str(work))
+        return None
+    _finish(root, work, session_id)
+    return session_id
+
+
+def migrate_sessions(root: Path) -> list[str]:
+    """Move every old-layout session under ``root`` to the new layout; return their ids.
+
+    Also finishes migrations a crash interrupted. Entries that are links, not
+    directories or not named by a UUID are left alone.
+    """
+    moved: list[str] = []
+    if not root.is_dir():
+        return moved
+    for entry in sorted(root.iterdir()):
+        sid = entry.name.removeprefix(MIGRATING)
+        recovering = entry.name.startswith(MIGRATING) and is_session_id(sid) and entry.is_dir()
+        if recovering and _recover(root, entry, sid):
+            moved.append(sid)
+    for entry in sorted(root.iterdir()):
+        if not is_session_id(entry.name) or entry.is_symlink() or not entry.is_dir():
+            continue
+        if not os.listdir(entry) or is_new_layout(entry):
+            continue
+        work = root / f"{MIGRATING}{entry.name}"
+        work.mkdir(mode=0o700)
+        os.rename(entry, work / HOME)
+        _finish(root, work, entry.name)
+        moved.append(entry.name)
+    if moved:
+        log.info("moved sessions to the new layout (record beside the home)", sessions=moved)
+    return moved

@@ -1,7 +1,15 @@
-"""How a session becomes a container: name, labels, mounts, env, port, DNS (pure).
+"""How a session becomes a container: name, labels, mounts, env, port, DNS, confinement (pure).
 
 Mounts and environment follow inventory §5.2, with the Docker socket opt-in
 (``mount_docker_socket``) instead of always on, and labels naming session and agent.
+Only the session's home is mounted, never the directory holding its record.
+
+Confinement (security review, finding 4): every capability is dropped except
+:data:`SESSION_CAPABILITIES`, which only the entrypoint uses while it is still root, to
+become the session user (``CLAUDE_UID``/``CLAUDE_GID``, never 0). The session itself then
+runs without any capability, with ``no-new-privileges`` (setuid files and file
+capabilities give nothing, in the home or elsewhere) and a PID limit. Without MKNOD no
+process in the container can make a device node.
 """
 
 from __future__ import annotations
@@ -21,9 +29,17 @@ from agent.sessions import (
     container_name,
 )
 
-__all__ = ["container_spec", "host_dns_address", "read_current_image"]
+__all__ = ["SESSION_CAPABILITIES", "container_spec", "host_dns_address", "read_current_image"]
 
 HOME = "/home/claude"
+
+# Kept for the entrypoint (deploy/docker/entrypoint.sh; the offline image's is smaller):
+SESSION_CAPABILITIES = (
+    "CHOWN",        # it chowns /home/claude to the session user
+    "SETUID",       # it switches to the session user (su / sudo -u claude)
+    "SETGID",       # ... with the user's groups (setgid, setgroups)
+    "AUDIT_WRITE",  # sudo writes an audit record for that switch and fails if it cannot
+)
 
 
 def read_current_image(config: AgentConfig) -> str:
@@ -68,7 +84,7 @@ def container_spec(
         record: the session.
         agent_id: this agent's id (a label).
         image: the image to run (from :func:`read_current_image`).
-        session_dir: the session's home on the host.
+        session_dir: the session's home on the host (mounted as ``/home/claude``).
         exists: path probe (optional mounts are added only when the source exists).
         dns_address: how ``dns_server = "auto"`` is resolved.
 
@@ -76,6 +92,7 @@ def container_spec(
         The spec handed to the container runtime.
     """
     claude_home = config.sessions_root
+    uid, gid = config.session_owner
     mounts = [
         Mount(str(session_dir), HOME),
         Mount(str(config.claude_config_path), f"{HOME}/.claude-shared", read_only=True),
@@ -101,10 +118,12 @@ def container_spec(
         command=tuple(config.session_command),
         workdir=HOME,
         mounts=tuple(mounts),
-        env={"CLAUDE_UID": str(os.getuid()), "CLAUDE_GID": str(os.getgid()),
+        env={"CLAUDE_UID": str(uid), "CLAUDE_GID": str(gid),
              "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"},
         port=record.port,
         protocol=record.protocol,
         dns=dns,
         cgroup_parent=config.cgroup_parent,
+        cap_add=SESSION_CAPABILITIES,
+        pids_limit=config.pids_limit,
     )

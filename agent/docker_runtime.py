@@ -114,7 +114,11 @@ def _docker_errors(what: str, *, missing: str = "") -> Iterator[None]:
 
 def _create_config(spec: ContainerSpec) -> dict[str, Any]:
     binds = [f"{m.source}:{m.target}{':ro' if m.read_only else ''}" for m in spec.mounts]
-    host: dict[str, Any] = {"Binds": binds, "AutoRemove": True, "Init": False}
+    host: dict[str, Any] = {"Binds": binds, "AutoRemove": True, "Init": False,
+                            "CapDrop": ["ALL"], "CapAdd": list(spec.cap_add),
+                            "SecurityOpt": ["no-new-privileges"]}
+    if spec.pids_limit > 0:
+        host["PidsLimit"] = spec.pids_limit
     if spec.cgroup_parent:
         host["CgroupParent"] = spec.cgroup_parent
     if spec.dns:

@@ -6,8 +6,8 @@ the session command inside tmux, and a small script standing in for the Claude C
 About 7 MB, built in about a second. The tests and the one-command demo use it; the
 production image is ``deploy/docker/Dockerfile``.
 
-In this image ``claude`` is an alias of uid 0 (a single-user stand-in), so the agent's
-default exec user works unchanged.
+In this image ``claude`` is uid/gid 1337; the entrypoint re-points it at ``CLAUDE_UID``/
+``CLAUDE_GID`` when those differ, so the agent's exec user (``claude``) is the session user.
 """
 
 from __future__ import annotations
@@ -40,13 +40,28 @@ TERMINFO_NAMES = (
 )
 TERMINFO_DIRS = ("/etc/terminfo", "/lib/terminfo", "/usr/share/terminfo")
 
-# The entrypoint: run the session command in tmux session "claude" and live as long as it.
-# PID 1 gets no default signal handlers, hence the explicit TERM trap (docker stop).
+# The entrypoint: become the session user, then run the session command in tmux session
+# "claude" and live as long as it. It starts as root with only CHOWN/SETUID/SETGID/AUDIT_WRITE
+# (agent/container_spec.py) and uses SETUID/SETGID once, for su; the session never runs as
+# root. PID 1 gets no default signal handlers, hence the explicit TERM trap (docker stop).
 ENTRYPOINT = """#!/bin/sh
-# convocate session entrypoint (offline image): the command runs in tmux session "claude".
+# convocate session entrypoint (offline image): the command runs in tmux session "claude",
+# as user claude (CLAUDE_UID/CLAUDE_GID, never 0).
 export HOME=/home/claude LC_ALL=C.UTF-8 LANG=C.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin:/sbin
-cd /home/claude 2>/dev/null || cd /
 [ "$#" -gt 0 ] || set -- /usr/local/bin/claude
+if [ "$(id -u)" = 0 ]; then
+  uid="${CLAUDE_UID:-1337}" gid="${CLAUDE_GID:-1337}"
+  case "$uid:$gid" in
+    *[!0-9:]*|:*|*:|0:*|*:0) echo "convocate: refusing session user $uid:$gid" >&2; exit 1 ;;
+  esac
+  if [ "$(id -u claude 2>/dev/null):$(id -g claude 2>/dev/null)" != "$uid:$gid" ]; then
+    sed -i '/^claude:/d' /etc/passwd /etc/group
+    echo "claude:x:$uid:$gid:claude:/home/claude:/bin/sh" >> /etc/passwd
+    echo "claude:x:$gid:" >> /etc/group
+  fi
+  exec su -s /bin/sh -c 'exec "$0" "$@"' -- claude "$0" "$@"
+fi
+cd /home/claude 2>/dev/null || cd /
 trap 'tmux kill-server 2>/dev/null; exit 0' TERM INT HUP
 tmux new-session -d -s claude -x 80 -y 24 -- "$@" || exit 1
 while tmux has-session -t claude 2>/dev/null; do sleep 0.2; done
@@ -187,8 +202,8 @@ def build_context(sources: ImageSources | None = None) -> bytes:
                 rel = path.relative_to(src.locale_dir.parent)
                 t.file(f"{root}/usr/lib/locale/{rel}", path.read_bytes())
     files = {
-        "etc/passwd": "root:x:0:0:root:/root:/bin/sh\nclaude:x:0:0:claude:/home/claude:/bin/sh\n",
-        "etc/group": "root:x:0:\nclaude:x:0:\n",
+        "etc/passwd": "root:x:0:0:root:/root:/bin/sh\nclaude:x:1337:1337:claude:/home/claude:/bin/sh\n",
+        "etc/group": "root:x:0:\nclaude:x:1337:\n",
         "etc/tmux.conf": TMUX_CONF,
         **src.extra_files,
     }

@@ -47,6 +47,8 @@ class ContainerSpec:
     protocol: str = "tcp"
     dns: tuple[str, ...] = ()
     cgroup_parent: str = ""
+    cap_add: tuple[str, ...] = ()       # the only capabilities kept: every other one is dropped
+    pids_limit: int = 0                 # 0: no limit
 
 
 @dataclass(frozen=True)

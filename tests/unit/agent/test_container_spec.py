@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from agent.config import AgentConfig
 from agent.container_spec import container_spec, read_current_image
 from agent.runtime import ContainerSpec, Mount
 from agent.sessions import SessionRecord
+from common.errors import InvalidArgumentError
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 SID = "5a0ef8a4-0c61-4f0e-9d3c-2f1d6b1d1a11"
@@ -55,3 +58,15 @@ def test_current_image_pointer_is_read_each_time(tmp_path: Path) -> None:
     assert read_current_image(config) == "convocate:v2.1"
     (tmp_path / "current-image").write_text("\n")
     assert read_current_image(config) == "convocate:latest"
+
+
+def test_finding4_the_container_keeps_only_the_entrypoints_capabilities_and_a_pid_limit() -> None:
+    """Security review finding 4: the spec names the few capabilities kept (never MKNOD,
+    SETFCAP, SYS_ADMIN or NET_RAW), a PID limit, and a non-root session user."""
+    spec = _spec(AgentConfig(pids_limit=77, session_uid=4242, session_gid=4343))
+    assert set(spec.cap_add) == {"CHOWN", "SETUID", "SETGID", "AUDIT_WRITE"}
+    assert spec.pids_limit == 77
+    assert (spec.env["CLAUDE_UID"], spec.env["CLAUDE_GID"]) == ("4242", "4343")
+    assert AgentConfig().session_owner != (0, 0)
+    with pytest.raises(InvalidArgumentError, match="never runs as root"):
+        _ = AgentConfig(session_uid=0).session_owner

@@ -39,7 +39,7 @@ class _Raw:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # child: size the pty, then exec at once
             fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-            os.execvp("docker", ["docker", "exec", "-it", "-e", "LC_ALL=C.UTF-8", container,
+            os.execvp("docker", ["docker", "exec", "-it", "-u", "claude", "-e", "LC_ALL=C.UTF-8", container,
                                  "tmux", "attach", "-t", "claude"])
         self.buf = b""
 

@@ -109,7 +109,7 @@ class SessionStore:
                 reason = f"{reason}; renamed to {_REJECTED}"
         if (session_id, reason) not in self._reported:
             self._reported.add((session_id, reason))
-            log.error("session record refused", session=session_id, reason=reason)
+            log.error("session record refused", session=session_id, reason=printable(reason))
 
     def _read(self, session_id: str) -> SessionRecord | None:
         try:

@@ -41,7 +41,16 @@ def typecheck(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The whole suite: unit, integration (real SSH, gRPC, Docker) and end to end (tmux)."""
     _install(session, "test")
-    session.run("pytest", *(session.posargs or ["tests"]))
+    session.run("pytest", *(session.posargs or ["tests", "--ignore=tests/hosts"]))
+
+
+@nox.session(name="e2e-hosts", python=PYTHON)
+def e2e_hosts(session: nox.Session) -> None:
+    """Throwaway Debian hosts with systemd (tests/hosts): boots machines, minutes; not in `nox`."""
+    _install(session, "test")
+    session.install("pip")  # builds the wheelhouse the hosts install convocate from
+    session.run("pytest", "-o", "timeout=900", *(session.posargs or ["tests/hosts"]),
+                env={"CONVOCATE_E2E_HOSTS": "1"})
 
 
 @nox.session(python=PYTHON)

@@ -1,0 +1,1 @@
+"""End-to-end tests on throwaway Debian hosts with systemd (``nox -s e2e-hosts``)."""

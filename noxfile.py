@@ -25,9 +25,10 @@ def _install(session: nox.Session, *groups: str) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff over every source file."""
-    session.install("--group", "lint")
+    """ruff over every source file, then the import contracts (pyproject [tool.importlinter])."""
+    _install(session, "lint")   # lint-imports needs the packages, pb2 modules included, importable
     session.run("ruff", "check", *SOURCES)
+    session.run("lint-imports")
 
 
 @nox.session(python=PYTHON)

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 
+from common.agent_id import AGENT_ID_ALPHABET, AGENT_ID_LENGTH, new_agent_id
 from common.errors import FailedPreconditionError
 from common.paths import atomic_write
 
-__all__ = ["AGENT_ID_ALPHABET", "load_or_create_agent_id", "new_agent_id"]
-
-# No 0/1/o/l/i: ids are read aloud and typed.
-AGENT_ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
-AGENT_ID_LENGTH = 12
-
-
-def new_agent_id() -> str:
-    """A fresh random agent id."""
-    return "".join(secrets.choice(AGENT_ID_ALPHABET) for _ in range(AGENT_ID_LENGTH))
+__all__ = ["AGENT_ID_ALPHABET", "AGENT_ID_LENGTH", "load_or_create_agent_id", "new_agent_id"]
 
 
 def load_or_create_agent_id(path: Path) -> str:

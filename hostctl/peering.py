@@ -20,8 +20,8 @@ from pathlib import Path
 
 import asyncssh
 
-from agent.identity import new_agent_id
 from common import defaults
+from common.agent_id import new_agent_id
 from common.errors import ConvocateError
 from common.paths import atomic_write
 from common.registry import DEFAULT_REGISTRY_DIR, AgentRecord, register_agent, validate_agent_id

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.docker_runtime import DockerRuntime
+from agent.public import stop_agent_sessions
 from common.errors import FailedPreconditionError, UnavailableError
 from common.logging import configure_logging
 from common.registry import register_agent
@@ -188,12 +188,9 @@ class DemoStack:
 
 
 async def _stop_sessions(say: Callable[[str], None]) -> None:
-    async with DockerRuntime() as runtime:
-        running = await runtime.list_running(AGENT_ID)
-        for session_id in running:
-            await runtime.stop(session_id, 5)
-        if running:
-            say(f"[demo] stopped {len(running)} session container(s)")
+    stopped = await stop_agent_sessions(AGENT_ID, 5)
+    if stopped:
+        say(f"[demo] stopped {stopped} session container(s)")
 
 
 async def run_demo(opts: DemoOptions, say: Callable[[str], None]) -> None:

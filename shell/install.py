@@ -81,10 +81,9 @@ def with_base(dockerfile: str, base: str) -> str:
 
 def build_offline_image(run_input: Callable[[list[str], bytes], None]) -> str:
     """Build the offline session image from the agent's build context; return its tag."""
-    from agent.image_build import build_context, offline_image_tag  # noqa: PLC0415 - heavy, rare
+    from agent.public import offline_image_context  # noqa: PLC0415 - heavy, rare
 
-    context = build_context()
-    tag = offline_image_tag(context)
+    context, tag = offline_image_context()
     probe = subprocess.run(["docker", "image", "inspect", tag], capture_output=True, check=False)
     if probe.returncode != 0:      # the tag is a hash of the context: same tag, same image
         run_input(["docker", "build", "-q", "-t", tag, "-"], context)

@@ -10,10 +10,12 @@ __all__ = ["Backoff"]
 
 @dataclass
 class Backoff:
-    """Delays of ``initial * factor**n``, capped at ``maximum``, with "full jitter" on top.
+    """Delays of ``initial * factor**n``, capped at ``maximum``, the top part randomised.
 
-    The jitter keeps a fleet of agents from reconnecting in lockstep after the shell
-    restarts. ``reset()`` after a success.
+    Each delay is drawn uniformly from ``[base * (1 - jitter), base]`` (``jitter=1`` is
+    "full jitter", ``0`` none), so a fleet of agents does not reconnect in lockstep after
+    the shell restarts, and no delay exceeds ``maximum``. ``reset()`` after a success.
+    One instance holds one client's attempt count: give each reconnecting client its own.
     """
 
     initial: float = 0.2

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
@@ -27,6 +27,7 @@ from common.logging import get_logger
 from common.paths import check_socket_path, private_dir
 from common.ssh_keys import read_private_key
 from common.ssh_server import ENCRYPTION_ALGS, SOCKET_ALIAS
+from common.tasks import cancel_and_wait
 
 __all__ = ["Tunnel", "TunnelSettings", "describe_connect_error"]
 
@@ -48,7 +49,8 @@ class TunnelSettings:
     connect_timeout: float = 10.0
     keepalive_interval: float = 5.0
     keepalive_count_max: int = 3
-    backoff: Backoff = field(default_factory=lambda: Backoff(initial=0.2, maximum=30.0))
+    backoff_initial: float = 0.2   # first reconnect delay (s); doubles, jittered, up to backoff_max
+    backoff_max: float = 30.0
 
 
 def describe_connect_error(exc: BaseException, s: TunnelSettings) -> str:
@@ -76,6 +78,16 @@ def describe_connect_error(exc: BaseException, s: TunnelSettings) -> str:
 StateListener = Callable[[bool, str], None]
 
 
+class _LossRecorder(asyncssh.SSHClient):
+    """Keeps why the connection ended (asyncssh reports it to the client object only)."""
+
+    def __init__(self) -> None:
+        self.lost: Exception | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = exc
+
+
 class Tunnel:
     """A supervised SSH connection + local socket forward + grpc.aio channel.
 
@@ -100,6 +112,7 @@ class Tunnel:
         self.last_error = "not connected yet"
         self.connects = 0
         self._listeners: list[StateListener] = []
+        self._backoff = Backoff(initial=settings.backoff_initial, maximum=settings.backoff_max)
 
     # --- public API -------------------------------------------------------------------
     def add_listener(self, listener: StateListener) -> None:
@@ -141,18 +154,11 @@ class Tunnel:
                 f"agent {self.settings.name} is unreachable: {self.last_error}"
             ) from None
 
-    def drop(self) -> None:
-        """Close the current SSH connection (the supervisor reconnects); for tests and heal."""
-        if self._conn is not None:
-            self._conn.abort()
-
     async def close(self) -> None:
         """Stop reconnecting, close the channel, the forward and the connection."""
         self._closing = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
             self._task = None
         await self._teardown()
 
@@ -196,6 +202,7 @@ class Tunnel:
                 keepalive_count_max=s.keepalive_count_max,
                 connect_timeout=s.connect_timeout,
                 x509_trusted_certs=None,
+                client_factory=_LossRecorder,
             )
         )
         # If we are cancelled mid-connect (close()), the attempt may still fail on its
@@ -216,7 +223,7 @@ class Tunnel:
 
     async def _supervise(self) -> None:
         s = self.settings
-        backoff = s.backoff
+        backoff = self._backoff
         while not self._closing:
             try:
                 conn = await self._connect_once()
@@ -236,10 +243,9 @@ class Tunnel:
             log.info("tunnel up", peer=s.name, host=s.host, port=s.port, connects=self.connects)
             self._set_state(up=True)
             await conn.wait_closed()
-            reason = "connection lost"
-            exc = getattr(conn, "_exc", None)  # asyncssh keeps the cause; best effort only
-            if exc is not None:
-                reason = f"connection lost: {exc}"
+            owner = conn.get_owner()
+            exc = owner.lost if isinstance(owner, _LossRecorder) else None
+            reason = "connection lost" if exc is None else f"connection lost: {exc}"
             log.warning("tunnel down", peer=s.name, reason=reason)
             self._set_state(up=False, error=f"{s.name} ({s.host}:{s.port}): {reason}")
             await self._teardown()

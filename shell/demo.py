@@ -5,7 +5,7 @@ Everything lives in one short work directory (``/tmp/cvd-*`` unless ``--workdir`
 1. the offline session image is built on the local Docker Engine (no registry);
 2. keys are minted: the agent's host key, the shell -> agent key, the status
    service's host key and the agent -> shell key, each pinned or authorized;
-3. the status service (``python -m shell.status.server``) and the agent
+3. the status service (``python -m shell.main status serve``) and the agent
    (``python -m agent serve``) start as processes on 127.0.0.1 with free ports; the
    agent is registered through :func:`common.registry.register_agent` and the demo
    waits for its ``READY=1`` on a private ``NOTIFY_SOCKET``;
@@ -138,8 +138,8 @@ class DemoStack:
                "CONVOCATE_STATUS_AUTHORIZED_KEYS": str(d / "authorized_keys"),
                "CONVOCATE_STATUS_SOCKET": str(self.status_socket),
                "CONVOCATE_STATUS_REGISTRY_DIR": str(self.registry)}
-        self.procs.append(_Process("status service", [sys.executable, "-m", "shell.status.server"], env,
-                                   self.work / "status.log"))
+        argv = [sys.executable, "-m", "shell.main", "status", "serve"]
+        self.procs.append(_Process("status service", argv, env, self.work / "status.log"))
         return port, d / "host_ed25519_key"
 
     def start_agent(self, image: str, status_port: int, status_host_key: Path,

@@ -117,3 +117,7 @@ def version() -> None:
 def main() -> None:
     """Entry point: known errors become one line on stderr and exit 1."""
     run_with_error_boundary(app)
+
+
+if __name__ == "__main__":  # `python -m shell.main` (tests and the demo run the status service so)
+    main()

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from common.backoff import Backoff
 from common.client.calls import AgentCalls
 from common.domain import AgentInfo, LinkState
 from common.errors import ConvocateError
@@ -81,7 +80,7 @@ class AgentClient(AgentCalls):
             client_key=record.client_key, known_hosts=record.known_hosts,
             local_socket=settings.runtime_dir / f"{record.agent_id}.sock",
             connect_timeout=settings.connect_timeout, keepalive_interval=settings.keepalive_interval,
-            backoff=Backoff(initial=settings.backoff_initial, maximum=settings.backoff_max),
+            backoff_initial=settings.backoff_initial, backoff_max=settings.backoff_max,
         ))
         self.reachable = False
         self.last_error = "not connected yet"

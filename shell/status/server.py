@@ -1,14 +1,13 @@
 """The status service process: SSH :223 guarding the Status gRPC socket.
 
-``convocate status serve`` calls :func:`serve_status`; tests run it as
-``python -m shell.status.server --config FILE``. Configuration comes from the
+``convocate status serve`` calls :func:`serve_status` (tests and the demo run it as
+``python -m shell.main status serve --config FILE``). Configuration comes from the
 ``[status]`` table through :func:`common.config.load` (flags > ``CONVOCATE_STATUS_*``
 env > TOML > the defaults of :class:`StatusConfig`).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import signal
@@ -16,17 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.client.agent_client import ClientSettings
-from common.config import load
 from common.defaults import STATUS_AUTHORIZED_KEYS, STATUS_HOST_KEY, STATUS_PORT, STATUS_SOCKET
 from common.grpc_server import UnixGrpcServer
-from common.logging import configure_logging, get_logger
+from common.logging import get_logger
 from common.registry import DEFAULT_REGISTRY_DIR
 from common.ssh_server import SSHServerSettings, SSHSocketServer
 from shell.status.link_prober import REPORTER, LinkProber
 from shell.status.service import status_service
 from shell.status.view import StatusView
 
-__all__ = ["StatusConfig", "StatusServer", "main", "serve_status"]
+__all__ = ["StatusConfig", "StatusServer", "serve_status"]
 
 log = get_logger(__name__)
 
@@ -153,22 +151,3 @@ async def serve_status(config: StatusConfig) -> None:
         await server.stop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m shell.status.server [--config FILE] [--port N] [--socket PATH]``."""
-    parser = argparse.ArgumentParser(prog="python -m shell.status.server")
-    parser.add_argument("--config", type=Path, default=None)
-    parser.add_argument("--host", default=None)
-    parser.add_argument("--port", type=int, default=None)
-    parser.add_argument("--socket", type=Path, default=None)
-    args = parser.parse_args(argv)
-    configure_logging("service")
-    config = load(StatusConfig, "status", config_file=args.config,
-                  overrides={"host": args.host, "port": args.port, "socket": args.socket})
-    with contextlib.suppress(asyncio.CancelledError):
-        asyncio.run(serve_status(config))
-
-
-if __name__ == "__main__":
-    main()

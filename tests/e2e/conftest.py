@@ -44,7 +44,7 @@ def _start_status(root: Path) -> tuple[subprocess.Popen[bytes], Path, StatusConf
         "heartbeat_interval = 1.0\n")
     config.authorized_keys.touch(mode=0o600)
     log = (root / "status.log").open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "shell.status.server", "--config", str(toml)],
+    proc = subprocess.Popen([sys.executable, "-m", "shell.main", "status", "serve", "--config", str(toml)],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     return proc, config.socket, config
 

@@ -69,17 +69,24 @@ class AgentProcess:
         image: the session image (written to the current-image pointer).
         name: a name for logs, keys and the tunnel.
         config: extra ``[agent]`` settings (override the defaults written here).
+        agent_id: a fixed agent id (default: a new one).
+        runtime: ``docker`` runs ``python -m agent serve``; ``fake`` runs the same server on
+            the in-memory runtime (``python -m tests.support.fake_agent``), no Docker needed.
     """
 
     def __init__(self, root: Path, *, host: str = "127.0.0.2", image: str = "", name: str = "agent",
-                 config: dict[str, Any] | None = None) -> None:
+                 config: dict[str, Any] | None = None, agent_id: str | None = None,
+                 runtime: str = "docker") -> None:
         self.root = root
         self.host = host
         self.name = name
         self.port = free_port(host)
         root.mkdir(parents=True, exist_ok=True)
         self.keys: PeerKeys = make_peer_keys(root / "keys", host, self.port, name)
-        self.agent_id = new_agent_id()
+        self.agent_id = agent_id or new_agent_id()
+        self.argv = [sys.executable, "-m", "agent" if runtime == "docker" else "tests.support.fake_agent"]
+        if runtime == "docker":
+            self.argv.append("serve")
         self.config_dir = root / "etc"
         self.sessions_root = root / "home"
         self.runtime_dir = root / "run"
@@ -129,7 +136,7 @@ class AgentProcess:
         env.pop("NOTIFY_SOCKET", None)
         with self.log_file.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "agent", "serve", "--config", str(self.config_file)],
+                [*self.argv, "--config", str(self.config_file)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
             )
         deadline = time.monotonic() + timeout
@@ -160,6 +167,7 @@ class AgentProcess:
         """SIGKILL the agent (a crash: no shutdown work at all)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
+        if self.proc is not None:
             self.proc.wait(10)
 
     async def astart(self, timeout: float = 30.0) -> None:

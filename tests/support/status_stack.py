@@ -9,7 +9,6 @@ from pathlib import Path
 import grpc
 from convocate.v1 import status_pb2, status_pb2_grpc
 
-from common.backoff import Backoff
 from common.grpc_options import CLIENT_OPTIONS
 from common.ssh_keys import add_authorized_key, generate_keypair, pin_host_key
 from common.tunnel import TunnelSettings
@@ -26,7 +25,7 @@ def fast_tunnel(**values: object) -> TunnelSettings:
     """TunnelSettings with test-sized keepalives, timeouts and backoff."""
     defaults: dict[str, object] = {
         "connect_timeout": 2.0, "keepalive_interval": 0.5, "keepalive_count_max": 3,
-        "backoff": Backoff(initial=0.1, maximum=0.5),
+        "backoff_initial": 0.1, "backoff_max": 0.5,
     }
     defaults.update(values)
     return TunnelSettings(**defaults)  # type: ignore[arg-type]

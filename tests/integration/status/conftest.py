@@ -1,4 +1,4 @@
-"""A real status service (SSH + gRPC on loopback), stand-in agent processes and a router."""
+"""A real status service (SSH + gRPC on loopback), agent processes on the fake runtime and a router."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from shell.fleet.router import Router, RouterConfig
-from tests.support.fleet import AgentProc, prepare_agent
+from tests.support.agent_proc import AgentProcess
+from tests.support.fleet import prepare_agent
 from tests.support.status_stack import StatusStack, start_status_stack
+from tests.support.tcp_proxy import TcpProxy
 
 HEARTBEAT = 0.5
 
@@ -38,12 +40,17 @@ async def status(short_tmp: Path) -> AsyncIterator[StatusStack]:
 
 @dataclass
 class Fleet:
-    """Three agents, the status service, and a started router over them."""
+    """Three agents, the status service, and a started router over them.
+
+    The shell (router and status prober) reaches each agent through ``proxies[agent_id]``,
+    which a test cuts to break those connections from outside.
+    """
 
     status: StatusStack
-    agents: dict[str, AgentProc]
+    agents: dict[str, AgentProcess]
     router: Router
     config: RouterConfig
+    proxies: dict[str, TcpProxy]
 
 
 def router_config(root: Path, status: StatusStack) -> RouterConfig:
@@ -70,14 +77,20 @@ def router_config(root: Path, status: StatusStack) -> RouterConfig:
 async def fleet(short_tmp: Path, status: StatusStack) -> AsyncIterator[Fleet]:
     """Agents a, b, c on 127.0.0.2-4 (real processes), reporting to ``status``, and a router."""
     config = router_config(short_tmp, status)
-    agents = {}
+    agents: dict[str, AgentProcess] = {}
+    proxies: dict[str, TcpProxy] = {}
     try:
         for i in range(3):
-            agent = prepare_agent(short_tmp / "agents", config.registry_dir, i, status.config, HEARTBEAT)
-            agents[agent.agent_id] = agent
+            proxy = TcpProxy(f"127.0.0.{i + 2}", 0, listen_host=f"127.0.0.{i + 2}")
+            await proxy.start()
+            agent = prepare_agent(short_tmp / "agents", config.registry_dir, i, status.config, HEARTBEAT,
+                                  registered_port=proxy.port)
+            proxy.target = (agent.host, agent.port)
+            agents[agent.agent_id], proxies[agent.agent_id] = agent, proxy
         await asyncio.gather(*(a.astart() for a in agents.values()))
         async with Router(config) as router:
-            yield Fleet(status, agents, router, config)
+            yield Fleet(status, agents, router, config, proxies)
     finally:
-        for agent in agents.values():
-            agent.kill()
+        await asyncio.gather(*(a.astop(5) for a in agents.values()))
+        for proxy in proxies.values():
+            await proxy.aclose()

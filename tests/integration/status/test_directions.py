@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import signal
 import time
+from pathlib import Path
 
 from common.ssh_keys import add_authorized_key
 from shell.fleet.model import AgentRow
 from shell.status.server import StatusServer
 from tests.integration.status.conftest import Fleet
+from tests.support.fleet import status_key_path
 from tests.support.waiting import assert_eventually
 
 
@@ -47,7 +49,8 @@ async def test_status_direction_down_is_reported_through_the_control_direction(f
     # Only agent-b's status key revoked: only agent-b's row says its status stream is refused.
     authorized = fleet.status.config.authorized_keys
     saved = authorized.read_text()
-    b_key = (fleet.agents["agent-b"].state / "agent_to_shell_ed25519_key.pub").read_text().split()[1]
+    b_key_file = Path(f"{status_key_path(fleet.agents['agent-b'])}.pub")
+    b_key = b_key_file.read_text().split()[1]
     authorized.write_text("".join(line + "\n" for line in saved.splitlines() if b_key not in line))
     ssh.close()
     await ssh.wait_closed()
@@ -68,14 +71,13 @@ async def test_control_direction_down_is_reported_through_the_status_direction(f
     """With the shell's key refused by an agent, the notice says shell→agent is down, agent→shell alive."""
     await _all_healthy(fleet)
     agent = fleet.agents["agent-a"]
-    authorized = agent.shell_key_authorized
+    authorized = agent.keys.authorized_keys
     saved = authorized.read_text()
     authorized.write_text("")
-    fleet.router.clients["agent-a"].tunnel.drop()
-    prober = fleet.status.server.prober  # the status service pings too: cut its link as well
+    prober = fleet.status.server.prober  # the status service pings too: its link is cut as well
     assert prober is not None
     await assert_eventually(lambda: "agent-a" in prober.clients)
-    prober.clients["agent-a"].tunnel.drop()
+    fleet.proxies["agent-a"].cut()  # both shell -> agent connections reset on the wire
     h = await fleet.status.wait_health(
         "agent-a", lambda h: any(n.startswith("shell→agent link down") and "key" in n for n in h.notices)
     )

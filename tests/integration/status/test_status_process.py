@@ -1,4 +1,4 @@
-"""`python -m shell.status.server --config FILE` as a real process: serves, logs events, stops on SIGTERM."""
+"""`convocate status serve --config FILE` as a real process: serves, logs events, stops on SIGTERM."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -54,7 +55,7 @@ async def test_status_process_serves_agents_logs_json_and_stops_on_sigterm(short
     log_path = short_tmp / "status.log"
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "shell.status.server", "--config", str(toml)],
+            [sys.executable, "-m", "shell.main", "status", "serve", "--config", str(toml)],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env={**os.environ, "CONVOCATE_LOG_LEVEL": "INFO"},
@@ -69,7 +70,7 @@ async def test_status_process_serves_agents_logs_json_and_stops_on_sigterm(short
             10,
         )
         health = view.agents[0]
-        assert (health.agent_id, health.connected, health.hostname) == ("agent-a", True, "host-agent-a")
+        assert (health.agent_id, health.connected, health.hostname) == ("agent-a", True, socket.gethostname())
         assert health.notices == []
         agent.kill()
         view = await _wait_view(

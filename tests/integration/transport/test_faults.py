@@ -15,7 +15,6 @@ import grpc
 import pytest
 from convocate.v1 import sessions_pb2, sessions_pb2_grpc
 
-from common.backoff import Backoff
 from common.tunnel import Tunnel, TunnelSettings
 from tests.support.keys import PeerKeys, make_peer_keys
 from tests.support.net import free_port
@@ -63,7 +62,7 @@ async def server() -> AsyncIterator[tuple[ServerProcess, TunnelSettings]]:
         settings = TunnelSettings(
             name="frozen", host=HOST, port=port, client_key=keys.client_key, known_hosts=keys.known_hosts,
             local_socket=root / "cli" / "agent.sock", keepalive_interval=0.5, keepalive_count_max=3,
-            backoff=Backoff(initial=0.1, maximum=0.5),
+            backoff_initial=0.1, backoff_max=0.5,
         )
         try:
             yield srv, settings

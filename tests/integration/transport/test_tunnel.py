@@ -11,9 +11,11 @@ from convocate.v1 import attach_pb2, attach_pb2_grpc, sessions_pb2, sessions_pb2
 
 from common.errors import NotFoundError, UnavailableError, from_rpc_error
 from common.grpc_options import MAX_MESSAGE_BYTES
+from common.ssh_keys import pin_host_key, read_private_key
 from common.ssh_server import SSHSocketServer
 from common.tunnel import Tunnel
-from tests.integration.transport.conftest import Stack
+from tests.integration.transport.conftest import HOST, Stack
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import assert_eventually
 
 
@@ -82,15 +84,20 @@ async def test_oversized_message_is_refused_and_server_keeps_serving(stack: Stac
 
 
 async def test_dropped_connection_is_reestablished(stack: Stack) -> None:
-    """After the SSH connection drops, the tunnel reconnects and calls succeed again."""
-    async with Tunnel(stack.tunnel_settings()) as t:
-        await t.wait_up(10)
-        assert (await _ping(t)).agent_id == "test-agent"
-        t.drop()
-        await assert_eventually(lambda: not t.up, timeout=5)
-        await t.wait_up(10)
-        assert (await _ping(t)).agent_id == "test-agent"
-        assert t.connects == 2
+    """After the SSH connection is cut on the wire, the tunnel reconnects and calls succeed again."""
+    async with TcpProxy(HOST, stack.ssh.port) as proxy:
+        known = stack.rundir / "proxy_known_hosts"
+        pin_host_key(known, HOST, proxy.port, read_private_key(stack.keys.host_key))
+        async with Tunnel(stack.tunnel_settings(port=proxy.port, known_hosts=known)) as t:
+            await t.wait_up(10)
+            assert (await _ping(t)).agent_id == "test-agent"
+            proxy.cut()
+            await assert_eventually(lambda: not t.up, timeout=5)
+            assert "connection lost" in t.last_error
+            await t.wait_up(10)
+            assert (await _ping(t)).agent_id == "test-agent"
+            assert t.connects == 2
+            assert proxy.connections == 2
 
 
 async def test_server_restart_is_survived(stack: Stack) -> None:

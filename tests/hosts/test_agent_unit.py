@@ -1,0 +1,90 @@
+"""The agent installed on a throwaway host and run by systemd, as an operator installs it.
+
+One host for the whole module: its Docker Engine, this checkout from a wheelhouse (no
+package index on the host), ``convocate-agent install``, then what systemd made of it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.hosts.agent_host import (
+    agent_install,
+    agent_sessions,
+    build_wheelhouse,
+    create_session,
+    expected_slice_caps,
+    install_convocate,
+    load_image,
+    slice_caps,
+    structured_journal_lines,
+    unit_state,
+)
+from tests.hosts.engine import install_docker
+from tests.hosts.machines import Host, HostFleet
+from tests.hosts.steps import RUN_LOG
+from tests.support.images import ensure_offline_image
+from tests.support.waiting import wait_for_sync
+
+
+@pytest.fixture(scope="module")
+def agent_host(fleet: HostFleet, tmp_path_factory: pytest.TempPathFactory) -> Host:
+    """A host with docker.io, convocate in its venv, the offline image and the agent unit running."""
+    with RUN_LOG.step("wheelhouse of this checkout"):
+        wheels = build_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
+    with RUN_LOG.step("offline session image"):
+        image = ensure_offline_image()
+    (host,) = fleet.start(1, ports=(22, 222))
+    with RUN_LOG.step("apt-get install docker.io", host.name):
+        install_docker(host)
+    with RUN_LOG.step("install convocate from the wheelhouse", host.name):
+        install_convocate(host, Path(wheels))
+    with RUN_LOG.step("load the session image", host.name):
+        load_image(host, image)
+    with RUN_LOG.step("convocate-agent install", host.name):
+        agent_install(host)
+    return host
+
+
+def test_agent_unit_runs_with_its_slice_and_timer(agent_host: Host) -> None:
+    assert unit_state(agent_host, "convocate-agent.service") == "active"
+    assert agent_host.run("systemctl show convocate-agent.service -p User --value").stdout.strip() == "claude"
+    assert slice_caps(agent_host) == expected_slice_caps(agent_host)
+    timers = agent_host.run("systemctl list-timers --all --no-legend --plain").stdout
+    assert "convocate-image-prune.timer" in timers, timers
+    # The agent serves SSH :222 on every address; the published port reaches it.
+    banner = agent_host.run("timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/222 && head -c 7 <&3'")
+    assert banner.stdout.startswith("SSH-2.0"), banner.stdout
+
+
+def test_journal_has_structured_lines(agent_host: Host) -> None:
+    lines = wait_for_sync(lambda: structured_journal_lines(agent_host), timeout=30, interval=1.0)
+    assert all("event" in line for line in lines), lines[:5]
+
+
+def test_restart_keeps_a_running_session(agent_host: Host) -> None:
+    with RUN_LOG.step("create a session", agent_host.name):
+        session = create_session(agent_host, "survivor")
+        wait_for_sync(lambda: agent_sessions(agent_host).get(session), timeout=60, interval=1.0)
+    container = f"convocate-session-{session}"
+    started = agent_host.sudo(f"docker inspect -f '{{{{.State.StartedAt}}}}' {container}").stdout.strip()
+    cgroup = agent_host.sudo(f"docker inspect -f '{{{{.HostConfig.CgroupParent}}}}' {container}").stdout
+    assert cgroup.strip() == "convocate-sessions.slice"
+    # systemd (not the agent's unit) holds the container: its scope sits in the sessions slice.
+    full_id = agent_host.sudo(f"docker inspect -f '{{{{.Id}}}}' {container}").stdout.strip()
+    scope = agent_host.run(f"systemctl show docker-{full_id}.scope -p Slice -p ActiveState").stdout
+    assert "Slice=convocate-sessions.slice" in scope, scope
+    assert "ActiveState=active" in scope, scope
+
+    with RUN_LOG.step("systemctl restart convocate-agent", agent_host.name):
+        agent_host.sudo("systemctl restart convocate-agent.service", timeout=90)
+        wait_for_sync(lambda: unit_state(agent_host, "convocate-agent.service") == "active",
+                      timeout=60, interval=0.5)
+
+    fmt = "'{{.State.Running}} {{.State.StartedAt}}'"
+    state = agent_host.sudo(f"docker inspect -f {fmt} {container}")
+    assert state.stdout.split() == ["true", started], "the session container was restarted or stopped"
+    listed = wait_for_sync(lambda: agent_sessions(agent_host), timeout=60, interval=1.0)
+    assert listed.get(session) is True, listed

@@ -9,14 +9,50 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 
-from hostctl.image_transfer import push_image, push_plan
+from hostctl.image_transfer import DEFAULT_CODEC, CodecName, push_image, push_plan
 from hostctl.remote import LocalRunner, Runner, SSHRunner, SSHTarget
 
-__all__ = ["image_app"]
+__all__ = ["ProgressBar", "image_app"]
 
 image_app = typer.Typer(help="Move session images between hosts.", no_args_is_help=True,
                         rich_markup_mode=None)
+
+class ProgressBar:
+    """A rich progress display of a push: one line per stage, bytes and rate while sending."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._task: TaskID | None = None
+
+    def stage(self, name: str, total: int | None) -> None:
+        """Close the previous stage's line and open one for ``name``."""
+        if self._task is not None:
+            done = self._progress.tasks[self._task].completed
+            self._progress.update(self._task, total=done or 1, completed=done or 1)
+        if name != "done":
+            self._task = self._progress.add_task(name, total=total)
+
+    def advance(self, nbytes: int) -> None:
+        """``nbytes`` more image bytes went into the pipeline."""
+        if self._task is not None:
+            self._progress.advance(self._task, nbytes)
+
+
+def progress_display(console: Console) -> Progress:
+    """The columns of the push display: stage, bar, bytes, rate, elapsed time."""
+    return Progress(TextColumn("{task.description:<6}"), BarColumn(), DownloadColumn(),
+                    TransferSpeedColumn(), TimeElapsedColumn(), console=console, transient=False)
 
 
 @image_app.command("push")
@@ -30,15 +66,22 @@ def push(
     set_current: Annotated[str | None, typer.Option(
         help="Rewrite this current-image pointer on the target, e.g. /etc/convocate-agent/current-image."
     )] = None,
-    level: Annotated[int, typer.Option(min=1, max=9, help="gzip level.")] = 1,
+    codec: Annotated[CodecName, typer.Option(
+        help="zstd (multi-threaded; convocate hosts have it) or gzip (for hosts without zstd).",
+    )] = DEFAULT_CODEC,
+    level: Annotated[int | None, typer.Option(
+        min=1, max=19, help="Compression level (default: zstd 3, gzip 1; gzip allows 1-9)."
+    )] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and change nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
 ) -> None:
-    """docker save | gzip | sha256 | ssh | docker load, verified on both ends."""
+    """docker save | zstd/gzip | sha256 | ssh | sha256, then docker load; verified on both ends."""
     if dry_run:
-        steps = push_plan(tag, host, set_current=set_current)
+        steps = push_plan(tag, host, codec=codec, set_current=set_current)
         print(json.dumps({"steps": steps}) if as_json else "\n".join(f"- {s}" for s in steps))
         return
+    console = Console(stderr=True)
+    display = progress_display(console) if console.is_terminal and not as_json else None
 
     async def go() -> None:
         runner: Runner = (
@@ -46,13 +89,20 @@ def push(
             else SSHRunner(SSHTarget(host, port, user, key, known_hosts))
         )
         try:
-            result = await push_image(tag, runner, level=level, set_current=set_current)
+            if display is None:
+                result = await push_image(tag, runner, codec=codec, level=level,
+                                          set_current=set_current)
+            else:
+                with display:
+                    result = await push_image(tag, runner, codec=codec, level=level,
+                                              set_current=set_current, progress=ProgressBar(display))
         finally:
             await runner.close()
         if as_json:
             print(json.dumps(dataclasses.asdict(result)))
         else:
             print(f"pushed {result.tag} ({result.image_id[:19]}) to {host}: {result.tar_bytes} bytes, "
-                  f"{result.gz_bytes} gzipped, sha256={result.sha256}, {result.seconds:.1f} s")
+                  f"{result.compressed_bytes} with {result.codec}, sha256={result.sha256}, "
+                  f"{result.seconds:.1f} s")
 
     asyncio.run(go())

@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import asyncssh
 
-from common.errors import InvalidArgumentError, UnavailableError
+from common.errors import ConvocateError, InvalidArgumentError, UnavailableError
 from common.ssh_keys import read_private_key
 from common.tunnel import describe_connect_error
 
@@ -50,13 +50,38 @@ class Runner(Protocol):
     async def close(self) -> None: ...
 
 
+class _InputRefusedError(Exception):
+    """The step stopped reading its stdin before the end of the stream."""
+
+
 async def _pump(
-    source: AsyncIterator[bytes], write: asyncio.StreamWriter | asyncssh.SSHWriter[bytes]
-) -> None:
-    async for chunk in source:
-        write.write(chunk)
-        await write.drain()
-    write.write_eof()
+    source: AsyncIterator[bytes], write: asyncio.StreamWriter | asyncssh.SSHWriter[bytes],
+    abort: Callable[[], object],
+) -> int:
+    """Copy ``source`` into the step's stdin, then EOF; return the bytes written.
+
+    If ``source`` fails, ``abort`` stops the step (so nobody waits for an EOF that never
+    comes) and the error propagates; if the step stops reading, :class:`_InputRefusedError`.
+    """
+    sent = 0
+    try:
+        async for chunk in source:
+            try:
+                write.write(chunk)
+                await write.drain()
+            except (OSError, asyncssh.Error) as e:
+                raise _InputRefusedError(f"it stopped reading its input after {sent} bytes ({e})") from None
+            sent += len(chunk)
+        write.write_eof()
+    except BaseException:
+        abort()
+        raise
+    return sent
+
+
+def _refused(where: str, argv: Sequence[str], e: _InputRefusedError, err: bytes) -> ConvocateError:
+    detail = err.decode(errors="replace").strip()
+    return ConvocateError(f"{argv[0]} on {where}: {e}" + (f": {detail}" if detail else ""))
 
 
 class LocalRunner:
@@ -72,11 +97,14 @@ class LocalRunner:
             *full, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
-        pump = asyncio.create_task(_pump(stdin, proc.stdin)) if stdin and proc.stdin else None
+        pump = asyncio.create_task(_pump(stdin, proc.stdin, proc.kill)) if stdin and proc.stdin else None
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout)
             if pump is not None:
-                await pump
+                try:
+                    await pump
+                except _InputRefusedError as e:
+                    raise _refused(self.name, argv, e, err) from None
         finally:
             if proc.returncode is None:
                 proc.kill()
@@ -146,13 +174,17 @@ class SSHRunner:
             command = "sudo -n -- " + command
         proc = await conn.create_process(command, encoding=None)
         async with proc:
-            pump = asyncio.create_task(_pump(stdin, proc.stdin)) if stdin else None
+            pump = asyncio.create_task(_pump(stdin, proc.stdin, proc.close)) if stdin else None
             if pump is None:
                 proc.stdin.write_eof()
             try:
                 result = await asyncio.wait_for(proc.wait(check=False), timeout)
                 if pump is not None:
-                    await pump
+                    try:
+                        await pump
+                    except _InputRefusedError as e:
+                        err = result.stderr if isinstance(result.stderr, bytes) else b""
+                        raise _refused(self.name, argv, e, err) from None
             finally:
                 if pump is not None and not pump.done():
                     pump.cancel()

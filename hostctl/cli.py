@@ -19,6 +19,7 @@ from common.tunnel import TunnelSettings
 from common.version import VERSION
 from hostctl import fleet_commands
 from hostctl.image_commands import image_app
+from hostctl.log_commands import logs_app
 from hostctl.tunnel_command import default_socket, run_tunnel
 
 __all__ = ["app", "main"]
@@ -32,6 +33,7 @@ app = typer.Typer(
     rich_markup_mode=None,  # help texts print as written, brackets included
 )
 app.add_typer(image_app, name="image")
+app.add_typer(logs_app, name="logs")
 
 
 @app.callback()

@@ -16,6 +16,15 @@ __all__ = [
     "CONFIG_FILE",
     "CURRENT_IMAGE_FILE",
     "DNSMASQ_HOSTS_FILE",
+    "LOG_AGENT_DROPIN",
+    "LOG_AGENT_TLS_DIR",
+    "LOG_OWN_FILE",
+    "LOG_PORT",
+    "LOG_ROTATE_FILE",
+    "LOG_SHELL_CA_DIR",
+    "LOG_SHELL_DIR",
+    "LOG_SHELL_DROPIN",
+    "LOG_SPOOL_DIR",
     "SESSIONS_ROOT",
     "SHELL_STATE_DIR",
     "STATUS_AUTHORIZED_KEYS",
@@ -44,3 +53,14 @@ STATUS_AUTHORIZED_KEYS = Path("/etc/convocate/status_authorized_keys")
 STATUS_SOCKET = Path("/run/convocate/status.sock")
 SHELL_STATE_DIR = Path("/var/lib/convocate")
 DNSMASQ_HOSTS_FILE = SHELL_STATE_DIR / "dnsmasq-hosts"
+
+# Log forwarding (rsyslog over TLS, agents to the shell host).
+LOG_PORT = 514
+LOG_SHELL_CA_DIR = Path("/etc/convocate/rsyslog-ca")  # ca.crt ca.key server.crt server.key
+LOG_SHELL_DROPIN = Path("/etc/rsyslog.d/10-convocate-server.conf")
+LOG_SHELL_DIR = Path("/var/log/convocate-agent")  # one <agent id>.log per agent
+LOG_OWN_FILE = Path("/var/log/convocate.log")
+LOG_ROTATE_FILE = Path("/etc/logrotate.d/convocate-agent-logs")
+LOG_AGENT_TLS_DIR = AGENT_CONFIG_DIR / "rsyslog-tls"  # ca.crt client.crt client.key
+LOG_AGENT_DROPIN = Path("/etc/rsyslog.d/10-convocate-client.conf")
+LOG_SPOOL_DIR = Path("/var/spool/rsyslog")

@@ -20,7 +20,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from hostctl.image_transfer import DEFAULT_CODEC, CodecName, push_image, push_plan
+from common.defaults import CURRENT_IMAGE_FILE
+from hostctl.image_transfer import DEFAULT_CODEC, STAGING_DIR, CodecName, push_image, push_plan
 from hostctl.remote import LocalRunner, Runner, SSHRunner, SSHTarget
 
 __all__ = ["ProgressBar", "image_app"]
@@ -64,7 +65,7 @@ def push(
     key: Annotated[Path | None, typer.Option(help="Private key for the target.")] = None,
     known_hosts: Annotated[Path | None, typer.Option(help="Known-hosts file pinning the target.")] = None,
     set_current: Annotated[str | None, typer.Option(
-        help="Rewrite this current-image pointer on the target, e.g. /etc/convocate-agent/current-image."
+        help=f"Rewrite this current-image pointer on the target, e.g. {CURRENT_IMAGE_FILE}."
     )] = None,
     codec: Annotated[CodecName, typer.Option(
         help="zstd (multi-threaded; convocate hosts have it) or gzip (for hosts without zstd).",
@@ -72,12 +73,15 @@ def push(
     level: Annotated[int | None, typer.Option(
         min=1, max=19, help="Compression level (default: zstd 3, gzip 1; gzip allows 1-9)."
     )] = None,
+    staging_dir: Annotated[str, typer.Option(
+        help="Directory on the target where the stream waits for its checksum (needs room for it)."
+    )] = STAGING_DIR,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and change nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
 ) -> None:
     """docker save | zstd/gzip | sha256 | ssh | sha256, then docker load; verified on both ends."""
     if dry_run:
-        steps = push_plan(tag, host, codec=codec, set_current=set_current)
+        steps = push_plan(tag, host, codec=codec, set_current=set_current, staging_dir=staging_dir)
         print(json.dumps({"steps": steps}) if as_json else "\n".join(f"- {s}" for s in steps))
         return
     console = Console(stderr=True)
@@ -91,11 +95,12 @@ def push(
         try:
             if display is None:
                 result = await push_image(tag, runner, codec=codec, level=level,
-                                          set_current=set_current)
+                                          set_current=set_current, staging_dir=staging_dir)
             else:
                 with display:
                     result = await push_image(tag, runner, codec=codec, level=level,
-                                              set_current=set_current, progress=ProgressBar(display))
+                                              set_current=set_current, progress=ProgressBar(display),
+                                              staging_dir=staging_dir)
         finally:
             await runner.close()
         if as_json:

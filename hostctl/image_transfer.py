@@ -37,8 +37,8 @@ from hostctl.remote import CommandResult, Runner
 __all__ = [
     "CODECS",
     "DEFAULT_CODEC",
-    "DEFAULT_POINTER",
     "RECEIVER_PACKAGES",
+    "STAGING_DIR",
     "Codec",
     "CodecName",
     "PushProgress",
@@ -48,7 +48,8 @@ __all__ = [
 ]
 
 CHUNK = 1 << 20
-DEFAULT_POINTER = "/etc/convocate-agent/current-image"
+# Disk-backed on Debian (unlike a tmpfs /tmp), so a large image does not sit in memory.
+STAGING_DIR = "/var/tmp"  # noqa: S108
 _MISSING_TOOL = 3  # exit status of the target's pre-flight when the decompressor is missing
 
 
@@ -125,12 +126,14 @@ class PushResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
-def push_plan(tag: str, target: str, *, codec: str = DEFAULT_CODEC, set_current: str | None) -> list[str]:
+def push_plan(tag: str, target: str, *, codec: str = DEFAULT_CODEC, set_current: str | None,
+              staging_dir: str = STAGING_DIR) -> list[str]:
     """The steps a push takes, for --dry-run."""
     c = _codec(codec)
     steps = [
         f"docker save {tag} | {' '.join(c.compress(None))} | sha256 (here)",
-        f"stream to {target}:/tmp/convocate-image-XXXXXXXX{c.suffix} (0600), sha256sum in the same pass",
+        (f"stream to {target}:{staging_dir}/convocate-image-XXXXXXXX{c.suffix} (0600), "
+         "sha256sum in the same pass"),
         "compare the two sha256 digests; stop and delete the file on a mismatch",
         f"{' '.join(c.decompress_argv)} FILE | docker load on the target; compare image ids; delete FILE",
     ]
@@ -236,6 +239,7 @@ async def push_image(
     level: int | None = None,
     set_current: str | None = None,
     progress: PushProgress | None = None,
+    staging_dir: str = STAGING_DIR,
 ) -> PushResult:
     """Send local image ``tag`` to the host behind ``runner``, load it there, verify it.
 
@@ -246,6 +250,7 @@ async def push_image(
         level: the codec's compression level; None takes its default (zstd 3, gzip 1).
         set_current: path of the target's current-image pointer to rewrite, or None.
         progress: told each stage and how many image bytes have been read.
+        staging_dir: where on the target the compressed stream waits for its checksum.
 
     Returns:
         What was sent and verified.
@@ -267,7 +272,7 @@ async def push_image(
         raise NotFoundError(f"no local image {tag!r}: build it first (convocate install)")
     image_id = inspected.text()
     # mktemp creates the file 0600 under a random name: no race, no predictable path.
-    template = f"/tmp/convocate-image-XXXXXXXX{c.suffix}"  # noqa: S108
+    template = f"{staging_dir.rstrip('/')}/convocate-image-XXXXXXXX{c.suffix}"
     preflight = f'command -v {c.decompress_argv[0]} >/dev/null || exit {_MISSING_TOOL}; mktemp "$0"'
     made = await runner.run(["sh", "-c", preflight, template], root=True)
     if made.status == _MISSING_TOOL:

@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
+from common.defaults import LOG_AGENT_TLS_DIR as AGENT_TLS_DIR
+from common.defaults import LOG_SHELL_CA_DIR as SHELL_CA_DIR
 from hostctl import logforward
-from hostctl.logforward import AGENT_TLS_DIR, SHELL_CA_DIR
 
 __all__ = ["logs_app"]
 

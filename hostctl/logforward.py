@@ -6,7 +6,8 @@ under ``/var/log/convocate-agent/``) and rotates those files (``convocate-agent-
 Each agent runs the forwarder (``10-convocate-client.conf``: omfwd over TLS with its
 client certificate, the shell's certificate checked by name, a disk-assisted queue).
 The templates live in ``deploy/rsyslog/``; this module fills them and writes the
-certificates (:mod:`hostctl.log_pki`) into a directory, keys 0600.
+certificates (:mod:`hostctl.log_pki`) into a directory, keys 0600. Where the files go
+on the hosts is in :mod:`common.defaults` (``LOG_*``).
 """
 
 from __future__ import annotations
@@ -15,19 +16,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import defaults
 from common.deploy_files import deploy_dir
 from common.errors import AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError
 from common.paths import atomic_write, private_dir
 from hostctl import log_pki
 
 __all__ = [
-    "AGENT_DROPIN",
-    "AGENT_TLS_DIR",
     "HOST_PACKAGES",
-    "LISTENER_DROPIN",
-    "LOGROTATE_FILE",
-    "PORT",
-    "SHELL_CA_DIR",
     "Forwarder",
     "Listener",
     "init_ca",
@@ -38,13 +34,7 @@ __all__ = [
     "render_logrotate",
 ]
 
-PORT = 514
 HOST_PACKAGES = ("rsyslog", "rsyslog-gnutls")  # what both roles need installed
-SHELL_CA_DIR = Path("/etc/convocate/rsyslog-ca")  # ca.crt ca.key server.crt server.key
-AGENT_TLS_DIR = Path("/etc/convocate-agent/rsyslog-tls")  # ca.crt client.crt client.key
-LISTENER_DROPIN = Path("/etc/rsyslog.d/10-convocate-server.conf")
-AGENT_DROPIN = Path("/etc/rsyslog.d/10-convocate-client.conf")
-LOGROTATE_FILE = Path("/etc/logrotate.d/convocate-agent-logs")
 CA_CERT, CA_KEY = "ca.crt", "ca.key"
 SERVER_CERT, SERVER_KEY = "server.crt", "server.key"
 CLIENT_CERT, CLIENT_KEY = "client.crt", "client.key"
@@ -55,10 +45,10 @@ class Listener:
     """Where the shell host's listener listens, what it presents and where it writes."""
 
     address: str = "0.0.0.0"  # noqa: S104 - agents connect from other hosts
-    port: int = PORT
-    tls_dir: Path = SHELL_CA_DIR
-    log_dir: Path = Path("/var/log/convocate-agent")
-    own_log: Path = Path("/var/log/convocate.log")
+    port: int = defaults.LOG_PORT
+    tls_dir: Path = defaults.LOG_SHELL_CA_DIR
+    log_dir: Path = defaults.LOG_SHELL_DIR
+    own_log: Path = defaults.LOG_OWN_FILE
 
 
 @dataclass(frozen=True)
@@ -68,9 +58,9 @@ class Forwarder:
     agent_id: str
     target: str  # the shell host's address
     server_name: str  # a name in the shell's server certificate (checked by the agent)
-    port: int = PORT
-    tls_dir: Path = AGENT_TLS_DIR
-    spool_dir: Path = Path("/var/spool/rsyslog")
+    port: int = defaults.LOG_PORT
+    tls_dir: Path = defaults.LOG_AGENT_TLS_DIR
+    spool_dir: Path = defaults.LOG_SPOOL_DIR
 
 
 _PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
@@ -90,7 +80,7 @@ def _render(template: str, values: dict[str, str]) -> str:
 
 
 def render_listener(listener: Listener) -> str:
-    """The shell host's rsyslog drop-in (``LISTENER_DROPIN``)."""
+    """The shell host's rsyslog drop-in (``defaults.LOG_SHELL_DROPIN``)."""
     return _render("10-convocate-server.conf.in", {
         "ADDRESS": listener.address, "PORT": str(listener.port),
         "CA_FILE": str(listener.tls_dir / CA_CERT), "CERT_FILE": str(listener.tls_dir / SERVER_CERT),
@@ -100,7 +90,7 @@ def render_listener(listener: Listener) -> str:
 
 
 def render_forwarder(forwarder: Forwarder) -> str:
-    """An agent host's rsyslog drop-in (``AGENT_DROPIN``)."""
+    """An agent host's rsyslog drop-in (``defaults.LOG_AGENT_DROPIN``)."""
     log_pki.check_name(forwarder.agent_id, "agent id")
     log_pki.check_name(forwarder.server_name, "server name")
     return _render("10-convocate-client.conf.in", {
@@ -112,7 +102,7 @@ def render_forwarder(forwarder: Forwarder) -> str:
 
 
 def render_logrotate(listener: Listener) -> str:
-    """The shell host's logrotate file for the per-agent logs (``LOGROTATE_FILE``)."""
+    """The shell host's logrotate file for the per-agent logs (``defaults.LOG_ROTATE_FILE``)."""
     return _render("convocate-agent-logs.logrotate.in",
                    {"LOG_DIR": str(listener.log_dir), "OWN_LOG": str(listener.own_log)})
 

@@ -118,19 +118,22 @@ def _image_id(tag: str) -> str | None:
     return r.stdout.strip() if r.returncode == 0 else None
 
 
-def _leftovers() -> set[str]:
-    return {p.name for p in Path("/tmp").glob("convocate-image-*")}
+@pytest.fixture
+def staging(tmp_path: Path) -> Path:
+    """A private staging directory on the target (the target is this machine)."""
+    d = tmp_path / "staging"
+    d.mkdir()
+    return d
 
 
 @pytest.mark.parametrize("codec", list(CODECS))
 async def test_push_loads_the_image_and_sets_the_pointer(
-    sshd: Sshd, image: str, tmp_path: Path, codec: str
+    sshd: Sshd, image: str, tmp_path: Path, staging: Path, codec: str
 ) -> None:
     """The image removed here once the upload is verified comes back through docker load."""
     before_id = _image_id(image)
     pointer = tmp_path / "current-image"
     pointer.write_text("convocate:previous\n")
-    before = _leftovers()
 
     def remove_local() -> None:
         subprocess.run(["docker", "rmi", image], check=True, capture_output=True, timeout=60)
@@ -139,7 +142,8 @@ async def test_push_loads_the_image_and_sets_the_pointer(
     stages = Stages(on_load=remove_local)
     runner = SSHRunner(_target(sshd))
     try:
-        result = await push_image(image, runner, codec=codec, set_current=str(pointer), progress=stages)
+        result = await push_image(image, runner, codec=codec, set_current=str(pointer), progress=stages,
+                                  staging_dir=str(staging))
     finally:
         await runner.close()
     assert _image_id(image) == before_id == result.image_id
@@ -148,28 +152,29 @@ async def test_push_loads_the_image_and_sets_the_pointer(
     assert result.compressed_bytes < result.tar_bytes == stages.bytes
     assert stages.names == ["send", "verify", "load", "done"]
     assert len(result.sha256) == 64
-    assert _leftovers() <= before
+    assert result.remote_file.startswith(f"{staging}/convocate-image-")
+    assert list(staging.iterdir()) == []
 
 
 @pytest.mark.parametrize(("how", "at"), [("flip", 5000), ("truncate", 20000), ("cut", 20000)])
 async def test_broken_stream_is_refused_and_the_current_image_stays(
-    sshd: Sshd, mangler: Mangler, image: str, tmp_path: Path, how: str, at: int
+    sshd: Sshd, mangler: Mangler, image: str, tmp_path: Path, staging: Path, how: str, at: int
 ) -> None:
     """A flipped byte or a cut stream is refused before docker load; the pointer keeps its value."""
     mangler.set(how, at)
     pointer = tmp_path / "current-image"
     pointer.write_text("convocate:previous\n")
-    before = _leftovers()
     stages = Stages()
     runner = SSHRunner(_target(sshd, mangler.key))
     try:
         with pytest.raises(ConvocateError, match=r"sha256 mismatch .* nothing was loaded|stopped reading"):
-            await push_image(image, runner, set_current=str(pointer), progress=stages)
+            await push_image(image, runner, set_current=str(pointer), progress=stages,
+                             staging_dir=str(staging))
     finally:
         await runner.close()
     assert "load" not in stages.names
     assert pointer.read_text() == "convocate:previous\n"
-    assert _leftovers() <= before
+    assert list(staging.iterdir()) == []
 
 
 async def test_mangler_passes_an_intact_stream(sshd: Sshd, mangler: Mangler, image: str) -> None:

@@ -114,9 +114,11 @@ class UnixGrpcServer:
     ``grpcurl -plaintext -unix <socket> list`` works (directly or through the tunnel).
     """
 
-    def __init__(self, socket_path: Path, services: Iterable[Service]) -> None:
+    def __init__(self, socket_path: Path, services: Iterable[Service],
+                 max_receive: int | None = None) -> None:
         self.socket_path = check_socket_path(socket_path)
         self.services = list(services)
+        self.max_receive = max_receive  # bytes per request message (default SERVER_OPTIONS')
         self.health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
 
@@ -125,7 +127,11 @@ class UnixGrpcServer:
         private_dir(self.socket_path.parent)
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
-        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[ErrorInterceptor()])
+        options = list(SERVER_OPTIONS)
+        if self.max_receive is not None:
+            options = [o for o in options if o[0] != "grpc.max_receive_message_length"]
+            options.append(("grpc.max_receive_message_length", self.max_receive))
+        server = grpc.aio.server(options=options, interceptors=[ErrorInterceptor()])
         for svc in self.services:
             svc.add(svc.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

@@ -21,7 +21,8 @@ GSSAPI is off whatever libraries the host has.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,9 @@ class SSHServerSettings:
     keepalive_count_max: int = 3
     login_timeout: float = 10.0
     limits: SSHLimits = field(default_factory=SSHLimits)
+    # Connects the guarded socket for the authenticated key instead of a plain connect
+    # (the status service binds each agent's stream to the agent its key names).
+    open_socket: Callable[[asyncssh.SSHKey], Awaitable[socket.socket]] | None = None
 
 
 class _Counted(SSHForwarder):
@@ -100,6 +104,7 @@ class _Guard(asyncssh.SSHServer):
         self._addr = ""
         self._peer = "?"
         self._key_fp = ""
+        self._key: asyncssh.SSHKey | None = None
         self._auth_failures = 0
         self._refused = 0
         self._channels = 0
@@ -174,7 +179,7 @@ class _Guard(asyncssh.SSHServer):
         ok = bool(allowed and allowed.validate(key, self._addr, self._addr) is not None)
         if ok:
             if self._key_fp != fp:  # asyncssh asks twice: probe, then signature
-                self._key_fp = fp
+                self._key_fp, self._key = fp, key
                 log.info("ssh login", peer=self._peer, user=username, key=fp)
             return True
         self._shared.refusals.warning("ssh login refused: key not authorized", peer=self._peer, user=username,
@@ -205,8 +210,16 @@ class _Guard(asyncssh.SSHServer):
         def closed() -> None:
             self._channels -= 1
 
+        loop = asyncio.get_running_loop()
         try:
-            _, peer = await asyncio.get_running_loop().create_unix_connection(SSHForwarder, real)
+            if self._settings.open_socket is not None and self._key is not None:
+                sock = await self._settings.open_socket(self._key)
+                _, peer = await loop.create_unix_connection(SSHForwarder, sock=sock)
+            else:
+                _, peer = await loop.create_unix_connection(SSHForwarder, real)
+        except asyncssh.ChannelOpenError:
+            closed()
+            raise
         except OSError as e:
             closed()
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, str(e)) from None

@@ -40,6 +40,7 @@ from shell.console.config import ShellConfig
 from shell.console.runner import run_console_for
 from shell.demo_smoke import smoke_test
 from shell.install import build_offline_image, run_with_input
+from shell.status.identity import agent_key_comment
 
 __all__ = ["AGENT_ID", "DemoOptions", "run_demo"]
 
@@ -154,7 +155,7 @@ class DemoStack:
         host_key = generate_keypair(etc / "ssh_host_ed25519_key", "demo-agent-host")
         shell_key = generate_keypair(self.work / "shell_to_agent_ed25519_key", "demo-shell")
         add_authorized_key(d / "authorized_keys", shell_key)
-        status_key = generate_keypair(d / "agent_to_shell_ed25519_key", "demo-agent-to-shell")
+        status_key = generate_keypair(d / "agent_to_shell_ed25519_key", agent_key_comment(AGENT_ID))
         add_authorized_key(self.work / "status" / "authorized_keys", status_key)
         pin_host_key(d / "status_known_hosts", HOST, status_port,
                      Path(str(status_host_key) + ".pub").read_text())

@@ -1,4 +1,10 @@
-"""The status service process: SSH :223 guarding the Status gRPC socket.
+"""The status service process: SSH :223 guarding the publish socket, and a local socket.
+
+Two gRPC sockets serve one :class:`StatusView`. The publish socket (``publish_socket``,
+Publish only, requests at most 64 KiB) is the only one the SSH server opens, and every
+stream on it is bound to the agent its SSH key names (:mod:`shell.status.identity`).
+The local socket (``socket``: Watch, GetView, ReportLink) is for the console and
+other clients on this host; no SSH channel reaches it.
 
 ``convocate status serve`` calls :func:`serve_status` (tests and the demo run it as
 ``python -m shell.main status serve --config FILE``). Configuration comes from the
@@ -20,11 +26,14 @@ from common.grpc_server import UnixGrpcServer
 from common.logging import get_logger
 from common.registry import DEFAULT_REGISTRY_DIR
 from common.ssh_server import SSHServerSettings, SSHSocketServer
+from shell.status.identity import AgentKeys, PublishGate
 from shell.status.link_prober import REPORTER, LinkProber
-from shell.status.service import status_service
+from shell.status.service import local_service, publish_service
 from shell.status.view import StatusView
 
-__all__ = ["StatusConfig", "StatusServer", "serve_status"]
+__all__ = ["PUBLISH_MAX_RECEIVE", "StatusConfig", "StatusServer", "serve_status"]
+
+PUBLISH_MAX_RECEIVE = 64 * 1024  # one event from an agent, at most
 
 log = get_logger(__name__)
 
@@ -37,7 +46,8 @@ class StatusConfig:
     port: int = STATUS_PORT
     host_key: Path = STATUS_HOST_KEY
     authorized_keys: Path = STATUS_AUTHORIZED_KEYS
-    socket: Path = STATUS_SOCKET
+    socket: Path = STATUS_SOCKET          # local only: Watch, GetView, ReportLink
+    publish_socket: Path | None = None   # what SSH opens (Publish only); default: beside ``socket``
     heartbeat_interval: float = 30.0     # the agents' heartbeat interval
     heartbeat_budget_factor: float = 2.5  # stale after this many missed intervals
     ssh_keepalive_interval: float = 15.0
@@ -46,6 +56,11 @@ class StatusConfig:
     # without a console). None or a missing directory: rely on the consoles' reports.
     registry_dir: Path | None = DEFAULT_REGISTRY_DIR
     probe_dir: Path | None = None        # its tunnel sockets; default: beside the socket
+
+    @property
+    def publish_path(self) -> Path:
+        """The socket the SSH server forwards agents to."""
+        return self.publish_socket or self.socket.parent / "publish.sock"
 
     @property
     def probe_sockets(self) -> Path:
@@ -63,16 +78,19 @@ class StatusServer:
 
     def __init__(self, config: StatusConfig) -> None:
         self.config = config
-        self.view = StatusView(config.heartbeat_budget)
-        self.grpc = UnixGrpcServer(config.socket, [status_service(self.view)])
+        self.prober: LinkProber | None = None
+        self.view = StatusView(config.heartbeat_budget, registered=self._registered)
+        self.gate = PublishGate(AgentKeys(config.authorized_keys), config.publish_path)
+        self.grpc = UnixGrpcServer(config.socket, [local_service(self.view)])
+        self.publish = UnixGrpcServer(config.publish_path, [publish_service(self.view, self.gate.agent_of)],
+                                      max_receive=PUBLISH_MAX_RECEIVE)
         self.ssh = SSHSocketServer(SSHServerSettings(
             host=config.host, port=config.port, host_key=config.host_key,
-            authorized_keys=config.authorized_keys, socket_path=config.socket,
+            authorized_keys=config.authorized_keys, socket_path=config.publish_path,
             banner="convocate", host_key_comment="convocate-status-host",
-            keepalive_interval=config.ssh_keepalive_interval,
+            keepalive_interval=config.ssh_keepalive_interval, open_socket=self.gate.open,
         ))
         self._ticker: asyncio.Task[None] | None = None
-        self.prober: LinkProber | None = None
         if config.registry_dir is not None:
             interval = config.heartbeat_interval
             self.prober = LinkProber(config.registry_dir, ClientSettings(
@@ -81,12 +99,19 @@ class StatusServer:
                 client_id=REPORTER,
             ), self.view)
 
+    def _registered(self) -> set[str]:
+        """The registered agents (those the prober pings) and the agents with keys."""
+        keys = set(self.gate.keys.agent_ids())
+        return keys | set(self.prober.clients) if self.prober is not None else keys
+
     async def start(self) -> None:
-        """Start gRPC, then SSH, then the staleness ticker."""
+        """Start both gRPC servers, then SSH, then the staleness ticker."""
         await self.grpc.start()
         try:
+            await self.publish.start()
             await self.ssh.start()
         except BaseException:
+            await self.publish.stop(grace=0)
             await self.grpc.stop(grace=0)
             raise
         self._ticker = asyncio.create_task(self._tick(), name="status-staleness")
@@ -114,7 +139,9 @@ class StatusServer:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
                 await self.ssh.wait_closed()
-        await self.grpc.stop(self.config.grace if grace is None else grace)
+        grace = self.config.grace if grace is None else grace
+        await self.publish.stop(grace)
+        await self.grpc.stop(grace)
         log.info("status service stopped")
 
     async def __aenter__(self) -> StatusServer:

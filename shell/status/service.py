@@ -1,5 +1,12 @@
 # ruff: noqa: ARG002  # gRPC fixes the servicer signatures; not every handler reads every argument
-"""The Status gRPC servicer: agents publish, local consumers watch one shared view.
+"""The Status gRPC servicers: agents publish, local consumers watch one shared view.
+
+Two sockets, two servicers. :class:`PublishServicer` serves only Publish, on the
+socket the SSH server forwards to: the agent is the one its SSH key names
+(:class:`shell.status.identity.PublishGate`), and an event naming any other agent
+ends the stream with PERMISSION_DENIED. :class:`LocalServicer` serves Watch, GetView
+and ReportLink on the local-only socket the console and the link prober use; it
+refuses Publish (a local caller has no agent key).
 
 Handlers only translate between gRPC and :class:`shell.status.view.StatusView`; the
 view keeps the state. Unknown event types are accepted (forward compatibility).
@@ -8,33 +15,56 @@ view keeps the state. Unknown event types are accepted (forward compatibility).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 from convocate.v1 import status_pb2, status_pb2_grpc
 
-from common.errors import InvalidArgumentError
+from common.errors import InvalidArgumentError, PermissionDeniedError
 from common.grpc_server import Service
 from common.logging import get_logger
+from common.registry import validate_agent_id
 from shell.status.view import StatusView
 
-__all__ = ["StatusServicer", "status_service"]
+__all__ = ["LocalServicer", "PublishServicer", "local_service", "publish_service"]
 
 log = get_logger(__name__)
 
 
-class StatusServicer(status_pb2_grpc.StatusServicer):
-    """Serves Publish, Watch, GetView and ReportLink over one :class:`StatusView`."""
+def _denied(message: str) -> list[status_pb2.ViewUpdate]:
+    """Refuse a call with PERMISSION_DENIED (typed as a list so a stream handler can use it)."""
+    raise PermissionDeniedError(message)
 
-    def __init__(self, view: StatusView) -> None:
+
+class PublishServicer(status_pb2_grpc.StatusServicer):
+    """Publish only, each stream bound to the agent its SSH key names (the SSH-reachable socket).
+
+    Watch, GetView and ReportLink are refused here (PERMISSION_DENIED): an agent key
+    reaches this socket and nothing else.
+
+    Args:
+        view: the shared view.
+        identify: the agent behind a caller (its gRPC peer string), None if none.
+    """
+
+    def __init__(self, view: StatusView, identify: Callable[[str], str | None]) -> None:
         self.view = view
+        self._identify = identify
+
+    def _bound_agent(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
+        """The agent the caller's key names."""
+        agent_id = self._identify(context.peer())
+        if agent_id is None:
+            raise PermissionDeniedError("Publish needs an agent's SSH key: this connection has none")
+        return agent_id
 
     async def Publish(  # noqa: N802 - gRPC method name
         self,
         request_iterator: AsyncIterator[status_pb2.Event],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> status_pb2.PublishSummary:
+        bound = self._bound_agent(context)
         agent_id = ""
         received = 0
         error = ""
@@ -42,10 +72,14 @@ class StatusServicer(status_pb2_grpc.StatusServicer):
         try:
             async for event in request_iterator:
                 last_type = event.type
+                if event.agent_id not in ("", bound):
+                    # Logged here, rate-limited per agent (a plain raise would log every refusal).
+                    self.view.refuse(bound, "event names another agent", named=event.agent_id[:64])
+                    error = (f"this key belongs to agent {bound!r}: "
+                             f"it may not publish as {event.agent_id[:64]!r}")
+                    await context.abort(grpc.StatusCode.PERMISSION_DENIED, error)
                 if not agent_id:
-                    if not event.agent_id:
-                        raise InvalidArgumentError("the first status event must name its agent_id")
-                    agent_id = event.agent_id
+                    agent_id = bound
                     self.view.stream_opened(agent_id)
                 if not event.agent_id:
                     event.agent_id = agent_id
@@ -67,6 +101,39 @@ class StatusServicer(status_pb2_grpc.StatusServicer):
     async def Watch(  # noqa: N802 - gRPC method name
         self, request: status_pb2.WatchRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[status_pb2.ViewUpdate]:
+        for update in _denied("Watch is served to local clients on the shell host only"):
+            yield update
+
+    async def GetView(  # noqa: N802 - gRPC method name
+        self, request: status_pb2.GetViewRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> status_pb2.View:
+        _denied("GetView is served to local clients on the shell host only")
+        return status_pb2.View()
+
+    async def ReportLink(  # noqa: N802 - gRPC method name
+        self, request: status_pb2.LinkReport, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> status_pb2.LinkReportAck:
+        _denied("ReportLink is served to local clients on the shell host only")
+        return status_pb2.LinkReportAck()
+
+
+class LocalServicer(status_pb2_grpc.StatusServicer):
+    """Watch, GetView and ReportLink for local clients (the local-only socket); no Publish."""
+
+    def __init__(self, view: StatusView) -> None:
+        self.view = view
+
+    async def Publish(  # noqa: N802 - gRPC method name
+        self,
+        request_iterator: AsyncIterator[status_pb2.Event],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> status_pb2.PublishSummary:
+        _denied("Publish is served to agents through the status SSH port only")
+        return status_pb2.PublishSummary()
+
+    async def Watch(  # noqa: N802 - gRPC method name
+        self, request: status_pb2.WatchRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[status_pb2.ViewUpdate]:
         watcher = self.view.subscribe()
         try:
             while True:
@@ -84,10 +151,17 @@ class StatusServicer(status_pb2_grpc.StatusServicer):
     ) -> status_pb2.LinkReportAck:
         if not request.agent_id:
             raise InvalidArgumentError("a link report must name its agent_id")
+        validate_agent_id(request.agent_id)
         self.view.report_link(request)
         return status_pb2.LinkReportAck()
 
 
-def status_service(view: StatusView) -> Service:
-    """The Status service as :class:`common.grpc_server.UnixGrpcServer` wants it."""
-    return Service("convocate.v1.Status", status_pb2_grpc.add_StatusServicer_to_server, StatusServicer(view))
+def publish_service(view: StatusView, identify: Callable[[str], str | None]) -> Service:
+    """Publish, bound to the caller's agent, for the SSH-reachable socket."""
+    return Service("convocate.v1.Status", status_pb2_grpc.add_StatusServicer_to_server,
+                   PublishServicer(view, identify))
+
+
+def local_service(view: StatusView) -> Service:
+    """Watch, GetView and ReportLink for the local-only socket."""
+    return Service("convocate.v1.Status", status_pb2_grpc.add_StatusServicer_to_server, LocalServicer(view))

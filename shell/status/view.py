@@ -4,29 +4,51 @@ One :class:`StatusView` per status service. Agents' Publish streams feed it even
 local clients feed it shell → agent link reports, a ticker re-checks heartbeat
 staleness, and every change goes to the watchers (each with a bounded queue; a watcher
 that falls behind gets a fresh snapshot instead of a backlog).
+
+Everything an agent sends is untrusted and bounded: the number of agents (ids that are
+not registered and have no open stream are evicted; past :data:`MAX_AGENTS` the least
+recently heard idle one makes room), reporters per agent, attributes per event and
+their sizes, the bytes of events kept per agent, and the heartbeat interval an agent
+may claim. A snapshot that would still be too big for one gRPC message is sent
+without the per-agent event lists, so GetView and Watch keep working.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from convocate.v1 import link_pb2, status_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from common.errors import ResourceExhaustedError
+from common.grpc_options import MAX_MESSAGE_BYTES
 from common.logging import get_logger
 from shell.status.link_notices import LinkFacts, link_notices
 
-__all__ = ["MAX_SESSION_EVENTS", "RECENT_EVENTS", "StatusView", "Watcher"]
+__all__ = ["MAX_AGENTS", "MAX_EVENT_BYTES", "MAX_SESSION_EVENTS", "RECENT_EVENTS", "StatusView", "Watcher"]
 
 RECENT_EVENTS = 20
 BUDGET_FACTOR = 2.5
 MAX_SESSION_EVENTS = 1000
 WATCH_QUEUE = 1024
+MAX_AGENTS = 1024               # agents the view holds at once
+MAX_REPORTERS = 16              # local reporters per agent (the oldest report makes room)
+MAX_ATTRIBUTES = 32             # attributes kept per event (the rest are dropped)
+MAX_ATTRIBUTE_KEY = 64          # characters of an attribute name
+MAX_ATTRIBUTE_VALUE = 1024      # characters of an attribute value
+MAX_FIELD = 256                 # characters of version, hostname, a reporter's name
+MAX_EVENT_BYTES = 16 * 1024     # an event bigger than this (after trimming) is refused
+MAX_AGENT_EVENT_BYTES = 256 * 1024  # bytes of per-session events kept per agent
+MAX_INTERVAL = 3600.0           # the longest heartbeat interval an agent may claim (s)
+MIN_EVICT_AFTER = 60.0          # an idle, unregistered agent is forgotten after this long (s)
+SNAPSHOT_LIMIT = MAX_MESSAGE_BYTES - 256 * 1024
+LOG_BURST = 5                   # refusals logged per agent per LOG_WINDOW
+LOG_WINDOW = 60.0
 log = get_logger(__name__)
 
 
@@ -38,6 +60,43 @@ def _now() -> Timestamp:
 
 def _key(link: link_pb2.LinkState) -> tuple[bool, bool, str]:
     return (link.known, link.up, link.last_error)
+
+
+def _cut(text: str, limit: int = MAX_FIELD) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _interval(text: str) -> float | None:
+    """A claimed heartbeat interval, or None unless finite and within (0, MAX_INTERVAL]."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and 0 < value <= MAX_INTERVAL else None
+
+
+class LogBudget:
+    """At most ``burst`` log lines per key per ``window`` seconds (refusals of a flood)."""
+
+    def __init__(self, clock: Callable[[], float], burst: int = LOG_BURST,
+                 window: float = LOG_WINDOW) -> None:
+        self._clock, self._burst, self._window = clock, burst, window
+        self._spent: dict[str, tuple[float, int]] = {}
+        self.suppressed = 0
+
+    def allow(self, key: str) -> bool:
+        """True if a line for ``key`` may be logged now."""
+        now = self._clock()
+        start, count = self._spent.get(key, (now, 0))
+        if now - start > self._window:
+            start, count = now, 0
+        if len(self._spent) > MAX_AGENTS and key not in self._spent:
+            self._spent.clear()  # bounded: a flood of keys resets the budget book
+        self._spent[key] = (start, count + 1)
+        if count < self._burst:
+            return True
+        self.suppressed += 1
+        return False
 
 
 @dataclass
@@ -62,6 +121,9 @@ class _Agent:
     missing_pings: str = ""
     recent: deque[status_pb2.Event] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
     last_session_events: dict[str, status_pb2.Event] = field(default_factory=dict)
+    session_event_bytes: int = 0
+    events_refused: int = 0
+    heard_at: float = 0.0                 # monotonic time of the last input about it
     stale: bool = True
 
 
@@ -108,15 +170,25 @@ class StatusView:
             theirs every heartbeat interval; default 2 x ``heartbeat_budget``). An
             expired report means nobody watches shell -> agent now, so the agent's own
             "no Ping" notice takes over.
+        registered: the ids of the registered agents (None: no registry). Others are
+            forgotten once they have no stream and nothing was heard of them for
+            ``max(60 s, 4 x heartbeat_budget)``.
+        max_agents: the most agents held at once.
     """
 
     def __init__(self, heartbeat_budget: float, clock: Callable[[], float] = time.monotonic,
-                 report_ttl: float | None = None) -> None:
+                 report_ttl: float | None = None, registered: Callable[[], Collection[str]] | None = None,
+                 max_agents: int = MAX_AGENTS) -> None:
         self.heartbeat_budget = heartbeat_budget
         self.report_ttl = report_ttl if report_ttl is not None else 2 * heartbeat_budget
         self._clock = clock
+        self._registered = registered
+        self.max_agents = max_agents
+        self.evict_after = max(MIN_EVICT_AFTER, 4 * heartbeat_budget)
         self._agents: dict[str, _Agent] = {}
         self._watchers: set[Watcher] = set()
+        self.log_budget = LogBudget(clock)
+        self._evicted_at = -math.inf
 
     # --- watchers ------------------------------------------------------------------------
     def subscribe(self) -> Watcher:
@@ -138,9 +210,47 @@ class StatusView:
 
     # --- inputs ----------------------------------------------------------------------------
     def _agent(self, agent_id: str) -> _Agent:
-        if agent_id not in self._agents:
-            self._agents[agent_id] = _Agent(agent_id)
-        return self._agents[agent_id]
+        a = self._agents.get(agent_id)
+        if a is None:
+            if len(self._agents) >= self.max_agents and not self._make_room():
+                raise ResourceExhaustedError(f"the status view holds {self.max_agents} agents already")
+            a = self._agents[agent_id] = _Agent(agent_id)
+        a.heard_at = self._clock()
+        return a
+
+    def _idle(self, a: _Agent) -> bool:
+        return a.streams == 0 and not any(self._recent(at) for at, _ in a.reports.values())
+
+    def _make_room(self) -> bool:
+        """Forget the least recently heard idle agent; False if every agent is busy."""
+        idle = [a for a in self._agents.values() if self._idle(a)]
+        if not idle:
+            return False
+        victim = min(idle, key=lambda a: a.heard_at)
+        del self._agents[victim.agent_id]
+        log.info("agent forgotten to make room", agent=victim.agent_id)
+        return True
+
+    def evict_unknown(self) -> None:
+        """Forget agents that are not registered, have no stream and were not heard of lately."""
+        now = self._clock()
+        if self._registered is None or now - self._evicted_at < 1.0:
+            return
+        self._evicted_at = now
+        registered = set(self._registered())
+        for a in list(self._agents.values()):
+            if a.agent_id not in registered and self._idle(a) and now - a.heard_at > self.evict_after:
+                del self._agents[a.agent_id]
+                log.info("unregistered agent forgotten", agent=a.agent_id)
+
+    def refuse(self, agent_id: str, what: str, **details: object) -> None:
+        """Log a refused input about ``agent_id`` (rate-limited per agent)."""
+        if self.log_budget.allow(agent_id):
+            log.warning("status input refused", agent=agent_id, what=what, **details)
+
+    def agent_count(self) -> int:
+        """How many agents the view holds."""
+        return len(self._agents)
 
     def stream_opened(self, agent_id: str) -> None:
         """An agent's Publish stream started."""
@@ -160,21 +270,60 @@ class StatusView:
         log.info("status stream closed", agent=agent_id, error=error, streams=a.streams)
         self._refresh(a, force=True)
 
+    def _trim(self, event: status_pb2.Event) -> bool:
+        """Bound the event's attributes in place; False if it is still too big to keep."""
+        attrs = dict(event.attributes)
+        if len(attrs) > MAX_ATTRIBUTES or any(
+            len(k) > MAX_ATTRIBUTE_KEY or len(v) > MAX_ATTRIBUTE_VALUE for k, v in attrs.items()
+        ):
+            kept = {_cut(k, MAX_ATTRIBUTE_KEY): _cut(v, MAX_ATTRIBUTE_VALUE)
+                    for k, v in sorted(attrs.items())[:MAX_ATTRIBUTES]}
+            event.ClearField("attributes")
+            event.attributes.update(kept)
+        event.type = _cut(event.type, MAX_ATTRIBUTE_KEY)
+        return event.ByteSize() <= MAX_EVENT_BYTES
+
+    def _keep_session_event(self, a: _Agent, event: status_pb2.Event) -> None:
+        """Newest last; bounded in count and bytes so deleted sessions do not pile up."""
+        old = a.last_session_events.pop(event.session_id, None)
+        if old is not None:
+            a.session_event_bytes -= old.ByteSize()
+        a.last_session_events[event.session_id] = event
+        a.session_event_bytes += event.ByteSize()
+        events = a.last_session_events
+        while len(events) > MAX_SESSION_EVENTS or a.session_event_bytes > MAX_AGENT_EVENT_BYTES:
+            oldest = next(iter(a.last_session_events))
+            a.session_event_bytes -= a.last_session_events.pop(oldest).ByteSize()
+
     def apply_event(self, event: status_pb2.Event) -> None:
-        """Merge one event (unknown types are kept and forwarded) and log it."""
+        """Merge one event (unknown types are kept and forwarded) and log it.
+
+        Raises:
+            ResourceExhaustedError: the view is full of agents that are all active.
+        """
         if not event.HasField("time"):
             event.time.CopyFrom(_now())
         a = self._agent(event.agent_id)
+        if not self._trim(event):
+            a.events_refused += 1
+            self.refuse(a.agent_id, "event too big", type=event.type, bytes=event.ByteSize(),
+                        refused=a.events_refused)
+            return
         before = (a.version, a.hostname, a.events_dropped, a.missing_pings, a.status_error)
         a.events_received += 1
         attrs = dict(event.attributes)
         log.info("status event", type=event.type, agent=event.agent_id, session=event.session_id or None,
-                 seq=event.seq, attributes=attrs or None)
-        a.version = attrs.get("version", a.version)
-        with contextlib.suppress(ValueError):
-            a.interval = float(attrs.get("interval", a.interval))
-        a.hostname = attrs.get("hostname", a.hostname)
-        if "dropped" in attrs and attrs["dropped"].isdigit():
+                 seq=event.seq, attributes={k: _cut(v, 80) for k, v in sorted(attrs.items())[:8]} or None)
+        a.version = _cut(attrs.get("version", a.version))
+        if "interval" in attrs:
+            interval = _interval(attrs["interval"])
+            if interval is None:
+                self.refuse(a.agent_id, "heartbeat interval out of range",
+                            interval=_cut(attrs["interval"], 32))
+            else:
+                a.interval = interval
+        a.hostname = _cut(attrs.get("hostname", a.hostname))
+        if "dropped" in attrs and attrs["dropped"].isdigit() and len(attrs["dropped"]) <= 18:
             if int(attrs["dropped"]) > a.events_dropped:
                 a.dropped_at = self._clock()
             a.events_dropped = int(attrs["dropped"])
@@ -186,16 +335,12 @@ class StatusView:
             a.status_error = "agent shut down"
             a.heartbeat_mono = None
         elif event.type == "link.control_stale":
-            a.missing_pings = attrs.get("detail", "no Ping from the shell within the budget")
+            a.missing_pings = _cut(attrs.get("detail", "no Ping from the shell within the budget"))
         elif event.type == "link.control_restored":
             a.missing_pings = ""
         a.recent.append(event)
         if event.session_id:
-            # Newest last; bounded so years of deleted sessions do not pile up.
-            a.last_session_events.pop(event.session_id, None)
-            a.last_session_events[event.session_id] = event
-            while len(a.last_session_events) > MAX_SESSION_EVENTS:
-                del a.last_session_events[next(iter(a.last_session_events))]
+            self._keep_session_event(a, event)
         self._broadcast(status_pb2.ViewUpdate(event=event))
         # The event itself went out above; a full agent update only when its summary moved
         # (an AgentHealth carries every session's last event: too big to send per event).
@@ -205,10 +350,13 @@ class StatusView:
     def report_link(self, report: status_pb2.LinkReport) -> None:
         """Record a local client's view of shell -> agent (and the agent's status link)."""
         a = self._agent(report.agent_id)
-        reporter = report.reporter or "unknown"
+        reporter = _cut(report.reporter or "unknown")
         old = a.reports.get(reporter)
         changed = old is None or _key(old[1]) != _key(report.control_link)
         if report.control_link.known:
+            if old is None and len(a.reports) >= MAX_REPORTERS:  # the oldest report makes room
+                del a.reports[min(a.reports, key=lambda r: a.reports[r][0])]
+            report.control_link.last_error = _cut(report.control_link.last_error, MAX_ATTRIBUTE_VALUE)
             a.reports[reporter] = (self._clock(), report.control_link)
         else:  # the reporter withdraws (a console that exits stops vouching either way)
             changed = a.reports.pop(reporter, None) is not None
@@ -223,7 +371,8 @@ class StatusView:
         self._refresh(a, force=changed)
 
     def check_staleness(self) -> None:
-        """Re-evaluate every agent's heartbeat age (called by a ticker)."""
+        """Re-evaluate every agent's heartbeat age and forget unknown idle ones (called by a ticker)."""
+        self.evict_unknown()
         for a in list(self._agents.values()):
             self._refresh(a, force=False)
 
@@ -268,7 +417,7 @@ class StatusView:
             link.last_ok.CopyFrom(a.status_last_ok)
         return link
 
-    def _health(self, a: _Agent) -> status_pb2.AgentHealth:
+    def _health(self, a: _Agent, *, events: bool = True) -> status_pb2.AgentHealth:
         status = self._status_link(a)
         control = self._control(a)
         agent_status_error = ""
@@ -285,12 +434,13 @@ class StatusView:
             agent_id=a.agent_id, version=a.version, hostname=a.hostname, connected=a.streams > 0,
             status_link=status, control_link=control, events_received=a.events_received,
             events_dropped=a.events_dropped, notices=link_notices(facts),
-            recent_events=list(a.recent), heartbeat_stale=a.stale,
+            recent_events=list(a.recent) if events else [], heartbeat_stale=a.stale,
         )
         if a.last_heartbeat is not None:
             h.last_heartbeat.CopyFrom(a.last_heartbeat)
-        for sid, ev in a.last_session_events.items():
-            h.last_session_events[sid].CopyFrom(ev)
+        if events:
+            for sid, ev in a.last_session_events.items():
+                h.last_session_events[sid].CopyFrom(ev)
         return h
 
     def health(self, agent_id: str) -> status_pb2.AgentHealth | None:
@@ -299,7 +449,12 @@ class StatusView:
         return None if a is None else self._health(a)
 
     def snapshot(self) -> status_pb2.View:
-        """The whole view, agents sorted by id."""
+        """The whole view, agents sorted by id (without event lists if it would not fit one message)."""
         view = status_pb2.View(agents=[self._health(self._agents[k]) for k in sorted(self._agents)])
+        if view.ByteSize() > SNAPSHOT_LIMIT:
+            log.warning("status view too big for one message: sent without event lists",
+                        bytes=view.ByteSize(), agents=len(self._agents))
+            view = status_pb2.View(agents=[self._health(self._agents[k], events=False)
+                                           for k in sorted(self._agents)])
         view.generated_at.CopyFrom(_now())
         return view

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.identity import new_agent_id
 from common.registry import register_agent
 from shell.status.server import StatusConfig
 from tests.support.agent_proc import AgentProcess
@@ -64,10 +65,13 @@ def fleet() -> Iterator[Fleet]:
             registry = root / "registry"
             for i, host in enumerate(("127.0.0.2", "127.0.0.3")):
                 aroot = root / f"a{i + 1}"
-                key, known = agent_status_keys(config, aroot)
-                agent = AgentProcess(aroot, host=host, image=image, name=f"a{i + 1}", config={
-                    "status_host": "127.0.0.1", "status_port": config.port,
-                    "status_client_key": key, "status_known_hosts": known, "heartbeat_interval": 1.0})
+                agent_id = new_agent_id()
+                key, known = agent_status_keys(config, aroot, agent_id)
+                agent_config = {"status_host": "127.0.0.1", "status_port": config.port,
+                                "status_client_key": key,
+                                "status_known_hosts": known, "heartbeat_interval": 1.0}
+                agent = AgentProcess(aroot, host=host, image=image, name=f"a{i + 1}", agent_id=agent_id,
+                                     config=agent_config)
                 agents.append(agent)
                 agent.start()
                 host_pub = Path(str(agent.keys.host_key) + ".pub").read_text()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.identity import new_agent_id
 from common.registry import register_agent
 from shell.fleet.dns import HEADER
 from shell.fleet.router import Router, RouterConfig
@@ -58,9 +59,11 @@ async def real_fleet(offline_image: str) -> AsyncIterator[RealFleet]:  # noqa: F
             for i in (2, 3):
                 agent_root = root / f"a{i}"
                 agent_root.mkdir()
-                key, known = agent_status_keys(status.config, agent_root / "status")
+                agent_id = new_agent_id()
+                key, known = agent_status_keys(status.config, agent_root / "status", agent_id)
                 agent = AgentProcess(
                     agent_root,
+                    agent_id=agent_id,
                     host=f"127.0.0.{i}",
                     image=offline_image,
                     name=f"a{i}",

@@ -12,6 +12,7 @@ from convocate.v1 import status_pb2, status_pb2_grpc
 from common.grpc_options import CLIENT_OPTIONS
 from common.ssh_keys import add_authorized_key, generate_keypair, pin_host_key
 from common.tunnel import TunnelSettings
+from shell.status.identity import agent_key_comment
 from shell.status.server import StatusConfig, StatusServer
 from tests.support.net import free_port
 from tests.support.waiting import assert_eventually
@@ -49,15 +50,20 @@ def status_config(root: Path, heartbeat_interval: float = 0.5, port: int | None 
     )
 
 
-def agent_status_keys(config: StatusConfig, agent_root: Path) -> tuple[Path, Path]:
+def agent_status_keys(
+    config: StatusConfig, agent_root: Path, agent_id: str | None = None
+) -> tuple[Path, Path]:
     """Mint an agent -> shell key, authorize it on the status service, pin the status host key.
+
+    The key's allow-list line names ``agent_id`` (default: ``agent_root``'s name), as
+    init-agent writes it: the status service binds the agent's stream to that id.
 
     Returns:
         (the agent's private key, the agent's known_hosts pinning the status service).
     """
     agent_root.mkdir(parents=True, exist_ok=True)
     key_path = agent_root / "agent_to_shell_ed25519_key"
-    key = generate_keypair(key_path, f"{agent_root.name}-to-shell")
+    key = generate_keypair(key_path, agent_key_comment(agent_id or agent_root.name))
     add_authorized_key(config.authorized_keys, key)
     known = agent_root / "status_known_hosts"
     pin_host_key(known, config.host, config.port, Path(str(config.host_key) + ".pub").read_text())
@@ -74,7 +80,7 @@ class StatusStack:
 
     def agent_tunnel(self, agent_id: str, agent_root: Path) -> TunnelSettings:
         """The emitter's tunnel settings for a new agent (key minted and authorized)."""
-        key, known = agent_status_keys(self.config, agent_root)
+        key, known = agent_status_keys(self.config, agent_root, agent_id)
         return fast_tunnel(name="status", host=self.config.host, port=self.config.port, client_key=key,
                            known_hosts=known, local_socket=agent_root / "run" / "status.sock")
 

@@ -16,6 +16,7 @@ from typing import Any
 from common.config import load
 from common.defaults import AGENT_CONFIG_DIR, AGENT_PORT, AGENT_RUNTIME_DIR, SESSIONS_ROOT, STATUS_PORT
 from common.errors import InvalidArgumentError
+from common.session_rules import DEFAULT_DNS_ZONE
 
 __all__ = ["DEFAULT_SESSION_COMMAND", "DEFAULT_SESSION_ID", "AgentConfig", "load_agent_config"]
 
@@ -51,6 +52,7 @@ class AgentConfig:
     container_user: str = "claude"
     cgroup_parent: str = "convocate-sessions.slice"
     dns_server: str = "auto"                    # "auto": first non-loopback IPv4; "": none
+    dns_zone: str = DEFAULT_DNS_ZONE            # session DNS names live under it ("": anywhere)
     mount_docker_socket: bool = False
     docker_socket: Path = Path("/var/run/docker.sock")
     docker_url: str = ""                        # "" = DOCKER_HOST or the default socket

@@ -186,7 +186,7 @@ class SessionManager:
     ) -> SessionView:
         """Create a session directory and record (and start it when ``start``)."""
         name, protocol = validate_name(name), validate_protocol(protocol)
-        dns_name = validate_dns_name(dns_name)
+        dns_name = validate_dns_name(dns_name, self.config.dns_zone)
         async with self._lock:
             others = await asyncio.to_thread(self.store.list)
             check_dns_unique(dns_name, others)
@@ -203,7 +203,7 @@ class SessionManager:
     ) -> SessionView:
         """Replace name, port, protocol and DNS name; a running container is untouched."""
         name, protocol = validate_name(name), validate_protocol(protocol)
-        dns_name = validate_dns_name(dns_name)
+        dns_name = validate_dns_name(dns_name, self.config.dns_zone)
         async with self._lock:
             record = await asyncio.to_thread(self.store.get, session_id)
             others = [o for o in await asyncio.to_thread(self.store.list) if o.id != session_id]

@@ -15,13 +15,31 @@ from typing import Literal, TextIO
 
 import structlog
 
-__all__ = ["Mode", "configure_logging", "get_logger"]
+from common.text import safe_display
+
+__all__ = ["Mode", "configure_logging", "escape_strings", "get_logger"]
 
 Mode = Literal["service", "cli", "tui"]
 
 
 def _under_systemd() -> bool:
     return bool(os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID"))
+
+
+_MULTILINE_KEYS = frozenset({"exception", "stack"})  # our own tracebacks keep their lines
+
+
+def escape_strings(
+    _logger: object, _method: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """Escape control and bidi characters in every string value (the console renderer prints raw).
+
+    JSON lines need no help: the JSON renderer escapes them itself.
+    """
+    for key, value in event_dict.items():
+        if isinstance(value, str) and key not in _MULTILINE_KEYS:
+            event_dict[key] = safe_display(value, limit=1 << 16)
+    return event_dict
 
 
 def configure_logging(
@@ -82,6 +100,7 @@ def configure_logging(
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            *([] if use_json else [escape_strings]),
             renderer,
         ],
     )

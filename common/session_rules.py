@@ -9,10 +9,13 @@ import re
 
 from common.errors import InvalidArgumentError
 
-__all__ = ["MAX_DNS_NAME", "MAX_NAME_BYTES", "PORT_AUTO", "printable", "validate_dns_name", "validate_name",
-           "validate_protocol"]
+__all__ = ["DEFAULT_DNS_ZONE", "MAX_DNS_NAME", "MAX_NAME_BYTES", "PORT_AUTO", "in_dns_zone", "printable",
+           "validate_dns_name", "validate_name", "validate_protocol"]
 
 PORT_AUTO = -1
+# Session DNS names live under this zone, so a session cannot shadow localhost,
+# github.com or the shell's own names in dnsmasq. "" turns the confinement off.
+DEFAULT_DNS_ZONE = "convocate.internal"
 MAX_NAME_BYTES = 64
 MAX_DNS_NAME = 253
 _NAME_OK = re.compile(r"[A-Za-z0-9 _.\-]")
@@ -49,16 +52,29 @@ def validate_name(name: str) -> str:
     return trimmed
 
 
-def validate_dns_name(dns_name: str) -> str:
+def in_dns_zone(name: str, zone: str) -> bool:
+    """True if ``name`` is a name strictly below ``zone`` (or ``zone`` is "", no confinement)."""
+    return not zone or name.endswith("." + zone.strip(".").lower())
+
+
+def validate_dns_name(dns_name: str, zone: str | None = None) -> str:
     """Return the trimmed, lowercased DNS name ("" allowed), or raise the v2.0.0 message.
+
+    Args:
+        dns_name: what the user typed (or what a record says).
+        zone: the session DNS zone (None or "": any name, as v2.0.0). Given, a single
+            label is placed in the zone (``web`` -> ``web.<zone>``) and any other name
+            must end in ``.<zone>``.
 
     Raises:
         InvalidArgumentError: too long, a bad label length, a label starting or ending
-            with ``-``, or a character outside ``a-z 0-9 -``.
+            with ``-``, a character outside ``a-z 0-9 -``, or outside the zone.
     """
     name = dns_name.strip().lower()
     if not name:
         return ""
+    if zone and "." not in name:
+        name = f"{name}.{zone.strip('.').lower()}"
     if len(name) > 253:
         raise InvalidArgumentError("DNS name too long (max 253 chars)")
     for label in name.split("."):
@@ -69,6 +85,10 @@ def validate_dns_name(dns_name: str) -> str:
         for ch in label:
             if not _LABEL_OK.fullmatch(ch):
                 raise InvalidArgumentError(f"DNS name contains invalid character '{printable(ch)}'")
+    if zone and not in_dns_zone(name, zone):
+        raise InvalidArgumentError(
+            f'DNS name "{name}" is outside the session zone "{zone}": use one label '
+            f'(it becomes "<label>.{zone}") or a name ending in ".{zone}"')
     return name
 
 

@@ -13,6 +13,7 @@ import typer
 from common import defaults
 from common.domain import session_status
 from common.registry import DEFAULT_REGISTRY_DIR, load_registry
+from common.text import safe_display
 from hostctl.fleet import survey
 from hostctl.peering import AgentHostLayout, ShellHostLayout, init_agent
 from hostctl.remote import LocalRunner, Runner, SSHRunner, SSHTarget
@@ -27,11 +28,12 @@ DEFAULT_REGISTRY = DEFAULT_REGISTRY_DIR
 
 def _print_agents(reports: list[dict[str, object]]) -> None:
     for r in reports:
-        state = "up" if r["reachable"] else f"DOWN: {r['error']}"
+        # Every string here came from an agent or the registry: shown escaped.
+        state = "up" if r["reachable"] else f"DOWN: {safe_display(r['error'])}"
         link = {True: "status link up", False: "status link DOWN", None: "status link ?"}[
             r["status_link_up"]]  # type: ignore[index]
-        print(f"{r['agent_id']:<14} {r['address']}:{r['port']:<6} {state}"
-              + (f"  v{r['version']}  {link}" if r["reachable"] else ""))
+        print(f"{safe_display(r['agent_id']):<14} {safe_display(r['address'])}:{r['port']:<6} {state}"
+              + (f"  v{safe_display(r['version'])}  {link}" if r["reachable"] else ""))
 
 
 def register(app: typer.Typer) -> None:
@@ -85,9 +87,9 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print(json.dumps(out))
         else:
-            print("\n".join(f"- {s}" for s in out["steps"]))
+            print("\n".join(f"- {safe_display(s)}" for s in out["steps"]))
             if out["registered"]:
-                print(f"agent {out['agent_id']} registered; start convocate-agent on it")
+                print(f"agent {safe_display(out['agent_id'])} registered; start convocate-agent on it")
 
     @app.command("agents")
     def agents_cmd(
@@ -122,8 +124,9 @@ def register(app: typer.Typer) -> None:
         else:
             for s in rows:
                 state = session_status(running=bool(s["running"]), attached=bool(s["attached"]))
-                print(f"{state} {s['id']} {s['agent_id']:<14} {s['name']}")
+                print(f"{state} {safe_display(s['id'])} {safe_display(s['agent_id']):<14} "
+                      f"{safe_display(s['name'])}")
             for d in down:
-                print(f"! agent {d['agent_id']} unreachable: {d['error']}")
+                print(f"! agent {safe_display(d['agent_id'])} unreachable: {safe_display(d['error'])}")
         if down:
             raise typer.Exit(PARTIAL)

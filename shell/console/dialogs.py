@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 
+from common.text import safe_display
+
 __all__ = [
     "MAX_ERROR",
     "ChoiceDialog",
@@ -216,7 +218,7 @@ def render_dialog(dialog: Dialog, max_width: int) -> tuple[StyleAndTextTuples, i
             style, text = frag[0], frag[1]
             if room <= 0:
                 break
-            piece = text[:room]
+            piece = safe_display(text)[:room]  # names and errors may come from agents
             out.append((f"{base} {style}".strip(), piece))
             room -= len(piece)
         out.append((base, " " * (max(room, 0) + pad)))

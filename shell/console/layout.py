@@ -23,6 +23,7 @@ from prompt_toolkit.layout import (
     Window,
 )
 
+from common.text import safe_display
 from shell.console.dialogs import render_dialog
 from shell.console.state import ConsoleState
 from shell.console.table import columns_for, format_header, format_row, menu_text
@@ -143,8 +144,8 @@ class StatusLine:
             self._seen, self._since = state.message, now
         notice = agent_notice(state)
         if notice and (not state.message or now - self._since > MESSAGE_SECONDS):
-            return [("class:status.notice", f" {notice}"[:width])]
-        return [("class:status", f" {state.message}"[:width])]
+            return [("class:status.notice", f" {safe_display(notice)}"[:width])]
+        return [("class:status", f" {safe_display(state.message)}"[:width])]
 
 
 def _menu() -> StyleAndTextTuples:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from common.text import safe_display
 from shell.console.state import TableRow
 
 __all__ = ["Column", "columns_for", "format_header", "format_row", "menu_text"]
@@ -55,6 +56,7 @@ def columns_for(width: int) -> list[Column]:
 
 
 def _fit(text: str, width: int) -> str:
+    text = safe_display(text)  # names and errors come from agents and their containers
     if len(text) > width:
         text = text[: width - 3] + "..." if width > 3 else text[:width]
     return text.ljust(width)
@@ -81,7 +83,7 @@ def format_row(t: TableRow, cols: list[Column]) -> str:
                   "created": "", "last": "",
                   "port": "", "status": "-"}
         line = "  " + _SEP.join(_fit(values[c.key], c.width) for c in cols[:4])
-        return f"{line}{_SEP}{r.error or 'unreachable'}"
+        return f"{line}{_SEP}{safe_display(r.error or 'unreachable')}"
     port = f"{r.port}/{r.protocol or 'tcp'}" if r.port else "-"
     status = "?" if t.agent_down else r.status_letter
     values = {
@@ -94,7 +96,7 @@ def format_row(t: TableRow, cols: list[Column]) -> str:
             text = _date(r.created_at if c.key == "created" else r.last_accessed, c.width)
         else:
             text = values[c.key]
-        cells.append(text[: c.width].ljust(c.width) if c.key == "id" else _fit(text, c.width))
+        cells.append(safe_display(text)[: c.width].ljust(c.width) if c.key == "id" else _fit(text, c.width))
     return "  " + _SEP.join(cells)
 
 

@@ -10,6 +10,10 @@ Decisions on what goes in:
 
 * Only agent sessions with a DNS name. Orphans are excluded: they live on the shell
   host, have no agent and no running container to answer.
+* What an agent says is untrusted (a session container can rewrite its own record):
+  a row whose name or DNS name breaks :mod:`common.session_rules`, or whose DNS name is
+  outside the session zone (``convocate.internal`` by default), gets no record, and
+  an error names it (once per bad value). Only ``a-z 0-9 - .`` ever reach the file.
 * An agent that becomes unreachable keeps its last known records: its containers are
   most likely still running and answering, and dropping the names would break every
   client of them for the length of a network blip. Its records change only when the
@@ -37,22 +41,55 @@ import socket
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from common.errors import InvalidArgumentError
 from common.logging import get_logger
 from common.paths import atomic_write
+from common.session_rules import DEFAULT_DNS_ZONE, in_dns_zone, validate_dns_name, validate_name
+from common.text import safe_display
 from shell.fleet.model import SessionRow
 
-__all__ = ["HEADER", "DnsHosts", "dns_records", "render_hosts", "resolve_address"]
+__all__ = ["HEADER", "DnsHosts", "dns_records", "record_error", "render_hosts", "resolve_address"]
 
 HEADER = "# Managed by convocate. Do not edit by hand."
+MAX_REPORTED = 1024
 log = get_logger(__name__)
+_reported: set[tuple[str, str, str, str]] = set()  # bad values already logged (bounded)
 
 
-def dns_records(rows: Iterable[SessionRow], agent_ips: Mapping[str, str]) -> list[tuple[str, str]]:
+def record_error(row: SessionRow, zone: str) -> str:
+    """Why ``row``'s DNS name may not be written ("" if it may)."""
+    try:
+        validate_name(row.name)
+        name = validate_dns_name(row.dns_name)
+    except InvalidArgumentError as e:
+        return str(e)
+    if name != row.dns_name:
+        return "DNS name is not in canonical form (trimmed, lowercase)"
+    if not in_dns_zone(name, zone):
+        return f'DNS name is outside the session zone "{zone}"'
+    return ""
+
+
+def _refuse(row: SessionRow, error: str) -> None:
+    key = (row.agent_id, row.id, row.dns_name, row.name)
+    if key in _reported:
+        return
+    if len(_reported) >= MAX_REPORTED:
+        _reported.clear()
+    _reported.add(key)
+    log.error("dns record refused: the agent sent a bad session record", agent=safe_display(row.agent_id),
+              session=safe_display(row.id), dns_name=safe_display(row.dns_name), name=safe_display(row.name),
+              error=safe_display(error))
+
+
+def dns_records(rows: Iterable[SessionRow], agent_ips: Mapping[str, str],
+                zone: str = DEFAULT_DNS_ZONE) -> list[tuple[str, str]]:
     """The ``(ip, name)`` records for ``rows``, sorted by name.
 
     Args:
         rows: the router's rows (orphans and placeholders are skipped).
         agent_ips: agent id → IP address (agents missing here are skipped).
+        zone: the session DNS zone; names outside it are refused ("": any name).
 
     Returns:
         One record per distinct DNS name.
@@ -64,7 +101,11 @@ def dns_records(rows: Iterable[SessionRow], agent_ips: Mapping[str, str]) -> lis
         ip = agent_ips.get(row.agent_id)
         if ip is None:
             continue
-        name = row.dns_name.lower()
+        error = record_error(row, zone)
+        if error:
+            _refuse(row, error)
+            continue
+        name = row.dns_name
         if name in chosen:
             first = chosen[name][1]
             log.warning("dns name claimed twice, keeping the first", name=name,

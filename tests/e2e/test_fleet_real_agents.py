@@ -114,13 +114,14 @@ async def test_real_agents_sessions_dns_and_a_killed_agent(real_fleet: RealFleet
     a, b = fleet.agents
     one = await fleet.router.create(a.agent_id, "one", 0, "tcp", "one")
     two = await fleet.router.create(b.agent_id, "two", 0, "tcp", "two")
-    assert _dns(fleet) == [HEADER, "127.0.0.2\tone", "127.0.0.3\ttwo"]
+    z = ".convocate.internal"  # single labels are placed in the session zone
+    assert _dns(fleet) == [HEADER, f"127.0.0.2\tone{z}", f"127.0.0.3\ttwo{z}"]
     await fleet.router.update(two.id, "two", 0, "tcp", "deux")
     clone = await fleet.router.clone(one.id, "uno")
     assert clone.agent_id == a.agent_id
     await fleet.router.update(clone.id, "uno", 0, "tcp", "uno")
     await fleet.router.delete(one.id)
-    assert _dns(fleet) == [HEADER, "127.0.0.3\tdeux", "127.0.0.2\tuno"]
+    assert _dns(fleet) == [HEADER, f"127.0.0.3\tdeux{z}", f"127.0.0.2\tuno{z}"]
     await assert_eventually(lambda: {r.id for r in fleet.router.rows()} == {two.id, clone.id})
 
     budget = fleet.status.config.heartbeat_budget

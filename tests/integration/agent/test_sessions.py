@@ -46,10 +46,10 @@ async def test_ping_reports_the_agent(client: Client, agent: AgentProcess, offli
 
 async def test_create_get_update_clone_list_delete(client: Client, agent: AgentProcess) -> None:
     """The record operations keep session.json, list order and fields as specified."""
-    a = await client.create("alpha", port=-1, protocol="UDP", dns_name=" Alpha.Example ")
+    a = await client.create("alpha", port=-1, protocol="UDP", dns_name=" Alpha.Convocate.Internal ")
     assert a.port >= 1001
     assert a.protocol == "udp"
-    assert a.dns_name == "alpha.example"
+    assert a.dns_name == "alpha.convocate.internal"
     assert not a.running
     assert (agent.sessions_root / a.id / "session.json").is_file()
     assert (agent.sessions_root / a.id / "home" / ".claude" / "settings.json").is_symlink()
@@ -102,7 +102,7 @@ async def test_errors_have_codes_and_v2_messages(client: Client) -> None:
     other = await client.create("udp-ok", port=4711, protocol="udp")  # same number, other protocol
     code, details = await _code(client.create("dns2", dns_name="CLASH"))
     assert (code, details) == (grpc.StatusCode.ALREADY_EXISTS,
-                               'DNS name "clash" is already assigned to another session')
+                               'DNS name "clash.convocate.internal" is already assigned to another session')
     code, _ = await _code(s.UpdateSession(sessions_pb2.UpdateSessionRequest(
         id=other.id, name="x", port=4711, protocol="tcp"), timeout=TIMEOUT))
     assert code == grpc.StatusCode.ALREADY_EXISTS

@@ -19,6 +19,8 @@ from tests.integration.status.conftest import Fleet
 from tests.support.fleet import prepare_agent
 from tests.support.waiting import assert_eventually
 
+Z = ".convocate.internal"  # the session DNS zone
+
 
 def _hosts(path: Path) -> list[str]:
     return path.read_text().splitlines()
@@ -30,20 +32,21 @@ async def test_router_lists_every_agent_and_routes_by_session_id(fleet: Fleet) -
     await assert_eventually(lambda: all(a.reachable and a.status_connected for a in router.agents()))
     made = {}
     for agent_id in fleet.agents:
-        made[agent_id] = await router.create(agent_id, f"s-{agent_id}", 0, "tcp", f"{agent_id}-web")
+        made[agent_id] = await router.create(agent_id, f"s-{agent_id}", 0, "tcp", f"{agent_id}-web{Z}")
     assert {r.agent_id for r in router.rows()} == set(fleet.agents)
     hosts = fleet.config.dnsmasq_hosts
     assert hosts is not None
-    assert _hosts(hosts) == [HEADER, *(f"127.0.0.{i + 2}\tagent-{c}-web" for i, c in enumerate("abc"))]
+    assert _hosts(hosts) == [HEADER, *(f"127.0.0.{i + 2}\tagent-{c}-web{Z}" for i, c in enumerate("abc"))]
 
     b = made["agent-b"]
-    updated = await router.update(b.id, "renamed", 8080, "tcp", "renamed-b")
+    updated = await router.update(b.id, "renamed", 8080, "tcp", f"renamed-b{Z}")
     assert (updated.name, updated.agent_id) == ("renamed", "agent-b")
     clone = await router.clone(b.id, "copy")
     assert clone.agent_id == "agent-b"
-    await router.update(clone.id, "copy", 0, "tcp", "copy-b")
+    await router.update(clone.id, "copy", 0, "tcp", f"copy-b{Z}")
     await router.delete(made["agent-a"].id)
-    assert _hosts(hosts) == [HEADER, "127.0.0.4\tagent-c-web", "127.0.0.3\tcopy-b", "127.0.0.3\trenamed-b"]
+    assert _hosts(hosts) == [HEADER, f"127.0.0.4\tagent-c-web{Z}", f"127.0.0.3\tcopy-b{Z}",
+                             f"127.0.0.3\trenamed-b{Z}"]
     assert made["agent-a"].id not in {r.id for r in router.rows()}
     await router.restart(b.id)
     assert any(r.id == b.id and r.running for r in router.rows())
@@ -56,7 +59,7 @@ async def test_killed_agent_is_marked_down_lists_stay_prompt_and_it_comes_back(f
     router = fleet.router
     await assert_eventually(lambda: all(a.reachable and a.status_connected for a in router.agents()))
     for agent_id in fleet.agents:
-        await router.create(agent_id, f"s-{agent_id}", 0, "tcp", f"{agent_id}-dns")
+        await router.create(agent_id, f"s-{agent_id}", 0, "tcp", f"{agent_id}-dns{Z}")
     budget = fleet.status.config.heartbeat_budget
     t0 = time.monotonic()
     fleet.agents["agent-b"].kill()

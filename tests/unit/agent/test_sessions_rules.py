@@ -107,3 +107,14 @@ def test_control_characters_in_echoed_input_are_escaped() -> None:
     assert str(proto_err.value) == 'protocol must be "tcp" or "udp", got "tc\\x07p"'
     for err in (name_err, dns_err, proto_err):
         assert all(ch.isprintable() for ch in str(err.value))
+
+
+def test_dns_names_are_confined_to_the_session_zone() -> None:
+    """With a zone, one label is placed in it, names below it pass, and any other name is refused."""
+    zone = "convocate.internal"
+    assert validate_dns_name(" Web ", zone) == "web.convocate.internal"
+    assert validate_dns_name("api.team.convocate.internal", zone) == "api.team.convocate.internal"
+    for outside in ("github.com", "1.2.3.4", "convocate.internal", "evilconvocate.internal"):
+        with pytest.raises(InvalidArgumentError, match="outside the session zone"):
+            validate_dns_name(outside, zone)
+    assert validate_dns_name("github.com", "") == "github.com"  # "" turns the confinement off

@@ -28,14 +28,14 @@ def test_records_skip_orphans_placeholders_unknown_agents_and_duplicates() -> No
     """Only agent sessions with a DNS name and a known agent IP get a record; the first claim wins."""
     rows = [
         _row("a", "web"),
-        _row("b", "WEB"),
+        _row("b", "web"),
         _row("a", ""),
         _row("", "old", orphan=True),
         _row("b", "", placeholder=True),
         _row("c", "lost"),
         _row("b", "api"),
     ]
-    assert dns_records(rows, {"a": "127.0.0.2", "b": "127.0.0.3"}) == [
+    assert dns_records(rows, {"a": "127.0.0.2", "b": "127.0.0.3"}, zone="") == [
         ("127.0.0.3", "api"),
         ("127.0.0.2", "web"),
     ]

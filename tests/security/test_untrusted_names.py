@@ -1,0 +1,143 @@
+"""Security review finding 3 (the shell side) and finding 11: what an agent says is untrusted.
+
+A compromised agent (the stand-in agent process, with the real SSH server, gRPC socket
+and tunnel, serving records a session container rewrote) sends a DNS name with a
+newline and a forged A record, names with terminal escapes, a newline and a bidi
+override, and a DNS name outside the session zone. The real router must keep all of
+them out of the dnsmasq hosts file and log why; the console table and
+``convocate-host sessions`` must show them escaped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from convocate.v1 import sessions_pb2
+from google.protobuf import json_format
+
+from shell.console.state import TableRow
+from shell.console.table import columns_for, format_row
+from shell.fleet.router import Router, RouterConfig
+from tests.support.fleet import AgentProc, prepare_agent
+from tests.support.waiting import assert_eventually
+
+FORGED_DNS = "x\n10.6.6.6\tshell.corp.example"
+ESC_NAME = "evil\x1b]0;owned\x07\x1b[2J\nFAKE | row"
+BIDI_NAME = "txt.\u202eexe"
+SAFE_LINE = re.compile(r"[0-9.]+\t[a-z0-9.-]+")
+
+
+@dataclass
+class Compromised:
+    """One compromised agent and a router over it."""
+
+    agent: AgentProc
+    router: Router
+    config: RouterConfig
+    ids: dict[str, str]
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A short temp directory (UNIX socket paths must stay under 107 bytes)."""
+    with tempfile.TemporaryDirectory(prefix="cvun-") as d:
+        yield Path(d)
+
+
+def _session(agent_id: str, name: str, dns_name: str) -> sessions_pb2.Session:
+    return sessions_pb2.Session(id=str(uuid.uuid4()), name=name, dns_name=dns_name, agent_id=agent_id,
+                                protocol="tcp")
+
+
+@pytest.fixture
+async def compromised(short_tmp: Path) -> AsyncIterator[Compromised]:
+    """agent-a serving rewritten records, and a started router with a hosts file."""
+    registry = short_tmp / "registry"
+    agent = prepare_agent(short_tmp / "agents", registry, 0, None)
+    sessions = {
+        "forged-dns": _session(agent.agent_id, "forged", FORGED_DNS),
+        "escapes": _session(agent.agent_id, ESC_NAME, ""),
+        "bidi": _session(agent.agent_id, BIDI_NAME, ""),
+        "outside": _session(agent.agent_id, "outside", "github.com"),
+        "bad-name": _session(agent.agent_id, ESC_NAME, "named.convocate.internal"),
+        "good": _session(agent.agent_id, "good", "good.convocate.internal"),
+    }
+    (agent.state / "sessions.json").write_text(
+        json.dumps([json_format.MessageToDict(s) for s in sessions.values()]))
+    (short_tmp / "dns").mkdir()
+    config = RouterConfig(registry_dir=registry, runtime_dir=short_tmp / "run",
+                          dnsmasq_hosts=short_tmp / "dns" / "hosts", heartbeat_interval=0.5,
+                          call_timeout=2.0, list_timeout=1.0, connect_timeout=1.0, keepalive_interval=0.5,
+                          backoff_max=0.5, registry_poll=0, client_id="console:test")
+    try:
+        await agent.astart()
+        async with Router(config) as router:
+            ids = {k: s.id for k, s in sessions.items()}
+            await assert_eventually(lambda: set(ids.values()) <= {r.id for r in router.rows()}, timeout=10)
+            yield Compromised(agent, router, config, ids)
+    finally:
+        agent.kill()
+
+
+async def test_forged_dns_records_never_reach_the_hosts_file(
+    compromised: Compromised, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A newline DNS name, a name outside the zone and a bad session name write nothing; errors say why."""
+    hosts = compromised.config.dnsmasq_hosts
+    assert hosts is not None
+    await assert_eventually(lambda: hosts.exists() and "good.convocate.internal" in hosts.read_text())
+    lines = hosts.read_text().splitlines()
+    assert lines[1:] == ["127.0.0.2\tgood.convocate.internal"]
+    assert all(SAFE_LINE.fullmatch(line) for line in lines[1:])
+    text = hosts.read_text()
+    assert "10.6.6.6" not in text
+    assert "github.com" not in text
+    assert "named" not in text
+    logged = [*caplog.get_records("setup"), *caplog.records]  # the router wrote the file during set-up
+    refusals = [str(r.msg) for r in logged if "dns record refused" in str(r.msg)]
+    assert any("outside the session zone" in r for r in refusals)
+    assert any("invalid character" in r for r in refusals)
+    assert any("session name contains invalid character" in r for r in refusals)
+    # The rows themselves still show (escaped, below).
+    assert {r.id for r in compromised.router.rows()} >= set(compromised.ids.values())
+
+
+async def test_console_rows_show_escapes_and_bidi_overrides_escaped(compromised: Compromised) -> None:
+    """The table draws each hostile name on one line, with ESC, newline and U+202E visible as escapes."""
+    cols = columns_for(200)
+    for key in ("escapes", "bidi", "forged-dns"):
+        row = next(r for r in compromised.router.rows() if r.id == compromised.ids[key])
+        line = format_row(TableRow(1, row), cols)
+        assert "\n" not in line
+        assert "\x1b" not in line
+        assert "\u202e" not in line
+        assert "\x07" not in line
+    escapes = next(r for r in compromised.router.rows() if r.id == compromised.ids["escapes"])
+    assert "evil\\x1b]0;owned\\..." in format_row(TableRow(1, escapes), cols)  # escaped, then cut to fit
+    bidi = next(r for r in compromised.router.rows() if r.id == compromised.ids["bidi"])
+    assert "txt.\\u202eexe" in format_row(TableRow(1, bidi), cols)
+
+
+def test_convocate_host_sessions_prints_hostile_names_escaped(compromised: Compromised) -> None:
+    """`convocate-host sessions` prints one line per session, no raw escape, newline or bidi character."""
+    out = subprocess.run(
+        [sys.executable, "-m", "hostctl", "sessions", "--registry", str(compromised.config.registry_dir),
+         "--timeout", "10"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == len(compromised.ids)
+    for raw in ("\x1b", "\x07", "\u202e", "\t"):
+        assert raw not in out.stdout
+    assert any("evil\\x1b]0;owned\\x07\\x1b[2J\\nFAKE | row" in line for line in lines)
+    assert any("txt.\\u202eexe" in line for line in lines)

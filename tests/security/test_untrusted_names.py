@@ -1,7 +1,7 @@
 """Security review finding 3 (the shell side) and finding 11: what an agent says is untrusted.
 
-A compromised agent (the stand-in agent process, with the real SSH server, gRPC socket
-and tunnel, serving records a session container rewrote) sends a DNS name with a
+A compromised agent (the production SSH server and gRPC server, reached through the
+router's real tunnel, serving records a session container rewrote) sends a DNS name with a
 newline and a forged A record, names with terminal escapes, a newline and a bidi
 override, and a DNS name outside the session zone. The real router must keep all of
 them out of the dnsmasq hosts file and log why; the console table and
@@ -10,9 +10,8 @@ them out of the dnsmasq hosts file and log why; the console table and
 
 from __future__ import annotations
 
-import json
+import asyncio
 import re
-import subprocess
 import sys
 import tempfile
 import uuid
@@ -22,12 +21,11 @@ from pathlib import Path
 
 import pytest
 from convocate.v1 import sessions_pb2
-from google.protobuf import json_format
 
 from shell.console.state import TableRow
 from shell.console.table import columns_for, format_row
 from shell.fleet.router import Router, RouterConfig
-from tests.support.fleet import AgentProc, prepare_agent
+from tests.support.hostile_agent import HostileAgent
 from tests.support.waiting import assert_eventually
 
 FORGED_DNS = "x\n10.6.6.6\tshell.corp.example"
@@ -40,7 +38,7 @@ SAFE_LINE = re.compile(r"[0-9.]+\t[a-z0-9.-]+")
 class Compromised:
     """One compromised agent and a router over it."""
 
-    agent: AgentProc
+    agent: HostileAgent
     router: Router
     config: RouterConfig
     ids: dict[str, str]
@@ -62,30 +60,24 @@ def _session(agent_id: str, name: str, dns_name: str) -> sessions_pb2.Session:
 async def compromised(short_tmp: Path) -> AsyncIterator[Compromised]:
     """agent-a serving rewritten records, and a started router with a hosts file."""
     registry = short_tmp / "registry"
-    agent = prepare_agent(short_tmp / "agents", registry, 0, None)
     sessions = {
-        "forged-dns": _session(agent.agent_id, "forged", FORGED_DNS),
-        "escapes": _session(agent.agent_id, ESC_NAME, ""),
-        "bidi": _session(agent.agent_id, BIDI_NAME, ""),
-        "outside": _session(agent.agent_id, "outside", "github.com"),
-        "bad-name": _session(agent.agent_id, ESC_NAME, "named.convocate.internal"),
-        "good": _session(agent.agent_id, "good", "good.convocate.internal"),
+        "forged-dns": _session("agent-a", "forged", FORGED_DNS),
+        "escapes": _session("agent-a", ESC_NAME, ""),
+        "bidi": _session("agent-a", BIDI_NAME, ""),
+        "outside": _session("agent-a", "outside", "github.com"),
+        "bad-name": _session("agent-a", ESC_NAME, "named.convocate.internal"),
+        "good": _session("agent-a", "good", "good.convocate.internal"),
     }
-    (agent.state / "sessions.json").write_text(
-        json.dumps([json_format.MessageToDict(s) for s in sessions.values()]))
     (short_tmp / "dns").mkdir()
     config = RouterConfig(registry_dir=registry, runtime_dir=short_tmp / "run",
                           dnsmasq_hosts=short_tmp / "dns" / "hosts", heartbeat_interval=0.5,
                           call_timeout=2.0, list_timeout=1.0, connect_timeout=1.0, keepalive_interval=0.5,
                           backoff_max=0.5, registry_poll=0, client_id="console:test")
-    try:
-        await agent.astart()
-        async with Router(config) as router:
-            ids = {k: s.id for k, s in sessions.items()}
-            await assert_eventually(lambda: set(ids.values()) <= {r.id for r in router.rows()}, timeout=10)
-            yield Compromised(agent, router, config, ids)
-    finally:
-        agent.kill()
+    hostile = HostileAgent(short_tmp, registry, "agent-a", "127.0.0.2", list(sessions.values()))
+    async with hostile as agent, Router(config) as router:
+        ids = {k: s.id for k, s in sessions.items()}
+        await assert_eventually(lambda: set(ids.values()) <= {r.id for r in router.rows()}, timeout=10)
+        yield Compromised(agent, router, config, ids)
 
 
 async def test_forged_dns_records_never_reach_the_hosts_file(
@@ -127,17 +119,22 @@ async def test_console_rows_show_escapes_and_bidi_overrides_escaped(compromised:
     assert "txt.\\u202eexe" in format_row(TableRow(1, bidi), cols)
 
 
-def test_convocate_host_sessions_prints_hostile_names_escaped(compromised: Compromised) -> None:
+async def test_convocate_host_sessions_prints_hostile_names_escaped(compromised: Compromised) -> None:
     """`convocate-host sessions` prints one line per session, no raw escape, newline or bidi character."""
-    out = subprocess.run(
-        [sys.executable, "-m", "hostctl", "sessions", "--registry", str(compromised.config.registry_dir),
-         "--timeout", "10"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hostctl", "sessions", "--registry", str(compromised.config.registry_dir),
+        "--timeout", "10", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        raw_out, raw_err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, raw_err.decode()
+    stdout = raw_out.decode()
+    lines = stdout.splitlines()
     assert len(lines) == len(compromised.ids)
     for raw in ("\x1b", "\x07", "\u202e", "\t"):
-        assert raw not in out.stdout
+        assert raw not in stdout
     assert any("evil\\x1b]0;owned\\x07\\x1b[2J\\nFAKE | row" in line for line in lines)
     assert any("txt.\\u202eexe" in line for line in lines)

@@ -1,1 +1,6 @@
-"""Code shared by the agent, the shell and hostctl: transport, errors, config, logging."""
+"""Code shared by the agent, the shell and hostctl; it imports none of them.
+
+Domain types (:mod:`.domain`) and their wire conversion (:mod:`.proto_convert`), the one
+agent client (:mod:`.client`), errors, config, defaults, logging and the SSH-wrapped
+gRPC transport (:mod:`.ssh_server`, :mod:`.tunnel`, :mod:`.grpc_server`).
+"""

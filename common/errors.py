@@ -1,8 +1,9 @@
 """The domain errors and the one table that maps them to and from gRPC status codes.
 
 Every package raises these (or subclasses); servers translate them to a status code in
-one interceptor (``common.grpc_server``), clients translate status codes back in one
-call helper (``from_rpc_error``). Messages are written for the person who reads them.
+one interceptor (``common.grpc_server``); on the client side status codes become these
+errors in :mod:`common.client` only (through ``from_rpc_error``). Messages are written
+for the person who reads them.
 """
 
 from __future__ import annotations

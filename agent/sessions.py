@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from common.domain import Session
 from common.errors import AlreadyExistsError, InvalidArgumentError, ResourceExhaustedError
-from common.session_rules import PORT_AUTO, validate_dns_name, validate_name, validate_protocol
+from common.session_rules import PORT_AUTO, is_session_id, validate_dns_name, validate_name, validate_protocol
 
 __all__ = [
     "AGENT_LABEL",
@@ -85,12 +85,6 @@ def new_session_id() -> str:
     return str(uuid.uuid4())
 
 
-def is_session_id(text: str) -> bool:
-    """True if ``text`` is a canonical UUID string (directory names that are sessions)."""
-    try:
-        return str(uuid.UUID(text)) == text
-    except ValueError:
-        return False
 
 
 def container_name(session_id: str) -> str:

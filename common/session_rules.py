@@ -6,11 +6,12 @@ word for word (inventory §2.3).
 from __future__ import annotations
 
 import re
+import uuid
 
 from common.errors import InvalidArgumentError
 
-__all__ = ["DEFAULT_DNS_ZONE", "MAX_DNS_NAME", "MAX_NAME_BYTES", "PORT_AUTO", "in_dns_zone", "printable",
-           "validate_dns_name", "validate_name", "validate_protocol"]
+__all__ = ["DEFAULT_DNS_ZONE", "MAX_DNS_NAME", "MAX_NAME_BYTES", "PORT_AUTO", "in_dns_zone", "is_session_id",
+           "printable", "validate_dns_name", "validate_name", "validate_protocol"]
 
 PORT_AUTO = -1
 # Session DNS names live under this zone, so a session cannot shadow localhost,
@@ -20,6 +21,14 @@ MAX_NAME_BYTES = 64
 MAX_DNS_NAME = 253
 _NAME_OK = re.compile(r"[A-Za-z0-9 _.\-]")
 _LABEL_OK = re.compile(r"[a-z0-9-]")
+
+
+def is_session_id(text: str) -> bool:
+    """True if ``text`` is a canonical UUID string (lowercase, hyphenated): a session id."""
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
 
 
 def printable(text: str) -> str:

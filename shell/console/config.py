@@ -16,6 +16,7 @@ from typing import Any
 from common.config import load
 from common.defaults import AGENT_KEYS_DIR, DNSMASQ_HOSTS_FILE, STATUS_SOCKET
 from common.errors import PermissionDeniedError
+from common.session_rules import DEFAULT_DNS_ZONE
 
 __all__ = ["DEFAULT_UID", "ShellConfig", "check_uid", "load_shell_config"]
 
@@ -38,6 +39,7 @@ class ShellConfig:
     orphans_root: Path = Path("/home/claude")
     dnsmasq_hosts: Path | None = DNSMASQ_HOSTS_FILE   # None: no DNS records
     dnsmasq_pidfile: Path | None = None   # SIGHUP dnsmasq after each write (needs permission)
+    dns_zone: str = DEFAULT_DNS_ZONE      # as the agents' dns_zone: names outside it get no record
     runtime_dir: Path | None = None       # tunnel sockets; default $XDG_RUNTIME_DIR or /tmp
     user: str = "claude"
 

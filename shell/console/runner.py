@@ -30,6 +30,7 @@ def router_config(config: ShellConfig, runtime_dir: Path) -> RouterConfig:
         orphans_root=config.orphans_root if config.orphans_root.is_dir() else None,
         dnsmasq_hosts=config.dnsmasq_hosts,
         dnsmasq_pidfile=config.dnsmasq_pidfile,
+        dns_zone=config.dns_zone,
         status_socket=config.status_socket,
     )
 

@@ -51,6 +51,13 @@ class AgentFleet:
         self._tasks: set[asyncio.Task[None]] = set()
         self._reloading = asyncio.Lock()  # the poller and refresh() may both reload
 
+    def owner_of(self, session_id: str, asking: str) -> str | None:
+        """The agent other than ``asking`` whose cache holds ``session_id`` (None: no other)."""
+        for agent_id, cache in self.sessions.items():
+            if agent_id != asking and cache.holds(session_id):
+                return agent_id
+        return None
+
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
@@ -87,7 +94,7 @@ class AgentFleet:
     async def _add(self, record: AgentRecord) -> None:
         client = AgentClient(record, self.settings, self._on_client_change)
         self.clients[record.agent_id] = client
-        self.sessions[record.agent_id] = AgentSessions(record.agent_id)
+        self.sessions[record.agent_id] = AgentSessions(record.agent_id, self.owner_of)
         ip = await resolve_address(record.address)
         if ip is not None:
             self.ips[record.agent_id] = ip

@@ -29,6 +29,7 @@ from common.domain import Session
 from common.errors import ConvocateError, InvalidArgumentError, NotFoundError
 from common.logging import get_logger
 from common.paths import private_dir
+from common.session_rules import DEFAULT_DNS_ZONE
 from shell.fleet.agent_fleet import AgentFleet
 from shell.fleet.dns import DnsHosts, dns_records
 from shell.fleet.model import AgentRow, SessionRow
@@ -50,6 +51,7 @@ class RouterConfig:
     orphans_root: Path | None = None        # pre-v2 sessions (/home/claude); None = none
     dnsmasq_hosts: Path | None = None       # None = do not write DNS records
     dnsmasq_pidfile: Path | None = None     # SIGHUP dnsmasq after each write
+    dns_zone: str = DEFAULT_DNS_ZONE        # session DNS names outside it are never written
     status_socket: Path | None = None       # the local status service; None = no shared view
     heartbeat_interval: float = 30.0
     call_timeout: float = 10.0
@@ -157,7 +159,7 @@ class Router:
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
     def _changed(self) -> None:
-        self.dns.write(dns_records(self.rows(), self.fleet.ips))
+        self.dns.write(dns_records(self.rows(), self.fleet.ips, self.config.dns_zone))
         for listener in list(self._listeners):
             try:
                 listener()

@@ -98,15 +98,16 @@ def test_orphans_are_listed_refused_with_the_migration_and_deletable(tmp_path: P
 def test_session_cache_applies_snapshot_and_changes() -> None:
     """EXISTING events build a snapshot that SYNCED installs; later events add, change and remove rows."""
     cache = AgentSessions("a")
-    s1 = Session(id="1", name="one")
+    sid = str(uuid.uuid4())
+    s1 = Session(id=sid, name="one")
     assert not cache.apply(SessionEvent(K.EXISTING, session=s1))
     assert cache.apply(SessionEvent(K.SYNCED))
     assert [r.name for r in cache.rows()] == ["one"]
     s1 = replace(s1, running=True)
     assert cache.apply(SessionEvent(K.STARTED, session=s1))
-    row = cache.get("1")
+    row = cache.get(sid)
     assert row is not None
     assert (row.status_letter, row.agent_id) == ("R", "a")
     assert not cache.apply(SessionEvent(K.STARTED, session=s1))
-    assert cache.apply(SessionEvent(K.DELETED, session_id="1"))
+    assert cache.apply(SessionEvent(K.DELETED, session_id=sid))
     assert cache.rows() == []

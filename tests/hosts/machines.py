@@ -34,6 +34,7 @@ ADDRESS_RANGE = range(2, 255)
 BOOT_TIMEOUT = 120.0
 SSH_TIMEOUT = 60.0
 DOCKER_TIMEOUT = 120.0
+STOP_TIMEOUT = 60.0  # systemd halts on SIGRTMIN+3; docker kills after this many seconds
 # Every capability by name except SYS_RESOURCE: this machine kind's bounding set lacks it,
 # which is also why --privileged fails here. (BPF, PERFMON and CHECKPOINT_RESTORE are left
 # out because Docker 20.10 rejects their names; nothing here needs them.)
@@ -169,6 +170,12 @@ class HostFleet:
                 self._await_ssh(host)
         return started
 
+    def reboot(self, host: Host) -> None:
+        """Stop the whole host (systemd shuts down) and start it again; wait for SSH."""
+        with self.log.step("stop and start the host", host.name):
+            _docker("restart", host.name, timeout=STOP_TIMEOUT + DOCKER_TIMEOUT)
+            self._await_ssh(host)
+
     def _start_one(self, ports: tuple[int, ...]) -> Host:
         index = len(self.hosts) + 1
         name = f"cvh-{self.run_id}-{index}"
@@ -180,6 +187,7 @@ class HostFleet:
         with self.log.step("start container", name):
             _docker("run", "-d", "--name", name, "--hostname", name, *self._labels(),
                     "--network", self.network, "-e", "container=docker",
+                    "--stop-signal", "SIGRTMIN+3", "--stop-timeout", str(int(STOP_TIMEOUT)),
                     "--tmpfs", "/run", "--tmpfs", "/run/lock",
                     "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "-v", f"{volume}:/var/lib/docker",
                     "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",

@@ -88,3 +88,35 @@ def test_restart_keeps_a_running_session(agent_host: Host) -> None:
     assert state.stdout.split() == ["true", started], "the session container was restarted or stopped"
     listed = wait_for_sync(lambda: agent_sessions(agent_host), timeout=60, interval=1.0)
     assert listed.get(session) is True, listed
+
+
+def _container_running(host: Host, session: str) -> bool:
+    """The engine's view: a missing container (the agent's are auto-removed) is not running."""
+    fmt = "'{{.State.Running}}'"
+    out = host.sudo(f"docker inspect -f {fmt} convocate-session-{session}", check=False).stdout
+    return out.strip() == "true"
+
+
+def test_docker_restart_shows_sessions_stopped(agent_host: Host) -> None:
+    session = create_session(agent_host, "engine-restart")
+    wait_for_sync(lambda: agent_sessions(agent_host).get(session), timeout=60, interval=1.0)
+    with RUN_LOG.step("systemctl restart docker", agent_host.name):
+        agent_host.sudo("systemctl restart docker.service", timeout=120)
+    assert not _container_running(agent_host, session)
+    # Listed as stopped, never as running; the agent itself kept running.
+    wait_for_sync(lambda: agent_sessions(agent_host).get(session) is False, timeout=60, interval=1.0)
+    assert unit_state(agent_host, "convocate-agent.service") == "active"
+
+
+def test_host_stop_start_lists_sessions_again(fleet: HostFleet, agent_host: Host) -> None:
+    session = create_session(agent_host, "host-reboot")
+    wait_for_sync(lambda: agent_sessions(agent_host).get(session), timeout=60, interval=1.0)
+    fleet.reboot(agent_host)
+    wait_for_sync(lambda: unit_state(agent_host, "convocate-agent.service") == "active",
+                  timeout=120, interval=1.0)
+    with RUN_LOG.step("session listed after the host restart", agent_host.name) as step:
+        listed = wait_for_sync(lambda: agent_sessions(agent_host), timeout=60, interval=1.0)
+        step.text += f": {'running' if listed.get(session) else 'stopped'}"
+    assert session in listed, listed
+    # Whatever the engine did with the container, the agent reports its real state.
+    assert listed[session] == _container_running(agent_host, session), listed

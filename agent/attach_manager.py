@@ -19,6 +19,7 @@ from agent.runtime import ContainerRuntime
 from agent.viewers import EndReason, Mode, Size, Viewer, ViewerRegistry
 from common.errors import ConvocateError, UnavailableError
 from common.logging import get_logger
+from common.tasks import TaskSet, cancel_and_wait
 
 __all__ = ["AttachManager"]
 
@@ -51,12 +52,10 @@ class AttachManager:
         self.user = user
         self.buffer_chunks = buffer_chunks
         self.slow_timeout = slow_timeout
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet("attach")
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.create_task(coro)
 
     async def _exec(self, session_id: str, argv: list[str]) -> None:
         result = await asyncio.wait_for(self.runtime.exec_run(session_id, argv, self.user), _EXEC_TIMEOUT)
@@ -152,20 +151,15 @@ class AttachManager:
         """End every viewer with AGENT_SHUTDOWN and wait (bounded) for their streams to end."""
         viewers = self.registry.all()
         if viewers:
-            await asyncio.wait(
-                [asyncio.create_task(self.end(v, EndReason.AGENT_SHUTDOWN, "the agent is stopping"))
-                 for v in viewers],
-                timeout=timeout,
-            )
+            ending = [asyncio.create_task(self.end(v, EndReason.AGENT_SHUTDOWN, "the agent is stopping"))
+                      for v in viewers]
+            _, late = await asyncio.wait(ending, timeout=timeout)
+            await cancel_and_wait(late)  # a stream that did not end in time is not left running
 
     async def close(self) -> None:
         """Wait for background cleanup (bounded), then cancel what is left."""
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=5)
-        for task in list(self._tasks):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._tasks.join(timeout=5)
+        await self._tasks.aclose()
 
     async def _classify(self, session_id: str, tail: bytes) -> tuple[EndReason, str]:
         """Why did this viewer's exec end on its own?"""

@@ -32,6 +32,7 @@ from common.backoff import Backoff
 from common.errors import ConvocateError
 from common.logging import get_logger
 from common.proto_convert import session_to_proto, timestamp
+from common.tasks import TaskSet
 from common.tunnel import Tunnel, TunnelSettings
 
 __all__ = ["QUEUE_SIZE", "StatusEmitter"]
@@ -84,7 +85,7 @@ class StatusEmitter:
         self._last_ok: Timestamp | None = None
         self._error = "not connected yet"
         self._control_stale = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet("status-emitter")
         self._closing = False
         self._done = asyncio.Event()
 
@@ -139,10 +140,8 @@ class StatusEmitter:
                                    attributes={"version": self.version, "hostname": self.hostname}))
         await self.tunnel.start()
         self.tunnel.add_listener(lambda up, err: None if up else self._set_link(False, err))
-        for coro, name in ((self._send_loop(), "status-sender"), (self._watch_control(), "status-pings")):
-            task = asyncio.create_task(coro, name=name)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        self._tasks.create_task(self._send_loop(), name="status-sender")
+        self._tasks.create_task(self._watch_control(), name="status-pings")
 
     async def close(self, timeout: float = 2.0) -> None:
         """Send ``agent.shutdown`` (waiting up to ``timeout`` s for it to leave), then stop."""
@@ -158,11 +157,7 @@ class StatusEmitter:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._done.wait()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._tasks.aclose()
         await self.tunnel.close()
         log.info("status emitter closed", sent=self.sent, dropped=self.dropped)
 

@@ -26,14 +26,15 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
 
     A cancellation of the caller itself still propagates once the tasks are done.
     """
+    tasks = list(tasks)
     pending = [t for t in tasks if not t.done()]
     for task in pending:
         task.cancel()
     if pending:
         await asyncio.wait(pending)
-    for task in pending:
+    for task in tasks:
         if not task.cancelled():
-            task.exception()  # retrieved: a task that failed while cancelling is not "never retrieved"
+            task.exception()  # retrieved: a failed task is not logged as "never retrieved"
 
 
 class TaskSet:
@@ -73,6 +74,12 @@ class TaskSet:
         if (exc := task.exception()) is not None:
             log.error("background task failed", owner=self._name, task=task.get_name(),
                       error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+
+    async def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for every task to end on its own; True if they all did."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+        return not any(not t.done() for t in self._tasks)
 
     async def aclose(self) -> None:
         """Cancel every task still running and wait for them; later ``create_task`` fails."""

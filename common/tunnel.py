@@ -53,26 +53,30 @@ class TunnelSettings:
     backoff_max: float = 30.0
 
 
-def describe_connect_error(exc: BaseException, s: TunnelSettings) -> str:
-    """One line a person can act on, for a failed connection attempt."""
-    where = f"{s.host}:{s.port}"
+def describe_connect_error(
+    exc: BaseException, *, name: str, host: str, port: int, client_key: Path | None,
+    known_hosts: Path | None, connect_timeout: float, remote_socket: str = SOCKET_ALIAS,
+) -> str:
+    """One line a person can act on, for a failed SSH connection attempt to ``name``."""
+    where = f"{host}:{port}"
     if isinstance(exc, asyncssh.HostKeyNotVerifiable):
         return (
-            f"host key of {s.name} ({where}) does not match the pinned key in {s.known_hosts} "
+            f"host key of {name} ({where}) does not match the pinned key in {known_hosts} "
             "(unknown or changed key): re-pin it with `convocate-host init-agent` if the "
             "host was reinstalled, otherwise suspect a man-in-the-middle"
         )
     if isinstance(exc, asyncssh.PermissionDenied):
-        return f"{s.name} ({where}) refused our key {s.client_key}: it is not in its authorized keys"
+        key = client_key or "(default)"
+        return f"{name} ({where}) refused our key {key}: it is not in its authorized keys"
     if isinstance(exc, asyncssh.ChannelOpenError):
-        return f"{s.name} ({where}) refused the tunnel to {s.remote_socket}: {exc.reason}"
+        return f"{name} ({where}) refused the tunnel to {remote_socket}: {exc.reason}"
     if isinstance(exc, ConnectionRefusedError):
-        return f"{s.name} ({where}) refused the connection: is its SSH server running?"
+        return f"{name} ({where}) refused the connection: is its SSH server running?"
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
-        return f"{s.name} ({where}) did not answer within {s.connect_timeout:g} s"
+        return f"{name} ({where}) did not answer within {connect_timeout:g} s"
     if isinstance(exc, asyncssh.ConnectionLost):
-        return f"{s.name} ({where}): connection lost: {exc.reason}"
-    return f"{s.name} ({where}): {type(exc).__name__}: {exc}"
+        return f"{name} ({where}): connection lost: {exc.reason}"
+    return f"{name} ({where}): {type(exc).__name__}: {exc}"
 
 
 StateListener = Callable[[bool, str], None]
@@ -230,7 +234,10 @@ class Tunnel:
             except asyncio.CancelledError:
                 raise
             except Exception as e:
-                message = describe_connect_error(e, s)
+                message = describe_connect_error(
+                    e, name=s.name, host=s.host, port=s.port, client_key=s.client_key,
+                    known_hosts=s.known_hosts, connect_timeout=s.connect_timeout,
+                    remote_socket=s.remote_socket)
                 if message != self.last_error or backoff.attempts == 0:
                     log.warning("tunnel connect failed", peer=s.name, error=message)
                 self._set_state(up=False, error=message)

@@ -21,6 +21,7 @@ import asyncssh
 
 from common.errors import ConvocateError, InvalidArgumentError, UnavailableError
 from common.ssh_keys import read_private_key
+from common.tasks import cancel_and_wait
 from common.tunnel import describe_connect_error
 
 __all__ = ["CommandResult", "LocalRunner", "Runner", "SSHRunner", "SSHTarget"]
@@ -109,8 +110,8 @@ class LocalRunner:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-            if pump is not None and not pump.done():
-                pump.cancel()
+            if pump is not None:
+                await cancel_and_wait([pump])
         return CommandResult(proc.returncode or 0, out, err)
 
     async def close(self) -> None:
@@ -155,11 +156,9 @@ class SSHRunner:
                 connect_timeout=t.connect_timeout,
             ), t.connect_timeout + 1)
         except (OSError, asyncssh.Error, TimeoutError) as e:
-            from common.tunnel import TunnelSettings  # noqa: PLC0415 - for the shared message only
-
-            ts = TunnelSettings(self.name, t.host, t.port, t.key or Path("(default)"),
-                                t.known_hosts, Path("/dev/null"))
-            raise UnavailableError(describe_connect_error(e, ts)) from None
+            raise UnavailableError(describe_connect_error(
+                e, name=self.name, host=t.host, port=t.port, client_key=t.key, known_hosts=t.known_hosts,
+                connect_timeout=t.connect_timeout)) from None
         return self._conn
 
     async def run(self, argv: Sequence[str], *, root: bool = False,
@@ -186,8 +185,8 @@ class SSHRunner:
                         err = result.stderr if isinstance(result.stderr, bytes) else b""
                         raise _refused(self.name, argv, e, err) from None
             finally:
-                if pump is not None and not pump.done():
-                    pump.cancel()
+                if pump is not None:
+                    await cancel_and_wait([pump])
         out = result.stdout if isinstance(result.stdout, bytes) else b""
         err = result.stderr if isinstance(result.stderr, bytes) else b""
         return CommandResult(result.exit_status if result.exit_status is not None else 255, out, err)

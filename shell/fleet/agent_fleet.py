@@ -10,7 +10,6 @@ concurrently with a per-agent deadline on demand. It owns its tasks and closes t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from common.client.agent_client import AgentClient, ClientSettings
 from common.errors import ConvocateError, UnavailableError
 from common.logging import get_logger
 from common.registry import AgentRecord, scan_registry
+from common.tasks import TaskSet, cancel_and_wait
 from shell.fleet.dns import resolve_address
 from shell.fleet.session_cache import AgentSessions
 
@@ -48,7 +48,7 @@ class AgentFleet:
         self.ips: dict[str, str] = {}
         self.broken: dict[str, str] = {}    # registry directory -> why its entry is invalid
         self._watches: dict[str, asyncio.Task[None]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet("agent-fleet")
         self._reloading = asyncio.Lock()  # the poller and refresh() may both reload
 
     def owner_of(self, session_id: str, asking: str) -> str | None:
@@ -59,10 +59,7 @@ class AgentFleet:
         return None
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self._tasks.create_task(coro, name=name)
 
     # --- membership ---------------------------------------------------------------------------
     async def reload(self) -> None:
@@ -104,9 +101,7 @@ class AgentFleet:
     async def _remove(self, agent_id: str) -> None:
         task = self._watches.pop(agent_id, None)
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait([task])
         client = self.clients.pop(agent_id)
         self.sessions.pop(agent_id, None)
         self.ips.pop(agent_id, None)
@@ -126,11 +121,7 @@ class AgentFleet:
 
     async def close(self) -> None:
         """Stop every task and close every client."""
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._tasks.aclose()
         await asyncio.gather(*(c.close() for c in self.clients.values()))
 
     # --- keeping the caches current -------------------------------------------------------------

@@ -21,6 +21,7 @@ from common.domain import LinkState
 from common.grpc_options import CLIENT_OPTIONS
 from common.logging import get_logger
 from common.proto_convert import link_report
+from common.tasks import TaskSet
 
 __all__ = ["StatusClient"]
 
@@ -51,7 +52,7 @@ class StatusClient:
         self._pending: dict[str, status_pb2.LinkReport] = {}
         self._latest: dict[str, status_pb2.LinkReport] = {}
         self._wake = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet("status-client")
 
     def _ch(self) -> grpc.aio.Channel:
         if self._channel is None:
@@ -60,18 +61,12 @@ class StatusClient:
 
     async def start(self) -> None:
         """Start watching and reporting in the background."""
-        for coro, name in ((self._watch(), "status-watch"), (self._report(), "status-report")):
-            task = asyncio.create_task(coro, name=name)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        self._tasks.create_task(self._watch(), name="status-watch")
+        self._tasks.create_task(self._report(), name="status-report")
 
     async def close(self) -> None:
         """Withdraw our link reports (best effort, 1 s), stop the tasks, close the channel."""
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._tasks.aclose()
         if self._latest and self.connected:
             stub = status_pb2_grpc.StatusStub(self._ch())
             withdrawals = [

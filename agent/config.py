@@ -70,6 +70,13 @@ class AgentConfig:
     status_client_key: Path | None = None
     status_known_hosts: Path | None = None
     heartbeat_interval: float = 30.0
+    # Health (agent/health.py): the engine and host check, the disk thresholds, the alarm.
+    health_interval: float = 5.0                # seconds between checks of the engine and host
+    disk_low_bytes: int = 1024**3               # "disk nearly full" below this much free space...
+    disk_low_percent: float = 5.0               # ...or below this share of the filesystem
+    write_min_free_bytes: int = 16 * 1024**2    # create/clone/update refused below this ("disk full")
+    mass_death_count: int = 3                   # this many sessions stopping unasked...
+    mass_death_window: float = 60.0             # ...within this many seconds raise the alarm
     # Limits.
     watch_queue_size: int = 1024
     viewer_buffer_chunks: int = 256

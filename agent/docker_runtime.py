@@ -360,13 +360,25 @@ class DockerRuntime:
                     sid = attrs.get(SESSION_LABEL, "")
                     if sid:
                         actor_id = str((data.get("Actor") or {}).get("ID", ""))
-                        yield ContainerEvent(str(data.get("Action", "")), sid, actor_id, nano)
+                        code = str(attrs.get("exitCode", ""))
+                        yield ContainerEvent(str(data.get("Action", "")), sid, actor_id, nano,
+                                             int(code) if code.isdigit() else None)
             finally:
                 with contextlib.suppress(Exception):
                     await ev.stop()  # type: ignore[no-untyped-call]
+            yield ContainerEvent("lost")
             delay = backoff.next_delay()
             log.warning("docker events stream ended; resubscribing", delay=round(delay, 2))
             await asyncio.sleep(delay)
+
+    async def engine_version(self) -> str:
+        """The engine's version (``GET /version``); the error is the bare "does not answer" line."""
+        try:
+            with _docker_errors("version"):
+                info = await self._docker.version()
+        except ConvocateError as e:
+            raise type(e)(str(e).removeprefix("version: ")) from None
+        return str(info.get("Version", ""))
 
     # --- images ----------------------------------------------------------------------------
     async def image_exists(self, image: str) -> bool:

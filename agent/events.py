@@ -29,6 +29,8 @@ class EventType(StrEnum):
     AGENT_STARTED = "agent.started"
     AGENT_HEARTBEAT = "agent.heartbeat"
     AGENT_SHUTDOWN = "agent.shutdown"
+    AGENT_HEALTH = "agent.health"                  # the engine went down or up, the disk low or not
+    SESSIONS_MASS_DEATH = "sessions.mass_death"    # several sessions stopped unasked at once
     SESSION_CREATED = "session.created"
     SESSION_UPDATED = "session.updated"
     SESSION_DELETED = "session.deleted"

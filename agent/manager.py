@@ -5,18 +5,30 @@ convert at the edge (:mod:`common.proto_convert`). Changes of the
 record are serialised by one lock (uniqueness checks and writes must not interleave).
 The running state follows Docker events (with resync after reconnects), and each
 transition is published once, whichever source sees it first.
+
+Health: while the engine does not answer, every session's state is *unknown* (not
+running, not stopped), stamped with when it was last read; sessions that stop without
+an operator asking are counted, and ``mass_death_count`` of them within
+``mass_death_window`` seconds publish one ``sessions.mass_death`` event naming them
+with their exit codes. A write first checks free space (``write_min_free_bytes``), and
+a disk that fills up during it is reported as "disk full" (the store cleans up).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from agent.attach_manager import AttachManager
 from agent.config import AgentConfig
 from agent.container_spec import container_spec, read_current_image
 from agent.events import AgentEvent, EventSink, EventType
+from agent.health import HealthMonitor, require_free_space
 from agent.runtime import ContainerInfo, ContainerRuntime
 from agent.sessions import (
     SessionRecord,
@@ -30,12 +42,15 @@ from agent.sessions import (
 )
 from agent.store import SessionStore
 from agent.viewers import ViewerRegistry
-from common.errors import ConvocateError, FailedPreconditionError, UnavailableError
+from common.domain import HostHealth
+from common.errors import ConvocateError, FailedPreconditionError, ResourceExhaustedError, UnavailableError
 from common.logging import get_logger
 
 __all__ = ["SessionManager"]
 
 log = get_logger(__name__)
+T = TypeVar("T")
+ASKED_GRACE = 30.0  # seconds after an operator's stop returns in which its "die" is still the operator's
 
 
 class SessionManager:
@@ -50,6 +65,7 @@ class SessionManager:
         events: EventSink,
         registry: ViewerRegistry,
         attach: AttachManager,
+        health: HealthMonitor | None = None,
     ) -> None:
         self.config = config
         self.runtime = runtime
@@ -64,6 +80,14 @@ class SessionManager:
         self._records: dict[str, SessionRecord] = {}
         self._follower: asyncio.Task[None] | None = None
         registry.set_listener(self._on_viewers)
+        self.health = health
+        self._engine_ok = True
+        self._known_at: datetime | None = None
+        self._asked: dict[str, float] = {}          # session id -> until when a stop is the operator's
+        self._deaths: dict[str, tuple[float, int | None]] = {}  # unasked stops in the window
+        self._tasks: set[asyncio.Task[None]] = set()
+        if health is not None:
+            health.add_listener(self._on_health)
 
     # --- lifecycle ----------------------------------------------------------------------
     async def start(self) -> tuple[list[SessionRecord], dict[str, ContainerInfo]]:
@@ -80,8 +104,10 @@ class SessionManager:
         running: dict[str, ContainerInfo] = {}
         try:
             running = await self.runtime.list_running(self.agent_id)
+            self._known_at = datetime.now(UTC)
         except UnavailableError as e:
             log.warning("docker unavailable at start; will resync from events", error=str(e))
+            self._engine_ok = False
         self._running = dict(running)
         unknown = sorted(set(running) - set(self._records))
         if unknown:
@@ -93,6 +119,8 @@ class SessionManager:
 
     async def close(self) -> None:
         """Stop following Docker events (containers keep running)."""
+        for task in list(self._tasks):
+            task.cancel()
         if self._follower is not None:
             self._follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -103,21 +131,94 @@ class SessionManager:
         async for ev in self.runtime.events(self.agent_id):
             try:
                 if ev.action == "resync":
+                    if self.health is not None:
+                        self.health.kick()
                     await self._refresh_running()
+                elif ev.action == "lost" and self.health is not None:
+                    self.health.kick()  # the engine may be down: find out now, not at the next check
                 elif ev.action == "start":
                     self._mark(ev.session_id, await self.runtime.inspect(ev.session_id))
                 elif ev.action == "die":
                     known = self._running.get(ev.session_id)
                     if known is None or not ev.container_id or known.container_id in ("", ev.container_id):
                         self._mark(ev.session_id, None)
+                        if known is not None:
+                            self._died(ev.session_id, ev.exit_code)
             except ConvocateError as e:
                 log.warning("docker event not applied", action=ev.action, session=ev.session_id, error=str(e))
+
+    # --- health -------------------------------------------------------------------------------
+    def _on_health(self, health: HostHealth) -> None:
+        if not health.engine_up:
+            self._engine_lost(health.engine_error)
+        elif not self._engine_ok:
+            task = asyncio.create_task(self._refresh_running(), name="engine-restored")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _engine_lost(self, error: str) -> None:
+        """The engine does not answer: every session's state becomes unknown (published once)."""
+        if not self._engine_ok:
+            return
+        self._engine_ok = False
+        log.warning("session states unknown: the docker engine does not answer", error=error)
+        for sid in list(self._records):
+            self._publish(EventType.SESSION_UPDATED, sid)
+
+    def _engine_down_error(self) -> UnavailableError:
+        return UnavailableError(f"the Docker Engine on agent {self.agent_id} does not answer: "
+                                "start it with `systemctl start docker`")
+
+    def _require_engine(self) -> None:
+        if self.health is not None and not self.health.current.engine_up:
+            raise self._engine_down_error()
+
+    def _asked_to_stop(self, session_id: str) -> None:
+        """An operator asked for this session to stop: its "die" is not a death to count."""
+        self._asked[session_id] = time.monotonic() + self.config.stop_timeout + ASKED_GRACE
+
+    def _died(self, session_id: str, exit_code: int | None) -> None:
+        """Count a stop nobody asked for; publish the alarm when enough come within the window."""
+        now = time.monotonic()
+        if self._asked.pop(session_id, 0.0) >= now:
+            return
+        window, count = self.config.mass_death_window, self.config.mass_death_count
+        self._deaths[session_id] = (now, exit_code)
+        self._deaths = {s: d for s, d in self._deaths.items() if now - d[0] <= window}
+        if count <= 0 or len(self._deaths) < count:
+            return
+        victims, self._deaths = sorted(self._deaths.items(), key=lambda kv: kv[1][0]), {}
+        names = [self._records[s].name if s in self._records else s for s, _ in victims]
+        codes = ["?" if d[1] is None else str(d[1]) for _, d in victims]
+        detail = ", ".join(f'"{n}" (exit {c})' for n, c in zip(names, codes, strict=True))
+        log.warning("sessions died at once", count=len(victims), window=window, sessions=detail)
+        self.events.publish(AgentEvent(EventType.SESSIONS_MASS_DEATH, attributes={
+            "count": str(len(victims)), "window": f"{window:g}",
+            "sessions": ",".join(s for s, _ in victims), "exit_codes": ",".join(codes),
+            "detail": f"{len(victims)} sessions stopped unasked within {window:g} s: {detail}",
+        }))
+
+    def _check_space(self) -> None:
+        require_free_space(self.config.sessions_root, self.config.write_min_free_bytes)
+
+    async def _write(self, fn: Callable[[], T]) -> T:
+        """Run a store write in a thread; a disk that fills up meanwhile is "disk full"."""
+        try:
+            return await asyncio.to_thread(fn)
+        except (OSError, UnavailableError) as e:
+            cause = e if isinstance(e, OSError) else e.__context__
+            if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise ResourceExhaustedError(
+                    f"disk full on this agent under {self.config.sessions_root}: free space there "
+                    "and retry; nothing was changed") from None
+            raise
 
     # --- live state and events ------------------------------------------------------------
     def _view(self, record: SessionRecord) -> SessionView:
         info = self._running.get(record.id)
         image = info.image if info else ""
-        return SessionView(record, info is not None, self.registry.count(record.id), image)
+        return SessionView(record, info is not None, self.registry.count(record.id), image,
+                           unknown=not self._engine_ok, known_at=self._known_at)
 
     def _publish(self, event_type: EventType, session_id: str, record: SessionRecord | None = None) -> None:
         rec = record or self._records.get(session_id)
@@ -139,9 +240,17 @@ class SessionManager:
             running = await self.runtime.list_running(self.agent_id)
         except UnavailableError as e:
             log.info("running state not refreshed", error=str(e))
+            self._engine_lost(str(e))
             return
+        self._known_at = datetime.now(UTC)
+        restored, self._engine_ok = not self._engine_ok, True
+        changed = set(self._running) ^ set(running)
         for sid in set(self._running) | set(running):
             self._mark(sid, running.get(sid))
+        if restored:
+            log.info("session states known again: the docker engine answers", running=len(running))
+            for sid in set(self._records) - changed:  # the others went out with started/stopped
+                self._publish(EventType.SESSION_UPDATED, sid)
 
     def _on_viewers(self, session_id: str, attached: bool) -> None:
         self._publish(EventType.SESSION_ATTACHED if attached else EventType.SESSION_DETACHED, session_id)
@@ -162,8 +271,10 @@ class SessionManager:
         """
         record = await asyncio.to_thread(self.store.get, session_id)
         self._records[session_id] = record
-        with contextlib.suppress(UnavailableError):
+        try:
             self._mark(session_id, await self.runtime.inspect(session_id))
+        except UnavailableError as e:
+            self._engine_lost(str(e))
         return self._view(record)
 
     async def require_running(self, session_id: str) -> SessionView:
@@ -174,6 +285,8 @@ class SessionManager:
             FailedPreconditionError: it is not running.
         """
         view = await self.get(session_id)
+        if view.unknown:
+            raise self._engine_down_error()
         if not view.running:
             raise FailedPreconditionError(
                 f'session "{view.record.name}" is not running: restart it first'
@@ -187,13 +300,14 @@ class SessionManager:
         """Create a session directory and record (and start it when ``start``)."""
         name, protocol = validate_name(name), validate_protocol(protocol)
         dns_name = validate_dns_name(dns_name, self.config.dns_zone)
+        self._check_space()
         async with self._lock:
             others = await asyncio.to_thread(self.store.list)
             check_dns_unique(dns_name, others)
             port = resolve_port(port, protocol, others)
             now = datetime.now(UTC)
             record = SessionRecord(new_session_id(), name, now, now, port, protocol, dns_name)
-            await asyncio.to_thread(self.store.create, record)
+            await self._write(lambda: self.store.create(record))
             self._records[record.id] = record
         self._publish(EventType.SESSION_CREATED, record.id)
         return await self.restart(record.id) if start else self._view(record)
@@ -204,6 +318,7 @@ class SessionManager:
         """Replace name, port, protocol and DNS name; a running container is untouched."""
         name, protocol = validate_name(name), validate_protocol(protocol)
         dns_name = validate_dns_name(dns_name, self.config.dns_zone)
+        self._check_space()
         async with self._lock:
             record = await asyncio.to_thread(self.store.get, session_id)
             others = [o for o in await asyncio.to_thread(self.store.list) if o.id != session_id]
@@ -211,9 +326,10 @@ class SessionManager:
                 check_dns_unique(dns_name, others)
             if port != record.port or protocol != record.protocol:
                 port = resolve_port(port, protocol, others)
-            record = SessionRecord(record.id, name, record.created_at, record.last_accessed,
-                                   port, protocol, dns_name)
-            await asyncio.to_thread(self.store.write, record)
+            updated = SessionRecord(record.id, name, record.created_at, record.last_accessed,
+                                    port, protocol, dns_name)
+            await self._write(lambda: self.store.write(updated))
+            record = updated
             self._records[record.id] = record
         self._publish(EventType.SESSION_UPDATED, record.id)
         return self._view(record)
@@ -221,11 +337,12 @@ class SessionManager:
     async def clone(self, source_id: str, name: str) -> SessionView:
         """Copy a session's home into a new session (fresh name and timestamps, no port/DNS)."""
         name = validate_name(name)
+        self._check_space()
         async with self._lock:
             await asyncio.to_thread(self.store.get, source_id)
             now = datetime.now(UTC)
             record = SessionRecord(new_session_id(), name, now, now)
-            await asyncio.to_thread(self.store.clone, source_id, record)
+            await self._write(lambda: self.store.clone(source_id, record))
             self._records[record.id] = record
         self._publish(EventType.SESSION_CREATED, record.id)
         return self._view(record)
@@ -234,6 +351,8 @@ class SessionManager:
         """Stop a running container first, then remove the session directory."""
         async with self._lock:
             record = await asyncio.to_thread(self.store.get, session_id)
+            self._require_engine()
+            self._asked_to_stop(session_id)
             if await self.runtime.stop(session_id, self.config.stop_timeout):
                 self._mark(session_id, None)
             last = self._view(record)
@@ -250,7 +369,10 @@ class SessionManager:
             FailedPreconditionError: it is not running.
         """
         record = await asyncio.to_thread(self.store.get, session_id)
+        self._require_engine()
+        self._asked_to_stop(session_id)
         if not await self.runtime.stop(session_id, self.config.stop_timeout):
+            self._asked.pop(session_id, None)
             self._mark(session_id, None)
             raise FailedPreconditionError(f'session "{record.name}" is not running')
         self._mark(session_id, None)
@@ -269,7 +391,14 @@ class SessionManager:
         """
         async with self._lock:
             record = await asyncio.to_thread(self.store.get, session_id)
-            info = await self.runtime.inspect(session_id)
+            self._require_engine()
+            try:
+                info = await self.runtime.inspect(session_id)
+            except UnavailableError as e:
+                self._engine_lost(str(e))
+                if self.health is not None:
+                    self.health.kick()
+                raise self._engine_down_error() from None
             if info is not None and info.running:
                 self._mark(session_id, info)
                 raise FailedPreconditionError(f'session "{record.name}" already running')

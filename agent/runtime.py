@@ -64,16 +64,18 @@ class ContainerInfo:
 
 @dataclass(frozen=True)
 class ContainerEvent:
-    """A lifecycle change of a session container, or ``resync`` after a (re)subscribe.
+    """A lifecycle change of a session container, or a change of the stream itself.
 
-    ``action`` is ``start``, ``die`` or ``resync`` (the stream was (re)connected and
-    events may have been missed: the consumer re-reads the state).
+    ``action`` is ``start``, ``die`` (with the container's ``exit_code``), ``resync``
+    (the stream was (re)connected and events may have been missed: the consumer re-reads
+    the state) or ``lost`` (the stream ended: the engine may be down until ``resync``).
     """
 
     action: str
     session_id: str = ""
     container_id: str = ""
     time_nano: int = 0
+    exit_code: int | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,14 @@ class ContainerRuntime(Protocol):
         self, session_id: str, argv: list[str], user: str, env: dict[str, str]
     ) -> TerminalExec:
         """Start ``argv`` in the container on a TTY and return its stream."""
+        ...
+
+    async def engine_version(self) -> str:
+        """The engine's version (a cheap call that proves it answers).
+
+        Raises:
+            UnavailableError: the engine does not answer (the message says what to do).
+        """
         ...
 
     def events(self, agent_id: str) -> AsyncIterator[ContainerEvent]:

@@ -27,7 +27,8 @@ from agent.attach_manager import AttachManager
 from agent.attach_service import AttachService
 from agent.config import AgentConfig
 from agent.event_hub import EventHub
-from agent.events import EventSink, InboundLinkTracker
+from agent.events import AgentEvent, EventSink, EventType, InboundLinkTracker
+from agent.health import DiskThresholds, HealthMonitor
 from agent.identity import load_or_create_agent_id
 from agent.manager import SessionManager
 from agent.runtime import ContainerRuntime
@@ -35,6 +36,7 @@ from agent.sd_notify import notify, watchdog_interval, watchdog_loop
 from agent.sessions_service import SessionsService
 from agent.status_emitter import StatusEmitter
 from agent.viewers import ViewerRegistry
+from common.domain import HostHealth, host_health_attributes
 from common.errors import FailedPreconditionError, PermissionDeniedError
 from common.grpc_server import Service, UnixGrpcServer
 from common.logging import get_logger
@@ -77,7 +79,8 @@ class _Emitter(EventSink, Protocol):
         ...
 
 
-def _status_emitter(config: AgentConfig, agent_id: str, tracker: InboundLinkTracker) -> _Emitter | None:
+def _status_emitter(config: AgentConfig, agent_id: str, tracker: InboundLinkTracker,
+                    health: HealthMonitor) -> _Emitter | None:
     """The status emitter when a status target is configured."""
     if not config.status_host:
         log.info("status emitter disabled: no status_host configured")
@@ -91,7 +94,8 @@ def _status_emitter(config: AgentConfig, agent_id: str, tracker: InboundLinkTrac
         local_socket=config.runtime_dir / "status" / "status.sock",
     )
     emitter: _Emitter = StatusEmitter(agent_id, VERSION, settings,
-                                      heartbeat_interval=config.heartbeat_interval, tracker=tracker)
+                                      heartbeat_interval=config.heartbeat_interval, tracker=tracker,
+                                      health=lambda: health.current)
     return emitter
 
 
@@ -157,8 +161,16 @@ async def serve(config: AgentConfig, runtime: ContainerRuntime, stop: asyncio.Ev
     hub, tracker, registry = EventHub(config.watch_queue_size), InboundLinkTracker(), ViewerRegistry()
     attach = AttachManager(runtime, registry, user=config.container_user,
                            buffer_chunks=config.viewer_buffer_chunks, slow_timeout=config.slow_viewer_timeout)
-    manager = SessionManager(config, runtime, agent_id=agent_id, events=hub, registry=registry, attach=attach)
-    emitter = _status_emitter(config, agent_id, tracker)
+    health = HealthMonitor(runtime, config.sessions_root, interval=config.health_interval,
+                           thresholds=DiskThresholds(config.disk_low_bytes, config.disk_low_percent))
+
+    def health_changed(h: HostHealth) -> None:
+        hub.publish(AgentEvent(EventType.AGENT_HEALTH, attributes=host_health_attributes(h)))
+
+    health.add_listener(health_changed)
+    manager = SessionManager(config, runtime, agent_id=agent_id, events=hub, registry=registry, attach=attach,
+                             health=health)
+    emitter = _status_emitter(config, agent_id, tracker, health)
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(_signal_handlers(stop))
         stack.callback(log.info, "agent stopped")
@@ -170,6 +182,8 @@ async def serve(config: AgentConfig, runtime: ContainerRuntime, stop: asyncio.Ev
         stack.push_async_callback(attach.close)
         stack.push_async_callback(manager.close)
         records, running = await manager.start()
+        stack.push_async_callback(health.close)
+        await health.start()
         log.info("sessions adopted", agent_id=agent_id, sessions=len(records), running=len(running))
         ssh = SSHSocketServer(SSHServerSettings(
             host=config.listen_host, port=config.listen_port, host_key=config.host_key_path,
@@ -178,7 +192,8 @@ async def serve(config: AgentConfig, runtime: ContainerRuntime, stop: asyncio.Ev
         ))
         stack.push_async_callback(_close_quietly, ssh.wait_closed, "ssh", 5)
         stack.callback(ssh.close)  # after gRPC's grace: calls in flight come through SSH
-        sessions = SessionsService(manager, hub, tracker, emitter.status_link if emitter else None)
+        sessions = SessionsService(manager, hub, tracker, emitter.status_link if emitter else None,
+                                   health=lambda: health.current)
         grpc_server = UnixGrpcServer(config.socket_path, [
             Service("convocate.v1.Sessions", sessions_pb2_grpc.add_SessionsServicer_to_server, sessions),
             Service("convocate.v1.Attach", attach_pb2_grpc.add_AttachServicer_to_server,

@@ -63,6 +63,8 @@ class SessionView:
     running: bool = False
     viewer_count: int = 0
     image: str = ""
+    unknown: bool = False                 # the engine does not answer: ``running`` is the last known
+    known_at: datetime | None = None      # when the running state was last read from the engine
 
     @property
     def attached(self) -> bool:
@@ -77,6 +79,7 @@ class SessionView:
             port=r.port, protocol=r.protocol, dns_name=r.dns_name, agent_id=agent_id,
             running=self.running, attached=self.attached, viewer_count=self.viewer_count,
             image=self.image if self.running else "",
+            state_unknown=self.unknown, state_known_at=self.known_at,
         )
 
 

@@ -20,9 +20,9 @@ from agent.event_hub import EventHub
 from agent.events import InboundLinkTracker, session_event
 from agent.manager import SessionManager
 from agent.sessions import SessionView
-from common.domain import SessionEvent, SessionEventKind
+from common.domain import HostHealth, SessionEvent, SessionEventKind
 from common.errors import InvalidArgumentError, ResourceExhaustedError
-from common.proto_convert import session_event_to_proto, session_to_proto, timestamp
+from common.proto_convert import host_health_to_proto, session_event_to_proto, session_to_proto, timestamp
 from common.version import VERSION
 
 __all__ = ["SessionsService"]
@@ -45,11 +45,14 @@ class SessionsService(sessions_pb2_grpc.SessionsServicer):
         hub: EventHub,
         tracker: InboundLinkTracker,
         status_link: Callable[[], link_pb2.LinkState] | None = None,
+        *,
+        health: Callable[[], HostHealth] | None = None,
     ) -> None:
         self.manager = manager
         self.hub = hub
         self.tracker = tracker
         self.status_link = status_link
+        self.health = health
         self.hostname = socket.gethostname()
 
     @property
@@ -66,10 +69,13 @@ class SessionsService(sessions_pb2_grpc.SessionsServicer):
         """Liveness and heartbeat; records who pinged for the inbound-link view."""
         self.tracker.record_ping(request.client_id)
         link = self.status_link() if self.status_link is not None else link_pb2.LinkState(known=False)
-        return sessions_pb2.PingResponse(
+        reply = sessions_pb2.PingResponse(
             agent_id=self.agent_id, version=VERSION, server_time=timestamp(),
             hostname=self.hostname, status_link=link, current_image=read_current_image(self.manager.config),
         )
+        if self.health is not None:  # the cached result: Ping never waits on the engine
+            reply.health.CopyFrom(host_health_to_proto(self.health()))
+        return reply
 
     async def ListSessions(  # noqa: N802
         self, request: sessions_pb2.ListSessionsRequest, context: Context

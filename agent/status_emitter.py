@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import Callable
 from datetime import datetime
 
 import grpc
@@ -29,6 +30,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from agent.events import AgentEvent, EventType, InboundLinkTracker
 from common.backoff import Backoff
+from common.domain import HostHealth, host_health_attributes
 from common.errors import ConvocateError
 from common.logging import get_logger
 from common.proto_convert import session_to_proto, timestamp
@@ -54,6 +56,7 @@ class StatusEmitter:
             (default 2.5 x ``heartbeat_interval``).
         queue_size: events held while the stream is down or slow.
         hostname: sent in heartbeats (default: this host's name).
+        health: the host's cached health, sent in every heartbeat (engine, disk, memory, load).
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class StatusEmitter:
         control_budget: float | None = None,
         queue_size: int = QUEUE_SIZE,
         hostname: str | None = None,
+        health: Callable[[], HostHealth] | None = None,
     ) -> None:
         self.agent_id = agent_id
         self.version = version
@@ -75,6 +79,7 @@ class StatusEmitter:
         self.hostname = hostname or socket.gethostname()
         self.tunnel = Tunnel(settings)
         self._tracker = tracker
+        self._health = health
         self._queue: asyncio.Queue[status_pb2.Event] = asyncio.Queue(queue_size)
         self._pending: status_pb2.Event | None = None
         self._seq = 0
@@ -175,6 +180,8 @@ class StatusEmitter:
         if self._tracker is not None:
             age = self._tracker.seconds_since_last_ping()
             attrs["ping_age"] = "never" if age is None else f"{age:.1f}"
+        if self._health is not None:
+            attrs.update(host_health_attributes(self._health()))
         return self._to_proto(EventType.AGENT_HEARTBEAT, attributes=attrs)
 
     async def _write(self, call: grpc.aio.StreamUnaryCall[status_pb2.Event, status_pb2.PublishSummary],

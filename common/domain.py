@@ -19,12 +19,15 @@ __all__ = [
     "AttachMode",
     "AttachStarted",
     "EndReason",
+    "HostHealth",
     "LinkState",
     "Session",
     "SessionEvent",
     "SessionEventKind",
     "SessionStatus",
     "TerminalSize",
+    "host_health_attributes",
+    "host_health_from_attributes",
     "rfc3339",
     "session_status",
 ]
@@ -57,12 +60,16 @@ class SessionStatus(StrEnum):
     RUNNING = "R"
     LINGERING = "L"    # a viewer still counted although the container stopped
     STOPPED = "-"
+    UNKNOWN = "?"      # the engine or the agent does not answer: the state is not a fact
 
 
-def session_status(*, running: bool, attached: bool, orphan: bool = False) -> SessionStatus:
+def session_status(*, running: bool, attached: bool, orphan: bool = False,
+                   unknown: bool = False) -> SessionStatus:
     """The status letter of a session (the one place it is computed)."""
     if orphan:
         return SessionStatus.ORPHAN
+    if unknown:
+        return SessionStatus.UNKNOWN
     if running and attached:
         return SessionStatus.ATTACHED
     if running:
@@ -103,11 +110,15 @@ class Session:
     viewer_count: int = 0
     image: str = ""
     activity: str = ""
+    # Health: True when the engine does not answer (``running`` is then the last known
+    # value, read at ``state_known_at``).
+    state_unknown: bool = False
+    state_known_at: datetime | None = None
 
     @property
     def status(self) -> SessionStatus:
         """The status letter (see :func:`session_status`)."""
-        return session_status(running=self.running, attached=self.attached)
+        return session_status(running=self.running, attached=self.attached, unknown=self.state_unknown)
 
 
 @dataclass(frozen=True)
@@ -133,6 +144,95 @@ class LinkState:
 
 
 @dataclass(frozen=True)
+class HostHealth:
+    """An agent host's health: its Docker Engine, free disk under the sessions root, memory, load."""
+
+    engine_up: bool = False
+    engine_version: str = ""
+    engine_error: str = ""              # why the engine is down, one line
+    checked_at: datetime | None = None
+    disk_free_bytes: int = 0
+    disk_total_bytes: int = 0
+    disk_low: bool = False              # below the agent's configured threshold
+    mem_available_bytes: int = 0
+    mem_total_bytes: int = 0
+    load1: float = 0.0
+    cpus: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """The engine answers and the disk is not nearly full."""
+        return self.engine_up and not self.disk_low
+
+    def problems(self) -> list[str]:
+        """One short line per problem ("engine down: ...", "disk nearly full: ..."); empty when ok."""
+        out = []
+        if not self.engine_up:
+            out.append(f"Docker Engine down: {self.engine_error or 'no answer'}")
+        if self.disk_low:
+            free, total = _size(self.disk_free_bytes), _size(self.disk_total_bytes)
+            out.append(f"disk nearly full: {free} free of {total}")
+        return out
+
+    def summary(self) -> str:
+        """One line for listings: engine, disk, memory, load."""
+        engine = f"engine {self.engine_version or 'up'}" if self.engine_up else "engine DOWN"
+        disk = f"disk {_size(self.disk_free_bytes)} free" + (" (LOW)" if self.disk_low else "")
+        return f"{engine}, {disk}, mem {_size(self.mem_available_bytes)} free, load {self.load1:.2f}"
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+# Heartbeat attribute names of the host-health fields (the status plane carries strings).
+_HEALTH_INTS = ("disk_free_bytes", "disk_total_bytes", "mem_available_bytes", "mem_total_bytes", "cpus")
+
+
+def host_health_attributes(h: HostHealth) -> dict[str, str]:
+    """``h`` as status-event attributes (``engine`` is "up" or "down")."""
+    attrs = {"engine": "up" if h.engine_up else "down", "engine_version": h.engine_version,
+             "engine_error": h.engine_error, "disk_low": "1" if h.disk_low else "0",
+             "load1": f"{h.load1:.2f}", "checked_at": rfc3339(h.checked_at)}
+    attrs.update({k: str(getattr(h, k)) for k in _HEALTH_INTS})
+    return attrs
+
+
+def host_health_from_attributes(attrs: dict[str, str]) -> HostHealth | None:
+    """The host health in status-event attributes; None when they carry none (older agents).
+
+    The attributes come from an agent: malformed numbers read as 0, never as an error.
+    """
+    if attrs.get("engine") not in ("up", "down"):
+        return None
+
+    def num(key: str) -> int:
+        text = attrs.get(key, "")
+        return int(text) if text.isdigit() and len(text) <= 20 else 0
+
+    try:
+        load1 = float(attrs.get("load1", "0"))
+    except ValueError:
+        load1 = 0.0
+    checked = attrs.get("checked_at", "")
+    try:
+        checked_at = datetime.fromisoformat(checked) if checked else None
+    except ValueError:
+        checked_at = None
+    return HostHealth(
+        engine_up=attrs["engine"] == "up", engine_version=attrs.get("engine_version", ""),
+        engine_error=attrs.get("engine_error", ""), checked_at=checked_at,
+        disk_low=attrs.get("disk_low") == "1", load1=load1 if load1 == load1 else 0.0,  # noqa: PLR0124 - NaN
+        **{k: num(k) for k in _HEALTH_INTS},
+    )
+
+
+@dataclass(frozen=True)
 class AgentInfo:
     """An agent's answer to Ping."""
 
@@ -142,6 +242,7 @@ class AgentInfo:
     server_time: datetime | None = None
     status_link: LinkState | None = None     # the agent's own view of agent -> shell
     current_image: str = ""
+    health: HostHealth | None = None         # None: an agent that does not report it
 
 
 @dataclass(frozen=True)

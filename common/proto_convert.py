@@ -19,6 +19,7 @@ from common.domain import (
     AttachMode,
     AttachStarted,
     EndReason,
+    HostHealth,
     LinkState,
     Session,
     SessionEvent,
@@ -33,6 +34,8 @@ __all__ = [
     "attach_mode_to_proto",
     "end_reason_to_proto",
     "from_timestamp",
+    "host_health_from_proto",
+    "host_health_to_proto",
     "link_from_proto",
     "link_report",
     "link_to_proto",
@@ -96,8 +99,10 @@ def session_to_proto(s: Session) -> sessions_pb2.Session:
     msg = sessions_pb2.Session(
         id=s.id, name=s.name, port=s.port, protocol=s.protocol, dns_name=s.dns_name,
         agent_id=s.agent_id, running=s.running, attached=s.attached, viewer_count=s.viewer_count,
-        image=s.image, activity=s.activity,
+        image=s.image, activity=s.activity, state_unknown=s.state_unknown,
     )
+    if s.state_known_at is not None:
+        msg.state_known_at.CopyFrom(timestamp(s.state_known_at))
     if s.created_at is not None:
         msg.created_at.CopyFrom(timestamp(s.created_at))
     if s.last_accessed is not None:
@@ -114,6 +119,8 @@ def session_from_proto(msg: sessions_pb2.Session, agent_id: str = "") -> Session
         port=msg.port, protocol=msg.protocol or "tcp", dns_name=msg.dns_name,
         agent_id=msg.agent_id or agent_id, running=msg.running, attached=msg.attached,
         viewer_count=msg.viewer_count, image=msg.image, activity=msg.activity,
+        state_unknown=msg.state_unknown,
+        state_known_at=from_timestamp(msg.state_known_at, msg.HasField("state_known_at")),
     )
 
 
@@ -165,13 +172,38 @@ def link_report(agent_id: str, reporter: str, control: LinkState,
     return report
 
 
+def host_health_to_proto(h: HostHealth) -> sessions_pb2.HostHealth:
+    """The wire form of a host's health."""
+    msg = sessions_pb2.HostHealth(
+        engine_up=h.engine_up, engine_version=h.engine_version, engine_error=h.engine_error,
+        disk_free_bytes=h.disk_free_bytes, disk_total_bytes=h.disk_total_bytes, disk_low=h.disk_low,
+        mem_available_bytes=h.mem_available_bytes, mem_total_bytes=h.mem_total_bytes,
+        load1=h.load1, cpus=h.cpus,
+    )
+    if h.checked_at is not None:
+        msg.checked_at.CopyFrom(timestamp(h.checked_at))
+    return msg
+
+
+def host_health_from_proto(msg: sessions_pb2.HostHealth) -> HostHealth:
+    """A host's health as the wire carried it."""
+    return HostHealth(
+        engine_up=msg.engine_up, engine_version=msg.engine_version, engine_error=msg.engine_error,
+        checked_at=from_timestamp(msg.checked_at, msg.HasField("checked_at")),
+        disk_free_bytes=msg.disk_free_bytes, disk_total_bytes=msg.disk_total_bytes, disk_low=msg.disk_low,
+        mem_available_bytes=msg.mem_available_bytes, mem_total_bytes=msg.mem_total_bytes,
+        load1=msg.load1, cpus=msg.cpus,
+    )
+
+
 def agent_info_from_proto(msg: sessions_pb2.PingResponse) -> AgentInfo:
-    """An agent's Ping answer (``status_link`` None when the agent sent none)."""
+    """An agent's Ping answer (``status_link`` and ``health`` None when the agent sent none)."""
     return AgentInfo(
         agent_id=msg.agent_id, version=msg.version, hostname=msg.hostname,
         server_time=from_timestamp(msg.server_time, msg.HasField("server_time")),
         status_link=link_from_proto(msg.status_link) if msg.HasField("status_link") else None,
         current_image=msg.current_image,
+        health=host_health_from_proto(msg.health) if msg.HasField("health") else None,
     )
 
 

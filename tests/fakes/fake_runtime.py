@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from agent.runtime import ContainerEvent, ContainerInfo, ContainerSpec, ExecResult
-from common.errors import FailedPreconditionError
+from common.errors import FailedPreconditionError, UnavailableError
 
 __all__ = ["FakeRuntime", "FakeTerminal"]
 
@@ -53,6 +53,16 @@ class FakeRuntime:
         self.execs: list[list[str]] = []
         self.event_queue: asyncio.Queue[ContainerEvent] = asyncio.Queue()
         self._n = 0
+        self.engine_error = ""          # set: the engine "does not answer" with this message
+
+    def _answer(self) -> None:
+        if self.engine_error:
+            raise UnavailableError(self.engine_error)
+
+    async def engine_version(self) -> str:
+        """A fixed version, unless the engine is set down."""
+        self._answer()
+        return "0.0-fake"
 
     async def start(self, spec: ContainerSpec) -> ContainerInfo:
         """Record a running container."""
@@ -70,10 +80,12 @@ class FakeRuntime:
 
     async def inspect(self, session_id: str) -> ContainerInfo | None:
         """The container, if running."""
+        self._answer()
         return self.containers.get(session_id)
 
     async def list_running(self, agent_id: str) -> dict[str, ContainerInfo]:
         """Every running container."""
+        self._answer()
         return dict(self.containers)
 
     async def exec_run(self, session_id: str, argv: list[str], user: str) -> ExecResult:

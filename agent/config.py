@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from common.config import load
-from common.defaults import AGENT_CONFIG_DIR, AGENT_PORT, AGENT_RUNTIME_DIR, SESSIONS_ROOT, STATUS_PORT
+from common.defaults import (
+    AGENT_AUTHORIZED_KEYS_NAME,
+    AGENT_CONFIG_DIR,
+    AGENT_PORT,
+    AGENT_RUNTIME_DIR,
+    SESSIONS_ROOT,
+    STATUS_PORT,
+)
 from common.errors import InvalidArgumentError
 from common.session_rules import DEFAULT_DNS_ZONE
 
@@ -37,7 +44,7 @@ class AgentConfig:
     sessions_root: Path = SESSIONS_ROOT
     skel_dir: Path | None = None                # default: sessions_root/.skel
     claude_config_dir: Path | None = None       # default: sessions_root/.claude (mounted read-only)
-    authorized_keys: Path | None = None         # default: sessions_root/.ssh/authorized_keys
+    authorized_keys: Path | None = None         # default: config_dir/authorized_keys (not ~/.ssh)
     claude_cli: Path = Path("/usr/local/bin/claude")
     # Runtime: the gRPC socket lives in systemd's RuntimeDirectory.
     runtime_dir: Path = AGENT_RUNTIME_DIR
@@ -110,7 +117,7 @@ class AgentConfig:
     @property
     def authorized_keys_path(self) -> Path:
         """The keys allowed to open the agent's tunnel."""
-        return self.authorized_keys or self.sessions_root / ".ssh" / "authorized_keys"
+        return self.authorized_keys or self.config_dir / AGENT_AUTHORIZED_KEYS_NAME
 
     @property
     def socket_path(self) -> Path:

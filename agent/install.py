@@ -18,16 +18,19 @@ from pathlib import Path
 
 from agent.config import AgentConfig
 from agent.identity import load_or_create_agent_id
+from common.defaults import SSHD_DROPIN
 from common.deploy_files import deploy_dir
 from common.errors import FailedPreconditionError, PermissionDeniedError
-from common.paths import atomic_write
+from common.paths import atomic_write, chown_tree, private_dir, user_ids
 from common.ssh_keys import load_or_create_host_key
+from common.sshd_dropin import AGENT_ROLE, DropIn, install_dropin, reload_sshd
 
 __all__ = ["UNITS", "InstallOptions", "install_agent", "render_slice", "slice_values"]
 
 UNITS = ("convocate-agent.service", "convocate-image-prune.service", "convocate-image-prune.timer")
 SLICE = "convocate-sessions.slice"
 DEFAULT_BINARY = "/usr/local/bin/convocate-agent"
+NO_LOGIN = "/usr/sbin/nologin"
 SKEL_README = """# This container
 
 You run inside a convocate session container: an isolated workspace whose home
@@ -46,6 +49,7 @@ class InstallOptions:
     binary: str = DEFAULT_BINARY
     required_euid: int = 0
     systemctl: bool = True
+    user: str = "claude"      # the service user: no login shell, no docker group, no forwarding
 
 
 def slice_values(nproc: int, meminfo: str) -> tuple[int, int]:
@@ -86,24 +90,28 @@ class _Steps:
         self.out(f"[convocate-agent] {what}... {result or 'done'}")
 
 
-def _write_if_absent(path: Path, text: str, mode: int) -> str:
-    if path.exists():
+def _write_if_absent(path: Path, text: str, mode: int, gid: int = -1) -> str:
+    if path.exists() or path.is_symlink():
         return "kept (exists)"
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, text, mode=mode)
+    atomic_write(path, text, mode=mode, gid=gid)
     return "done"
 
 
-def _ensure_user() -> str:
+def _ensure_user(user: str) -> str:
+    """The service user: uid 1337, no login shell and not in the docker group.
+
+    Only the agent's unit reaches Docker (``SupplementaryGroups=docker``); a login as
+    this user over OpenSSH gets neither a shell nor the Docker socket.
+    """
     if shutil.which("useradd") is None:
         return "skipped (no useradd)"
-    if subprocess.run(["id", "claude"], capture_output=True, check=False).returncode == 0:
-        subprocess.run(["usermod", "-aG", "docker", "claude"], capture_output=True, check=False)
-        return "exists (added to group docker)"
-    groups = ["-G", "docker"] if subprocess.run(["getent", "group", "docker"], capture_output=True,
-                                                 check=False).returncode == 0 else []
-    subprocess.run(["useradd", "-u", "1337", "-m", "-s", "/bin/bash", *groups, "claude"], check=True)
-    return "created (uid 1337)"
+    if subprocess.run(["id", user], capture_output=True, check=False).returncode == 0:
+        subprocess.run(["usermod", "-s", NO_LOGIN, user], check=True, capture_output=True)
+        left = subprocess.run(["gpasswd", "-d", user, "docker"], capture_output=True, check=False)
+        return "exists (login shell removed" + (", left group docker)" if left.returncode == 0 else ")")
+    subprocess.run(["useradd", "-u", "1337", "-m", "-s", NO_LOGIN, user], check=True)
+    return "created (uid 1337, no login shell)"
 
 
 def _systemctl() -> str:
@@ -147,8 +155,13 @@ def install_agent(config: AgentConfig, opts: InstallOptions, out: Callable[[str]
     for name in (*UNITS, f"{SLICE}.in"):
         if not (opts.units_dir / name).is_file():
             raise FailedPreconditionError(f"unit template {opts.units_dir / name} is missing")
-    s.run("ensure claude user", _ensure_user if real else lambda: "skipped (--root)")
-    s.run(f"create {config.config_dir}", lambda: _make_dir(s.p(config.config_dir), 0o755))
+    user = opts.user
+
+    def ids() -> tuple[int, int]:
+        return user_ids(user) if real else (os.geteuid(), os.getegid())
+
+    s.run(f"ensure {user} user", partial(_ensure_user, user) if real else lambda: "skipped (--root)")
+    s.run(f"create {config.config_dir}", lambda: _make_dir(s.p(config.config_dir), 0o755, os.geteuid()))
     s.run("generate or keep the agent id", lambda: load_or_create_agent_id(s.p(config.agent_id_path)))
     s.run("generate or keep the SSH host key", lambda: _host_key(s.p(config.host_key_path)))
     # The unit points CONVOCATE_CONFIG here; init-agent fills it in (status link, ports).
@@ -157,13 +170,14 @@ def install_agent(config: AgentConfig, opts: InstallOptions, out: Callable[[str]
         "# Settings of convocate-agent; `convocate-host init-agent` rewrites this file.\n[agent]\n",
         0o644))
     home = s.p(config.sessions_root)
-    s.run(f"create {config.sessions_root}/.ssh", lambda: _write_if_absent(
+    # The allow-list: root-owned, readable (not writable) by the service; OpenSSH never reads it.
+    s.run(f"create {config.authorized_keys_path}", lambda: _write_if_absent(
         s.p(config.authorized_keys_path),
-        "# populated by `convocate-host init-agent` (shell -> agent key)\n", 0o600))
+        "# populated by `convocate-host init-agent` (shell -> agent key)\n", 0o640, ids()[1]))
     s.run("create the session skeleton", lambda: _write_if_absent(s.p(config.skel_path) / "CLAUDE.md",
                                                                   SKEL_README, 0o644))
     s.run("create the shared Claude config directory",
-          lambda: _make_dir(s.p(config.claude_config_path), 0o700))
+          lambda: _make_dir(s.p(config.claude_config_path), 0o700, ids()[0]))
     cli = s.p(config.claude_cli)
     if not opts.dry_run and not cli.exists():
         raise FailedPreconditionError(
@@ -178,10 +192,13 @@ def install_agent(config: AgentConfig, opts: InstallOptions, out: Callable[[str]
     for name in UNITS:
         text = (opts.units_dir / name).read_text().replace(DEFAULT_BINARY, opts.binary)
         s.run(f"install {name}", partial(_install_file, etc_systemd / name, text))
-    owned = [config.host_key_path, config.sessions_root / ".ssh", config.authorized_keys_path,
-             config.skel_path, config.claude_config_path]
-    s.run("hand the host key and session files to claude",
-          partial(_chown_claude, [s.p(p) for p in owned]) if real else lambda: "skipped (--root)")
+    dropin = DropIn(user, "/bin/false", permit_tty=False, role=AGENT_ROLE)
+    s.run(f"install {SSHD_DROPIN} (Match User {user}: no forwarding, ForceCommand /bin/false)",
+          lambda: install_dropin(s.p(SSHD_DROPIN), dropin, system=real))
+    s.run("reload sshd", reload_sshd if real and opts.systemctl else lambda: "skipped")
+    owned = [config.host_key_path, config.skel_path, config.claude_config_path]
+    s.run(f"hand the host key and session files to {user}",
+          (lambda: _chown_all([s.p(p) for p in owned], *ids())) if real else lambda: "skipped (--root)")
     s.run("systemctl daemon-reload, enable and restart",
           _systemctl if real and opts.systemctl else lambda: "skipped")
     adopted = _count_sessions(home)
@@ -194,19 +211,16 @@ def install_agent(config: AgentConfig, opts: InstallOptions, out: Callable[[str]
     return adopted
 
 
-def _chown_claude(paths: list[Path]) -> str:
-    """The agent runs as claude: it must read its host key and own the session files."""
+def _chown_all(paths: list[Path], uid: int, gid: int) -> str:
+    """The agent must read its host key and own the session files; no link is followed."""
     for path in paths:
-        if path.exists():
-            shutil.chown(path, "claude", "claude")
-            for child in path.rglob("*") if path.is_dir() else ():
-                shutil.chown(child, "claude", "claude")
+        if path.exists() or path.is_symlink():
+            chown_tree(path, uid, gid)
     return "done"
 
 
-def _make_dir(path: Path, mode: int) -> str:
-    path.mkdir(parents=True, exist_ok=True)
-    path.chmod(mode)
+def _make_dir(path: Path, mode: int, owner: int) -> str:
+    private_dir(path, mode, owner=owner)
     return "done"
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
+    "AGENT_AUTHORIZED_KEYS",
+    "AGENT_AUTHORIZED_KEYS_NAME",
     "AGENT_CONFIG_DIR",
     "AGENT_KEYS_DIR",
     "AGENT_PORT",
@@ -27,6 +29,7 @@ __all__ = [
     "LOG_SPOOL_DIR",
     "SESSIONS_ROOT",
     "SHELL_STATE_DIR",
+    "SSHD_DROPIN",
     "STATUS_AUTHORIZED_KEYS",
     "STATUS_HOST_KEY",
     "STATUS_PORT",
@@ -44,12 +47,15 @@ SESSIONS_ROOT = Path("/home/claude")
 # The agent host.
 AGENT_CONFIG_DIR = Path("/etc/convocate-agent")
 CURRENT_IMAGE_FILE = AGENT_CONFIG_DIR / "current-image"
+# The shell's key, outside ~/.ssh so OpenSSH on :22 never reads it (root:claude 0640).
+AGENT_AUTHORIZED_KEYS_NAME = "authorized_keys"
+AGENT_AUTHORIZED_KEYS = AGENT_CONFIG_DIR / AGENT_AUTHORIZED_KEYS_NAME
 AGENT_RUNTIME_DIR = Path("/run/convocate-agent")  # systemd's RuntimeDirectory
 
 # The shell host.
 AGENT_KEYS_DIR = Path("/etc/convocate/agent-keys")  # the agent registry (0700, claude)
 STATUS_HOST_KEY = Path("/etc/convocate/status_host_ed25519_key")
-STATUS_AUTHORIZED_KEYS = Path("/etc/convocate/status_authorized_keys")
+STATUS_AUTHORIZED_KEYS = Path("/etc/convocate/status_authorized_keys")  # root:claude 0640
 STATUS_SOCKET = Path("/run/convocate/status.sock")
 SHELL_STATE_DIR = Path("/var/lib/convocate")
 DNSMASQ_HOSTS_FILE = SHELL_STATE_DIR / "dnsmasq-hosts"
@@ -64,3 +70,6 @@ LOG_ROTATE_FILE = Path("/etc/logrotate.d/convocate-agent-logs")
 LOG_AGENT_TLS_DIR = AGENT_CONFIG_DIR / "rsyslog-tls"  # ca.crt client.crt client.key
 LOG_AGENT_DROPIN = Path("/etc/rsyslog.d/10-convocate-client.conf")
 LOG_SPOOL_DIR = Path("/var/spool/rsyslog")
+
+# Both hosts: the system sshd's Match block for the service user (no forwarding, forced command).
+SSHD_DROPIN = Path("/etc/ssh/sshd_config.d/convocate.conf")

@@ -25,6 +25,7 @@ key) is an error naming the file and the fix. Every file is written atomically.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tomllib
@@ -102,6 +103,7 @@ def register_agent(
     port: int,
     client_key: Path | asyncssh.SSHKey,
     host_key: asyncssh.SSHKey | str,
+    owner: tuple[int, int] | None = None,
 ) -> AgentRecord:
     """Add or replace one agent in the registry (idempotent).
 
@@ -112,6 +114,9 @@ def register_agent(
         port: the agent's SSH port.
         client_key: the shell -> agent private key (a file to copy, or a key object).
         host_key: the agent's public host key to pin (key object or OpenSSH line).
+        owner: (uid, gid) that must read the registry (the console and status service's
+            user); None keeps this process's. Root writes into the directory that user
+            owns without following any link there.
 
     Returns:
         The record as :func:`load_registry` will read it.
@@ -124,13 +129,18 @@ def register_agent(
         raise InvalidArgumentError(f"agent {agent_id}: address {address!r} is not a host name or IP")
     _check_port(port, f"agent {agent_id}")
     key = read_private_key(client_key) if isinstance(client_key, Path) else client_key
-    directory = private_dir(private_dir(registry_dir) / agent_id)
+    uid, gid = owner or (-1, -1)
+    want = None if owner is None else uid
+    directory = private_dir(private_dir(registry_dir, owner=want) / agent_id, owner=want)
     key_path = directory / CLIENT_KEY_NAME
-    atomic_write(key_path, key.export_private_key("openssh"), mode=0o600)
-    atomic_write(key_path.with_name(CLIENT_KEY_NAME + ".pub"), public_key_text(key) + "\n", mode=0o644)
+    atomic_write(key_path, key.export_private_key("openssh"), mode=0o600, uid=uid, gid=gid)
+    atomic_write(key_path.with_name(CLIENT_KEY_NAME + ".pub"), public_key_text(key) + "\n", mode=0o644,
+                 uid=uid, gid=gid)
     known = directory / KNOWN_HOSTS_NAME
     known.unlink(missing_ok=True)
     pin_host_key(known, address, port, host_key)
+    if owner is not None:
+        os.chown(known, uid, gid, follow_symlinks=False)
     # json.dumps yields valid TOML basic strings for the values we allow.
     text = (
         f"id = {json.dumps(agent_id)}\n"
@@ -139,7 +149,7 @@ def register_agent(
         f"client_key = {json.dumps(CLIENT_KEY_NAME)}\n"
         f"known_hosts = {json.dumps(KNOWN_HOSTS_NAME)}\n"
     )
-    atomic_write(directory / AGENT_FILE, text, mode=0o600)
+    atomic_write(directory / AGENT_FILE, text, mode=0o600, uid=uid, gid=gid)
     log.info("agent registered", agent=agent_id, address=address, port=port, registry=str(registry_dir))
     return read_agent(directory)
 

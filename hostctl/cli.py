@@ -7,6 +7,7 @@ exits 1; a traceback appears only with ``CONVOCATE_DEBUG=1``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 from typing import Annotated
@@ -63,11 +64,12 @@ def tunnel(
     once: Annotated[bool, typer.Option(help="Exit as soon as the tunnel is up.")] = False,
 ) -> None:
     """Forward a local UNIX socket to the peer's gRPC socket (for grpcurl), until Ctrl-C."""
-    settings = TunnelSettings(
-        name=name, host=host, port=port, client_key=key, known_hosts=known_hosts,
-        local_socket=socket or default_socket(name), username=user,
-    )
-    asyncio.run(run_tunnel(settings, ready_timeout=timeout, once=once))
+    with contextlib.ExitStack() as stack:
+        settings = TunnelSettings(
+            name=name, host=host, port=port, client_key=key, known_hosts=known_hosts,
+            local_socket=socket or stack.enter_context(default_socket()), username=user,
+        )
+        asyncio.run(run_tunnel(settings, ready_timeout=timeout, once=once))
 
 
 def main() -> None:

@@ -9,11 +9,19 @@ Both directions pin host keys; nothing is trusted on first use.
 
 Re-running replaces the keys of the same agent id (rotation) and leaves exactly one
 authorized line per direction: the lines carry a ``convocate:<direction>:<id>`` comment.
+
+The allow-lists live outside ``~/.ssh`` (OpenSSH never reads them) and every line
+starts with :data:`KEY_OPTIONS`, so even a sshd pointed at one would give the key
+nothing; the convocate SSH servers ignore those options (they run no command anyway).
+They are ``root:<owner> 0640``: the service reads them and cannot change them. Private
+keys and the registry belong to the user that reads them. Remote files are written
+through ``mktemp`` and renamed into place, never through a predictable temp name.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +31,17 @@ import asyncssh
 from common import defaults
 from common.agent_id import new_agent_id
 from common.errors import ConvocateError
-from common.paths import atomic_write
+from common.paths import atomic_write, user_ids
 from common.registry import DEFAULT_REGISTRY_DIR, AgentRecord, register_agent, validate_agent_id
 from common.ssh_keys import known_hosts_line, load_or_create_host_key, public_key_text
 from hostctl.remote import Runner
 
-__all__ = ["AgentHostLayout", "PeeringPlan", "ShellHostLayout", "init_agent"]
+__all__ = ["KEY_OPTIONS", "AgentHostLayout", "PeeringPlan", "ShellHostLayout", "allow_list_line",
+           "init_agent"]
+
+# OpenSSH options on every authorized line: no pty, no forwarding, no agent, no X11,
+# no user rc, and a command that does nothing.
+KEY_OPTIONS = 'restrict,command="/bin/false"'
 
 
 @dataclass(frozen=True)
@@ -38,6 +51,16 @@ class AgentHostLayout:
     config_dir: Path = defaults.AGENT_CONFIG_DIR
     sessions_root: Path = defaults.SESSIONS_ROOT
     owner: str = "claude"            # files are chowned to this user ("" = leave as is)
+
+    @property
+    def authorized_keys(self) -> Path:
+        """The agent's allow-list (outside ``~/.ssh``: OpenSSH never reads it)."""
+        return self.config_dir / defaults.AGENT_AUTHORIZED_KEYS_NAME
+
+    @property
+    def legacy_authorized_keys(self) -> Path:
+        """Where versions before 2.1 put the shell's key: OpenSSH's own file."""
+        return self.sessions_root / ".ssh" / "authorized_keys"
     listen_port: int = defaults.AGENT_PORT
 
 
@@ -50,6 +73,7 @@ class ShellHostLayout:
     status_authorized_keys: Path = defaults.STATUS_AUTHORIZED_KEYS
     status_address: str = ""         # how the agent reaches this shell's status service
     status_port: int = defaults.STATUS_PORT
+    owner: str = "claude"            # who runs the console and status service ("" = leave as is)
 
 
 @dataclass
@@ -61,15 +85,20 @@ class PeeringPlan:
     steps: list[str] = field(default_factory=list)
 
 
-def _tagged(key: asyncssh.SSHKey, tag: str) -> str:
+def allow_list_line(key: asyncssh.SSHKey, tag: str) -> str:
+    """The authorized line init-agent writes for ``key``: options, key, tag."""
     kind, blob = public_key_text(key).split()[:2]
-    return f"{kind} {blob} {tag}"
+    return f"{KEY_OPTIONS} {kind} {blob} {tag}"
+
+
+def _failed(runner: Runner, what: str, path: Path, stderr: bytes) -> ConvocateError:
+    return ConvocateError(f"{what} {path} on {runner.name} failed: {stderr.decode(errors='replace').strip()}")
 
 
 async def _write(runner: Runner, path: Path, data: str, mode: str, owner: str) -> None:
     script = (
-        'set -e; umask 077; mkdir -p "$(dirname "$0")"; cat > "$0.tmp"; chmod "$1" "$0.tmp"; '
-        'if [ -n "$2" ]; then chown "$2": "$0.tmp"; fi; mv "$0.tmp" "$0"'
+        'set -e; umask 077; mkdir -p "$(dirname "$0")"; t=$(mktemp "$0.XXXXXX"); trap \'rm -f "$t"\' EXIT; '
+        'cat > "$t"; chmod "$1" "$t"; if [ -n "$2" ]; then chown "$2": "$t"; fi; mv -fT "$t" "$0"'
     )
 
     async def body() -> AsyncIterator[bytes]:
@@ -77,29 +106,46 @@ async def _write(runner: Runner, path: Path, data: str, mode: str, owner: str) -
 
     result = await runner.run(["sh", "-c", script, str(path), mode, owner], root=True, stdin=body())
     if result.status != 0:
-        raise ConvocateError(f"writing {path} on {runner.name} failed: "
-                             f"{result.stderr.decode(errors='replace').strip()}")
+        raise _failed(runner, "writing", path, result.stderr)
 
 
-async def _replace_line(runner: Runner, path: Path, tag: str, line: str, owner: str) -> None:
-    """Keep every line of ``path`` but those ending in ``tag``, then add ``line``."""
+async def _replace_line(runner: Runner, path: Path, pattern: str, line: str, reader: str) -> None:
+    """Keep every line of ``path`` but those ending in `` <pattern>`` (a grep regex), then add ``line``.
+
+    The result is ``root:<primary group of reader>`` 0640. A link at ``path`` is
+    replaced, never read or followed.
+    """
     script = (
-        'set -e; umask 077; mkdir -p "$(dirname "$0")"; touch "$0"; '
-        'grep -v -- " $1\\$" "$0" > "$0.tmp" || true; printf "%s\\n" "$2" >> "$0.tmp"; '
-        'chmod 600 "$0.tmp"; if [ -n "$3" ]; then chown "$3": "$0.tmp" "$(dirname "$0")"; fi; '
-        'mv "$0.tmp" "$0"'
+        'set -e; umask 077; mkdir -p "$(dirname "$0")"; t=$(mktemp "$0.XXXXXX"); trap \'rm -f "$t"\' EXIT; '
+        'if [ -f "$0" ] && [ ! -L "$0" ]; then grep -v -- " $1\\$" "$0" > "$t" || true; fi; '
+        'printf "%s\\n" "$2" >> "$t"; '
+        'chmod 640 "$t"; if [ -n "$3" ]; then chown "root:$(id -gn "$3")" "$t"; fi; mv -fT "$t" "$0"'
     )
-    result = await runner.run(["sh", "-c", script, str(path), tag, line, owner], root=True)
+    result = await runner.run(["sh", "-c", script, str(path), pattern, line, reader], root=True)
     if result.status != 0:
-        raise ConvocateError(f"updating {path} on {runner.name} failed: "
-                             f"{result.stderr.decode(errors='replace').strip()}")
+        raise _failed(runner, "updating", path, result.stderr)
 
 
-def _replace_local_line(path: Path, tag: str, line: str) -> None:
+async def _drop_lines(runner: Runner, path: Path, pattern: str) -> None:
+    """Remove the lines ending in `` <pattern>`` from ``path``, keeping its owner and mode.
+
+    Nothing happens when it is missing, a link, or has no such line.
+    """
+    script = (
+        'set -e; [ -f "$0" ] && [ ! -L "$0" ] || exit 0; grep -q -- " $1\\$" "$0" || exit 0; '
+        't=$(mktemp "$0.XXXXXX"); trap \'rm -f "$t"\' EXIT; grep -v -- " $1\\$" "$0" > "$t" || true; '
+        'chown --reference="$0" "$t"; chmod --reference="$0" "$t"; mv -fT "$t" "$0"'
+    )
+    result = await runner.run(["sh", "-c", script, str(path), pattern], root=True)
+    if result.status != 0:
+        raise _failed(runner, "updating", path, result.stderr)
+
+
+def _replace_local_line(path: Path, tag: str, line: str, gid: int) -> None:
     kept = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.endswith(f" {tag}")] \
         if path.exists() else []
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, "\n".join([*kept, line]) + "\n", mode=0o600)
+    atomic_write(path, "\n".join([*kept, line]) + "\n", mode=0o640, gid=gid)
 
 
 def _agent_toml(agent: AgentHostLayout, shell: ShellHostLayout) -> str:
@@ -158,7 +204,8 @@ async def init_agent(
         f"mint the agent host key, the shell->agent key and the agent->shell key for {agent_id}",
         (f"{runner.name}: write {cfg}/ssh_host_ed25519_key, {cfg}/agent_to_shell_ed25519_key, "
          f"{cfg}/status_known_hosts, {cfg}/agent-id, {cfg}/agent.toml"),
-        f"{runner.name}: authorize the shell in {agent.sessions_root}/.ssh/authorized_keys",
+        (f"{runner.name}: authorize the shell in {agent.authorized_keys} "
+         f"(and drop it from {agent.legacy_authorized_keys})"),
         f"here: authorize the agent in {shell.status_authorized_keys}",
         f"here: register {agent_id} at {address}:{agent.listen_port} in {shell.registry_dir}",
     ])
@@ -168,7 +215,10 @@ async def init_agent(
         asyncssh.generate_private_key("ssh-ed25519", comment=f"convocate:{what}:{agent_id}")
         for what in ("agent-host", "shell-to-agent", "agent-to-shell")
     )
+    shell_ids = user_ids(shell.owner) if shell.owner else None
     status_key = load_or_create_host_key(shell.status_host_key, "convocate-status-host")
+    if shell_ids is not None:   # the status service (not root) reads it
+        os.chown(shell.status_host_key, *shell_ids, follow_symlinks=False)
     owner = agent.owner
     await _write(runner, cfg / "ssh_host_ed25519_key",
                  host_key.export_private_key("openssh").decode(), "600", owner)
@@ -178,11 +228,13 @@ async def init_agent(
                  known_hosts_line(shell.status_address, shell.status_port, status_key) + "\n", "600", owner)
     await _write(runner, cfg / "agent-id", agent_id + "\n", "644", "")
     await _write(runner, cfg / "agent.toml", _agent_toml(agent, shell), "644", "")
-    await _replace_line(runner, agent.sessions_root / ".ssh" / "authorized_keys",
-                        f"convocate:shell-to-agent:{agent_id}",
-                        _tagged(shell_to_agent, f"convocate:shell-to-agent:{agent_id}"), owner)
-    _replace_local_line(shell.status_authorized_keys, f"convocate:agent-to-shell:{agent_id}",
-                        _tagged(agent_to_shell, f"convocate:agent-to-shell:{agent_id}"))
+    tag = f"convocate:shell-to-agent:{agent_id}"
+    await _replace_line(runner, agent.authorized_keys, tag.replace(".", "\\."),
+                        allow_list_line(shell_to_agent, tag), owner)
+    await _drop_lines(runner, agent.legacy_authorized_keys, "convocate:shell-to-agent:.*")
+    status_tag = f"convocate:agent-to-shell:{agent_id}"
+    _replace_local_line(shell.status_authorized_keys, status_tag, allow_list_line(agent_to_shell, status_tag),
+                        -1 if shell_ids is None else shell_ids[1])
     record = register_agent(shell.registry_dir, agent_id, address, agent.listen_port,
-                            shell_to_agent, public_key_text(host_key))
+                            shell_to_agent, public_key_text(host_key), owner=shell_ids)
     return plan, record

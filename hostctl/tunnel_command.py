@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 from common.logging import get_logger
+from common.paths import private_runtime_dir
 from common.tunnel import Tunnel, TunnelSettings
 
 __all__ = ["default_socket", "run_tunnel"]
@@ -52,6 +55,15 @@ async def run_tunnel(settings: TunnelSettings, *, ready_timeout: float, once: bo
                 loop.remove_signal_handler(sig)
 
 
-def default_socket(name: str) -> Path:
-    """A short, private default path for the forwarded socket."""
-    return Path(f"/tmp/convocate-tunnel-{name}/grpc.sock")  # noqa: S108 - private 0700 dir
+@contextlib.contextmanager
+def default_socket() -> Iterator[Path]:
+    """A fresh private directory for the forwarded socket, removed afterwards.
+
+    Under ``$XDG_RUNTIME_DIR`` when set, else a random name in the temp dir: never a
+    predictable path another user could create first.
+    """
+    directory = private_runtime_dir("convocate-tunnel-")
+    try:
+        yield directory / "grpc.sock"
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

@@ -4,13 +4,18 @@ Steps (inventory §1.1, with v2.0.0's bugs fixed: the user gets uid 1337, the ag
 registry is readable by it, dnsmasq is reloaded):
 
 1. platform check (Linux);
-2. the ``claude`` user (uid 1337, in the docker group when there is one);
+2. the ``claude`` user (uid 1337; never in the docker group: the console needs no Docker);
 3. the login shell (``/etc/shells`` + ``usermod --shell``);
 4. directories: ``/etc/convocate/agent-keys`` (0700, claude), ``/var/lib/convocate``;
 5. ``convocate-status.service`` (rendered here; ``deploy/systemd`` holds the same text);
 6. dnsmasq: the hosts file and the ``addn-hosts`` drop-in, then reload dnsmasq if it runs;
-7. the session image: ``--base offline`` builds the offline test image, any other
+7. the sshd drop-in: ``Match User claude``, no forwarding, ``ForceCommand`` the console,
+   validated with ``sshd -t``;
+8. the session image: ``--base offline`` builds the offline test image, any other
    value is the base image of the production Dockerfile.
+
+Files in directories the user owns are written atomically and chowned without
+following links, so a re-run cannot be turned against root.
 
 ``--root`` prefixes every file path (tests, image building); commands are not run
 under ``--root`` unless they only touch files. ``--dry-run`` prints the plan.
@@ -27,8 +32,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.defaults import AGENT_KEYS_DIR, DNSMASQ_HOSTS_FILE, SHELL_STATE_DIR
+from common.defaults import AGENT_KEYS_DIR, DNSMASQ_HOSTS_FILE, SHELL_STATE_DIR, SSHD_DROPIN
 from common.errors import FailedPreconditionError, PermissionDeniedError
+from common.paths import atomic_write, private_dir, user_ids
+from common.sshd_dropin import SHELL_ROLE, DropIn, install_dropin, reload_sshd
 from common.version import VERSION
 
 __all__ = ["InstallOptions", "Step", "plan_install", "render_status_unit", "run_install", "with_base"]
@@ -132,15 +139,26 @@ def _path(opts: InstallOptions, absolute: str) -> Path:
     return opts.root / absolute.lstrip("/")
 
 
-def _write(path: Path, text: str, mode: int) -> None:
+def _write(path: Path, text: str, mode: int, owner: tuple[int, int] = (-1, -1)) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    path.chmod(mode)
+    atomic_write(path, text, mode=mode, uid=owner[0], gid=owner[1])
 
 
-def _chown(opts: InstallOptions, path: Path) -> None:
+def _owner(opts: InstallOptions) -> tuple[int, int]:
+    """The user's (uid, gid) on a live install as root; (-1, -1) (keep) otherwise."""
     if opts.root == Path("/") and os.geteuid() == 0:
-        shutil.chown(path, opts.user, opts.user)
+        return user_ids(opts.user)
+    return -1, -1
+
+
+def _group_members(root: Path, group: str) -> list[str]:
+    path = root / "etc" / "group"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    for line in lines:
+        fields = line.split(":")
+        if len(fields) == 4 and fields[0] == group:
+            return [m for m in fields[3].split(",") if m]
+    return []
 
 
 def _user_exists(name: str, root: Path = Path("/")) -> bool:
@@ -148,16 +166,6 @@ def _user_exists(name: str, root: Path = Path("/")) -> bool:
     if not passwd.exists():
         return False
     return any(line.split(":", 1)[0] == name for line in passwd.read_text(encoding="utf-8").splitlines())
-
-
-def _has_group(name: str) -> bool:
-    import grp  # noqa: PLC0415 - POSIX-only module, imported where used
-
-    try:
-        grp.getgrnam(name)
-    except KeyError:
-        return False
-    return True
 
 
 def plan_install(opts: InstallOptions, run: Callable[[list[str]], None] | None = None) -> list[Step]:
@@ -173,7 +181,6 @@ def plan_install(opts: InstallOptions, run: Callable[[list[str]], None] | None =
     run = run or run_command
     chroot = [] if opts.root == Path("/") else ["--root", str(opts.root)]
     user, live = opts.user, opts.root == Path("/")
-    groups = ["--groups", "docker"] if _has_group("docker") else []
     steps: list[Step] = []
 
     def check_platform() -> None:
@@ -194,15 +201,14 @@ def plan_install(opts: InstallOptions, run: Callable[[list[str]], None] | None =
                       [f"{opts.exec_path} -> {Path(sys.executable).parent / 'convocate'}"]))
 
     def make_user() -> None:
-        if _user_exists(user, opts.root):
-            if groups:
-                run(["usermod", *chroot, "-aG", "docker", user])
-        else:
+        if not _user_exists(user, opts.root):
             run(["useradd", *chroot, "--uid", str(opts.uid), "--create-home", "--shell", opts.exec_path,
-                 *groups, user])
+                 user])
+        if user in _group_members(opts.root, "docker"):   # v2.0 added it: the Docker socket is root
+            run(["gpasswd", *chroot, "--delete", user, "docker"])
 
     steps.append(Step(f"Creating {user} user (uid {opts.uid})", make_user,
-                      [f"useradd --uid {opts.uid} --create-home {user}"]))
+                      [f"useradd --uid {opts.uid} --create-home {user} (not in the docker group)"]))
 
     def login_shell() -> None:
         shells = _path(opts, "/etc/shells")
@@ -215,11 +221,9 @@ def plan_install(opts: InstallOptions, run: Callable[[list[str]], None] | None =
     steps.append(Step("Configuring login shell", login_shell, [f"{opts.exec_path} -> /etc/shells"]))
 
     def directories() -> None:
+        uid = _owner(opts)[0]
         for absolute, mode in ((str(AGENT_KEYS_DIR), 0o700), (str(SHELL_STATE_DIR), 0o755)):
-            p = _path(opts, absolute)
-            p.mkdir(parents=True, exist_ok=True)
-            p.chmod(mode)
-            _chown(opts, p)
+            private_dir(_path(opts, absolute), mode, owner=None if uid == -1 else uid)
 
     steps.append(Step("Creating directories", directories,
                       [f"{AGENT_KEYS_DIR} (0700)", f"{SHELL_STATE_DIR} (0755)"]))
@@ -238,9 +242,8 @@ def plan_install(opts: InstallOptions, run: Callable[[list[str]], None] | None =
     dropin = _path(opts, "/etc/dnsmasq.d/convocate.conf")
 
     def dnsmasq() -> None:
-        if not hosts.exists():
-            _write(hosts, DNSMASQ_HEADER, 0o644)
-            _chown(opts, hosts)
+        if not hosts.exists() and not hosts.is_symlink():
+            _write(hosts, DNSMASQ_HEADER, 0o644, _owner(opts))
         dropin_text = ("# Managed by convocate: session DNS names -> agent IPs.\n"
                        f"addn-hosts={DNSMASQ_HOSTS_FILE}\n")
         _write(dropin, dropin_text, 0o644)
@@ -250,6 +253,18 @@ def plan_install(opts: InstallOptions, run: Callable[[list[str]], None] | None =
                 run(["systemctl", "restart", "dnsmasq"])
 
     steps.append(Step("Setting up dnsmasq integration", dnsmasq, [str(hosts), str(dropin)]))
+
+    sshd_dropin = _path(opts, str(SSHD_DROPIN))
+
+    def sshd() -> None:
+        lock = DropIn(user, opts.exec_path, permit_tty=True, role=SHELL_ROLE)
+        install_dropin(sshd_dropin, lock, system=live)
+        if live:
+            reload_sshd()
+
+    steps.append(Step("Locking down OpenSSH for the console user", sshd,
+                      [f"{sshd_dropin}: Match User {user}, no forwarding, ForceCommand {opts.exec_path}",
+                       "validated with sshd -t"]))
 
     if opts.build_image:
         tag = f"convocate:{VERSION}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -114,8 +115,22 @@ def version() -> None:
     print(f"convocate version {VERSION}")
 
 
+def forced_console_argv(argv: list[str]) -> list[str]:
+    """``argv`` with sshd's ``-c <console>`` removed.
+
+    sshd runs ``ForceCommand`` through the login shell as ``<shell> -c <command>``; the
+    login shell is this program and the forced command is this program again (see
+    ``common.sshd_dropin``), so that pair means "open the console". Any other ``-c``
+    stays, and is a usage error (remote commands are not available).
+    """
+    if len(argv) == 3 and argv[1] == "-c" and Path(argv[2]).name == Path(argv[0]).name.lstrip("-"):
+        return argv[:1]
+    return argv
+
+
 def main() -> None:
     """Entry point: known errors become one line on stderr and exit 1."""
+    sys.argv = forced_console_argv(sys.argv)
     run_with_error_boundary(app)
 
 

@@ -46,7 +46,11 @@ def test_install_creates_the_layout_units_and_reports_adopted_sessions(tmp_path:
     agent_id = (root / "etc/convocate-agent/agent-id").read_text().strip()
     assert len(agent_id) == 12
     assert (root / "etc/convocate-agent/ssh_host_ed25519_key").stat().st_mode & 0o777 == 0o600
-    assert (root / "home/claude/.ssh/authorized_keys").read_text().startswith("#")
+    allow_list = root / "etc/convocate-agent/authorized_keys"
+    assert allow_list.read_text().startswith("#")
+    assert allow_list.stat().st_mode & 0o777 == 0o640
+    assert not (root / "home/claude/.ssh").exists()     # OpenSSH's own file stays untouched
+    assert "Match User claude" in (root / "etc/ssh/sshd_config.d/convocate.conf").read_text()
     assert (root / "home/claude/.skel/CLAUDE.md").is_file()
     units = root / "etc/systemd/system"
     for name in (*UNITS, SLICE):

@@ -53,7 +53,7 @@ async def peered(sshd: Sshd, short_root: Path) -> AsyncIterator[Peered]:
     shell = ShellHostLayout(
         registry_dir=root / "shell" / "agents", status_host_key=root / "shell" / "status_key",
         status_authorized_keys=root / "shell" / "status_authorized", status_address="127.0.0.1",
-        status_port=status_port,
+        status_port=status_port, owner="",
     )
     agent = AgentHostLayout(root / "agent" / "etc", root / "agent" / "home", owner="",
                             listen_port=free_port(AGENT_HOST))
@@ -147,7 +147,7 @@ async def test_rerun_rotates_keys_and_keeps_one_line_each(peered: Peered, sshd: 
         await runner.close()
     assert plan.agent_id == p.agent_id  # read back from the agent host
     assert load_registry(p.shell.registry_dir)[0].client_key.read_text() != first
-    auth = (p.agent.sessions_root / ".ssh" / "authorized_keys").read_text().splitlines()
+    auth = p.agent.authorized_keys.read_text().splitlines()
     assert len([ln for ln in auth if ln.endswith(f"convocate:shell-to-agent:{p.agent_id}")]) == 1
     status_auth = p.shell.status_authorized_keys.read_text().splitlines()
     assert len([ln for ln in status_auth if ln.endswith(f"convocate:agent-to-shell:{p.agent_id}")]) == 1
@@ -157,7 +157,8 @@ async def test_rerun_rotates_keys_and_keeps_one_line_each(peered: Peered, sshd: 
 async def test_dry_run_changes_nothing(sshd: Sshd, short_root: Path) -> None:
     """--dry-run returns the plan and writes no file on either side."""
     shell = ShellHostLayout(registry_dir=short_root / "reg", status_address="127.0.0.1",
-                            status_host_key=short_root / "k", status_authorized_keys=short_root / "a")
+                            status_host_key=short_root / "k", status_authorized_keys=short_root / "a",
+                            owner="")
     agent = AgentHostLayout(short_root / "etc", short_root / "home", owner="")
     runner = SSHRunner(SSHTarget(sshd.host, sshd.port, sshd.user, sshd.client_key, sshd.known_hosts))
     try:

@@ -23,7 +23,7 @@ from tests.support.sshd import Sshd, start_sshd
 
 __all__ = ["run"]
 
-REPS = 3
+REPS = 5
 
 
 def _build_image(ctx: Path) -> str:

@@ -226,9 +226,29 @@ class _CompressedSave:
                 raise ConvocateError(f"{what} failed here: {err.decode(errors='replace').strip()}")
 
 
-async def _image_size(tag: str) -> int | None:
-    r = await _local("docker", "image", "inspect", "--format", "{{.Size}}", tag)
-    return int(r.text()) if r.status == 0 and r.text().isdigit() else None
+# The last step on the target, in one exec: load the verified file, compare the image id,
+# and only then point at the image. $0 file, $1 tag, $2 expected id, $3 pointer or "".
+_FINISH = """
+trap 'rm -f "$0"' EXIT
+set -o pipefail
+DECOMPRESS "$0" | docker load >&2 || exit 10
+id=$(docker image inspect --format '{{.Id}}' "$1") || exit 11
+[ "$id" = "$2" ] || { printf '%s\\n' "$id"; exit 12; }
+[ -z "$3" ] && exit 0
+umask 022 && printf '%s\\n' "$1" > "$3.tmp" && mv "$3.tmp" "$3" || exit 13
+"""
+
+
+def _check_finish(result: CommandResult, where: str, tag: str, image_id: str, pointer: str | None) -> None:
+    if result.status == 0:
+        return
+    detail = result.stderr.decode(errors="replace").strip().splitlines()[-3:]
+    if result.status == 12:
+        raise FailedPreconditionError(f"{where} loaded {tag} as {result.text()}, expected {image_id}; "
+                                      "the current image was left as it was")
+    what = {10: "docker load", 11: f"docker image inspect {tag}", 13: f"writing {pointer}"}.get(
+        result.status, "loading")
+    raise ConvocateError(f"{what} on {where} failed (exit {result.status}): {' '.join(detail)}")
 
 
 async def push_image(
@@ -267,10 +287,10 @@ async def push_image(
     show = progress or _NoProgress()
     started = time.monotonic()
     stage_seconds: dict[str, float] = {}
-    inspected = await _local("docker", "image", "inspect", "--format", "{{.Id}}", tag)
+    inspected = await _local("docker", "image", "inspect", "--format", "{{.Id}} {{.Size}}", tag)
     if inspected.status != 0:
         raise NotFoundError(f"no local image {tag!r}: build it first (convocate install)")
-    image_id = inspected.text()
+    image_id, _, size = inspected.text().partition(" ")
     # mktemp creates the file 0600 under a random name: no race, no predictable path.
     template = f"{staging_dir.rstrip('/')}/convocate-image-XXXXXXXX{c.suffix}"
     preflight = f'command -v {c.decompress_argv[0]} >/dev/null || exit {_MISSING_TOOL}; mktemp "$0"'
@@ -282,9 +302,10 @@ async def push_image(
             f"{next(n for n in CODECS if n != c.name)}"
         )
     remote_file = _check(made, f"mktemp on {runner.name}")
+    removed = False
     try:
         t0 = time.monotonic()
-        show.stage("send", await _image_size(tag))
+        show.stage("send", int(size) if size.isdigit() else None)
         async with _CompressedSave(tag, compress, show) as stream:
             # The target hashes what it writes, in the same pass, and reports it.
             upload = ["sh", "-c", 'umask 077 && tee "$0" | sha256sum', remote_file]
@@ -300,23 +321,17 @@ async def push_image(
             )
         t0 = time.monotonic()
         show.stage("load", None)
-        decompress = " ".join(c.decompress_argv)
-        _check(await runner.run(["bash", "-c", f'set -o pipefail; {decompress} "$0" | docker load',
-                                 remote_file], root=True),
-               f"docker load on {runner.name}")
-        inspect = ["docker", "image", "inspect", "--format", "{{.Id}}", tag]
-        loaded = _check(await runner.run(inspect, root=True), f"docker image inspect on {runner.name}")
-        if loaded != image_id:
-            raise FailedPreconditionError(f"{runner.name} loaded {tag} as {loaded}, expected {image_id}")
-        if set_current:
-            script = 'umask 022 && printf "%s\\n" "$1" > "$0.tmp" && mv "$0.tmp" "$0"'
-            _check(await runner.run(["sh", "-c", script, set_current, tag], root=True),
-                   f"writing {set_current} on {runner.name}")
+        script = _FINISH.replace("DECOMPRESS", " ".join(c.decompress_argv))
+        finish = await runner.run(["bash", "-c", script, remote_file, tag, image_id, set_current or ""],
+                                  root=True)
+        removed = True  # the script's trap removed the file, whatever happened
+        _check_finish(finish, runner.name, tag, image_id, set_current)
         stage_seconds["load"] = time.monotonic() - t0
         show.stage("done", None)
     finally:
-        # Best effort: the error that got us here matters more than a failed clean-up.
-        with contextlib.suppress(Exception):
-            await runner.run(["rm", "-f", remote_file], root=True, timeout=60)
+        if not removed:
+            # Best effort: the error that got us here matters more than a failed clean-up.
+            with contextlib.suppress(Exception):
+                await runner.run(["rm", "-f", remote_file], root=True, timeout=60)
     return PushResult(tag, image_id, c.name, stream.tar_bytes, stream.compressed_bytes, expected,
                       remote_file, time.monotonic() - started, stage_seconds)

@@ -7,9 +7,10 @@ import io
 import pytest
 from rich.console import Console
 
-from common.errors import InvalidArgumentError
+from common.errors import ConvocateError, FailedPreconditionError, InvalidArgumentError
 from hostctl.image_commands import ProgressBar, progress_display
-from hostctl.image_transfer import CODECS, DEFAULT_CODEC, RECEIVER_PACKAGES, push_plan
+from hostctl.image_transfer import CODECS, DEFAULT_CODEC, RECEIVER_PACKAGES, _check_finish, push_plan
+from hostctl.remote import CommandResult
 
 
 def test_zstd_is_the_multithreaded_default() -> None:
@@ -50,3 +51,14 @@ def test_progress_bar_draws_each_stage_with_bytes() -> None:
     for word in ("send", "verify", "load", "2.0/2.0 MB"):
         assert word in text
     assert all(t.finished for t in display.tasks)
+
+
+def test_finish_step_exit_codes_become_clear_errors() -> None:
+    """The target's last step reports by exit status; each becomes one message."""
+    _check_finish(CommandResult(0, b"", b""), "h", "t:1", "sha256:a", None)
+    with pytest.raises(FailedPreconditionError, match="loaded t:1 as sha256:b, expected sha256:a"):
+        _check_finish(CommandResult(12, b"sha256:b\n", b""), "h", "t:1", "sha256:a", None)
+    with pytest.raises(ConvocateError, match=r"docker load on h failed \(exit 10\): unexpected EOF"):
+        _check_finish(CommandResult(10, b"", b"unexpected EOF\n"), "h", "t:1", "sha256:a", None)
+    with pytest.raises(ConvocateError, match="writing /p on h failed"):
+        _check_finish(CommandResult(13, b"", b""), "h", "t:1", "sha256:a", "/p")

@@ -74,6 +74,7 @@ def run() -> None:
                 plain.append(time.perf_counter() - t0)
                 for codec in CODECS:
                     ours[codec].append(_push(sshd, tag, codec))
+            loadavg = os.getloadavg()[0]
             plain_bytes = int(subprocess.run(f"docker save {tag} | gzip | wc -c", shell=True, check=True,
                                              capture_output=True, text=True).stdout)
         finally:
@@ -104,5 +105,7 @@ def run() -> None:
              "decompress + docker load + image id check (load); the baseline overlaps loading with the "
              "transfer but loads a corrupted stream unchecked."),
             "The image is already in the target engine, so docker load stores no new layers in any row.",
+            (f"1-minute load average at the end of the runs: {loadavg:.1f} on {os.cpu_count()} cores; the "
+             "ratios between rows are the figure to read, not the absolute rates."),
         ],
     )

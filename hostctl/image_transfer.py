@@ -6,7 +6,7 @@ Here::
 
 On the target::
 
-    tee FILE | sha256sum        (FILE: mktemp, 0600; the hash is taken in the same pass)
+    tee FILE | sha256sum        (FILE: mktemp under /var/tmp, 0600; hashed in the same pass)
     compare with the sender's hash; on a mismatch delete FILE and stop: nothing is loaded
     zstd -d -c FILE | docker load; compare the loaded image id with the local one
     only then rewrite the current-image pointer (atomic rename); FILE is always removed
@@ -177,11 +177,16 @@ class _CompressedSave:
         self.tar_bytes = 0
         self.compressed_bytes = 0
         self._procs: list[asyncio.subprocess.Process] = []
+        self._feed_task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> _CompressedSave:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._feed_task is not None and not self._feed_task.done():
+            self._feed_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._feed_task
         for proc in self._procs:
             if proc.returncode is None:
                 proc.kill()
@@ -208,7 +213,7 @@ class _CompressedSave:
         self._procs.append(comp)
         if comp.stdout is None:  # pragma: no cover - PIPE gives a reader
             raise ConvocateError("the compressor gave no output stream")
-        feed = asyncio.create_task(self._feed(save, comp))
+        feed = self._feed_task = asyncio.create_task(self._feed(save, comp))
         try:
             while chunk := await comp.stdout.read(CHUNK):
                 self.sha.update(chunk)

@@ -32,6 +32,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from common.errors import ConvocateError, FailedPreconditionError, InvalidArgumentError, NotFoundError
+from common.tasks import cancel_and_wait
 from hostctl.remote import CommandResult, Runner
 
 __all__ = [
@@ -183,10 +184,8 @@ class _CompressedSave:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._feed_task is not None and not self._feed_task.done():
-            self._feed_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._feed_task
+        if self._feed_task is not None:
+            await cancel_and_wait([self._feed_task])
         for proc in self._procs:
             if proc.returncode is None:
                 proc.kill()
@@ -221,10 +220,7 @@ class _CompressedSave:
                 yield chunk
             await feed
         finally:
-            if not feed.done():
-                feed.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await feed
+            await cancel_and_wait([feed])
         for proc, what in ((save, f"docker save {self.tag}"), (comp, self.compress[0])):
             err = await proc.stderr.read() if proc.stderr else b""
             if await proc.wait() != 0:

@@ -42,7 +42,8 @@ def typecheck(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The whole suite: unit, integration (real SSH, gRPC, Docker) and end to end (tmux)."""
     _install(session, "test")
-    session.run("pytest", *(session.posargs or ["tests", "--ignore=tests/hosts"]))
+    session.run("pytest", "-m", "not production_image",
+                *(session.posargs or ["tests", "--ignore=tests/hosts"]))
 
 
 @nox.session(name="e2e-hosts", python=PYTHON)
@@ -52,6 +53,15 @@ def e2e_hosts(session: nox.Session) -> None:
     session.install("pip")  # builds the wheelhouse the hosts install convocate from
     session.run("pytest", "-o", "timeout=900", *(session.posargs or ["tests/hosts"]),
                 env={"CONVOCATE_E2E_HOSTS": "1"})
+
+
+@nox.session(name="image-production", python=PYTHON)
+def image_production(session: nox.Session) -> None:
+    """The production image (debootstrap, Debian toolset, Claude CLI from npm), built or reused,
+    run by a real agent and attached from the console. Minutes cold, about a minute cached;
+    needs root and debootstrap. `.ci/run` runs it after `nox`."""
+    _install(session, "test")
+    session.run("pytest", "-m", "production_image", "-s", *(session.posargs or ["tests/image"]))
 
 
 @nox.session(python=PYTHON)

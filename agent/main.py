@@ -19,7 +19,7 @@ import typer
 
 from agent.config import AgentConfig, load_agent_config
 from common.cli_boundary import run_with_error_boundary
-from common.errors import ConvocateError
+from common.errors import ConvocateError, InvalidArgumentError
 from common.logging import configure_logging
 from common.version import VERSION
 
@@ -89,20 +89,50 @@ def install(
 def build_image(
     repository: Annotated[str, typer.Option(help="Image repository for the tag.")] = "convocate",
     set_current: Annotated[bool, typer.Option("--set-current", help="Point current-image at it.")] = False,
+    production: Annotated[bool, typer.Option(
+        "--production", help="The production image (Debian toolset + Claude CLI) instead of the offline one."
+    )] = False,
+    base: Annotated[str, typer.Option(
+        help="--production: build on this image instead of a debootstrap'ed Debian base.")] = "",
+    cli_version: Annotated[str, typer.Option(
+        help="--production: the Claude CLI version from npm (default: the pinned one).")] = "",
+    mirror: Annotated[str, typer.Option(
+        help="--production: the Debian archive to bootstrap from (default: the one apt uses).")] = "",
+    no_local_ca: Annotated[bool, typer.Option(
+        "--no-local-ca", help="--production: leave out this host's /usr/local/share/ca-certificates.",
+    )] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="--production: show the build output.")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Build the offline session image (busybox + tmux + a Claude CLI stand-in), print its tag."""
-    from agent.docker_runtime import DockerRuntime  # noqa: PLC0415 - see the module docstring
-    from agent.image_build import build_offline_image  # noqa: PLC0415
+    """Build a session image and print its tag: the offline one (busybox, tmux, a CLI stand-in).
 
+    --production: the production image (Debian toolset, Claude CLI) from the Debian archive and npm alone; progress, size and build time go to stderr.
+    """  # noqa: E501 - typer shows the paragraph as written
     configure_logging("cli", level=os.environ.get("CONVOCATE_LOG_LEVEL", "WARNING"))
     cfg = load_agent_config(config)
+    if production:
+        from agent.production_image import ProductionOptions, build_production_image  # noqa: PLC0415
 
-    async def run() -> str:
-        async with DockerRuntime(cfg.docker_url or None) as runtime:
-            return await build_offline_image(runtime, repository)
+        def say(line: str) -> None:
+            typer.echo(line, err=True)
 
-    tag = asyncio.run(run())
+        opts = ProductionOptions(repository=repository, base=base, cli_version=cli_version, mirror=mirror)
+        if no_local_ca:
+            opts = replace(opts, local_ca_dir=None)
+        built = build_production_image(opts, say, verbose=verbose)
+        say(built.summary())
+        tag = built.tags[0]
+    else:
+        if base or cli_version or mirror:
+            raise InvalidArgumentError("--base, --cli-version and --mirror need --production")
+        from agent.docker_runtime import DockerRuntime  # noqa: PLC0415 - see the module docstring
+        from agent.image_build import build_offline_image  # noqa: PLC0415
+
+        async def run() -> str:
+            async with DockerRuntime(cfg.docker_url or None) as runtime:
+                return await build_offline_image(runtime, repository)
+
+        tag = asyncio.run(run())
     if set_current:
         from common.paths import atomic_write  # noqa: PLC0415
 

@@ -1,29 +1,38 @@
 #!/bin/sh
-# convocate session entrypoint (production image), after v2.0.0's entrypoint.sh:
-# create user claude with the agent's uid/gid, then run the command (the Claude CLI by
-# default) in tmux session "claude" as that user, and live exactly as long as it.
+# convocate session entrypoint (production image), after v2.0.0's entrypoint.sh: the command
+# (the Claude CLI by default) runs in tmux session "claude" as user claude, and the container
+# lives exactly as long as that tmux session. The CLI never runs as root and gets no sudo.
 set -eu
-CLAUDE_UID="${CLAUDE_UID:-1000}"
-CLAUDE_GID="${CLAUDE_GID:-1000}"
-
-getent group claude >/dev/null 2>&1 || groupadd -g "$CLAUDE_GID" claude 2>/dev/null || groupadd claude
-if ! id claude >/dev/null 2>&1; then
-  useradd -u "$CLAUDE_UID" -g claude -d /home/claude -s /bin/bash claude 2>/dev/null \
-    || useradd -g claude -d /home/claude -s /bin/bash claude
-fi
-# The Docker socket is mounted only when the agent opts in: give claude its group then.
-if [ -S /var/run/docker.sock ]; then
-  sock_gid="$(stat -c %g /var/run/docker.sock)"
-  group="$(getent group "$sock_gid" | cut -d: -f1 || true)"
-  if [ -z "$group" ]; then groupadd -g "$sock_gid" docker-host; group=docker-host; fi
-  usermod -aG "$group" claude
-fi
-echo 'claude ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/claude && chmod 0440 /etc/sudoers.d/claude
-mkdir -p /home/claude && chown claude:claude /home/claude
-echo 'export PATH=/usr/local/go/bin:$PATH' > /etc/profile.d/go.sh
-export HOME=/home/claude
-
+export HOME=/home/claude USER=claude LOGNAME=claude SHELL=/bin/bash
 [ "$#" -gt 0 ] || set -- /usr/local/bin/claude --dangerously-skip-permissions
-trap 'sudo -u claude -H tmux kill-server 2>/dev/null; exit 0' TERM INT HUP
-sudo -u claude -H --preserve-env=LANG,LC_ALL,PATH tmux new-session -d -s claude -x 80 -y 24 -- "$@"
-while sudo -u claude -H tmux has-session -t claude 2>/dev/null; do sleep 1; done
+cd "$HOME" 2>/dev/null || cd /
+
+if [ "$(id -u)" = 0 ]; then
+  # Started as root (inventory §5.2): take the agent's uid/gid (CLAUDE_UID/CLAUDE_GID) unless
+  # it is root's or not a number (then the image's 1337), give the session home and its
+  # .claude to claude, then drop root for good.
+  uid="${CLAUDE_UID:-1337}"; gid="${CLAUDE_GID:-1337}"
+  case "$uid" in ''|0|*[!0-9]*) uid=1337 ;; esac
+  case "$gid" in ''|0|*[!0-9]*) gid=1337 ;; esac
+  [ "$gid" = "$(id -g claude)" ] || groupmod -o -g "$gid" claude
+  [ "$uid" = "$(id -u claude)" ] || usermod -o -u "$uid" claude
+  # The Docker socket is mounted only when the agent opts in: give claude its group then.
+  if [ -S /var/run/docker.sock ]; then
+    sock_gid="$(stat -c %g /var/run/docker.sock)"
+    group="$(getent group "$sock_gid" | cut -d: -f1 || true)"
+    if [ -z "$group" ]; then groupadd -g "$sock_gid" docker-host; group=docker-host; fi
+    usermod -aG "$group" claude
+  fi
+  for d in "$HOME" "$HOME/.claude"; do
+    if [ -d "$d" ] && [ ! -L "$d" ]; then chown claude:claude "$d"; fi
+  done
+  as_claude() { setpriv --reuid=claude --regid=claude --init-groups -- "$@"; }
+else
+  as_claude() { "$@"; }
+fi
+
+trap 'as_claude tmux kill-server 2>/dev/null; exit 0' TERM INT HUP
+as_claude tmux new-session -d -s claude -x 80 -y 24 -- "$@"
+while as_claude tmux has-session -t claude 2>/dev/null; do
+  sleep 1 & wait $!
+done

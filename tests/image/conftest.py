@@ -1,0 +1,137 @@
+"""The production image under test: built (or reused) once, run by a real agent, seen in a console.
+
+Everything here is marked ``production_image``: the default ``tests`` session deselects it
+(``-m "not production_image"``); ``nox -s image-production`` runs it. A cold build takes
+minutes (debootstrap, the Debian toolset, the Claude CLI from npm); a cached one seconds.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from agent.install import SKEL_README
+from agent.production_image import BuiltImage, ProductionOptions, build_production_image
+from common.registry import register_agent
+from shell.status.server import StatusConfig
+from tests.support.agent_proc import AgentProcess
+from tests.support.env import require_docker, require_tool
+from tests.support.status_stack import agent_status_keys, status_config
+from tests.support.tmux import TmuxTerminal
+from tests.support.waiting import wait_for_sync
+
+REPO = Path(__file__).resolve().parents[2]
+REPOSITORY = "convocate-prodtest"          # never the operator's `convocate` tags
+CLI_STATE = '{"hasCompletedOnboarding": true, "bypassPermissionsModeAccepted": true}\n'
+SHARED_SETTINGS = '{"theme": "dark", "convocateTest": "shared-settings"}\n'
+
+
+@pytest.fixture(scope="session")
+def production_image() -> BuiltImage:
+    """The production image, built from the Debian archive and npm (or reused from the cache)."""
+    require_docker()
+    require_tool("debootstrap")
+    built = build_production_image(ProductionOptions(repository=REPOSITORY), print)
+    print(f"production image: {built.summary()}")
+    return built
+
+
+@dataclass
+class ProdFleet:
+    """One agent running sessions on the production image, the status service, the registry."""
+
+    root: Path
+    agent: AgentProcess
+    registry: Path
+    status_socket: Path
+
+
+def _start_status(root: Path) -> tuple[subprocess.Popen[bytes], Path, StatusConfig]:
+    config = status_config(root / "status", heartbeat_interval=1.0)
+    toml = root / "status.toml"
+    toml.write_text(
+        "[status]\n"
+        f'host = "{config.host}"\nport = {config.port}\nhost_key = "{config.host_key}"\n'
+        f'authorized_keys = "{config.authorized_keys}"\nsocket = "{config.socket}"\n'
+        "heartbeat_interval = 1.0\n")
+    config.authorized_keys.touch(mode=0o600)
+    log = (root / "status.log").open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", "shell.status.server", "--config", str(toml)],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return proc, config.socket, config
+
+
+@pytest.fixture
+def prod_fleet(production_image: BuiltImage) -> Iterator[ProdFleet]:
+    """An agent on 127.0.0.4 whose session image is the production image; skel and shared settings
+    laid out as ``convocate-agent install`` does (readable by uid 1337: the agent runs as root here)."""
+    require_tool("tmux")
+    with tempfile.TemporaryDirectory(prefix="cvp-") as d:
+        root = Path(d)
+        status, socket, config = _start_status(root)
+        agent: AgentProcess | None = None
+        try:
+            wait_for_sync(socket.exists, timeout=20)
+            aroot = root / "a1"
+            home = aroot / "home"
+            (home / ".skel").mkdir(parents=True, mode=0o755)
+            (home / ".skel" / "CLAUDE.md").write_text(SKEL_README)
+            # The CLI's own state as after an operator's first start: onboarding done (its
+            # first run checks the network and exits here) and the bypass-mode warning accepted.
+            (home / ".skel" / ".claude.json").write_text(CLI_STATE)
+            shared = home / ".claude"
+            shared.mkdir(mode=0o755)
+            (shared / "settings.json").write_text(SHARED_SETTINGS)
+            key, known = agent_status_keys(config, aroot)
+            agent = AgentProcess(aroot, host="127.0.0.4", image=production_image.tags[0], name="p1", config={
+                "status_host": "127.0.0.1", "status_port": config.port,
+                "status_client_key": key, "status_known_hosts": known, "heartbeat_interval": 1.0,
+                "stop_timeout": 5})
+            agent.start()
+            registry = root / "registry"
+            host_pub = Path(str(agent.keys.host_key) + ".pub").read_text()
+            register_agent(registry, agent.agent_id, agent.host, agent.port, agent.keys.client_key, host_pub)
+            yield ProdFleet(root, agent, registry, socket)
+        finally:
+            if agent is not None:
+                agent.close()
+            status.terminate()
+            try:
+                status.wait(10)
+            except subprocess.TimeoutExpired:
+                status.kill()
+                status.wait(5)
+
+
+@pytest.fixture
+def open_console(prod_fleet: ProdFleet) -> Iterator[Callable[[], TmuxTerminal]]:
+    """Start consoles in private tmux servers at 110x30; kill them all afterwards."""
+    terms: list[TmuxTerminal] = []
+    empty = prod_fleet.root / "empty.toml"
+    empty.write_text("")
+    env = {
+        "CONVOCATE_CONFIG": str(empty), "CONVOCATE_SHELL_ORPHANS_ROOT": str(prod_fleet.root / "none"),
+        "CONVOCATE_SHELL_DNSMASQ_HOSTS": str(prod_fleet.root / "dnsmasq-hosts"),
+        "CONVOCATE_SHELL_RUNTIME_DIR": str(prod_fleet.root), "CI": "",
+    }
+
+    def start() -> TmuxTerminal:
+        t = TmuxTerminal(require_tool("tmux"), width=110, height=30)
+        terms.append(t)
+        argv = [sys.executable, "-c", "from shell.main import main; main()",
+                "--registry-dir", str(prod_fleet.registry), "--status-socket", str(prod_fleet.status_socket),
+                "--log-file", str(prod_fleet.root / f"console-{len(terms)}.log"), "--expected-uid", "-1"]
+        t.start(argv, env, cwd=str(REPO))
+        return t
+
+    try:
+        yield start
+    finally:
+        for t in terms:
+            t.kill()

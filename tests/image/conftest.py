@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.identity import new_agent_id
 from agent.install import SKEL_README
 from agent.production_image import BuiltImage, ProductionOptions, build_production_image
 from common.registry import register_agent
@@ -62,7 +63,7 @@ def _start_status(root: Path) -> tuple[subprocess.Popen[bytes], Path, StatusConf
         "heartbeat_interval = 1.0\n")
     config.authorized_keys.touch(mode=0o600)
     log = (root / "status.log").open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "shell.status.server", "--config", str(toml)],
+    proc = subprocess.Popen([sys.executable, "-m", "shell.main", "status", "serve", "--config", str(toml)],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     return proc, config.socket, config
 
@@ -88,8 +89,10 @@ def prod_fleet(production_image: BuiltImage) -> Iterator[ProdFleet]:
             shared = home / ".claude"
             shared.mkdir(mode=0o755)
             (shared / "settings.json").write_text(SHARED_SETTINGS)
-            key, known = agent_status_keys(config, aroot)
-            agent = AgentProcess(aroot, host="127.0.0.4", image=production_image.tags[0], name="p1", config={
+            agent_id = new_agent_id()
+            key, known = agent_status_keys(config, aroot, agent_id)
+            agent = AgentProcess(aroot, host="127.0.0.4", image=production_image.tags[0], name="p1",
+                                 agent_id=agent_id, config={
                 "status_host": "127.0.0.1", "status_port": config.port,
                 "status_client_key": key, "status_known_hosts": known, "heartbeat_interval": 1.0,
                 "stop_timeout": 5})

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from agent.install import SKEL_README
+from agent.layout_migration import HOME as HOME_DIR
 from agent.production_image import BuiltImage
 from agent.sessions import container_name
 from tests.image.conftest import SHARED_SETTINGS, ProdFleet
@@ -122,14 +123,18 @@ def test_production_image_cli_in_console(
     # Inside: uid 1337, home where the session directory is, skel's CLAUDE.md, shared settings read-only.
     uid, home, cwd = _cli_process(ctr)
     assert (uid, home, cwd) == (CLI_UID, HOME, HOME)
-    (agent.sessions_root / session_id / "host-marker").write_text("from the host\n")
+    (agent.sessions_root / session_id / HOME_DIR / "host-marker").write_text("from the host\n")
     seen = _exec(ctr, f"cat {HOME}/host-marker {HOME}/CLAUDE.md {HOME}/.claude/settings.json",
                  user="claude")
     assert seen.returncode == 0, seen.stderr
     assert seen.stdout == "from the host\n" + SKEL_README + SHARED_SETTINGS
-    for target in (f"{HOME}/.claude/settings.json", f"{HOME}/.claude-shared/new-file"):
-        assert _exec(ctr, f"echo x >> {target}", user="claude").returncode != 0, target
-        as_root = _exec(ctr, f"echo x >> {target}")   # not even root: the mount is read-only
+    assert _exec(ctr, f"echo x >> {HOME}/.claude/settings.json", user="claude").returncode != 0
+    mounts = _exec(ctr, "cat /proc/mounts").stdout.splitlines()
+    shared = [m.split() for m in mounts if m.split()[1:2] == [f"{HOME}/.claude-shared"]]
+    assert shared, mounts
+    assert "ro" in shared[0][3].split(","), shared
+    for target in (f"{HOME}/.claude-shared/settings.json", f"{HOME}/.claude-shared/new-file"):
+        as_root = _exec(ctr, f"echo x >> {target}")   # not even root, owner of these files
         assert "Read-only file system" in as_root.stderr, (target, as_root)
     assert _exec(ctr, "command -v sudo || echo no-sudo", user="claude").stdout.strip() == "no-sudo"
 

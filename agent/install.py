@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from common.deploy_files import deploy_dir
 from common.errors import FailedPreconditionError, PermissionDeniedError
 from common.paths import atomic_write, chown_tree, private_dir, user_ids
 from common.ssh_keys import load_or_create_host_key
-from common.sshd_dropin import AGENT_ROLE, DropIn, install_dropin, reload_sshd
+from common.sshd_dropin import AGENT_ROLE, KEY_OPTIONS, DropIn, install_dropin, reload_sshd
 
 __all__ = ["UNITS", "InstallOptions", "install_agent", "render_slice", "slice_values"]
 
@@ -31,6 +32,8 @@ UNITS = ("convocate-agent.service", "convocate-image-prune.service", "convocate-
 SLICE = "convocate-sessions.slice"
 DEFAULT_BINARY = "/usr/local/bin/convocate-agent"
 NO_LOGIN = "/usr/sbin/nologin"
+SHELL_KEY_TAG = "convocate:shell-to-agent:"   # the comment init-agent puts on the shell's key
+MAX_KEYS_FILE = 1 << 20
 SKEL_README = """# This container
 
 You run inside a convocate session container: an isolated workspace whose home
@@ -96,6 +99,40 @@ def _write_if_absent(path: Path, text: str, mode: int, gid: int = -1) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, text, mode=mode, gid=gid)
     return "done"
+
+
+def _read_regular(path: Path) -> str | None:
+    """``path``'s text if it is a regular file (not a link, FIFO or device) of bounded size."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_KEYS_FILE:
+            return None
+        return os.read(fd, MAX_KEYS_FILE).decode(errors="replace")
+    finally:
+        os.close(fd)
+
+
+def _move_legacy_keys(legacy: Path, allow_list: Path) -> str:
+    """Move init-agent's lines from OpenSSH's own file to the agent's allow-list, restricted."""
+    text = _read_regular(legacy)
+    lines = text.splitlines() if text is not None else []
+    moved = [ln for ln in lines if len(ln.split()) >= 3 and ln.split()[-1].startswith(SHELL_KEY_TAG)]
+    if not moved:
+        return "nothing to move"
+    current = _read_regular(allow_list) or ""
+    added = [f"{KEY_OPTIONS} {' '.join(ln.split()[-3:])}" for ln in moved if ln.split()[-2] not in current]
+    allow = os.stat(allow_list)
+    atomic_write(allow_list, current + "".join(f"{ln}\n" for ln in added), mode=0o640,
+                 uid=allow.st_uid, gid=allow.st_gid)
+    kept = [ln for ln in lines if ln not in moved]
+    old = os.lstat(legacy)
+    atomic_write(legacy, "".join(f"{ln}\n" for ln in kept), mode=stat.S_IMODE(old.st_mode),
+                 uid=old.st_uid, gid=old.st_gid)
+    return f"moved {len(moved)} line(s)"
 
 
 def _ensure_user(user: str) -> str:
@@ -174,6 +211,9 @@ def install_agent(config: AgentConfig, opts: InstallOptions, out: Callable[[str]
     s.run(f"create {config.authorized_keys_path}", lambda: _write_if_absent(
         s.p(config.authorized_keys_path),
         "# populated by `convocate-host init-agent` (shell -> agent key)\n", 0o640, ids()[1]))
+    legacy = config.sessions_root / ".ssh" / "authorized_keys"
+    s.run(f"move the shell's key out of {legacy} (versions before 2.1 put it there)",
+          lambda: _move_legacy_keys(s.p(legacy), s.p(config.authorized_keys_path)))
     s.run("create the session skeleton", lambda: _write_if_absent(s.p(config.skel_path) / "CLAUDE.md",
                                                                   SKEL_README, 0o644))
     s.run("create the shared Claude config directory",

@@ -21,8 +21,13 @@ import asyncssh
 from common.errors import FailedPreconditionError
 from common.paths import atomic_write
 
-__all__ = ["AGENT_ROLE", "SHELL_ROLE", "DropIn", "install_dropin", "reload_sshd", "render_dropin"]
+__all__ = ["AGENT_ROLE", "KEY_OPTIONS", "SHELL_ROLE", "DropIn", "install_dropin", "reload_sshd",
+           "render_dropin"]
 
+# OpenSSH options on every allow-list line convocate writes: no pty, no forwarding, no
+# agent, no X11, no user rc, and a command that does nothing. The convocate SSH servers
+# parse and ignore them (they run no command at all).
+KEY_OPTIONS = 'restrict,command="/bin/false"'
 SHELL_ROLE = "shell host"
 AGENT_ROLE = "agent host"
 

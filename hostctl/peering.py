@@ -34,14 +34,10 @@ from common.errors import ConvocateError
 from common.paths import atomic_write, user_ids
 from common.registry import DEFAULT_REGISTRY_DIR, AgentRecord, register_agent, validate_agent_id
 from common.ssh_keys import known_hosts_line, load_or_create_host_key, public_key_text
+from common.sshd_dropin import KEY_OPTIONS
 from hostctl.remote import Runner
 
-__all__ = ["KEY_OPTIONS", "AgentHostLayout", "PeeringPlan", "ShellHostLayout", "allow_list_line",
-           "init_agent"]
-
-# OpenSSH options on every authorized line: no pty, no forwarding, no agent, no X11,
-# no user rc, and a command that does nothing.
-KEY_OPTIONS = 'restrict,command="/bin/false"'
+__all__ = ["AgentHostLayout", "PeeringPlan", "ShellHostLayout", "allow_list_line", "init_agent"]
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ from agent.install import InstallOptions, install_agent
 from common.deploy_files import deploy_dir
 from common.errors import FailedPreconditionError
 from common.paths import chown_tree, private_dir
+from common.ssh_keys import generate_keypair, public_key_text
+from common.sshd_dropin import KEY_OPTIONS
 from hostctl.peering import AgentHostLayout, ShellHostLayout, init_agent
 from hostctl.remote import LocalRunner
 from shell.install import InstallOptions as ShellInstallOptions
@@ -185,3 +187,20 @@ async def test_finding13_keys_and_registry_are_readable_by_the_service_user(open
         st = allow_list.stat()
         # The service reads its allow-list and cannot write it.
         assert (st.st_uid, st.st_mode & 0o777) == (0, 0o640)
+
+
+def test_finding1_upgrade_moves_the_shell_key_out_of_openssh_s_file(open_root: Path) -> None:
+    """An install over a v2.0 agent moves init-agent's line from ~/.ssh (restricted); other lines stay."""
+    cli = open_root / "usr/local/bin/claude"
+    cli.parent.mkdir(parents=True)
+    cli.write_text("#!/bin/sh\n")
+    legacy = open_root / "home/claude/.ssh/authorized_keys"
+    legacy.parent.mkdir(parents=True)
+    key = public_key_text(generate_keypair(open_root / "k", "x")).rsplit(None, 1)[0]
+    old_line = f"{key} convocate:shell-to-agent:agent-a"
+    legacy.write_text(f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOperator operator@laptop\n{old_line}\n")
+    install_agent(AgentConfig(), InstallOptions(root=open_root, units_dir=deploy_dir() / "systemd",
+                                                binary=sys.executable), lambda _line: None, euid=0)
+    assert legacy.read_text() == "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOperator operator@laptop\n"
+    allow_list = (open_root / "etc/convocate-agent/authorized_keys").read_text().splitlines()
+    assert f"{KEY_OPTIONS} {old_line}" in allow_list

@@ -33,7 +33,8 @@ from common.deploy_files import deploy_dir
 from common.registry import load_registry
 from common.ssh_keys import generate_keypair, public_key_text
 from common.ssh_server import SSHServerSettings, SSHSocketServer
-from hostctl.peering import KEY_OPTIONS, AgentHostLayout, ShellHostLayout, init_agent
+from common.sshd_dropin import KEY_OPTIONS
+from hostctl.peering import AgentHostLayout, ShellHostLayout, init_agent
 from hostctl.remote import LocalRunner
 from shell.install import InstallOptions as ShellInstallOptions
 from shell.install import plan_install

@@ -6,9 +6,12 @@ image, entrypoint, tmux, attach, resize, detach, kill and restart.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +19,7 @@ from agent.install import SKEL_README
 from agent.layout_migration import HOME as HOME_DIR
 from agent.production_image import BuiltImage
 from agent.sessions import container_name
-from tests.image.conftest import SHARED_SETTINGS, ProdFleet
+from tests.image.conftest import REPOSITORY, SHARED_SETTINGS, ProdFleet
 from tests.support.tmux import TmuxTerminal
 from tests.support.waiting import wait_for_sync
 
@@ -157,3 +160,23 @@ def test_production_image_cli_in_console(
     assert _cli_process(ctr)[0] == CLI_UID
     term.send_keys("C-b", "d")
     term.wait_for(r'Detached from "cli-one"', timeout=20)
+
+
+def test_build_image_command_on_a_named_base(production_image: BuiltImage, tmp_path: Path) -> None:
+    """``convocate-agent build-image --production --base IMAGE``: the same layers, from the cache;
+    the tag on stdout, size and build time on stderr."""
+    (tmp_path / "empty.toml").write_text("")
+    env = {**os.environ, "CONVOCATE_CONFIG": str(tmp_path / "empty.toml")}
+    argv = [sys.executable, "-m", "agent", "build-image", "--production", "--repository", REPOSITORY,
+            "--base", production_image.base]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False, env=env)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == production_image.tags[0]
+    assert re.search(rf"{re.escape(production_image.tags[0])}, .*: \d+ MB, built in [\d.]+ s", run.stderr), (
+        run.stderr)
+
+    def image_id(tag: str) -> str:
+        return subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", tag], capture_output=True,
+                              text=True, timeout=60, check=True).stdout.strip()
+
+    assert image_id(production_image.tags[0]) == image_id(production_image.tags[1])

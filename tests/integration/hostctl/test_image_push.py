@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import ConvocateError, NotFoundError
+from common.errors import ConvocateError, FailedPreconditionError, NotFoundError
 from common.ssh_keys import generate_keypair, public_key_text
 from hostctl.image_transfer import CODECS, push_image
 from hostctl.remote import SSHRunner, SSHTarget
@@ -34,6 +35,9 @@ MANGLER = r"""
 import os, subprocess, sys
 command = os.environ.get("SSH_ORIGINAL_COMMAND", "")
 how, at = open(sys.argv[1]).read().split()
+if how == "path":  # run every command with this PATH (to hide a tool)
+    os.environ["PATH"] = at
+    os.execv("/bin/sh", ["sh", "-c", command])
 at = int(at)
 if "sha256sum" not in command:
     os.execvp("sh", ["sh", "-c", command])
@@ -61,7 +65,7 @@ class Mangler:
     key: Path
     mode_file: Path
 
-    def set(self, how: str, at: int) -> None:
+    def set(self, how: str, at: int | str) -> None:
         self.mode_file.write_text(f"{how} {at}\n")
 
 
@@ -186,6 +190,26 @@ async def test_mangler_passes_an_intact_stream(sshd: Sshd, mangler: Mangler, ima
     finally:
         await runner.close()
     assert result.image_id == _image_id(image)
+
+
+async def test_a_target_without_zstd_is_told_what_to_do(
+    sshd: Sshd, mangler: Mangler, image: str, tmp_path: Path, staging: Path
+) -> None:
+    """Without the zstd tool on the target the push stops before sending and names the fix."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sh", "mktemp", "rm", "tee", "sha256sum", "id"):
+        (bin_dir / tool).symlink_to(shutil.which(tool) or f"/bin/{tool}")
+    mangler.set("path", str(bin_dir))
+    stages = Stages()
+    runner = SSHRunner(_target(sshd, mangler.key))
+    try:
+        with pytest.raises(FailedPreconditionError, match=r"zstd is not installed on .*--codec gzip"):
+            await push_image(image, runner, staging_dir=str(staging), progress=stages)
+    finally:
+        await runner.close()
+    assert stages.names == []
+    assert list(staging.iterdir()) == []
 
 
 async def test_missing_image_is_a_clear_error(sshd: Sshd) -> None:

@@ -21,7 +21,7 @@ from agent.events import InboundLinkTracker, session_event
 from agent.manager import SessionManager
 from agent.sessions import SessionView
 from common.domain import HostHealth, SessionEvent, SessionEventKind
-from common.errors import InvalidArgumentError, ResourceExhaustedError
+from common.errors import FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError
 from common.proto_convert import host_health_to_proto, session_event_to_proto, session_to_proto, timestamp
 from common.version import VERSION
 
@@ -164,3 +164,25 @@ class SessionsService(sessions_pb2_grpc.SessionsServicer):
                     yield session_event_to_proto(change)
         finally:
             self.hub.unwatch(watcher)
+
+    # The wire of the activity issue landed first; the agent serves these in the next change.
+    async def SessionLog(  # noqa: N802
+        self, request: sessions_pb2.SessionLogRequest, context: Context
+    ) -> AsyncIterator[sessions_pb2.SessionLogEntry]:
+        """A session's event log (not served yet by this agent)."""
+        none: tuple[sessions_pb2.SessionLogEntry, ...] = ()
+        for entry in none:  # an async generator that ends at once with the error
+            yield entry
+        raise FailedPreconditionError("this agent does not serve session logs yet: update it")
+
+    async def PeekSession(  # noqa: N802
+        self, request: sessions_pb2.PeekSessionRequest, context: Context
+    ) -> sessions_pb2.PeekSessionResponse:
+        """A session's last screen (not served yet by this agent)."""
+        raise FailedPreconditionError("this agent does not serve peek yet: update it")
+
+    async def ReplySession(  # noqa: N802
+        self, request: sessions_pb2.ReplySessionRequest, context: Context
+    ) -> sessions_pb2.ReplySessionResponse:
+        """Type a reply into a session (not served yet by this agent)."""
+        raise FailedPreconditionError("this agent does not serve replies yet: update it")

@@ -8,11 +8,13 @@ These are what the agent's core publishes and what the one agent client
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
 __all__ = [
+    "Activity",
+    "ActivityState",
     "AgentInfo",
     "AttachEnded",
     "AttachFrame",
@@ -21,9 +23,12 @@ __all__ = [
     "EndReason",
     "HostHealth",
     "LinkState",
+    "NeedsInputReason",
+    "Screen",
     "Session",
     "SessionEvent",
     "SessionEventKind",
+    "SessionLogEntry",
     "SessionStatus",
     "TerminalSize",
     "host_health_attributes",
@@ -91,6 +96,41 @@ class SessionEventKind(StrEnum):
     STOPPED = "stopped"
     ATTACHED = "attached"
     DETACHED = "detached"
+    ACTIVITY = "activity"      # the session's activity changed
+
+
+class ActivityState(StrEnum):
+    """What a session's CLI is doing, as its hooks report it."""
+
+    UNKNOWN = "unknown"            # no hook has fired yet (or the CLI has no hooks)
+    WORKING = "working"            # a prompt was submitted
+    NEEDS_INPUT = "needs_input"    # waits for the operator (see :class:`NeedsInputReason`)
+    IDLE = "idle"                  # the CLI finished its turn
+    STOPPED = "stopped"            # the CLI session ended, or the container stopped
+
+
+class NeedsInputReason(StrEnum):
+    """Why a session needs input ("" when it does not)."""
+
+    NONE = ""
+    PERMISSION = "permission"      # a permission request
+    QUESTION = "question"          # the CLI asks something (any other notification)
+    IDLE_PROMPT = "idle_prompt"    # the prompt has waited for input a while
+
+
+@dataclass(frozen=True)
+class Activity:
+    """A session's activity state, since when, and why it needs input (if it does)."""
+
+    state: ActivityState = ActivityState.UNKNOWN
+    reason: NeedsInputReason = NeedsInputReason.NONE
+    since: datetime | None = None
+    message: str = ""              # the CLI's notification text (bounded, printable)
+
+    @property
+    def needs_input(self) -> bool:
+        """The session waits for the operator."""
+        return self.state is ActivityState.NEEDS_INPUT
 
 
 @dataclass(frozen=True)
@@ -109,11 +149,11 @@ class Session:
     attached: bool = False
     viewer_count: int = 0
     image: str = ""
-    activity: str = ""
     # Health: True when the engine does not answer (``running`` is then the last known
     # value, read at ``state_known_at``).
     state_unknown: bool = False
     state_known_at: datetime | None = None
+    activity: Activity = Activity()
 
     @property
     def status(self) -> SessionStatus:
@@ -128,6 +168,27 @@ class SessionEvent:
     kind: SessionEventKind
     session_id: str = ""
     session: Session | None = None
+    time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SessionLogEntry:
+    """One line of a session's event log (created, started, attached, activity, reply, ...)."""
+
+    time: datetime
+    kind: str
+    actor: str = ""                # who did it (a viewer's client id, "agent", "cli"), if known
+    detail: str = ""               # one printable line
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Screen:
+    """The last screen of a session, as its tmux pane showed it (plain text)."""
+
+    text: str
+    rows: int = 0
+    cols: int = 0
     time: datetime | None = None
 
 

@@ -13,6 +13,8 @@ from convocate.v1 import attach_pb2, link_pb2, sessions_pb2, status_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from common.domain import (
+    Activity,
+    ActivityState,
     AgentInfo,
     AttachEnded,
     AttachFrame,
@@ -21,13 +23,18 @@ from common.domain import (
     EndReason,
     HostHealth,
     LinkState,
+    NeedsInputReason,
+    Screen,
     Session,
     SessionEvent,
     SessionEventKind,
+    SessionLogEntry,
     TerminalSize,
 )
 
 __all__ = [
+    "activity_from_proto",
+    "activity_to_proto",
     "agent_info_from_proto",
     "attach_frame_from_proto",
     "attach_mode_from_proto",
@@ -39,6 +46,10 @@ __all__ = [
     "link_from_proto",
     "link_report",
     "link_to_proto",
+    "log_entry_from_proto",
+    "log_entry_to_proto",
+    "screen_from_proto",
+    "screen_to_proto",
     "session_event_from_proto",
     "session_event_to_proto",
     "session_from_proto",
@@ -76,8 +87,24 @@ _KIND_TO_PROTO: dict[SessionEventKind, sessions_pb2.SessionEventKind.ValueType] 
     SessionEventKind.STOPPED: sessions_pb2.SESSION_EVENT_KIND_STOPPED,
     SessionEventKind.ATTACHED: sessions_pb2.SESSION_EVENT_KIND_ATTACHED,
     SessionEventKind.DETACHED: sessions_pb2.SESSION_EVENT_KIND_DETACHED,
+    SessionEventKind.ACTIVITY: sessions_pb2.SESSION_EVENT_KIND_ACTIVITY,
 }
 _KINDS = {v: k for k, v in _KIND_TO_PROTO.items()}
+_STATE_TO_PROTO: dict[ActivityState, sessions_pb2.ActivityState.ValueType] = {
+    ActivityState.UNKNOWN: sessions_pb2.ACTIVITY_STATE_UNKNOWN,
+    ActivityState.WORKING: sessions_pb2.ACTIVITY_STATE_WORKING,
+    ActivityState.NEEDS_INPUT: sessions_pb2.ACTIVITY_STATE_NEEDS_INPUT,
+    ActivityState.IDLE: sessions_pb2.ACTIVITY_STATE_IDLE,
+    ActivityState.STOPPED: sessions_pb2.ACTIVITY_STATE_STOPPED,
+}
+_STATES = {v: k for k, v in _STATE_TO_PROTO.items()}
+_REASON_OF_INPUT_TO_PROTO: dict[NeedsInputReason, sessions_pb2.NeedsInputReason.ValueType] = {
+    NeedsInputReason.NONE: sessions_pb2.NEEDS_INPUT_REASON_UNSPECIFIED,
+    NeedsInputReason.PERMISSION: sessions_pb2.NEEDS_INPUT_REASON_PERMISSION,
+    NeedsInputReason.QUESTION: sessions_pb2.NEEDS_INPUT_REASON_QUESTION,
+    NeedsInputReason.IDLE_PROMPT: sessions_pb2.NEEDS_INPUT_REASON_IDLE_PROMPT,
+}
+_REASONS_OF_INPUT = {v: k for k, v in _REASON_OF_INPUT_TO_PROTO.items()}
 
 
 # --- timestamps ------------------------------------------------------------------------------
@@ -99,7 +126,7 @@ def session_to_proto(s: Session) -> sessions_pb2.Session:
     msg = sessions_pb2.Session(
         id=s.id, name=s.name, port=s.port, protocol=s.protocol, dns_name=s.dns_name,
         agent_id=s.agent_id, running=s.running, attached=s.attached, viewer_count=s.viewer_count,
-        image=s.image, activity=s.activity, state_unknown=s.state_unknown,
+        image=s.image, state_unknown=s.state_unknown, activity=activity_to_proto(s.activity),
     )
     if s.state_known_at is not None:
         msg.state_known_at.CopyFrom(timestamp(s.state_known_at))
@@ -118,10 +145,54 @@ def session_from_proto(msg: sessions_pb2.Session, agent_id: str = "") -> Session
         last_accessed=from_timestamp(msg.last_accessed, msg.HasField("last_accessed")),
         port=msg.port, protocol=msg.protocol or "tcp", dns_name=msg.dns_name,
         agent_id=msg.agent_id or agent_id, running=msg.running, attached=msg.attached,
-        viewer_count=msg.viewer_count, image=msg.image, activity=msg.activity,
+        viewer_count=msg.viewer_count, image=msg.image,
+        activity=activity_from_proto(msg.activity) if msg.HasField("activity") else Activity(),
         state_unknown=msg.state_unknown,
         state_known_at=from_timestamp(msg.state_known_at, msg.HasField("state_known_at")),
     )
+
+
+def activity_to_proto(a: Activity) -> sessions_pb2.Activity:
+    """The wire form of a session's activity."""
+    msg = sessions_pb2.Activity(state=_STATE_TO_PROTO[a.state], reason=_REASON_OF_INPUT_TO_PROTO[a.reason],
+                                message=a.message)
+    if a.since is not None:
+        msg.since.CopyFrom(timestamp(a.since))
+    return msg
+
+
+def activity_from_proto(msg: sessions_pb2.Activity) -> Activity:
+    """A session's activity as an agent sent it (an unknown or unspecified state is UNKNOWN)."""
+    state = _STATES.get(msg.state, ActivityState.UNKNOWN)
+    reason = _REASONS_OF_INPUT.get(msg.reason, NeedsInputReason.QUESTION) \
+        if state is ActivityState.NEEDS_INPUT else NeedsInputReason.NONE
+    return Activity(state=state, reason=reason, since=from_timestamp(msg.since, msg.HasField("since")),
+                    message=msg.message)
+
+
+def log_entry_to_proto(e: SessionLogEntry) -> sessions_pb2.SessionLogEntry:
+    """The wire form of one event-log line."""
+    return sessions_pb2.SessionLogEntry(time=timestamp(e.time), kind=e.kind, actor=e.actor, detail=e.detail,
+                                        attributes=e.attributes)
+
+
+def log_entry_from_proto(msg: sessions_pb2.SessionLogEntry) -> SessionLogEntry:
+    """One event-log line as an agent sent it."""
+    when = from_timestamp(msg.time, msg.HasField("time")) or datetime.fromtimestamp(0, UTC)
+    return SessionLogEntry(time=when, kind=msg.kind, actor=msg.actor, detail=msg.detail,
+                           attributes=dict(msg.attributes))
+
+
+def screen_to_proto(screen: Screen) -> sessions_pb2.PeekSessionResponse:
+    """The wire form of a peeked screen."""
+    return sessions_pb2.PeekSessionResponse(screen=screen.text, rows=screen.rows, cols=screen.cols,
+                                            time=timestamp(screen.time))
+
+
+def screen_from_proto(msg: sessions_pb2.PeekSessionResponse) -> Screen:
+    """A peeked screen as an agent sent it."""
+    return Screen(text=msg.screen, rows=msg.rows, cols=msg.cols,
+                  time=from_timestamp(msg.time, msg.HasField("time")))
 
 
 def session_event_to_proto(event: SessionEvent) -> sessions_pb2.SessionEvent:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
+from common.logging import configure_logging
 from common.text import safe_display
 
 
@@ -27,3 +30,18 @@ def test_long_text_is_cut() -> None:
     """The result never exceeds the limit, escapes included."""
     assert safe_display("x" * 100, limit=10) == "xxxxxxx..."
     assert len(safe_display("\x1b" * 100, limit=10)) == 10
+
+
+def test_console_log_lines_escape_hostile_values(capsys: pytest.CaptureFixture[str]) -> None:
+    """A terminal log line shows an agent-supplied ESC, newline and bidi override escaped."""
+    try:
+        configure_logging("cli", level="INFO", json=False)
+        # A library's message carries the peer's text in the event itself, which is never repr-ed.
+        logging.getLogger("asyncssh").warning("peer said %s", "h\x1b]0;x\x07\nforged line\u202e")
+        err = capsys.readouterr().err
+    finally:
+        configure_logging("cli", level="DEBUG", json=False)  # as tests/conftest.py sets it
+    assert "\x1b]0" not in err
+    assert "\u202e" not in err
+    assert err.count("\n") == 1
+    assert "peer said h\\x1b]0;x\\x07\\nforged line\\u202e" in err

@@ -165,3 +165,23 @@ def agent_sessions(host: Host) -> dict[str, bool]:
     listed = _client(host, "list")
     assert isinstance(listed, list)
     return {str(s["id"]): bool(s["running"]) for s in listed}
+
+
+def agent_allow_list(host: Host) -> str:
+    """The agent's allow-list path, as ``convocate-agent install --dry-run`` reports it."""
+    out = host.sudo(f"{AGENT_BIN} install --dry-run", timeout=60).stdout
+    for line in out.splitlines():
+        if line.startswith("authorized keys:"):
+            return line.split(":", 1)[1].split()[0]
+    raise AssertionError(f"no 'authorized keys:' line in the install plan:\n{out}")
+
+
+def authorize_on_agent(host: Host, public_key: str) -> None:
+    """Add ``public_key`` to the agent's allow-list, as ``init-agent`` does for the shell's key."""
+    path, key = shlex.quote(agent_allow_list(host)), shlex.quote(public_key)
+    host.sudo(f"grep -qxF {key} {path} || printf '%s\\n' {key} >> {path}")
+
+
+def agent_host_key(host: Host) -> str:
+    """The agent's SSH host public key (derived from its private key on the host)."""
+    return host.sudo("ssh-keygen -y -f /etc/convocate-agent/ssh_host_ed25519_key").stdout.strip()

@@ -6,13 +6,18 @@ package index on the host), ``convocate-agent install``, then what systemd made 
 
 from __future__ import annotations
 
+import dataclasses
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from common.ssh_keys import known_hosts_line
 from tests.hosts.agent_host import (
+    agent_host_key,
     agent_install,
     agent_sessions,
+    authorize_on_agent,
     build_wheelhouse,
     create_session,
     expected_slice_caps,
@@ -51,6 +56,11 @@ def agent_host(fleet: HostFleet, tmp_path_factory: pytest.TempPathFactory) -> Ho
 def test_agent_unit_runs_with_its_slice_and_timer(agent_host: Host) -> None:
     assert unit_state(agent_host, "convocate-agent.service") == "active"
     assert agent_host.run("systemctl show convocate-agent.service -p User --value").stdout.strip() == "claude"
+    pid = agent_host.run("systemctl show convocate-agent.service -p MainPID --value").stdout.strip()
+    assert agent_host.run(f"stat -c %U /proc/{pid}").stdout.strip() == "claude"
+    for needed in ("/etc/convocate-agent/ssh_host_ed25519_key", "/etc/convocate-agent/agent-id",
+                   "/etc/convocate-agent/agent.toml"):
+        agent_host.sudo(f"sudo -u claude test -r {needed}")
     assert slice_caps(agent_host) == expected_slice_caps(agent_host)
     timers = agent_host.run("systemctl list-timers --all --no-legend --plain").stdout
     assert "convocate-image-prune.timer" in timers, timers
@@ -120,3 +130,32 @@ def test_host_stop_start_lists_sessions_again(fleet: HostFleet, agent_host: Host
     assert session in listed, listed
     # Whatever the engine did with the container, the agent reports its real state.
     assert listed[session] == _container_running(agent_host, session), listed
+
+
+
+@pytest.fixture
+def agent_key_login(agent_host: Host, tmp_path: Path) -> Host:
+    """``agent_host`` as user claude with a fresh key on the agent's allow-list (as init-agent adds)."""
+    key = tmp_path / "shell_to_agent"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)],
+                   check=True, capture_output=True, timeout=30)
+    authorize_on_agent(agent_host, key.with_suffix(".pub").read_text().strip())
+    known = tmp_path / "known_hosts"
+    known.write_text(known_hosts_line(agent_host.address, 222, agent_host_key(agent_host)) + "\n"
+                     + agent_host.known_hosts.read_text())
+    return dataclasses.replace(agent_host, user="claude", key=key, known_hosts=known)
+
+
+def test_agent_key_gets_no_shell_or_exec_on_222(agent_key_login: Host) -> None:
+    on_222 = dataclasses.replace(agent_key_login, ssh_port=222).run("id", check=False)
+    assert on_222.returncode != 0, on_222.stdout
+    assert "uid=" not in on_222.stdout
+    assert "Permission denied" not in on_222.stderr, f"the key was not accepted on :222: {on_222.stderr}"
+
+
+@pytest.mark.xfail(strict=True, reason="the agent's allow-list is ~claude/.ssh/authorized_keys, which "
+                   "sshd honours on :22 (issue 10/security issue: allow-lists outside ~/.ssh)")
+def test_agent_key_gets_nothing_on_22(agent_key_login: Host) -> None:
+    on_22 = agent_key_login.run("id", check=False)
+    assert on_22.returncode == 255, f"the agent's key logged in on :22: {on_22.stdout}{on_22.stderr}"
+    assert "Permission denied" in on_22.stderr, on_22.stderr

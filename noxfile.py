@@ -51,8 +51,10 @@ def e2e_hosts(session: nox.Session) -> None:
     """Throwaway Debian hosts with systemd (tests/hosts): boots machines, minutes; not in `nox`."""
     _install(session, "test")
     session.install("pip")  # builds the wheelhouse the hosts install convocate from
-    session.run("pytest", "-o", "timeout=900", *(session.posargs or ["tests/hosts"]),
-                env={"CONVOCATE_E2E_HOSTS": "1"})
+    # Options alone (e.g. `-- -x`) still run tests/hosts only, never the whole suite.
+    args = session.posargs if any(a.startswith("tests") for a in session.posargs) else [
+        "tests/hosts", *session.posargs]
+    session.run("pytest", "-o", "timeout=900", *args, env={"CONVOCATE_E2E_HOSTS": "1"})
 
 
 @nox.session(name="image-production", python=PYTHON)

@@ -15,6 +15,7 @@ moved home; it gets the new mount at its next start.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from agent.records import RECORD
@@ -29,14 +30,21 @@ MIGRATING = ".migrating-"
 _REJECTED = f"{RECORD}.rejected"
 
 
-def is_new_layout(directory: Path) -> bool:
-    """True if ``directory`` holds only ``home/``, the record and its temp or rejected files.
+def is_new_layout(directory: Path | int) -> bool:
+    """True if ``directory`` (a path or an open fd) holds only ``home/``, the record and its
+    temp or rejected files.
 
     Every home the agent ever made holds ``.claude/``, so an old-layout home never
     passes for a new session directory.
     """
     names = os.listdir(directory)
-    if HOME not in names or not (directory / HOME).is_dir() or (directory / HOME).is_symlink():
+    if HOME not in names:
+        return False
+    if isinstance(directory, int):
+        home_mode = os.stat(HOME, dir_fd=directory, follow_symlinks=False).st_mode
+    else:
+        home_mode = os.lstat(directory / HOME).st_mode
+    if not stat.S_ISDIR(home_mode):
         return False
     return all(n in (HOME, RECORD, _REJECTED) or n.startswith(f".{RECORD}.") for n in names)
 
@@ -82,17 +90,24 @@ def migrate_sessions(root: Path) -> list[str]:
     for entry in sorted(root.iterdir()):
         sid = entry.name.removeprefix(MIGRATING)
         recovering = entry.name.startswith(MIGRATING) and is_session_id(sid) and entry.is_dir()
-        if recovering and _recover(root, entry, sid):
-            moved.append(sid)
+        try:
+            if recovering and _recover(root, entry, sid):
+                moved.append(sid)
+        except OSError as e:
+            log.warning("interrupted session move not finished", session=sid, error=str(e))
     for entry in sorted(root.iterdir()):
         if not is_session_id(entry.name) or entry.is_symlink() or not entry.is_dir():
             continue
-        if not os.listdir(entry) or is_new_layout(entry):
-            continue
         work = root / f"{MIGRATING}{entry.name}"
-        work.mkdir(mode=0o700)
-        os.rename(entry, work / HOME)
-        _finish(root, work, entry.name)
+        try:
+            if not os.listdir(entry) or is_new_layout(entry):
+                continue
+            work.mkdir(mode=0o700)
+            os.rename(entry, work / HOME)
+            _finish(root, work, entry.name)
+        except OSError as e:  # left as it is (or resumable): the other sessions still move
+            log.warning("session not moved to the new layout", session=entry.name, error=str(e))
+            continue
         moved.append(entry.name)
     if moved:
         log.info("moved sessions to the new layout (record beside the home)", sessions=moved)

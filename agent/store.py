@@ -25,7 +25,7 @@ import shutil
 from pathlib import Path
 
 from agent.home_copy import copy_home
-from agent.layout_migration import HOME, migrate_sessions
+from agent.layout_migration import HOME, is_new_layout, migrate_sessions
 from agent.records import (
     RECORD,
     RecordRefusedError,
@@ -120,6 +120,10 @@ class SessionStore:
             self._refuse(session_id, f"session directory cannot be opened: {e.strerror}", quarantine=False)
             return None
         try:
+            if not is_new_layout(dir_fd):  # not moved yet: its record may be in the container's reach
+                self._refuse(session_id, "session directory is in the old layout (not moved at start)",
+                             quarantine=False)
+                return None
             data = read_record(dir_fd)
             return None if data is None else record_from_json(data, session_id)
         except RecordRefusedError as e:

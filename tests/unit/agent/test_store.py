@@ -291,3 +291,19 @@ def test_go_nanosecond_timestamps_parse() -> None:
     """Records written by v2.0.0 (RFC 3339 with nanoseconds) are read."""
     t = parse_time("2026-03-04T05:06:07.123456789Z")
     assert t == datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
+
+
+def test_a_session_that_cannot_move_is_logged_and_the_others_still_move(tmp_path: Path) -> None:
+    """A session directory the migration cannot move (its work name is taken) is logged and
+    left as it is; the other old-layout sessions move."""
+    store = _store(tmp_path)
+    stuck, _ = _old_layout(tmp_path, "stuck")
+    free, _ = _old_layout(tmp_path, "free")
+    (tmp_path / f".migrating-{stuck}").write_text("in the way")
+    with capture_logs() as logs:
+        assert store.prepare() == [f"migrated {free}"]
+    assert any(e["event"] == "session not moved to the new layout" for e in logs)
+    assert (tmp_path / stuck / "session.json").is_file()
+    assert store.get(free).name == "free"
+    with pytest.raises(NotFoundError):  # never served while its record is in the container's reach
+        store.get(stuck)

@@ -196,7 +196,7 @@ def _old_layout(root: Path, name: str) -> tuple[str, Path]:
     (home / "home" / "deep").mkdir(parents=True)         # a user's own ~/home survives as is
     (home / "home" / "deep" / "f.txt").write_text("deep")
     (home / "work.txt").write_text("work")
-    (home / "session.json").write_text(record_to_json(SessionRecord(sid, name, NOW, NOW, 1001)))
+    (home / "session.json").write_text(record_to_json(SessionRecord(sid, name, NOW, NOW)))
     return sid, home
 
 

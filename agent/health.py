@@ -22,6 +22,7 @@ from agent.runtime import ContainerRuntime
 from common.domain import HostHealth
 from common.errors import ResourceExhaustedError, UnavailableError
 from common.logging import get_logger
+from common.tasks import TaskSet
 
 __all__ = ["DiskThresholds", "HealthMonitor", "disk_space", "memory", "require_free_space"]
 
@@ -94,7 +95,7 @@ class HealthMonitor:
         self.current = HostHealth(engine_up=False, engine_error="not checked yet")
         self._listeners: list[Callable[[HostHealth], None]] = []
         self._kick = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks = TaskSet("health")
         self._lock = asyncio.Lock()
 
     def add_listener(self, listener: Callable[[HostHealth], None]) -> None:
@@ -145,15 +146,11 @@ class HealthMonitor:
     async def start(self) -> None:
         """Check once, then keep checking in the background."""
         await self.check()
-        self._task = asyncio.create_task(self._loop(), name="health")
+        self._tasks.create_task(self._loop(), name="health")
 
     async def close(self) -> None:
         """Stop checking."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._tasks.aclose()
 
     async def _loop(self) -> None:
         while True:

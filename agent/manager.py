@@ -45,6 +45,7 @@ from agent.viewers import ViewerRegistry
 from common.domain import HostHealth
 from common.errors import ConvocateError, FailedPreconditionError, ResourceExhaustedError, UnavailableError
 from common.logging import get_logger
+from common.tasks import TaskSet
 
 __all__ = ["SessionManager"]
 
@@ -85,7 +86,7 @@ class SessionManager:
         self._known_at: datetime | None = None
         self._asked: dict[str, float] = {}          # session id -> until when a stop is the operator's
         self._deaths: dict[str, tuple[float, int | None]] = {}  # unasked stops in the window
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet("session-manager")
         if health is not None:
             health.add_listener(self._on_health)
 
@@ -119,8 +120,7 @@ class SessionManager:
 
     async def close(self) -> None:
         """Stop following Docker events (containers keep running)."""
-        for task in list(self._tasks):
-            task.cancel()
+        await self._tasks.aclose()
         if self._follower is not None:
             self._follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -152,9 +152,8 @@ class SessionManager:
         if not health.engine_up:
             self._engine_lost(health.engine_error)
         elif not self._engine_ok:
-            task = asyncio.create_task(self._refresh_running(), name="engine-restored")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            with contextlib.suppress(RuntimeError):  # closed: the agent is stopping
+                self._tasks.create_task(self._refresh_running(), name="engine-restored")
 
     def _engine_lost(self, error: str) -> None:
         """The engine does not answer: every session's state becomes unknown (published once)."""

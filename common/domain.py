@@ -33,6 +33,7 @@ __all__ = [
     "TerminalSize",
     "host_health_attributes",
     "host_health_from_attributes",
+    "last_known",
     "rfc3339",
     "session_status",
 ]
@@ -226,10 +227,10 @@ class HostHealth:
         return self.engine_up and not self.disk_low
 
     def problems(self) -> list[str]:
-        """One short line per problem ("engine down: ...", "disk nearly full: ..."); empty when ok."""
+        """One line per problem (the engine's error, "disk nearly full: ..."); empty when ok."""
         out = []
         if not self.engine_up:
-            out.append(f"Docker Engine down: {self.engine_error or 'no answer'}")
+            out.append(self.engine_error or "the Docker Engine does not answer")
         if self.disk_low:
             free, total = _size(self.disk_free_bytes), _size(self.disk_total_bytes)
             out.append(f"disk nearly full: {free} free of {total}")
@@ -333,6 +334,17 @@ class AttachEnded:
 
 # What an attach stream delivers: output bytes, a size notice, started or ended.
 AttachFrame = bytes | TerminalSize | AttachStarted | AttachEnded
+
+
+def last_known(when: datetime | None, now: datetime | None = None) -> str:
+    """``last known 2m ago`` (s, m, h, d), or ``never known`` for None: how old an unknown state is."""
+    if when is None:
+        return "never known"
+    seconds = max(0, int(((now or datetime.now(UTC)) - when).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"last known {seconds // size}{unit} ago"
+    return f"last known {seconds}s ago"
 
 
 def rfc3339(when: datetime | None) -> str:

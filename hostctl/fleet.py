@@ -2,7 +2,9 @@
 
 One tunnel per agent, opened concurrently; an agent that does not answer within the
 deadline is one row with its error, never a stall. For scripts: ``--json`` and exit
-status 3 when some agent was unreachable (0 when all answered).
+status 3 when some agent was unreachable or its Docker Engine is down (0 when all
+answered with a working engine). A session's ``state`` is running, stopped or unknown
+(its agent's engine does not answer), with when it was last known.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.client.calls import AgentCalls
-from common.domain import Session, rfc3339
+from common.domain import HostHealth, Session, rfc3339
 from common.errors import ConvocateError
 from common.registry import AgentRecord
 from common.tunnel import Tunnel, TunnelSettings
@@ -34,7 +36,28 @@ class AgentReport:
     hostname: str = ""
     current_image: str = ""
     status_link_up: bool | None = None
+    health: dict[str, object] | None = None     # engine and host (None: the agent did not say)
     sessions: list[dict[str, object]] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        """Reachable, and its engine answers (as far as it says)."""
+        return self.reachable and (self.health is None or bool(self.health["engine_up"]))
+
+
+def _health_dict(h: HostHealth) -> dict[str, object]:
+    return {
+        "engine_up": h.engine_up, "engine_version": h.engine_version, "engine_error": h.engine_error,
+        "disk_free_bytes": h.disk_free_bytes, "disk_total_bytes": h.disk_total_bytes, "disk_low": h.disk_low,
+        "mem_available_bytes": h.mem_available_bytes, "mem_total_bytes": h.mem_total_bytes,
+        "load1": h.load1, "cpus": h.cpus, "checked_at": rfc3339(h.checked_at),
+    }
+
+
+def _state(s: Session) -> str:
+    if s.state_unknown:
+        return "unknown"
+    return "running" if s.running else "stopped"
 
 
 def _session_dict(s: Session) -> dict[str, object]:
@@ -43,6 +66,7 @@ def _session_dict(s: Session) -> dict[str, object]:
         "attached": s.attached, "viewers": s.viewer_count, "port": s.port,
         "protocol": s.protocol, "dns_name": s.dns_name,
         "created_at": rfc3339(s.created_at), "last_accessed": rfc3339(s.last_accessed),
+        "state": _state(s), "state_known_at": rfc3339(s.state_known_at),
     }
 
 
@@ -64,6 +88,7 @@ async def _ask(record: AgentRecord, sock_dir: Path, timeout: float, with_session
             report.current_image = ping.current_image
             link = ping.status_link
             report.status_link_up = link.up if link is not None and link.known else None
+            report.health = _health_dict(ping.health) if ping.health is not None else None
             if with_sessions:
                 report.sessions = [_session_dict(s) for s in await calls.list_sessions()]
     except TimeoutError:

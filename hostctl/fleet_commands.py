@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from common import defaults
-from common.domain import session_status
+from common.domain import last_known, session_status
 from common.registry import DEFAULT_REGISTRY_DIR, load_registry
 from common.text import safe_display
 from hostctl.fleet import survey
@@ -20,7 +21,7 @@ from hostctl.remote import LocalRunner, Runner, SSHRunner, SSHTarget
 
 __all__ = ["register"]
 
-PARTIAL = 3  # exit status: some agents did not answer
+PARTIAL = 3  # exit status: some agents did not answer, or their Docker Engine is down
 
 RegistryOpt = Annotated[Path, typer.Option(help="The agent registry on this shell host.")]
 DEFAULT_REGISTRY = DEFAULT_REGISTRY_DIR
@@ -34,6 +35,25 @@ def _print_agents(reports: list[dict[str, object]]) -> None:
             r["status_link_up"]]  # type: ignore[index]
         print(f"{safe_display(r['agent_id']):<14} {safe_display(r['address'])}:{r['port']:<6} {state}"
               + (f"  v{safe_display(r['version'])}  {link}" if r["reachable"] else ""))
+        health = r.get("health")
+        if r["reachable"] and isinstance(health, dict):
+            print(f"{'':<14} {_health_line(health)}")
+
+
+def _health_line(h: dict[str, Any]) -> str:
+    """The engine and host of one agent, one line; what is wrong in capitals."""
+    mib = 1024 * 1024
+    engine = (f"engine {safe_display(h['engine_version'])}" if h["engine_up"]
+              else f"engine DOWN: {safe_display(h['engine_error'])}")
+    disk = f"disk {h['disk_free_bytes'] // mib} MiB free" + (" (LOW)" if h["disk_low"] else "")
+    return f"{engine}, {disk}, mem {h['mem_available_bytes'] // mib} MiB free, load {h['load1']:.2f}"
+
+
+def _when(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
 
 
 def register(app: typer.Typer) -> None:
@@ -97,7 +117,8 @@ def register(app: typer.Typer) -> None:
         timeout: Annotated[float, typer.Option(help="Seconds to wait for each agent.")] = 10.0,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
-        """Every registered agent and whether it answers (exit 3 if some do not)."""
+        """Every registered agent, whether it answers, its engine and host (exit 3 if some do not or an
+        engine is down)."""
         surveyed = asyncio.run(survey(load_registry(registry), timeout=timeout))
         reports = [dataclasses.asdict(r) for r in surveyed]
         for r in reports:
@@ -106,7 +127,7 @@ def register(app: typer.Typer) -> None:
             print(json.dumps(reports))
         else:
             _print_agents(reports)
-        if any(not r["reachable"] for r in reports):
+        if not all(r.healthy for r in surveyed):
             raise typer.Exit(PARTIAL)
 
     @app.command("sessions")
@@ -115,7 +136,8 @@ def register(app: typer.Typer) -> None:
         timeout: Annotated[float, typer.Option(help="Seconds to wait for each agent.")] = 10.0,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
-        """Every session on every agent (exit 3 if some agents do not answer)."""
+        """Every session on every agent: R running, - stopped, ? unknown (exit 3 if some agents do not
+        answer or an engine is down)."""
         reports = asyncio.run(survey(load_registry(registry), timeout=timeout, with_sessions=True))
         rows = [s for r in reports for s in r.sessions]
         down = [{"agent_id": r.agent_id, "error": r.error} for r in reports if not r.reachable]
@@ -123,10 +145,13 @@ def register(app: typer.Typer) -> None:
             print(json.dumps({"sessions": rows, "unreachable": down}))
         else:
             for s in rows:
-                state = session_status(running=bool(s["running"]), attached=bool(s["attached"]))
+                unknown = s["state"] == "unknown"
+                state = session_status(running=bool(s["running"]), attached=bool(s["attached"]),
+                                       unknown=unknown)
+                known = f"  (state unknown, {last_known(_when(str(s['state_known_at'])))})" if unknown else ""
                 print(f"{state} {safe_display(s['id'])} {safe_display(s['agent_id']):<14} "
-                      f"{safe_display(s['name'])}")
+                      f"{safe_display(s['name'])}{known}")
             for d in down:
                 print(f"! agent {safe_display(d['agent_id'])} unreachable: {safe_display(d['error'])}")
-        if down:
+        if down or not all(r.healthy for r in reports):
             raise typer.Exit(PARTIAL)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from common.client.calls import AgentCalls
-from common.domain import AgentInfo, LinkState
+from common.domain import AgentInfo, HostHealth, LinkState
 from common.errors import ConvocateError
 from common.logging import get_logger
 from common.registry import AgentRecord
@@ -33,6 +33,13 @@ log = get_logger(__name__)
 def _gist(link: LinkState | None) -> tuple[bool, bool, str, int] | None:
     """What matters of a link for change detection (not its timestamps)."""
     return None if link is None else (link.known, link.up, link.last_error, link.dropped_events)
+
+
+def _health_gist(health: HostHealth | None) -> tuple[bool, bool, str, str] | None:
+    """What matters of a host's health for change detection (not its numbers)."""
+    if health is None:
+        return None
+    return (health.engine_up, health.disk_low, health.engine_version, health.engine_error)
 
 
 def _now() -> datetime:
@@ -87,6 +94,7 @@ class AgentClient(AgentCalls):
         self.version = ""
         self.hostname = ""
         self.agent_status_link: LinkState | None = None
+        self.health: HostHealth | None = None        # the agent's engine and host, from its last Ping
         self._since = _now()
         self._last_ok: datetime | None = None
         self._kick = asyncio.Event()
@@ -144,9 +152,10 @@ class AgentClient(AgentCalls):
     def _pinged(self, reply: AgentInfo) -> None:
         self._last_ok = _now()
         status_link = reply.status_link if reply.status_link is not None else self.agent_status_link
-        changed = (reply.version, reply.hostname, _gist(status_link)) != (
-            self.version, self.hostname, _gist(self.agent_status_link))
+        changed = (reply.version, reply.hostname, _gist(status_link), _health_gist(reply.health)) != (
+            self.version, self.hostname, _gist(self.agent_status_link), _health_gist(self.health))
         self.version, self.hostname, self.agent_status_link = reply.version, reply.hostname, status_link
+        self.health = reply.health
         if changed and self.reachable and self._on_change is not None:
             self._on_change(self)
         self._set(True)

@@ -15,7 +15,7 @@ from shell.console.attach_routes import AttachRoutes
 from shell.console.dialogs import ChoiceDialog, ConfirmDialog, Dialog
 from shell.console.forms import CloneDialog, SessionForm
 from shell.console.operations import OP_TIMEOUT, Attacher, short_name
-from shell.fleet.model import SessionRow
+from shell.fleet.model import AgentRow, SessionRow
 
 __all__ = ["HELP_LINES", "OP_TIMEOUT", "RESTART_ATTEMPTS", "Attacher", "Console"]
 
@@ -32,6 +32,14 @@ HELP_LINES = [
 ]
 
 
+
+
+def agent_lines(a: AgentRow) -> list[str]:
+    """One agent in Settings: address and link, then its engine and host, then what is wrong."""
+    head = f"  {a.agent_id:<14} {a.address:<16} " + ("up" if a.reachable else f"DOWN: {a.last_error}")[:28]
+    if not a.reachable or a.health is None:
+        return [head]
+    return [head, f"    {a.health.summary()}", *(f"    ! {p}" for p in a.problems)]
 
 class Console(AttachRoutes):
     """The controller behind the key bindings."""
@@ -232,11 +240,9 @@ class Console(AttachRoutes):
 
     def settings(self) -> None:
         """S: the settings dialog (read-only: where things are)."""
-        agents = [f"  {a.agent_id:<14} {a.address:<16} "
-                  + ("up" if a.reachable else f"DOWN: {a.last_error}")[:28]
-                  for a in self.state.agents()]
+        agents = [line for a in self.state.agents() for line in agent_lines(a)]
         lines = ["No settings are configurable at this time.", "Future options will appear here.",
-                 "", *self.settings_lines, "", f"Agents ({len(agents)}):", *agents]
+                 "", *self.settings_lines, "", f"Agents ({len(self.state.agents())}):", *agents]
         self.state.open(self._notice(" Settings ", *lines, close_keys=("enter", "escape"),
                                      hint="Tab=Next  Shift+Tab=Prev  Enter=Save  Esc=Cancel", width=64))
 

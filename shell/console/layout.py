@@ -23,6 +23,7 @@ from prompt_toolkit.layout import (
     Window,
 )
 
+from common.domain import last_known
 from common.text import safe_display
 from shell.console.dialogs import render_dialog
 from shell.console.state import ConsoleState
@@ -57,9 +58,7 @@ def title_text(state: ConsoleState, width: int, now: float | None = None) -> str
     if state.busy:
         spin = SPINNER[int(now * 4) % len(SPINNER)]
         parts.append(f"{spin} {', '.join(sorted(set(state.busy.values())))}...")
-    agents = state.agents()
-    down = sum(1 for a in agents if not a.reachable)
-    parts.append(f"agents {len(agents) - down} up" + (f", {down} DOWN" if down else ""))
+    parts.append(agent_count(state))
     load = load_average()
     if load:
         parts.append(load)
@@ -68,6 +67,19 @@ def title_text(state: ConsoleState, width: int, now: float | None = None) -> str
     left = " convocate"
     gap = width - len(left) - len(right)
     return left + " " * gap + right if gap >= 1 else left.ljust(width)
+
+
+def agent_count(state: ConsoleState) -> str:
+    """``agents 3 up, 1 DOWN, 1 engine down, 1 disk low`` (only the parts that are not zero)."""
+    agents = state.agents()
+    down = sum(1 for a in agents if not a.reachable)
+    engine = sum(1 for a in agents if a.reachable and a.health is not None and not a.health.engine_up)
+    disk = sum(1 for a in agents if a.reachable and a.health is not None and a.health.disk_low)
+    text = f"agents {len(agents) - down} up"
+    for count, what in ((down, "DOWN"), (engine, "engine down"), (disk, "disk low")):
+        if count:
+            text += f", {count} {what}"
+    return text
 
 
 def _title(state: ConsoleState) -> StyleAndTextTuples:
@@ -102,8 +114,10 @@ def _table(state: ConsoleState) -> StyleAndTextTuples:
         style = "class:row"
         if t.row.placeholder:
             style = "class:row.placeholder"
-        elif t.agent_down:
+        elif t.agent_down or t.row.unknown:
             style = "class:row.down"
+        elif t.agent_trouble:
+            style = "class:row.trouble"
         if i == state.selected:
             style += " class:row.selected"
         out += [(style, line), ("", "\n")]
@@ -112,8 +126,14 @@ def _table(state: ConsoleState) -> StyleAndTextTuples:
 
 
 def agent_notice(state: ConsoleState) -> str:
-    """The first cross-channel notice of any agent (``+N more`` when there are several)."""
+    """The first notice of any agent (``+N more`` when there are several).
+
+    Notices come from the shared view (links, engine, disk, a mass-death alarm first);
+    an agent's engine or disk problems seen by Ping count too when the view lacks them.
+    """
     notices = [f"{a.agent_id}: {n}" for a in state.agents() for n in a.notices]
+    notices += [f"{a.agent_id}: {p}" for a in state.agents() for p in a.problems
+                if p not in a.notices]
     if not notices:
         return ""
     more = f"  (+{len(notices) - 1} more)" if len(notices) > 1 else ""
@@ -131,6 +151,8 @@ class StatusLine:
         self.state = state
         self._seen = ""
         self._since = 0.0
+        self._notice = ""
+        self._notice_since = 0.0
 
     def __call__(self) -> StyleAndTextTuples:
         state = self.state
@@ -143,8 +165,16 @@ class StatusLine:
         if state.message != self._seen:
             self._seen, self._since = state.message, now
         notice = agent_notice(state)
-        if notice and (not state.message or now - self._since > MESSAGE_SECONDS):
+        if notice != self._notice:  # a new notice (a mass death, an engine down) shows at once
+            self._notice, self._notice_since = notice, now
+        if notice and (not state.message or now - self._since > MESSAGE_SECONDS
+                       or self._notice_since >= self._since):
             return [("class:status.notice", f" {safe_display(notice)}"[:width])]
+        if not state.message or now - self._since > MESSAGE_SECONDS:
+            row = state.current()
+            if row is not None and row.unknown and not row.placeholder:
+                text = f' session "{row.name}": state unknown, {last_known(row.known_at)}'
+                return [("class:status", safe_display(text)[:width])]
         return [("class:status", f" {safe_display(state.message)}"[:width])]
 
 

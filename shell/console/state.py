@@ -26,6 +26,7 @@ class TableRow:
     number: int
     row: SessionRow
     agent_down: bool = False     # its agent is currently unreachable (cached data)
+    agent_trouble: bool = False  # its agent answers but its engine is down or its disk nearly full
 
 
 @dataclass
@@ -89,9 +90,12 @@ class ConsoleState:
     def table(self) -> list[TableRow]:
         """Every row: the router's rows plus one marker row per unreachable agent."""
         rows = self.router.rows()
-        down = {a.agent_id: a for a in self.router.agents() if not a.reachable}
+        agents = self.router.agents()
+        down = {a.agent_id: a for a in agents if not a.reachable}
+        trouble = {a.agent_id for a in agents if a.problems}
         marked = {r.agent_id for r in rows if r.placeholder}
-        out = [TableRow(i + 1, r, r.agent_id in down and not r.placeholder) for i, r in enumerate(rows)]
+        out = [TableRow(i + 1, r, r.agent_id in down and not r.placeholder,
+                        r.agent_id in trouble and not r.placeholder) for i, r in enumerate(rows)]
         for agent_id, agent in sorted(down.items()):
             if agent_id not in marked:
                 placeholder = SessionRow(id="", name="", agent_id=agent_id, created_at=None,

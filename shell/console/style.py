@@ -16,6 +16,7 @@ def console_style() -> Style:
         "separator": "fg:ansigray",
         "row.selected": "reverse",
         "row.down": "fg:ansigray",
+        "row.trouble": "fg:ansiyellow",
         "row.placeholder": "fg:ansired",
         "row.empty": "",
         "status": "fg:ansicyan",

@@ -85,7 +85,7 @@ def format_row(t: TableRow, cols: list[Column]) -> str:
         line = "  " + _SEP.join(_fit(values[c.key], c.width) for c in cols[:4])
         return f"{line}{_SEP}{safe_display(r.error or 'unreachable')}"
     port = f"{r.port}/{r.protocol or 'tcp'}" if r.port else "-"
-    status = "?" if t.agent_down else r.status_letter
+    status = "?" if t.agent_down else r.status_letter  # an unreachable agent's rows: unknown
     values = {
         "num": str(t.number), "name": r.name, "agent": r.agent_id or "(local)",
         "id": r.id, "port": port, "status": status,

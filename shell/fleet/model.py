@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Protocol
 
 from common.client.attach_call import AttachCall
-from common.domain import Session, session_status
+from common.domain import HostHealth, Session, session_status
 
 __all__ = ["AgentRow", "RouterAPI", "SessionRow"]
 
@@ -30,6 +30,12 @@ class AgentRow:
     status_connected: bool = False   # its status stream (agent -> shell) is open
     notices: tuple[str, ...] = ()    # cross-channel notices from the shared view
     version: str = ""
+    health: HostHealth | None = None  # its engine and host (Ping, else the shared view)
+
+    @property
+    def problems(self) -> list[str]:
+        """Its engine or disk problems, one short line each (empty when fine or not known)."""
+        return self.health.problems() if self.health is not None and self.reachable else []
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,8 @@ class SessionRow:
     orphan: bool = False         # pre-v2 local session on the shell host
     placeholder: bool = False    # "agent unreachable" marker row (id is "")
     error: str = ""              # for placeholders: why the agent is unreachable
+    unknown: bool = False        # the state is not a fact now (engine or agent unreachable)
+    known_at: datetime | None = None  # when the state was last known (for unknown rows)
 
     @classmethod
     def of(cls, s: Session, agent_id: str = "") -> SessionRow:
@@ -58,12 +66,15 @@ class SessionRow:
             id=s.id, name=s.name, agent_id=s.agent_id or agent_id, created_at=s.created_at,
             last_accessed=s.last_accessed, port=s.port, protocol=s.protocol or "tcp",
             dns_name=s.dns_name, running=s.running, attached=s.attached, viewer_count=s.viewer_count,
+            unknown=s.state_unknown, known_at=s.state_known_at,
         )
 
     @property
     def status_letter(self) -> str:
-        """O orphan, C attached, R running, L attached-but-stopped, - otherwise."""
-        return session_status(running=self.running, attached=self.attached, orphan=self.orphan).value
+        """O orphan, ? unknown, C attached, R running, L attached-but-stopped, - otherwise."""
+        return session_status(running=self.running, attached=self.attached, orphan=self.orphan,
+                              unknown=self.unknown).value
+
 
 
 class RouterAPI(Protocol):

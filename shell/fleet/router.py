@@ -10,8 +10,10 @@ shared health view from the local status service (:mod:`shell.fleet.status_clien
 ``AgentRow.status_connected`` and ``notices``; every cache change rewrites the dnsmasq
 hosts file (:mod:`shell.fleet.dns`).
 
-Rows of an agent that becomes unreachable stay in the table (the console marks them
-stale) next to one placeholder row; an agent never reached shows only the placeholder.
+Rows of an agent that becomes unreachable stay in the table, their state *unknown* and
+dated from the last time the agent answered, next to one placeholder row; an agent
+never reached shows only the placeholder. Each agent's engine and host health comes
+from its Ping, else from the shared view.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -132,6 +134,7 @@ class Router:
                 status_connected=bool(health and health.connected and not health.heartbeat_stale),
                 notices=tuple(health.notices) if health is not None else view_down,
                 version=c.version or (health.version if health is not None else ""),
+                health=c.health or (self.status.host_health(agent_id) if self.status is not None else None),
             ))
         for name, error in sorted(self.fleet.broken.items()):
             out.append(AgentRow(agent_id=name, address="", reachable=False,
@@ -143,7 +146,11 @@ class Router:
         rows = sorted(self._orphans.values(), key=lambda r: (r.name, r.id))
         for agent_id in sorted(self.clients):
             c = self.clients[agent_id]
-            rows.extend(self.fleet.sessions[agent_id].rows())
+            cached = self.fleet.sessions[agent_id].rows()
+            if not c.reachable:  # what it last said is no longer a fact
+                last_ok = c.control_link().last_ok
+                cached = [r if r.unknown else replace(r, unknown=True, known_at=last_ok) for r in cached]
+            rows.extend(cached)
             if not c.reachable:
                 rows.append(SessionRow(id="", name="", agent_id=agent_id, created_at=None,
                                        last_accessed=None, placeholder=True,

@@ -17,10 +17,10 @@ import grpc
 from convocate.v1 import link_pb2, status_pb2, status_pb2_grpc
 
 from common.backoff import Backoff
-from common.domain import LinkState
+from common.domain import HostHealth, LinkState
 from common.grpc_options import CLIENT_OPTIONS
 from common.logging import get_logger
-from common.proto_convert import link_report
+from common.proto_convert import host_health_from_proto, link_report
 from common.tasks import TaskSet
 
 __all__ = ["StatusClient"]
@@ -79,6 +79,11 @@ class StatusClient:
         if self._channel is not None:
             await self._channel.close(grace=None)
             self._channel = None
+
+    def host_health(self, agent_id: str) -> HostHealth | None:
+        """The agent's engine and host health as the shared view last heard it (None: not known)."""
+        health = self.health.get(agent_id)
+        return host_health_from_proto(health.host) if health is not None and health.HasField("host") else None
 
     # --- reporting ----------------------------------------------------------------------
     def report(self, agent_id: str, control: LinkState, agent_status: LinkState | None) -> None:

@@ -11,6 +11,10 @@ recently heard idle one makes room), reporters per agent, attributes per event a
 their sizes, the bytes of events kept per agent, and the heartbeat interval an agent
 may claim. A snapshot that would still be too big for one gRPC message is sent
 without the per-agent event lists, so GetView and Watch keep working.
+
+Host health (engine, disk, memory, load) rides on the heartbeat and ``agent.health``
+attributes; an engine that is down or a disk that is nearly full becomes a notice, and
+so does a ``sessions.mass_death`` alarm, for :data:`ALARM_SECONDS`.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ from dataclasses import dataclass, field
 from convocate.v1 import link_pb2, status_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from common.domain import HostHealth, host_health_from_attributes
 from common.errors import ResourceExhaustedError
 from common.grpc_options import MAX_MESSAGE_BYTES
 from common.logging import get_logger
+from common.proto_convert import host_health_to_proto
 from shell.status.link_notices import LinkFacts, link_notices
 
 __all__ = ["MAX_AGENTS", "MAX_EVENT_BYTES", "MAX_SESSION_EVENTS", "RECENT_EVENTS", "StatusView", "Watcher"]
@@ -49,6 +55,8 @@ MIN_EVICT_AFTER = 60.0          # an idle, unregistered agent is forgotten after
 SNAPSHOT_LIMIT = MAX_MESSAGE_BYTES - 256 * 1024
 LOG_BURST = 5                   # refusals logged per agent per LOG_WINDOW
 LOG_WINDOW = 60.0
+ALARM_SECONDS = 600.0           # a mass-death alarm stays a notice this long
+_HEALTH_EVENTS = ("agent.started", "agent.heartbeat", "agent.health")
 log = get_logger(__name__)
 
 
@@ -60,6 +68,10 @@ def _now() -> Timestamp:
 
 def _key(link: link_pb2.LinkState) -> tuple[bool, bool, str]:
     return (link.known, link.up, link.last_error)
+
+
+def _gist(host: HostHealth | None) -> tuple[bool, bool, str] | None:
+    return None if host is None else (host.engine_up, host.disk_low, host.engine_error)
 
 
 def _cut(text: str, limit: int = MAX_FIELD) -> str:
@@ -125,6 +137,8 @@ class _Agent:
     events_refused: int = 0
     heard_at: float = 0.0                 # monotonic time of the last input about it
     stale: bool = True
+    host: HostHealth | None = None        # engine and host, from the latest heartbeat
+    alarm: tuple[float, str] | None = None  # (monotonic time, text) of the last mass-death alarm
 
 
 class Watcher:
@@ -309,7 +323,8 @@ class StatusView:
             self.refuse(a.agent_id, "event too big", type=event.type, bytes=event.ByteSize(),
                         refused=a.events_refused)
             return
-        before = (a.version, a.hostname, a.events_dropped, a.missing_pings, a.status_error)
+        before = (a.version, a.hostname, a.events_dropped, a.missing_pings, a.status_error, _gist(a.host),
+                  a.alarm)
         a.events_received += 1
         attrs = dict(event.attributes)
         log.info("status event", type=event.type, agent=event.agent_id, session=event.session_id or None,
@@ -338,13 +353,20 @@ class StatusView:
             a.missing_pings = _cut(attrs.get("detail", "no Ping from the shell within the budget"))
         elif event.type == "link.control_restored":
             a.missing_pings = ""
+        if event.type in _HEALTH_EVENTS:
+            a.host = host_health_from_attributes(attrs) or a.host
+        elif event.type == "sessions.mass_death":
+            text = attrs.get("detail") or f"{attrs.get('count', 'several')} sessions stopped unasked"
+            a.alarm = (self._clock(), _cut(text, MAX_ATTRIBUTE_VALUE))
+            log.warning("sessions died at once", agent=a.agent_id, detail=a.alarm[1])
         a.recent.append(event)
         if event.session_id:
             self._keep_session_event(a, event)
         self._broadcast(status_pb2.ViewUpdate(event=event))
         # The event itself went out above; a full agent update only when its summary moved
         # (an AgentHealth carries every session's last event: too big to send per event).
-        after = (a.version, a.hostname, a.events_dropped, a.missing_pings, a.status_error)
+        after = (a.version, a.hostname, a.events_dropped, a.missing_pings, a.status_error, _gist(a.host),
+                 a.alarm)
         self._refresh(a, force=before != after or event.type in ("agent.started", "agent.shutdown"))
 
     def report_link(self, report: status_pb2.LinkReport) -> None:
@@ -433,15 +455,28 @@ class StatusView:
         h = status_pb2.AgentHealth(
             agent_id=a.agent_id, version=a.version, hostname=a.hostname, connected=a.streams > 0,
             status_link=status, control_link=control, events_received=a.events_received,
-            events_dropped=a.events_dropped, notices=link_notices(facts),
+            events_dropped=a.events_dropped,
+            notices=[*self._alarm(a), *link_notices(facts), *self._host_notices(a)],
             recent_events=list(a.recent) if events else [], heartbeat_stale=a.stale,
         )
         if a.last_heartbeat is not None:
             h.last_heartbeat.CopyFrom(a.last_heartbeat)
+        if a.host is not None:
+            h.host.CopyFrom(host_health_to_proto(a.host))
         if events:
             for sid, ev in a.last_session_events.items():
                 h.last_session_events[sid].CopyFrom(ev)
         return h
+
+    def _alarm(self, a: _Agent) -> list[str]:
+        """A recent mass-death alarm (it comes first among the notices)."""
+        recent = a.alarm is not None and self._clock() - a.alarm[0] <= ALARM_SECONDS
+        return [a.alarm[1]] if a.alarm is not None and recent else []
+
+    @staticmethod
+    def _host_notices(a: _Agent) -> list[str]:
+        """Engine down, disk nearly full (while the agent is heard)."""
+        return list(a.host.problems()) if a.host is not None and not a.stale else []
 
     def health(self, agent_id: str) -> status_pb2.AgentHealth | None:
         """One agent's health (None if never heard of)."""

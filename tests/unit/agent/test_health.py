@@ -138,7 +138,7 @@ def test_host_health_attributes_round_trip_and_hostile_values() -> None:
     odd = host_health_from_attributes({"engine": "up", "disk_free_bytes": "-1", "load1": "nan",
                                        "checked_at": "x"})
     assert odd == HostHealth(engine_up=True)
-    assert h.problems() == [f"Docker Engine down: {DOWN}", "disk nearly full: 5 B free of 10 B"]
+    assert h.problems() == [DOWN, "disk nearly full: 5 B free of 10 B"]
 
 
 def test_thresholds_and_memory(tmp_path: Path) -> None:

@@ -71,9 +71,11 @@ def describe_connect_error(
     if isinstance(exc, asyncssh.ChannelOpenError):
         return f"{name} ({where}) refused the tunnel to {remote_socket}: {exc.reason}"
     if isinstance(exc, ConnectionRefusedError):
-        return f"{name} ({where}) refused the connection: is its SSH server running?"
+        return (f"{name} ({where}) refused the connection: start its agent there "
+                "(`systemctl start convocate-agent`)")
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
-        return f"{name} ({where}) did not answer within {connect_timeout:g} s"
+        return (f"{name} ({where}) did not answer within {connect_timeout:g} s: check that the host is up "
+                "and the network reaches it")
     if isinstance(exc, asyncssh.ConnectionLost):
         return f"{name} ({where}): connection lost: {exc.reason}"
     return f"{name} ({where}): {type(exc).__name__}: {exc}"

@@ -164,9 +164,10 @@ class SessionManager:
         for sid in list(self._records):
             self._publish(EventType.SESSION_UPDATED, sid)
 
-    def _engine_down_error(self) -> UnavailableError:
-        return UnavailableError(f"the Docker Engine on agent {self.agent_id} does not answer: "
-                                "start it with `systemctl start docker`")
+    def _engine_down_error(self) -> FailedPreconditionError:
+        # Not UNAVAILABLE: the agent answers (clients would say "agent X is unreachable").
+        return FailedPreconditionError(f"the Docker Engine on agent {self.agent_id} does not answer: "
+                                       "start it with `systemctl start docker`")
 
     def _require_engine(self) -> None:
         if self.health is not None and not self.health.current.engine_up:

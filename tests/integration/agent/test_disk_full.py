@@ -104,6 +104,7 @@ async def test_full_disk_refuses_writes_in_one_line_and_keeps_serving(
                     message = refused.value.details() or ""
                     assert message.startswith("disk full on this agent"), message
                     assert "\n" not in message
+                    assert ("KiB free" in message) == bool(min_free)  # which of the two guards said it
                 assert _entries(home) == before    # no staging directory, no temp file left
                 assert not list(home.rglob("*.tmp"))
                 listed = await client.sessions.ListSessions(sessions_pb2.ListSessionsRequest(), timeout=20)

@@ -26,7 +26,7 @@ from convocate.v1 import status_pb2
 from agent.sessions import container_name
 from common.client.calls import AgentCalls
 from common.domain import SessionStatus
-from common.errors import UnavailableError
+from common.errors import FailedPreconditionError
 from common.registry import register_agent
 from common.ssh_keys import read_private_key
 from common.tunnel import Tunnel
@@ -115,7 +115,7 @@ async def test_engine_down_is_reported_and_sessions_are_unknown_until_it_is_back
     assert unknown.state_unknown
     assert unknown.status is SessionStatus.UNKNOWN
     assert unknown.state_known_at is not None
-    with pytest.raises(UnavailableError) as refused:
+    with pytest.raises(FailedPreconditionError) as refused:
         await rig.calls.restart(session.id)
     assert str(refused.value) == (f"the Docker Engine on agent {AGENT_ID} does not answer: "
                                   "start it with `systemctl start docker`")

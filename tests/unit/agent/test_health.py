@@ -18,7 +18,7 @@ from agent.manager import SessionManager
 from agent.runtime import ContainerEvent
 from agent.viewers import ViewerRegistry
 from common.domain import HostHealth, SessionStatus, host_health_attributes, host_health_from_attributes
-from common.errors import ResourceExhaustedError, UnavailableError
+from common.errors import FailedPreconditionError, ResourceExhaustedError
 from tests.fakes.fake_runtime import FakeRuntime
 from tests.support.waiting import assert_eventually
 
@@ -76,9 +76,9 @@ async def test_engine_down_makes_every_state_unknown_and_restore_makes_it_real(
     assert session.status is SessionStatus.UNKNOWN
     assert session.state_known_at is not None
     assert [e.session_id for e in sink.of(EventType.SESSION_UPDATED)] == [sid]
-    with pytest.raises(UnavailableError, match=r"^the Docker Engine on agent a1 does not answer: start it"):
+    with pytest.raises(FailedPreconditionError, match=r"^the Docker Engine on agent a1 does not answer: start"):
         await manager.restart(sid)
-    with pytest.raises(UnavailableError, match="the Docker Engine on agent a1 does not answer"):
+    with pytest.raises(FailedPreconditionError, match="the Docker Engine on agent a1 does not answer"):
         await manager.kill(sid)
     runtime.containers.clear()           # the engine came back without the container
     runtime.engine_error = ""

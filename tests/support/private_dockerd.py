@@ -42,7 +42,7 @@ __all__ = ["PrivateDockerd", "private_dockerd"]
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
-_CANDIDATES = [ipaddress.ip_network(f"10.{a}.{b}.0/28") for a in (213, 231) for b in range(16, 48)]
+_CANDIDATES = [ipaddress.IPv4Network(f"10.{a}.{b}.0/28") for a in (213, 231) for b in range(16, 48)]
 
 
 def _used_networks() -> list[ipaddress.IPv4Network]:

@@ -69,7 +69,7 @@ async def engine() -> AsyncIterator[tuple[FakeEngine, str]]:
 
 
 async def test_events_resubscribe_with_since_and_resync(engine: tuple[FakeEngine, str]) -> None:
-    """After the events stream ends, the follower resyncs and resubscribes from the last event time."""
+    """After the stream ends (``lost``), the follower resubscribes from the last event time and resyncs."""
     fake, url = engine
     runtime = DockerRuntime(url)
     got: list[ContainerEvent] = []
@@ -77,14 +77,14 @@ async def test_events_resubscribe_with_since_and_resync(engine: tuple[FakeEngine
     async def follow() -> None:
         async for ev in runtime.events("a1"):
             got.append(ev)
-            if len(got) == 4:
+            if len(got) == 5:
                 return
 
     try:
         await asyncio.wait_for(follow(), 15)
     finally:
         await runtime.close()
-    expected = [("resync", ""), ("die", SID), ("resync", ""), ("start", SID)]
+    expected = [("resync", ""), ("die", SID), ("lost", ""), ("resync", ""), ("start", SID)]
     assert [(e.action, e.session_id) for e in got] == expected
     assert got[1].container_id == "c1"
     filters = json.loads(fake.subscriptions[0]["filters"])

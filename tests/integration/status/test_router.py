@@ -58,6 +58,7 @@ async def test_killed_agent_is_marked_down_lists_stay_prompt_and_it_comes_back(f
     """A SIGKILLed agent is marked down within the heartbeat budget; the others still list; it returns."""
     router = fleet.router
     await assert_eventually(lambda: all(a.reachable and a.status_connected for a in router.agents()))
+    assert all(a.health is not None and a.health.engine_up for a in router.agents())  # from Ping
     for agent_id in fleet.agents:
         await router.create(agent_id, f"s-{agent_id}", 0, "tcp", f"{agent_id}-dns{Z}")
     budget = fleet.status.config.heartbeat_budget
@@ -77,6 +78,9 @@ async def test_killed_agent_is_marked_down_lists_stay_prompt_and_it_comes_back(f
     assert list_latency < 1.0
     assert {r.agent_id for r in rows if not r.placeholder} == {"agent-a", "agent-b", "agent-c"}
     assert [r.agent_id for r in rows if r.placeholder] == ["agent-b"]
+    lost = [r for r in rows if r.agent_id == "agent-b" and not r.placeholder]
+    assert [(r.status_letter, r.known_at is not None) for r in lost] == [("?", True)]  # no longer a fact
+    assert not any(r.unknown for r in rows if r.agent_id != "agent-b")
     hosts = fleet.config.dnsmasq_hosts
     assert hosts is not None
     assert "127.0.0.3\tagent-b-dns" in hosts.read_text()  # an unreachable agent keeps its records

@@ -12,8 +12,8 @@ hosts file (:mod:`shell.fleet.dns`).
 
 Rows of an agent that becomes unreachable stay in the table, their state *unknown* and
 dated from the last time the agent answered, next to one placeholder row; an agent
-never reached shows only the placeholder. Each agent's engine and host health comes
-from its Ping, else from the shared view.
+never reached shows only the placeholder. Each agent's engine and host health is the
+more recent of its Ping's and the shared view's (which hears of a change at once).
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ import contextlib
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
 from common.client.agent_client import AgentClient, ClientSettings
 from common.client.attach_call import AttachCall
-from common.domain import Session
+from common.domain import HostHealth, Session
 from common.errors import ConvocateError, InvalidArgumentError, NotFoundError
 from common.logging import get_logger
 from common.paths import private_dir
@@ -63,6 +64,14 @@ class RouterConfig:
     backoff_max: float = 30.0
     registry_poll: float = 10.0             # re-read the registry this often (0: at start/refresh only)
     client_id: str = f"console:{os.getpid()}"
+
+
+def _fresher(a: HostHealth | None, b: HostHealth | None) -> HostHealth | None:
+    """The more recently checked of two reports of one host's health (Ping's or the shared view's)."""
+    if a is None or b is None:
+        return a or b
+    epoch = datetime.min.replace(tzinfo=UTC)
+    return b if (b.checked_at or epoch) > (a.checked_at or epoch) else a
 
 
 class Router:
@@ -134,7 +143,7 @@ class Router:
                 status_connected=bool(health and health.connected and not health.heartbeat_stale),
                 notices=tuple(health.notices) if health is not None else view_down,
                 version=c.version or (health.version if health is not None else ""),
-                health=c.health or (self.status.host_health(agent_id) if self.status is not None else None),
+                health=_fresher(c.health, self.status.host_health(agent_id) if self.status else None),
             ))
         for name, error in sorted(self.fleet.broken.items()):
             out.append(AgentRow(agent_id=name, address="", reachable=False,

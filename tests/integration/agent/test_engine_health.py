@@ -106,10 +106,11 @@ async def test_engine_down_is_reported_and_sessions_are_unknown_until_it_is_back
     assert up.returncode == 0, up.stderr
     assert json.loads(up.stdout)[0]["health"]["engine_up"] is True
 
-    await asyncio.to_thread(rig.engine.stop)
     stopped_at = time.monotonic()
+    stopping = asyncio.create_task(asyncio.to_thread(rig.engine.stop))  # SIGTERM, then it winds down
     down = await assert_eventually(lambda: _engine_down(rig), timeout=DETECT)
     detected = time.monotonic() - stopped_at
+    await stopping
     assert "does not answer" in down.engine_error
     unknown = await rig.calls.get(session.id)
     assert unknown.state_unknown
@@ -129,7 +130,7 @@ async def test_engine_down_is_reported_and_sessions_are_unknown_until_it_is_back
     assert [s["state"] for s in json.loads(listed.stdout)["sessions"]] == ["unknown"]
     await rig.status.wait_health(AGENT_ID, lambda h: h.HasField("host") and not h.host.engine_up,
                                  timeout=DETECT)
-    print(f"engine down seen by Ping {detected:.1f} s after dockerd stopped")
+    print(f"engine down seen by Ping {detected:.1f} s after SIGTERM to dockerd")
 
     await asyncio.to_thread(rig.engine.start)
     await assert_eventually(lambda: _engine_up(rig), timeout=DETECT + 5)

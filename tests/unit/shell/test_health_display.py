@@ -108,3 +108,15 @@ def test_a_new_notice_replaces_a_fresh_message_at_once() -> None:
     assert "Created session" in _line(line)
     router.set_agents([AgentRow("a", "10.0.0.1", True, notices=("3 sessions stopped unasked",))])
     assert "! a: 3 sessions stopped unasked" in _line(line)
+
+
+def test_router_takes_the_more_recent_health_report() -> None:
+    """Ping's report and the shared view's: the later check wins (the view hears of a change at once)."""
+    from shell.fleet.router import _fresher  # noqa: PLC0415 - a private helper, tested alone
+
+    old = replace(FINE, checked_at=datetime(2026, 1, 1, tzinfo=UTC))
+    new = replace(DOWN, checked_at=datetime(2026, 1, 1, 0, 0, 5, tzinfo=UTC))
+    assert _fresher(old, new) is new
+    assert _fresher(new, old) is new
+    assert _fresher(None, old) is old
+    assert _fresher(None, None) is None

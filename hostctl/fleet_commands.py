@@ -7,7 +7,7 @@ import dataclasses
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -15,13 +15,17 @@ from common import defaults
 from common.domain import last_known, session_status
 from common.registry import DEFAULT_REGISTRY_DIR, load_registry
 from common.text import safe_display
+from common.version import VERSION
+from hostctl.agent_setup import AgentSetup, setup_agent
 from hostctl.fleet import survey
-from hostctl.peering import AgentHostLayout, ShellHostLayout, init_agent
-from hostctl.remote import LocalRunner, Runner, SSHRunner, SSHTarget
+from hostctl.image_transfer import DEFAULT_CODEC, CodecName
+from hostctl.peering import AgentHostLayout, ShellHostLayout
+from hostctl.remote import make_runner
+from hostctl.report import EXIT_HELP, EXIT_PARTIAL, Report, say_err
 
 __all__ = ["register"]
 
-PARTIAL = 3  # exit status: some agents did not answer, or their Docker Engine is down
+PARTIAL = EXIT_PARTIAL  # exit status: some agents did not answer, or their Docker Engine is down
 
 RegistryOpt = Annotated[Path, typer.Option(help="The agent registry on this shell host.")]
 DEFAULT_REGISTRY = DEFAULT_REGISTRY_DIR
@@ -59,7 +63,7 @@ def _when(text: str) -> datetime | None:
 def register(app: typer.Typer) -> None:
     """Add the fleet commands to ``app``."""
 
-    @app.command("init-agent")
+    @app.command("init-agent", epilog=EXIT_HELP)
     def init_agent_cmd(
         host: Annotated[str, typer.Option(help="The agent host ('local' for this machine).")],
         status_address: Annotated[str, typer.Option(help="Address agents use to reach this shell.")],
@@ -84,32 +88,44 @@ def register(app: typer.Typer) -> None:
             defaults.STATUS_HOST_KEY),
         status_authorized_keys: Annotated[Path, typer.Option(help="Status service allow-list.")] = (
             defaults.STATUS_AUTHORIZED_KEYS),
+        image_tag: Annotated[str, typer.Option(help="Session image to push ('' skips the push).")] = (
+            f"convocate:{VERSION}"),
+        codec: Annotated[CodecName, typer.Option(help="Image codec (gzip: hosts without zstd).")] = (
+            DEFAULT_CODEC),
+        ca_cert: Annotated[Path, typer.Option(help="Log CA certificate (a copy, off the shell host).")] = (
+            defaults.LOG_SHELL_CA_DIR / "ca.crt"),
+        ca_key: Annotated[Path, typer.Option(help="Log CA private key.")] = (
+            defaults.LOG_SHELL_CA_DIR / "ca.key"),
+        logs: Annotated[bool, typer.Option("--logs/--no-logs", help="Set up log forwarding.")] = True,
+        log_target: Annotated[str, typer.Option(help="Shell address for rsyslog (default: status).")] = "",
+        log_server_name: Annotated[str, typer.Option(help="Name in the shell's log server certificate "
+                                                          "(default: the log target).")] = "",
+        rotate_keys: Annotated[bool, typer.Option("--rotate-keys", help="New keys even if peered.")] = False,
+        wait: Annotated[float, typer.Option(help="Seconds to wait for the agent to answer.")] = 60.0,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only.")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
-        """Peer an agent host with this shell: keys both ways, pinned host keys, registry entry."""
-        agent = AgentHostLayout(agent_config_dir, sessions_root, owner, agent_port)
-        shell = ShellHostLayout(registry, status_host_key, status_authorized_keys, status_address,
-                                status_port)
+        """The whole agent: role, keys both ways (pinned), image, log certificate, start, wait for Ping."""
+        setup = AgentSetup(
+            address=address or ("127.0.0.1" if host == "local" else host),
+            agent=AgentHostLayout(agent_config_dir, sessions_root, owner, agent_port),
+            shell=ShellHostLayout(registry, status_host_key, status_authorized_keys, status_address,
+                                  status_port),
+            agent_id=agent_id, rotate_keys=rotate_keys, image_tag=image_tag, codec=codec,
+            ca_cert=ca_cert, ca_key=ca_key, logs=logs, log_target=log_target,
+            log_server_name=log_server_name, wait_timeout=wait,
+        )
+        report = Report("init-agent", host, dry_run=dry_run, say=None if as_json else say_err)
 
-        async def go() -> dict[str, Any]:
-            runner: Runner = LocalRunner() if host == "local" else SSHRunner(
-                SSHTarget(host, ssh_port, user, key, known_hosts))
+        async def go() -> None:
+            runner = make_runner(host, ssh_port, user, key, known_hosts)
             try:
-                plan, record = await init_agent(runner, address or ("127.0.0.1" if host == "local" else host),
-                                                agent_id=agent_id, agent=agent, shell=shell, dry_run=dry_run)
+                await setup_agent(runner, setup, report)
             finally:
                 await runner.close()
-            return {"agent_id": plan.agent_id, "address": plan.address, "steps": plan.steps,
-                    "registered": record is not None}
 
-        out = asyncio.run(go())
-        if as_json:
-            print(json.dumps(out))
-        else:
-            print("\n".join(f"- {safe_display(s)}" for s in out["steps"]))
-            if out["registered"]:
-                print(f"agent {safe_display(out['agent_id'])} registered; start convocate-agent on it")
+        asyncio.run(go())
+        report.emit(as_json)
 
     @app.command("agents")
     def agents_cmd(

@@ -29,6 +29,7 @@ __all__ = [
     "init_ca",
     "issue_agent_cert",
     "issue_server_cert",
+    "read_ca",
     "render_forwarder",
     "render_listener",
     "render_logrotate",
@@ -107,7 +108,8 @@ def render_logrotate(listener: Listener) -> str:
                    {"LOG_DIR": str(listener.log_dir), "OWN_LOG": str(listener.own_log)})
 
 
-def _read_ca(ca_cert: Path, ca_key: Path) -> tuple[bytes, bytes]:
+def read_ca(ca_cert: Path, ca_key: Path) -> tuple[bytes, bytes]:
+    """The CA certificate and key (PEM), checked to match; a missing file says how to make one."""
     try:
         cert, key = ca_cert.read_bytes(), ca_key.read_bytes()
     except FileNotFoundError as e:
@@ -137,7 +139,7 @@ def init_ca(out: Path) -> bool:
     """
     cert, key = out / CA_CERT, out / CA_KEY
     if cert.exists() and key.exists():
-        _read_ca(cert, key)
+        read_ca(cert, key)
         return False
     if cert.exists() or key.exists():
         raise AlreadyExistsError(
@@ -152,13 +154,13 @@ def init_ca(out: Path) -> bool:
 
 def issue_server_cert(ca_cert: Path, ca_key: Path, names: list[str], out: Path) -> Path:
     """Issue the listener's certificate for ``names`` into ``out``; return the certificate's path."""
-    ca_pem, key_pem = _read_ca(ca_cert, ca_key)
+    ca_pem, key_pem = read_ca(ca_cert, ca_key)
     _write_pair(out, log_pki.issue_server(ca_pem, key_pem, names), SERVER_CERT, SERVER_KEY, ca_pem)
     return out / SERVER_CERT
 
 
 def issue_agent_cert(ca_cert: Path, ca_key: Path, agent_id: str, out: Path) -> Path:
     """Issue ``agent_id``'s client certificate into ``out`` (with ``ca.crt``); return its path."""
-    ca_pem, key_pem = _read_ca(ca_cert, ca_key)
+    ca_pem, key_pem = read_ca(ca_cert, ca_key)
     _write_pair(out, log_pki.issue_client(ca_pem, key_pem, agent_id), CLIENT_CERT, CLIENT_KEY, ca_pem)
     return out / CLIENT_CERT

@@ -7,7 +7,9 @@ its status emitter at this shell, authorizes the agent on the status service, an
 registers the agent (address, port, client key, pinned host key) in the registry.
 Both directions pin host keys; nothing is trusted on first use.
 
-Re-running replaces the keys of the same agent id (rotation) and leaves exactly one
+Re-running finds the agent already peered (the registry's keys are the ones installed on
+both sides, the same address, port and ``agent.toml``) and changes nothing; ``rotate``
+(``--rotate-keys``) replaces the keys of the same agent id, leaving exactly one
 authorized line per direction: the lines carry a ``convocate:<direction>:<id>`` comment.
 
 The allow-lists live outside ``~/.ssh`` (OpenSSH never reads them) and every line
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,12 +33,15 @@ from common import defaults
 from common.agent_id import new_agent_id
 from common.errors import ConvocateError
 from common.paths import atomic_write, user_ids
-from common.registry import DEFAULT_REGISTRY_DIR, AgentRecord, register_agent, validate_agent_id
-from common.ssh_keys import known_hosts_line, load_or_create_host_key, public_key_text
+from common.registry import DEFAULT_REGISTRY_DIR, AgentRecord, read_agent, register_agent, validate_agent_id
+from common.ssh_keys import known_hosts_line, load_or_create_host_key, public_key_text, read_private_key
 from common.sshd_dropin import KEY_OPTIONS
 from hostctl.remote import Runner
+from hostctl.remote_files import read_file, write_file
 
-__all__ = ["AgentHostLayout", "PeeringPlan", "ShellHostLayout", "allow_list_line", "init_agent"]
+__all__ = [
+    "AgentHostLayout", "PeeringPlan", "ShellHostLayout", "allow_list_line", "already_peered", "init_agent",
+]
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class PeeringPlan:
     agent_id: str
     address: str
     steps: list[str] = field(default_factory=list)
+    changed: bool = True
 
 
 def allow_list_line(key: asyncssh.SSHKey, tag: str) -> str:
@@ -91,18 +96,7 @@ def _failed(runner: Runner, what: str, path: Path, stderr: bytes) -> ConvocateEr
     return ConvocateError(f"{what} {path} on {runner.name} failed: {stderr.decode(errors='replace').strip()}")
 
 
-async def _write(runner: Runner, path: Path, data: str, mode: str, owner: str) -> None:
-    script = (
-        'set -e; umask 077; mkdir -p "$(dirname "$0")"; t=$(mktemp "$0.XXXXXX"); trap \'rm -f "$t"\' EXIT; '
-        'cat > "$t"; chmod "$1" "$t"; if [ -n "$2" ]; then chown "$2": "$t"; fi; mv -fT "$t" "$0"'
-    )
-
-    async def body() -> AsyncIterator[bytes]:
-        yield data.encode()
-
-    result = await runner.run(["sh", "-c", script, str(path), mode, owner], root=True, stdin=body())
-    if result.status != 0:
-        raise _failed(runner, "writing", path, result.stderr)
+_write = write_file
 
 
 async def _replace_line(runner: Runner, path: Path, pattern: str, line: str, reader: str) -> None:
@@ -161,6 +155,47 @@ def _agent_toml(agent: AgentHostLayout, shell: ShellHostLayout) -> str:
     return "\n".join(lines) + "\n"
 
 
+async def _remote_text(runner: Runner, path: Path) -> str | None:
+    found = await read_file(runner, path)
+    return None if found is None else found[2].decode(errors="replace")
+
+
+async def already_peered(runner: Runner, address: str, agent_id: str, agent: AgentHostLayout,
+                         shell: ShellHostLayout) -> AgentRecord | None:
+    """The registry record if ``agent_id`` is peered as asked with the keys both sides hold, else None."""
+    try:
+        record = read_agent(shell.registry_dir / agent_id)
+        client = read_private_key(record.client_key)
+        status_key = read_private_key(shell.status_host_key)
+    except (ConvocateError, OSError):
+        return None
+    if (record.address, record.port) != (address, agent.listen_port):
+        return None
+    cfg = agent.config_dir
+    host_key = await _remote_text(runner, cfg / "ssh_host_ed25519_key")
+    to_shell = await _remote_text(runner, cfg / "agent_to_shell_ed25519_key")
+    allowed = await _remote_text(runner, agent.authorized_keys) or ""
+    toml = await _remote_text(runner, cfg / "agent.toml")
+    known = await _remote_text(runner, cfg / "status_known_hosts")
+    status_allowed = shell.status_authorized_keys.read_text() if shell.status_authorized_keys.exists() else ""
+    if host_key is None or to_shell is None:
+        return None
+    try:
+        host_pub = public_key_text(asyncssh.import_private_key(host_key)).split()[1]
+        to_shell_pub = public_key_text(asyncssh.import_private_key(to_shell)).split()[1]
+    except (asyncssh.KeyImportError, IndexError):
+        return None
+    tag = f"convocate:shell-to-agent:{agent_id}"
+    return record if (
+        allow_list_line(client, tag) in allowed.splitlines()
+        and host_pub in record.known_hosts.read_text()
+        and toml == _agent_toml(agent, shell)
+        and known == known_hosts_line(shell.status_address, shell.status_port, status_key) + "\n"
+        and any(ln.endswith(f" convocate:agent-to-shell:{agent_id}") and to_shell_pub in ln
+                for ln in status_allowed.splitlines())
+    ) else None
+
+
 async def init_agent(
     runner: Runner,
     address: str,
@@ -169,6 +204,7 @@ async def init_agent(
     agent: AgentHostLayout | None = None,
     shell: ShellHostLayout | None = None,
     dry_run: bool = False,
+    rotate: bool = False,
 ) -> tuple[PeeringPlan, AgentRecord | None]:
     """Peer the agent host behind ``runner`` (reachable at ``address``) with this shell.
 
@@ -179,9 +215,11 @@ async def init_agent(
         agent: paths on the agent host.
         shell: paths and the status address on this host.
         dry_run: only return the plan.
+        rotate: mint new keys even when the agent is already peered with these settings.
 
     Returns:
-        The plan (steps) and the registry record (None on a dry run).
+        The plan (steps; ``changed`` False when it was already peered) and the registry
+        record (None on a dry run).
 
     Raises:
         InvalidArgumentError: a bad id or address.
@@ -192,10 +230,16 @@ async def init_agent(
     if not shell.status_address:
         raise ConvocateError("init-agent needs --status-address: the address agents use to reach this shell")
     cfg = agent.config_dir
-    if agent_id is None and not dry_run:
+    if agent_id is None:
         found = await runner.run(["cat", str(cfg / "agent-id")], root=True)
-        agent_id = found.text() if found.status == 0 and found.text() else new_agent_id()
+        agent_id = found.text() if found.status == 0 and found.text() else (
+            None if dry_run else new_agent_id())
     agent_id = validate_agent_id(agent_id or "to-be-minted")
+    if not rotate and (record := await already_peered(runner, address, agent_id, agent, shell)):
+        kept = (f"{agent_id} is already peered at {address}:{agent.listen_port} "
+                "(keys kept; --rotate-keys replaces them)")
+        return PeeringPlan(agent_id, address, [kept],
+                           changed=False), record
     plan = PeeringPlan(agent_id, address, [
         f"mint the agent host key, the shell->agent key and the agent->shell key for {agent_id}",
         (f"{runner.name}: write {cfg}/ssh_host_ed25519_key, {cfg}/agent_to_shell_ed25519_key, "

@@ -24,7 +24,7 @@ from common.ssh_keys import read_private_key
 from common.tasks import cancel_and_wait
 from common.tunnel import describe_connect_error
 
-__all__ = ["CommandResult", "LocalRunner", "Runner", "SSHRunner", "SSHTarget"]
+__all__ = ["CommandResult", "LocalRunner", "Runner", "SSHRunner", "SSHTarget", "make_runner"]
 
 
 @dataclass(frozen=True)
@@ -197,3 +197,11 @@ class SSHRunner:
             self._conn.close()
             await self._conn.wait_closed()
             self._conn = None
+
+
+def make_runner(host: str, port: int = 22, user: str = "root", key: Path | None = None,
+                known_hosts: Path | None = None) -> Runner:
+    """A runner for ``host`` ('local' = this machine) as the commands' options give it."""
+    if host == "local":
+        return LocalRunner()
+    return SSHRunner(SSHTarget(host, port, user, key, known_hosts))

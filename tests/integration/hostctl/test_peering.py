@@ -137,14 +137,18 @@ async def test_init_agent_peers_both_directions(peered: Peered) -> None:
 
 
 async def test_rerun_rotates_keys_and_keeps_one_line_each(peered: Peered, sshd: Sshd) -> None:
-    """A second init-agent of the same id replaces its keys, leaving one authorized line per direction."""
+    """A second init-agent keeps the keys; with rotate it replaces them, one authorized line per direction."""
     p = peered
     first = load_registry(p.shell.registry_dir)[0].client_key.read_text()
     runner = SSHRunner(SSHTarget(sshd.host, sshd.port, sshd.user, sshd.client_key, sshd.known_hosts))
     try:
-        plan, _ = await init_agent(runner, AGENT_HOST, agent=p.agent, shell=p.shell)
+        again, _ = await init_agent(runner, AGENT_HOST, agent=p.agent, shell=p.shell)
+        assert not again.changed
+        assert load_registry(p.shell.registry_dir)[0].client_key.read_text() == first
+        plan, _ = await init_agent(runner, AGENT_HOST, agent=p.agent, shell=p.shell, rotate=True)
     finally:
         await runner.close()
+    assert plan.changed
     assert plan.agent_id == p.agent_id  # read back from the agent host
     assert load_registry(p.shell.registry_dir)[0].client_key.read_text() != first
     auth = p.agent.authorized_keys.read_text().splitlines()

@@ -26,9 +26,13 @@ HELP_LINES = [
     "N  new      C  clone        E  edit        B  background",
     "D  delete   K  kill         O  take over   S  settings",
     "R  restart  /  filter       ?  help        Q / Esc  quit",
+    "P  peek at the screen and reply without attaching",
+    "W  jump to the session waiting longest for input",
+    "I  show only the sessions needing input (again: all)",
     "",
     "While attached: Ctrl-B d detaches (the session keeps running).",
     "Status: R running, C attached by someone, O orphan, - stopped.",
+    "Activity: input (waits for you), working, idle; with its age.",
 ]
 
 
@@ -265,9 +269,33 @@ class Console(AttachRoutes):
 
         self._confirm(" Restart Session ", f'Restart session "{name}" in background?', yes)
 
+    def peek(self) -> None:
+        """P: the peek pane on the selected session (its screen, a reply field)."""
+        row = self._session()
+        if row is None:
+            return
+        if row.orphan or not row.running:
+            self.state.message = f'Session "{short_name(row.name)}" is not running: nothing to peek at.'
+            self.state.invalidate()
+            return
+        self.peeker.open(row)
+
+    def jump_waiting(self) -> None:
+        """W: select the session that has waited longest for input."""
+        row = self.state.jump_to_waiting()
+        self.state.message = (f'"{short_name(row.name)}" on {row.agent_id} waits for input' if row is not None
+                              else "No session needs input.")
+        self.state.invalidate()
+
+    def toggle_input_only(self) -> None:
+        """I: show only the sessions needing input, or all again."""
+        self.state.input_only = not self.state.input_only
+        self.state.selected = 0
+        self.state.invalidate()
+
     def help(self) -> None:
         """?: the key list."""
-        self.state.open(self._notice(" Help ", *HELP_LINES, width=64))
+        self.state.open(self._notice(" Help ", *HELP_LINES, width=66))
 
     def quit(self) -> None:
         """Q / Esc: leave the console."""

@@ -6,8 +6,10 @@ a fake router and a fake attacher); :func:`run_console` runs it on the caller's 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from prompt_toolkit.application import Application
 from prompt_toolkit.input import Input
@@ -15,6 +17,7 @@ from prompt_toolkit.output import Output
 
 from shell.attach.relay import StreamAttacher
 from shell.console.actions import Attacher, Console
+from shell.console.bell import AttentionBell
 from shell.console.filters import ConsoleFilters
 from shell.console.key_bindings import load_console_bindings
 from shell.console.layout import build_layout
@@ -56,6 +59,7 @@ class ConsoleParts:
     state: ConsoleState
     console: Console
     unsubscribe: Callable[[], None]
+    bell: AttentionBell
 
 
 def build_console(
@@ -63,6 +67,7 @@ def build_console(
     *,
     attacher: Attacher | None = None,
     settings_lines: list[str] | None = None,
+    bell: bool = False,
     input: Input | None = None,   # noqa: A002 - prompt_toolkit's own parameter name
     output: Output | None = None,
 ) -> ConsoleParts:
@@ -72,6 +77,7 @@ def build_console(
         router: the fleet view (cached reads, async operations).
         attacher: hands the terminal to a session; defaults to the real Attach relay.
         settings_lines: extra lines for the Settings dialog (paths in use).
+        bell: ring the terminal bell when a session starts needing input.
         input: prompt_toolkit input (a pipe input in tests).
         output: prompt_toolkit output (DummyOutput in tests).
 
@@ -94,13 +100,21 @@ def build_console(
     state.invalidate = app.invalidate
     real_attacher = attacher or StreamAttacher(router, app.set_resize_hook)
 
-    def spawn(coro: object) -> None:
-        app.create_background_task(coro)  # type: ignore[arg-type]
+    def spawn(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        return app.create_background_task(coro)
 
     console = Console(state, spawn, real_attacher, on_quit=app.exit,
                       settings_lines=settings_lines)
     app.key_bindings = load_console_bindings(console, ConsoleFilters(state))
-    return ConsoleParts(app, state, console, router.subscribe(app.invalidate))
+
+    attention = AttentionBell(app.output.bell, enabled=bell, suspended=lambda: state.suspended)
+    attention.update(router.rows())
+
+    def changed() -> None:
+        attention.update(router.rows())
+        app.invalidate()
+
+    return ConsoleParts(app, state, console, router.subscribe(changed), attention)
 
 
 async def run_console(parts: ConsoleParts) -> None:

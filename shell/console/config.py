@@ -42,6 +42,7 @@ class ShellConfig:
     dns_zone: str = DEFAULT_DNS_ZONE      # as the agents' dns_zone: names outside it get no record
     runtime_dir: Path | None = None       # tunnel sockets; default $XDG_RUNTIME_DIR or /tmp
     user: str = "claude"
+    bell: bool = False                    # the console rings the terminal bell when a session needs input
 
     @property
     def runtime_base(self) -> Path:

@@ -59,6 +59,9 @@ class Dialog:
         """The lines between title and hint."""
         return []
 
+    def fit(self, columns: int, rows: int) -> None:
+        """Learn the screen's size before drawing (a pane that fills the screen uses it)."""
+
     def handle(self, key: str) -> None:
         """React to one key press."""
 

@@ -53,6 +53,7 @@ def _list_bindings(console: Console, filters: ConsoleFilters) -> KeyBindings:
         "n": console.new, "c": console.clone, "e": console.edit, "b": console.background,
         "d": console.delete, "k": console.kill, "o": console.override, "s": console.settings,
         "r": console.restart, "q": console.quit, "?": console.help,
+        "p": console.peek, "w": console.jump_waiting, "i": console.toggle_input_only,
     }
     for key, action in actions.items():
         for variant in {key, key.upper()}:
@@ -60,8 +61,8 @@ def _list_bindings(console: Console, filters: ConsoleFilters) -> KeyBindings:
 
     @kb.add("escape", filter=on)
     def _escape(_event: KeyPressEvent) -> None:
-        if state.filter_text:
-            state.filter_text = ""
+        if state.filter_text or state.input_only:
+            state.filter_text, state.input_only = "", False
             state.invalidate()
         else:
             console.quit()

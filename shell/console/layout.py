@@ -27,12 +27,12 @@ from common.domain import last_known
 from common.text import safe_display
 from shell.console.dialogs import render_dialog
 from shell.console.state import ConsoleState
-from shell.console.table import columns_for, format_header, format_row, menu_text
+from shell.console.table import columns_for, format_header, format_row, menu_lines
 
-__all__ = ["CHROME_ROWS", "MESSAGE_SECONDS", "StatusLine", "agent_notice", "build_layout", "load_average",
-           "title_text"]
+__all__ = ["CHROME_ROWS", "MESSAGE_SECONDS", "StatusLine", "agent_notice", "build_layout", "draw_table",
+           "load_average", "title_text"]
 
-CHROME_ROWS = 6      # title, blank, header, separator, status line, menu bar
+CHROME_ROWS = 5      # title, blank, header, separator, status line (and the menu bar's lines)
 MESSAGE_SECONDS = 15.0
 SPINNER = "|/-\\"
 
@@ -55,6 +55,9 @@ def title_text(state: ConsoleState, width: int, now: float | None = None) -> str
     """``convocate`` on the left; busy marker, agent health, load and clock on the right."""
     now = time.time() if now is None else now
     parts = []
+    waiting = len(state.waiting())
+    if waiting:
+        parts.append(f"{waiting} need{'s' if waiting == 1 else ''} input")
     if state.busy:
         spin = SPINNER[int(now * 4) % len(SPINNER)]
         parts.append(f"{spin} {', '.join(sorted(set(state.busy.values())))}...")
@@ -66,6 +69,9 @@ def title_text(state: ConsoleState, width: int, now: float | None = None) -> str
     right = "  ".join(parts) + " "
     left = " convocate"
     gap = width - len(left) - len(right)
+    if gap < 1:  # too narrow: the load and the clock give way, the counts stay
+        right = "  ".join(parts[: -2 if load else -1]) + " "
+        gap = width - len(left) - len(right)
     return left + " " * gap + right if gap >= 1 else left.ljust(width)
 
 
@@ -92,11 +98,12 @@ def _header() -> StyleAndTextTuples:
     return [("class:header", format_header(columns_for(width))[:width])]
 
 
-def _table(state: ConsoleState) -> StyleAndTextTuples:
+def draw_table(state: ConsoleState) -> StyleAndTextTuples:
+    """The visible slice of the table, one styled line per row (highlighted: needs input, selected)."""
     width, height = _size()
     rows = state.visible()
     state.clamp(len(rows))
-    room = max(1, height - CHROME_ROWS)
+    room = max(1, height - CHROME_ROWS - len(menu_lines(width)))
     if state.selected < state.offset:
         state.offset = state.selected
     elif state.selected >= state.offset + room:
@@ -104,6 +111,7 @@ def _table(state: ConsoleState) -> StyleAndTextTuples:
     state.offset = max(0, min(state.offset, max(0, len(rows) - room)))
     if not rows:
         text = ("  No sessions match the filter." if state.filter_text
+                else "  No session needs input." if state.input_only
                 else "  No sessions. Press (N) to create one.")
         return [("class:row.empty", text)]
     cols = columns_for(width)
@@ -116,6 +124,8 @@ def _table(state: ConsoleState) -> StyleAndTextTuples:
             style = "class:row.placeholder"
         elif t.agent_down or t.row.unknown:
             style = "class:row.down"
+        elif t.row.needs_input:
+            style = "class:row.input"
         elif t.agent_trouble:
             style = "class:row.trouble"
         if i == state.selected:
@@ -159,8 +169,11 @@ class StatusLine:
         width, _ = _size()
         if state.filtering:
             return [("class:status.filter", f" /{state.filter_text}"), ("reverse", " ")]
-        if state.filter_text:
-            return [("class:status.filter", f" filter: {state.filter_text}   (/ to change, Esc to clear)")]
+        if state.filter_text or state.input_only:
+            what = " and ".join(([f'"{state.filter_text}"'] if state.filter_text else [])
+                                + (["needs input"] if state.input_only else []))
+            text = f" filter: {safe_display(what)}   (/ or I to change, Esc to clear)"
+            return [("class:status.filter", text[:width])]
         now = time.monotonic()
         if state.message != self._seen:
             self._seen, self._since = state.message, now
@@ -180,7 +193,12 @@ class StatusLine:
 
 def _menu() -> StyleAndTextTuples:
     width, _ = _size()
-    return [("class:menu", (" " + menu_text(width))[:width])]
+    return [("class:menu", "\n".join((" " + line)[:width] for line in menu_lines(width)))]
+
+
+def _menu_height() -> Dimension:
+    width, _ = _size()
+    return Dimension.exact(len(menu_lines(width)))
 
 
 def _line(get: Callable[[], StyleAndTextTuples], style: str = "") -> Window:
@@ -195,7 +213,8 @@ def build_layout(state: ConsoleState) -> Layout:
         dialog = state.dialog
         if dialog is None:
             return []
-        width, _ = _size()
+        width, height = _size()
+        dialog.fit(width, height)
         frags, box["w"], box["h"] = render_dialog(dialog, width)
         return frags
 
@@ -214,9 +233,9 @@ def build_layout(state: ConsoleState) -> Layout:
         Window(height=1),
         _line(_header),
         Window(height=1, char="\u2500", style="class:separator"),
-        Window(FormattedTextControl(lambda: _table(state)), wrap_lines=False),
+        Window(FormattedTextControl(lambda: draw_table(state)), wrap_lines=False),
         _line(StatusLine(state)),
-        _line(_menu, "class:menu"),
+        Window(FormattedTextControl(_menu), height=_menu_height, style="class:menu"),
     ])
     root = FloatContainer(body, floats=[
         Float(ConditionalContainer(dialog_window, filter=Condition(lambda: state.dialog is not None))),

@@ -16,6 +16,7 @@ from common.errors import ConvocateError
 from common.logging import get_logger
 from shell.attach.outcome import AttachOutcome
 from shell.console.dialogs import Dialog, NoticeDialog
+from shell.console.peek import Peeker
 from shell.console.state import ConsoleState
 from shell.fleet.model import SessionRow
 
@@ -23,7 +24,7 @@ __all__ = ["OP_TIMEOUT", "Attacher", "ConsoleBase", "Spawn", "short_name"]
 
 OP_TIMEOUT = 90.0
 T = TypeVar("T")
-Spawn = Callable[[Coroutine[Any, Any, None]], None]
+Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
 log = get_logger("shell.console.actions")
 
 
@@ -48,6 +49,7 @@ class ConsoleBase:
         self.attacher = attacher
         self.on_quit = on_quit
         self.settings_lines = settings_lines or []
+        self.peeker = Peeker(state, spawn)
 
     def _notice(self, title: str, *lines: str, warning: bool = False, **kw: Any) -> NoticeDialog:
         dialog = NoticeDialog(title, lines, warning=warning, **kw)

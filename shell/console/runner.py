@@ -49,6 +49,6 @@ async def run_console_for(config: ShellConfig) -> None:
     runtime_dir = Path(tempfile.mkdtemp(prefix="cvc-", dir=base))
     try:
         async with Router(router_config(config, runtime_dir)) as router:
-            await run_console(build_console(router, settings_lines=settings_lines(config)))
+            await run_console(build_console(router, settings_lines=settings_lines(config), bell=config.bell))
     finally:
         shutil.rmtree(runtime_dir, ignore_errors=True)

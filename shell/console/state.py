@@ -8,15 +8,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from shell.console.dialogs import Dialog
 from shell.fleet.model import AgentRow, RouterAPI, SessionRow
 
-__all__ = ["ConsoleState", "TableRow"]
+__all__ = ["ConsoleState", "TableRow", "attention_first"]
 
 
 def _haystack(r: SessionRow) -> str:
     return f"{r.name} {r.id} {r.agent_id} {r.dns_name} {r.error}".lower()
+
+
+_FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
+
+
+def _waited(r: SessionRow) -> datetime:
+    """Sort key of a session needing input: the longest waiting first (no time: last)."""
+    return r.activity_since or _FAR_FUTURE
+
+
+def attention_first(rows: list[SessionRow]) -> list[SessionRow]:
+    """Sessions needing input first (longest waiting first), then the others in their order."""
+    waiting = sorted((r for r in rows if r.needs_input), key=_waited)
+    return waiting + [r for r in rows if not r.needs_input]
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,7 @@ class ConsoleState:
     offset: int = 0                    # first visible row (scrolling)
     filter_text: str = ""
     filtering: bool = False            # the "/" prompt is taking keys
+    input_only: bool = False           # "I": show only the sessions needing input
     dialogs: list[Dialog] = field(default_factory=list)
     busy: dict[int, str] = field(default_factory=dict)   # running operations by id
     message: str = ""                  # the last notice, shown above the menu bar
@@ -89,7 +105,7 @@ class ConsoleState:
 
     def table(self) -> list[TableRow]:
         """Every row: the router's rows plus one marker row per unreachable agent."""
-        rows = self.router.rows()
+        rows = attention_first(self.router.rows())
         agents = self.router.agents()
         down = {a.agent_id: a for a in agents if not a.reachable}
         trouble = {a.agent_id for a in agents if a.problems}
@@ -105,12 +121,33 @@ class ConsoleState:
         return out
 
     def visible(self) -> list[TableRow]:
-        """The rows that match the filter (case-insensitive, name/id/agent/DNS/error)."""
+        """The rows that match the filter (case-insensitive, name/id/agent/DNS/error) and, with
+        :attr:`input_only`, need input."""
         rows = self.table()
+        if self.input_only:
+            rows = [t for t in rows if t.row.needs_input]
         needle = self.filter_text.strip().lower()
         if not needle:
             return rows
         return [t for t in rows if needle in _haystack(t.row)]
+
+    def waiting(self) -> list[SessionRow]:
+        """Every session needing input, fleet-wide, the longest waiting first."""
+        return [r for r in attention_first(self.router.rows()) if r.needs_input]
+
+    def jump_to_waiting(self) -> SessionRow | None:
+        """Select the session that has waited longest (clearing a filter that hides it)."""
+        waiting = self.waiting()
+        if not waiting:
+            return None
+        target = waiting[0]
+        if not any(t.row.id == target.id for t in self.visible()):
+            self.filter_text = ""
+        for i, t in enumerate(self.visible()):
+            if t.row.id == target.id:
+                self.selected = i
+        self.invalidate()
+        return target
 
     def clamp(self, count: int | None = None) -> None:
         """Keep the selection inside the visible rows."""

@@ -18,6 +18,8 @@ def console_style() -> Style:
         "row.down": "fg:ansigray",
         "row.trouble": "fg:ansiyellow",
         "row.placeholder": "fg:ansired",
+        "row.input": "fg:ansimagenta bold",
+        "peek.screen": "bg:ansiblack fg:ansiwhite",
         "row.empty": "",
         "status": "fg:ansicyan",
         "status.filter": "fg:ansiyellow",

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Protocol
 
 from common.client.attach_call import AttachCall
-from common.domain import HostHealth, Session, session_status
+from common.domain import ActivityState, HostHealth, Screen, Session, session_status
 
 __all__ = ["AgentRow", "RouterAPI", "SessionRow"]
 
@@ -58,6 +58,14 @@ class SessionRow:
     error: str = ""              # for placeholders: why the agent is unreachable
     unknown: bool = False        # the state is not a fact now (engine or agent unreachable)
     known_at: datetime | None = None  # when the state was last known (for unknown rows)
+    activity: str = ""           # an :class:`ActivityState` value ("": not known, e.g. an orphan)
+    activity_reason: str = ""    # for needs_input: permission, question, idle prompt
+    activity_since: datetime | None = None   # when the activity began
+
+    @property
+    def needs_input(self) -> bool:
+        """The session waits for the operator (a running, reachable session only)."""
+        return self.activity == ActivityState.NEEDS_INPUT and not self.placeholder
 
     @classmethod
     def of(cls, s: Session, agent_id: str = "") -> SessionRow:
@@ -67,6 +75,8 @@ class SessionRow:
             last_accessed=s.last_accessed, port=s.port, protocol=s.protocol or "tcp",
             dns_name=s.dns_name, running=s.running, attached=s.attached, viewer_count=s.viewer_count,
             unknown=s.state_unknown, known_at=s.state_known_at,
+            activity=s.activity.state.value, activity_reason=s.activity.reason.value,
+            activity_since=s.activity.since,
         )
 
     @property
@@ -97,4 +107,12 @@ class RouterAPI(Protocol):
     async def restart(self, session_id: str) -> SessionRow: ...
     def attach_call(self, session_id: str) -> AttachCall:
         """A new Attach stream to the session's agent (raises UnavailableError/NotFound)."""
+        ...
+
+    async def peek(self, session_id: str) -> Screen:
+        """The session's last screen, read-only (never resizes it or disturbs a viewer)."""
+        ...
+
+    async def reply(self, session_id: str, text: str) -> None:
+        """Send ``text`` to the session as keystrokes (one line, Enter included)."""
         ...

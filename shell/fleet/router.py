@@ -28,8 +28,8 @@ from typing import TypeVar
 
 from common.client.agent_client import AgentClient, ClientSettings
 from common.client.attach_call import AttachCall
-from common.domain import HostHealth, Session
-from common.errors import ConvocateError, InvalidArgumentError, NotFoundError
+from common.domain import HostHealth, Screen, Session
+from common.errors import ConvocateError, InvalidArgumentError, NotFoundError, UnavailableError
 from common.logging import get_logger
 from common.paths import private_dir
 from common.session_rules import DEFAULT_DNS_ZONE
@@ -360,3 +360,27 @@ class Router:
             FailedPreconditionError: the session is an orphan.
         """
         return self._route(session_id, "attach to").attach()
+
+    async def peek(self, session_id: str) -> Screen:
+        """The session's last screen, read-only (the agent reads its tmux pane; no resize).
+
+        Raises:
+            FailedPreconditionError: the session is an orphan or not running.
+            NotFoundError: no such session.
+            UnavailableError: its agent is unreachable.
+        """
+        self._route(session_id, "peek at")
+        raise UnavailableError("this agent cannot peek yet")
+
+    async def reply(self, session_id: str, text: str) -> None:
+        """Type ``text`` and Enter into the session (recorded in its event log with our client id).
+
+        Raises:
+            InvalidArgumentError: the text is not one printable line.
+            FailedPreconditionError: the session is an orphan or not running.
+            NotFoundError: no such session.
+            UnavailableError: its agent is unreachable.
+        """
+        self._route(session_id, "reply to")
+        del text
+        raise UnavailableError("this agent cannot take replies yet")

@@ -89,8 +89,8 @@ def fleet() -> Iterator[Fleet]:
 
 
 @pytest.fixture
-def open_console(fleet: Fleet) -> Iterator[Callable[[], TmuxTerminal]]:
-    """Start consoles, each in its own private tmux server at 110x30; kill them all afterwards."""
+def open_console(fleet: Fleet) -> Iterator[Callable[..., TmuxTerminal]]:
+    """Start consoles, each in its own private tmux server (110x30 unless told); kill them all afterwards."""
     terms: list[TmuxTerminal] = []
     empty = fleet.root / "empty.toml"
     empty.write_text("")
@@ -100,8 +100,8 @@ def open_console(fleet: Fleet) -> Iterator[Callable[[], TmuxTerminal]]:
         "CONVOCATE_SHELL_RUNTIME_DIR": str(fleet.root), "CI": "",
     }
 
-    def start() -> TmuxTerminal:
-        t = TmuxTerminal(require_tool("tmux"), width=110, height=30)
+    def start(width: int = 110, height: int = 30) -> TmuxTerminal:
+        t = TmuxTerminal(require_tool("tmux"), width=width, height=height)
         terms.append(t)
         argv = [sys.executable, "-c", "from shell.main import main; main()",
                 "--registry-dir", str(fleet.registry), "--status-socket", str(fleet.status_socket),

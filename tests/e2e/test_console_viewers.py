@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.tmux]
 
 
 def test_second_console_observes_then_takes_over(
-    fleet: Fleet, open_console: Callable[[], TmuxTerminal]
+    fleet: Fleet, open_console: Callable[..., TmuxTerminal]
 ) -> None:
     """A session in use offers observe (sees output, cannot type) and take over (ends the first)."""
     one, two = open_console(), open_console()

@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from common.client.attach_call import AttachCall
+from common.domain import Screen
 from common.errors import FailedPreconditionError, NotFoundError, UnavailableError
 from shell.fleet.model import AgentRow, SessionRow
 
@@ -34,6 +35,8 @@ class FakeRouter:
         self.calls: list[tuple[str, tuple[object, ...]]] = []
         self.fail: dict[str, Exception] = {}
         self.gate: asyncio.Event | None = None
+        self.screens: dict[str, str] = {}      # session id -> what peek returns
+        self.replies: list[tuple[str, str]] = []
 
     # -- cached views --------------------------------------------------------------
     def agents(self) -> list[AgentRow]:
@@ -132,6 +135,19 @@ class FakeRouter:
         if row.running:
             raise FailedPreconditionError(f'session "{row.name}" already running')
         return self._put(replace(row, running=True))
+
+    async def peek(self, session_id: str) -> Screen:
+        """The screen set in ``screens`` (a reply shows on it as a new line)."""
+        await self._enter("peek", session_id)
+        self._find(session_id)
+        return Screen(self.screens.get(session_id, ""), rows=24, cols=80)
+
+    async def reply(self, session_id: str, text: str) -> None:
+        """Record the reply and append it to the session's screen."""
+        await self._enter("reply", session_id, text)
+        self._find(session_id)
+        self.replies.append((session_id, text))
+        self.screens[session_id] = f"{self.screens.get(session_id, '')}\n{text}".lstrip("\n")
 
     def attach_call(self, session_id: str) -> AttachCall:
         """No agents here: the console tests use a fake attacher."""

@@ -114,7 +114,7 @@ async def test_console_rows_show_escapes_and_bidi_overrides_escaped(compromised:
         assert "\u202e" not in line
         assert "\x07" not in line
     escapes = next(r for r in compromised.router.rows() if r.id == compromised.ids["escapes"])
-    assert "evil\\x1b]0;owned\\..." in format_row(TableRow(1, escapes), cols)  # escaped, then cut to fit
+    assert "evil\\x1b]0;owned\\x07\\x1b[2J\\nFAKE | row" in format_row(TableRow(1, escapes), cols)  # escaped
     bidi = next(r for r in compromised.router.rows() if r.id == compromised.ids["bidi"])
     assert "txt.\\u202eexe" in format_row(TableRow(1, bidi), cols)
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
+from prompt_toolkit.data_structures import Size
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.input.base import PipeInput
-from prompt_toolkit.output import DummyOutput
+from prompt_toolkit.output import DummyOutput, Output
+from prompt_toolkit.output.vt100 import Vt100_Output
 
 from common.domain import AttachMode
 from shell.attach.outcome import AttachOutcome
@@ -32,6 +36,22 @@ class RecordingAttacher:
         self.calls.append((row, mode, pending))
         await asyncio.sleep(self.hold)
         return self.outcome
+
+
+class ScreenOutput(Vt100_Output):
+    """A VT100 output of a fixed size that keeps everything written (the drawn text, BELs)."""
+
+    def __init__(self, columns: int, rows: int) -> None:
+        self.buffer = io.StringIO()
+        super().__init__(self.buffer, lambda: Size(rows=rows, columns=columns), term="xterm")
+
+    def fileno(self) -> int:
+        """No file behind it."""
+        raise io.UnsupportedOperation("fileno")
+
+    def text(self) -> str:
+        """What was written, escape sequences removed (drawn text only)."""
+        return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>]", "", self.buffer.getvalue())
 
 
 @dataclass
@@ -69,13 +89,14 @@ async def make_console() -> AsyncIterator[Start]:
     stack: list[object] = []
 
     async def start(agents: list[AgentRow] | None = None, rows: list[SessionRow] | None = None,
-                    attacher: RecordingAttacher | None = None) -> Harness:
+                    attacher: RecordingAttacher | None = None, output: Output | None = None,
+                    bell: bool = False) -> Harness:
         cm = create_pipe_input()
         inp = cm.__enter__()
         stack.append(cm)
         router = FakeRouter(agents, rows)
         rec = attacher or RecordingAttacher()
-        parts = build_console(router, attacher=rec, input=inp, output=DummyOutput())
+        parts = build_console(router, attacher=rec, input=inp, output=output or DummyOutput(), bell=bell)
         task = asyncio.create_task(parts.app.run_async())
         await asyncio.sleep(0.05)
         h = Harness(parts, inp, router, rec, task)

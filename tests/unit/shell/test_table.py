@@ -7,16 +7,16 @@ from dataclasses import replace
 from shell.console.dialogs import NoticeDialog, render_dialog
 from shell.console.layout import StatusLine, title_text
 from shell.console.state import ConsoleState, TableRow
-from shell.console.table import columns_for, format_header, format_row, menu_text
+from shell.console.table import columns_for, format_header, format_row, menu_lines
 from shell.fleet.model import AgentRow
 from tests.fakes.fake_router import FakeRouter, make_row
 from tests.unit.shell.conftest import agent
 
 
 def test_row_fits_110_columns_with_status_letter() -> None:
-    """At 110 columns the ID is shortened and the status letter is the last character."""
+    """At 110 columns every column shows, the ID shortened; the status letter is the last character."""
     cols = columns_for(110)
-    row = replace(make_row("a-rather-long-session-name", running=True, port=8080), agent_id="agent-a")
+    row = replace(make_row("a-rather-long-session-name-indeed", running=True, port=8080), agent_id="agent-a")
     line = format_row(TableRow(1, row), cols)
     assert len(line) <= 110
     assert len(format_header(cols)) <= 110
@@ -25,13 +25,15 @@ def test_row_fits_110_columns_with_status_letter() -> None:
     assert row.id not in line
     assert "8080/tcp" in line
     assert "agent-a" in line
-    assert "a-rather-long-ses..." in line
+    assert "a-rather-long-sessio..." in line
+    assert [c.key for c in cols] == ["num", "name", "activity", "agent", "id", "created", "last", "port",
+                                     "status"]
 
 
 def test_wide_screen_shows_full_id() -> None:
     """On a wide screen the full session ID is shown."""
     row = make_row("w")
-    assert row.id in format_row(TableRow(1, row), columns_for(140))
+    assert row.id in format_row(TableRow(1, row), columns_for(147))
 
 
 def test_status_letters() -> None:
@@ -60,8 +62,8 @@ def test_title_and_menu_fit() -> None:
     assert len(text) == 110
     assert text.startswith(" convocate")
     assert "agents 1 up, 1 DOWN" in text
-    assert len(menu_text(110)) < 110
-    assert "(Q)uit" in menu_text(80)
+    assert all(len(line) < 110 for line in menu_lines(110))
+    assert any("(Q)uit" in line for line in menu_lines(80))
 
 
 def test_error_dialog_widens_and_caps_text() -> None:

@@ -30,6 +30,7 @@ from shell.status.identity import AgentKeys, PublishGate
 from shell.status.link_prober import REPORTER, LinkProber
 from shell.status.service import local_service, publish_service
 from shell.status.view import StatusView
+from shell.status.webhook import DEFAULT_TEMPLATE, InputWebhook, WebhookSettings
 
 __all__ = ["PUBLISH_MAX_RECEIVE", "StatusConfig", "StatusServer", "serve_status"]
 
@@ -56,6 +57,22 @@ class StatusConfig:
     # without a console). None or a missing directory: rely on the consoles' reports.
     registry_dir: Path | None = DEFAULT_REGISTRY_DIR
     probe_dir: Path | None = None        # its tunnel sockets; default: beside the socket
+    # The needs-input webhook (shell.status.webhook): off while the URL is empty.
+    webhook_url: str = ""
+    webhook_template: str = DEFAULT_TEMPLATE
+    webhook_content_type: str = "application/json"
+    webhook_per_minute: int = 30
+    webhook_timeout: float = 10.0
+    webhook_attempts: int = 5
+
+    @property
+    def webhook(self) -> WebhookSettings | None:
+        """The webhook's settings (None: no webhook)."""
+        if not self.webhook_url:
+            return None
+        return WebhookSettings(url=self.webhook_url, template=self.webhook_template,
+                               content_type=self.webhook_content_type, per_minute=self.webhook_per_minute,
+                               timeout=self.webhook_timeout, attempts=self.webhook_attempts)
 
     @property
     def publish_path(self) -> Path:
@@ -91,6 +108,8 @@ class StatusServer:
             keepalive_interval=config.ssh_keepalive_interval, open_socket=self.gate.open,
         ))
         self._ticker: asyncio.Task[None] | None = None
+        webhook = config.webhook
+        self.webhook = InputWebhook(webhook, self.view) if webhook is not None else None
         if config.registry_dir is not None:
             interval = config.heartbeat_interval
             self.prober = LinkProber(config.registry_dir, ClientSettings(
@@ -115,6 +134,8 @@ class StatusServer:
             await self.grpc.stop(grace=0)
             raise
         self._ticker = asyncio.create_task(self._tick(), name="status-staleness")
+        if self.webhook is not None:
+            await self.webhook.start()
         if self.prober is not None:
             await self.prober.start()
         log.info("status service ready", port=self.ssh.port, socket=str(self.config.socket),
@@ -130,6 +151,8 @@ class StatusServer:
         """Stop accepting agents, let calls in flight finish for ``grace`` s, stop."""
         if self.prober is not None:
             await self.prober.close()
+        if self.webhook is not None:
+            await self.webhook.close()
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):

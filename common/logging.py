@@ -42,6 +42,9 @@ def escape_strings(
     return event_dict
 
 
+_log_stream: TextIO | None = None  # a log file configure_logging opened (it closes it)
+
+
 def configure_logging(
     mode: Mode = "cli",
     *,
@@ -59,6 +62,7 @@ def configure_logging(
         json: force JSON (True) or console (False); default: JSON when not on a tty or
             under systemd.
     """
+    global _log_stream  # noqa: PLW0603 - the one file this process logs to, closed on reconfiguring
     level_name = (level or os.environ.get("CONVOCATE_LOG_LEVEL") or "INFO").upper()
     numeric = logging.getLevelName(level_name)
     if not isinstance(numeric, int):
@@ -108,6 +112,9 @@ def configure_logging(
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    if _log_stream is not None and _log_stream is not stream:
+        _log_stream.close()
+    _log_stream = stream if stream not in (sys.stdout, sys.stderr) else None
     root.setLevel(numeric)
     # Chatty libraries: keep their warnings, drop their per-packet info.
     for noisy in ("asyncssh", "aiohttp", "grpc"):

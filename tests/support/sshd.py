@@ -67,7 +67,8 @@ def start_sshd(root: Path, host: str = "127.0.0.1") -> Sshd:
         "UsePAM no\nAllowTcpForwarding no\nX11Forwarding no\nPrintMotd no\nLogLevel VERBOSE\n"
     )
     log = root / "sshd.log"
-    proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)], stderr=log.open("wb"))
+    with log.open("wb") as log_file:  # the child keeps its own descriptor
+        proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)], stderr=log_file)
     deadline = time.monotonic() + 15
     while True:
         if proc.poll() is not None:

@@ -86,11 +86,11 @@ def _start_agent(p: Peered) -> subprocess.Popen[bytes]:
         "CONVOCATE_AGENT_CLAUDE_CLI": str(p.root / "no-cli"),
         "CONVOCATE_AGENT_HEARTBEAT_INTERVAL": "0.5",
     }
-    log = (p.root / "agent.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "serve", "--config", str(p.agent.config_dir / "agent.toml")],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
-    )
+    with (p.root / "agent.log").open("wb") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agent", "serve", "--config", str(p.agent.config_dir / "agent.toml")],
+            stdout=log, stderr=subprocess.STDOUT, env=env,
+        )
     deadline = time.monotonic() + 30
     while b'"agent serving"' not in (p.root / "agent.log").read_bytes():
         if proc.poll() is not None or time.monotonic() > deadline:

@@ -63,9 +63,10 @@ async def stack(short_tmp: Path) -> AsyncIterator[Stack]:
     )
     ssh = SSHSocketServer(settings)
     await ssh.start()
+    stack = Stack(keys, grpc_server, ssh, settings, short_tmp)
     try:
-        yield Stack(keys, grpc_server, ssh, settings, short_tmp)
+        yield stack
     finally:
-        ssh.close()
-        await ssh.wait_closed()
+        stack.ssh.close()  # a test may have replaced the server (a restart)
+        await stack.ssh.wait_closed()
         await grpc_server.stop(grace=0)

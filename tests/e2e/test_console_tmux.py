@@ -78,7 +78,8 @@ def test_console_create_attach_resize_detach_and_agent_down(
     # Typeahead: Enter and a command in one write reach the session's shell.
     term.type("\recho ahead-$((3*3))\r")
     term.wait_for(r"^ahead-9\s*$", timeout=30)
-    time.sleep(0.5)
+    term.type("echo still-$((4*4))\r")  # a second round trip: the attach is still live
+    term.wait_for(r"^still-16\s*$", timeout=30)
     assert "(N)ew" not in term.capture(), "the attach ended on its own"
     term.send_keys("C-b", "d")
     term.wait_for(r'Detached from "e2e-one"', timeout=20)
@@ -119,7 +120,8 @@ def test_console_create_attach_resize_detach_and_agent_down(
     before = term.stty()
     term.send_keys(number)
     term.wait_for(r"^\$ ?$", timeout=30)
-    time.sleep(0.5)
+    term.type("echo alive-$((5*5))\r")  # a round trip: the attach is live before the kill
+    term.wait_for(r"^alive-25\s*$", timeout=30)
     assert "(N)ew" not in term.capture(), "the attach ended on its own"
     a2.kill()
     term.wait_for(r"Connection Lost", timeout=20)

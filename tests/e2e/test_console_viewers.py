@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
@@ -43,7 +42,9 @@ def test_second_console_observes_then_takes_over(
     one.send_keys("Enter")
     two.wait_for(r"^shared-42\s*$")
     two.type("echo nope")
-    time.sleep(1.0)
+    one.type("echo marker-$((6*7))")  # the driver's round trip, after the observer's keys
+    one.send_keys("Enter")
+    one.wait_for(r"^marker-42\s*$")
     assert "nope" not in one.capture()
     two.send_keys("C-b", "d")
     two.wait_for(r'Detached from "shared"', timeout=20)

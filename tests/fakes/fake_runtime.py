@@ -19,6 +19,7 @@ class FakeTerminal:
         self.written: list[bytes] = []
         self.sizes: list[tuple[int, int]] = []
         self.closed = False
+        self.reads = 0  # read() calls so far: the reader came back for more, so it handled the last chunk
 
     def feed(self, data: bytes | None) -> None:
         """Make ``data`` the next output chunk (None: end of stream)."""
@@ -26,6 +27,7 @@ class FakeTerminal:
 
     async def read(self) -> bytes | None:
         """The next fed chunk."""
+        self.reads += 1
         if self.closed:
             return None
         return await self.out.get()
@@ -99,10 +101,15 @@ class FakeRuntime:
         return FakeTerminal()
 
     async def events(self, agent_id: str) -> AsyncIterator[ContainerEvent]:
-        """A resync, then whatever the test pushes."""
+        """A resync, then whatever the test pushes.
+
+        Each pushed event is marked done once the consumer asks for the next one, so
+        ``await event_queue.join()`` waits until every pushed event was handled.
+        """
         yield ContainerEvent("resync")
         while True:
             yield await self.event_queue.get()
+            self.event_queue.task_done()
 
     async def image_exists(self, image: str) -> bool:
         """Always there."""

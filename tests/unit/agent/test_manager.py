@@ -57,7 +57,7 @@ async def test_lifecycle_publishes_each_transition_once(
     await runtime.event_queue.put(ContainerEvent("die", sid, "c1"))  # late event: no second STOPPED
     await manager.restart(sid)
     await manager.delete(sid)
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(runtime.event_queue.join(), 5)  # the late die was handled
     assert [t for t, s in sink.events if s == sid] == [
         EventType.SESSION_CREATED, EventType.SESSION_STARTED, EventType.SESSION_STOPPED,
         EventType.SESSION_STARTED, EventType.SESSION_STOPPED, EventType.SESSION_DELETED,
@@ -73,11 +73,11 @@ async def test_a_die_event_of_an_old_container_does_not_stop_the_new_one(
     manager, runtime, _ = parts
     sid = (await manager.create("two", 0, "", "", start=True)).record.id
     await runtime.event_queue.put(ContainerEvent("die", sid, "some-older-container"))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(runtime.event_queue.join(), 5)
     assert (await manager.list())[0].running
     runtime.containers.pop(sid)
     await runtime.event_queue.put(ContainerEvent("die", sid, "c1"))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(runtime.event_queue.join(), 5)
     assert not (await manager.get(sid)).running
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from agent.viewers import EndReason, Mode, Size, Viewer, ViewerRegistry
 from tests.fakes.fake_runtime import FakeTerminal
+from tests.support.waiting import assert_eventually
 
 
 async def _classify(tail: bytes) -> tuple[EndReason, str]:
@@ -21,7 +20,7 @@ async def test_output_is_coalesced_up_to_the_limit() -> None:
     term.feed(b"[detached (from session claude)]")
     term.feed(None)
     v.start_reader(_classify)
-    await asyncio.sleep(0.05)
+    await assert_eventually(lambda: term.reads >= 12, timeout=5)  # every chunk is queued, then the end
     first = await v.next_frame(max_bytes=4000)
     assert first == b"x" * 4000
     rest = b""
@@ -40,10 +39,10 @@ async def test_size_notices_keep_their_place_between_outputs() -> None:
     v = Viewer("s", Mode.DRIVE, term)
     v.start_reader(_classify)
     term.feed(b"before")
-    await asyncio.sleep(0.02)
+    await assert_eventually(lambda: term.reads >= 2, timeout=5)  # "before" is queued
     v.notify_size(Size(40, 120))
     term.feed(b"after")
-    await asyncio.sleep(0.02)
+    await assert_eventually(lambda: term.reads >= 3, timeout=5)
     assert await v.next_frame() == b"before"
     assert await v.next_frame() == Size(40, 120)
     assert await v.next_frame() == b"after"
@@ -62,8 +61,7 @@ async def test_a_slow_viewer_is_cut_off_without_blocking_others() -> None:
     for i in range(20):
         fast_term.feed(f"{i};".encode())
         assert await fast.next_frame() == f"{i};".encode()
-    await asyncio.sleep(0.4)
-    assert slow.end_reason is EndReason.ERROR
+    await assert_eventually(lambda: slow.end_reason is EndReason.ERROR, timeout=5)
     assert "too slow" in slow.end_message
     assert await slow.next_frame() is None  # its backlog was dropped, the end is immediate
     await slow.close()

@@ -28,6 +28,7 @@ from common.text import safe_display
 from shell.console.dialogs import render_dialog
 from shell.console.state import ConsoleState
 from shell.console.table import columns_for, format_header, format_row, menu_lines
+from shell.fleet.model import SessionRow
 
 __all__ = ["CHROME_ROWS", "MESSAGE_SECONDS", "StatusLine", "agent_notice", "build_layout", "draw_table",
            "load_average", "title_text"]
@@ -188,7 +189,18 @@ class StatusLine:
             if row is not None and row.unknown and not row.placeholder:
                 text = f' session "{row.name}": state unknown, {last_known(row.known_at)}'
                 return [("class:status", safe_display(text)[:width])]
+            if row is not None and row.needs_input:
+                return [("class:status.input", safe_display(waiting_text(row))[:width])]
         return [("class:status", f" {safe_display(state.message)}"[:width])]
+
+
+def waiting_text(row: SessionRow) -> str:
+    """The status line for a selected session needing input: why, and the CLI's words."""
+    why = {"permission": "a permission", "question": "a question", "idle_prompt": "the prompt"}
+    text = f' "{row.name}" waits for {why.get(row.activity_reason, "input")}'
+    if row.activity_message:
+        text += f": {row.activity_message}"
+    return text + "  (P: peek and reply, Enter: attach)"
 
 
 def _menu() -> StyleAndTextTuples:

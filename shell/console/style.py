@@ -24,6 +24,7 @@ def console_style() -> Style:
         "status": "fg:ansicyan",
         "status.filter": "fg:ansiyellow",
         "status.notice": "fg:ansired bold",
+        "status.input": "fg:ansimagenta bold",
         "menu": "bg:ansiblue fg:ansiyellow",
         "dialog": "bg:#000087 fg:ansiwhite",
         "dialog.warning": "bg:ansired fg:ansiyellow",

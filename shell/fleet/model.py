@@ -61,6 +61,7 @@ class SessionRow:
     activity: str = ""           # an :class:`ActivityState` value ("": not known, e.g. an orphan)
     activity_reason: str = ""    # for needs_input: permission, question, idle prompt
     activity_since: datetime | None = None   # when the activity began
+    activity_message: str = ""   # the CLI's notification text, if any
 
     @property
     def needs_input(self) -> bool:
@@ -76,7 +77,7 @@ class SessionRow:
             dns_name=s.dns_name, running=s.running, attached=s.attached, viewer_count=s.viewer_count,
             unknown=s.state_unknown, known_at=s.state_known_at,
             activity=s.activity.state.value, activity_reason=s.activity.reason.value,
-            activity_since=s.activity.since,
+            activity_since=s.activity.since, activity_message=s.activity.message,
         )
 
     @property

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from prompt_toolkit.application import DummyApplication
 from prompt_toolkit.application.current import set_app
 
 from common.errors import UnavailableError
-from shell.console.layout import draw_table, title_text
+from shell.console.layout import StatusLine, draw_table, title_text
 from shell.console.peek import PeekPane
 from shell.console.state import ConsoleState, TableRow
 from shell.console.table import activity_text, ago, columns_for, format_row, menu_lines
@@ -260,3 +261,13 @@ async def test_peek_needs_a_running_session(make_console: Start) -> None:
     h.send("p")
     await h.until(lambda: "not running" in h.state.message)
     assert h.state.dialog is None
+
+
+def test_status_line_says_why_the_selected_session_waits() -> None:
+    """With no fresh message, a selected session needing input shows its reason and the CLI's words."""
+    row = replace(_row("asks", "needs_input", 60), activity_reason="permission",
+                  activity_message="Claude needs your permission to use Bash")
+    state = ConsoleState(FakeRouter([agent("agent-a")], [row]))
+    with set_app(DummyApplication()):
+        text = "".join(f[1] for f in StatusLine(state)())
+    assert '"asks" waits for a permission: Claude needs your permission to use Bash' in text

@@ -39,7 +39,7 @@ def host_image() -> str:
     require_tool("ssh")
     with RUN_LOG.step("sweep leftovers of earlier runs"):
         sweep()
-    recipe = rootfs.RootfsRecipe(mirror=rootfs.debian_mirror())
+    recipe = rootfs.recipe_from_apt()
     with RUN_LOG.step("host image") as step:
         tag, built = rootfs.ensure_host_image(recipe)
         step.text = f"host image ({'built' if built else 'cached'}: {tag})"

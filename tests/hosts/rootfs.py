@@ -1,7 +1,7 @@
 """The throwaway hosts' image: a Debian root filesystem from ``debootstrap``, cached by content.
 
 The image is built once per recipe: the cache key hashes the suite, the package list,
-the mirror and the customisation below, and the result is a local Docker image tagged
+the mirror, the apt sources and the customisation below, and the result is a local Docker image tagged
 ``convocate-e2e-host:<key>``. A second run finds the tag and builds nothing. The mirror
 comes from this machine's apt sources, so the hosts use the archive this machine uses.
 
@@ -9,19 +9,21 @@ The customisation turns the tree into a generic fresh machine: no SSH host keys 
 image (each host makes its own at first boot), an empty machine id, and no units that
 cannot work in a container. It adds no user and no key: the fixture does that per run.
 
-This recipe is self-contained: the production session image (``agent/image_build.py``)
-is built differently (``FROM scratch`` from this machine's binaries), so nothing is shared.
+The archive and the apt sources are read as the production image's base reads them
+(:mod:`agent.apt_sources`); the rest stays here because a host needs a booting machine
+(systemd, sshd, first-boot host keys), not a session image.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from agent.apt_sources import archive_mirror, read_sources, release_sources, sources_list
 
 __all__ = [
     "BASE_LABEL",
@@ -29,8 +31,9 @@ __all__ = [
     "PACKAGES",
     "SUITE",
     "RootfsRecipe",
-    "debian_mirror",
     "ensure_host_image",
+    "recipe_from_apt",
+    "stale_base_images",
 ]
 
 SUITE = "bookworm"
@@ -58,7 +61,7 @@ MASKED_UNITS = (
     "systemd-firstboot.service", "systemd-modules-load.service",
 )
 # Bumped with any change to the customisation, so the cache key follows it.
-RECIPE_REVISION = "3"
+RECIPE_REVISION = "4"
 
 
 @dataclass(frozen=True)
@@ -67,11 +70,12 @@ class RootfsRecipe:
 
     mirror: str
     suite: str = SUITE
+    sources: str = ""   # the hosts' /etc/apt/sources.list ("" keeps debootstrap's)
     packages: tuple[str, ...] = PACKAGES
 
     @property
     def key(self) -> str:
-        text = "\n".join([RECIPE_REVISION, self.suite, self.mirror, *sorted(self.packages),
+        text = "\n".join([RECIPE_REVISION, self.suite, self.mirror, self.sources, *sorted(self.packages),
                           SSH_HOSTKEYS_DROPIN, *MASKED_UNITS])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -80,44 +84,19 @@ class RootfsRecipe:
         return f"{IMAGE_REPOSITORY}:{self.key}"
 
 
-def _source_entries(apt_dir: Path) -> list[tuple[str, list[str]]]:
-    """(URI, suites) of every enabled ``deb`` entry, one-line and deb822 formats."""
-    entries: list[tuple[str, list[str]]] = []
-    files = [apt_dir / "sources.list"] if (apt_dir / "sources.list").is_file() else []
-    parts = apt_dir / "sources.list.d"
-    if parts.is_dir():
-        files += sorted(p for p in parts.iterdir() if p.suffix in {".list", ".sources"})
-    for path in files:
-        text = path.read_text(errors="replace")
-        if path.suffix == ".sources":
-            for stanza in re.split(r"\n\s*\n", text):
-                fields: dict[str, str] = {}
-                for line in stanza.splitlines():
-                    if line.startswith("#") or ":" not in line:
-                        continue
-                    name, _, value = line.partition(":")
-                    fields[name.strip().lower()] = value.strip()
-                if "deb" in fields.get("types", "").split() and fields.get("enabled", "yes") != "no":
-                    entries += [(uri, fields.get("suites", "").split())
-                                for uri in fields.get("uris", "").split()]
-        else:
-            for line in text.splitlines():
-                words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
-                if len(words) >= 3 and words[0] == "deb":
-                    entries.append((words[1], [words[2]]))
-    return entries
+def recipe_from_apt(apt_dir: Path = APT_SOURCES, suite: str = SUITE) -> RootfsRecipe:
+    """The recipe with this machine's archive for ``suite`` and its apt sources of that release.
 
-
-def debian_mirror(suite: str = SUITE, apt_dir: Path = APT_SOURCES) -> str:
-    """The URI this machine's apt uses for ``suite`` (the main archive, not security).
+    The sources are read by :mod:`agent.apt_sources`, the same reading the production
+    image's base uses (``agent/production_image.py``), so both bootstrap from one archive.
 
     Raises:
-        RuntimeError: no enabled source lists ``suite``.
+        FailedPreconditionError: no apt source on this machine carries ``suite``.
     """
-    for uri, suites in _source_entries(apt_dir):
-        if suite in suites and uri.startswith(("http://", "https://")):
-            return uri.rstrip("/")
-    raise RuntimeError(f"no apt source for {suite!r} under {apt_dir}; cannot pick a Debian mirror")
+    sources = read_sources(apt_dir)
+    mirror = archive_mirror(sources, suite)
+    text = sources_list(release_sources(sources, suite)) or f"deb {mirror} {suite} main\n"
+    return RootfsRecipe(mirror=mirror, suite=suite, sources=text)
 
 
 def _image_exists(tag: str) -> bool:
@@ -125,8 +104,10 @@ def _image_exists(tag: str) -> bool:
     return r.returncode == 0
 
 
-def _customise(root: Path) -> None:
+def _customise(root: Path, recipe: RootfsRecipe) -> None:
     """Make the tree a generic fresh machine that boots under Docker."""
+    if recipe.sources:
+        (root / "etc/apt/sources.list").write_text(recipe.sources)
     for key in (root / "etc/ssh").glob("ssh_host_*"):
         key.unlink()
     dropin = root / "etc/systemd/system/ssh.service.d"
@@ -154,7 +135,7 @@ def _build(recipe: RootfsRecipe, workdir: Path) -> None:
         log = root / "debootstrap/debootstrap.log"
         detail = log.read_text(errors="replace")[-3000:] if log.is_file() else done.stderr[-3000:]
         raise RuntimeError(f"debootstrap failed ({done.returncode}): {detail}")
-    _customise(root)
+    _customise(root, recipe)
     tar = subprocess.Popen(["tar", "-C", str(root), "--numeric-owner", "-c", "."],
                            stdout=subprocess.PIPE)
     try:
@@ -173,7 +154,7 @@ def _build(recipe: RootfsRecipe, workdir: Path) -> None:
 
 def ensure_host_image(recipe: RootfsRecipe | None = None) -> tuple[str, bool]:
     """Return (tag, built): build and import the image unless the cache has it."""
-    recipe = recipe or RootfsRecipe(mirror=debian_mirror())
+    recipe = recipe or recipe_from_apt()
     if _image_exists(recipe.tag):
         return recipe.tag, False
     with tempfile.TemporaryDirectory(prefix="convocate-rootfs-", dir="/var/tmp") as d:

@@ -153,8 +153,6 @@ def test_agent_key_gets_no_shell_or_exec_on_222(agent_key_login: Host) -> None:
     assert "Permission denied" not in on_222.stderr, f"the key was not accepted on :222: {on_222.stderr}"
 
 
-@pytest.mark.xfail(strict=True, reason="the agent's allow-list is ~claude/.ssh/authorized_keys, which "
-                   "sshd honours on :22 (issue 10/security issue: allow-lists outside ~/.ssh)")
 def test_agent_key_gets_nothing_on_22(agent_key_login: Host) -> None:
     on_22 = agent_key_login.run("id", check=False)
     assert on_22.returncode == 255, f"the agent's key logged in on :22: {on_22.stdout}{on_22.stderr}"

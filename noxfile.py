@@ -75,6 +75,8 @@ def protos(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def benchmarks(session: nox.Session) -> None:
-    """Speed and memory against same-run baselines; writes benchmarks/results/*.md."""
-    _install(session, "test")
+    """Speed and memory against same-run baselines; writes benchmarks/results/*.md.
+
+    ``nox -s benchmarks -- --quick`` is a short smoke run; name suites to run only those."""
+    _install(session, "bench")
     session.run("python", "-m", "benchmarks", *session.posargs)

@@ -78,7 +78,11 @@ class Viewer:
         tail = b""
         try:
             while (chunk := await self.terminal.read()) is not None:
-                tail = (tail + chunk)[-_TAIL:]
+                tail = (tail + chunk[-_TAIL:])[-_TAIL:]   # copies at most 1 KiB per chunk
+                if not self.queue.full():
+                    # The common case, without wait_for's task and timer per chunk.
+                    self.queue.put_nowait(chunk)
+                    continue
                 try:
                     await asyncio.wait_for(self.queue.put(chunk), self.slow_timeout)
                 except TimeoutError:

@@ -1,12 +1,21 @@
-"""`python -m benchmarks [name ...]` runs the named benchmarks (default: all)."""
+"""`python -m benchmarks [--quick] [name ...]` runs the named benchmarks (default: all).
+
+``--quick`` is a short smoke run with fewer samples (figures are then rough).
+"""
 
 from __future__ import annotations
 
 import sys
 
-from benchmarks import attach, attach_rtt, image_push, transport
+from benchmarks.report import QUICK
+
+QUICK.on = "--quick" in sys.argv[1:]   # before the suites read their sample counts
+
+from benchmarks import attach, attach_rtt, image_push, keystroke, keystroke_ab, transport  # noqa: E402
 
 SUITES = {
+    "keystroke": keystroke.run,
+    "keystroke_ab": keystroke_ab.run,
     "transport": transport.run,
     "attach": attach.run,
     "attach_rtt": attach_rtt.run,
@@ -16,7 +25,7 @@ SUITES = {
 
 def main(argv: list[str]) -> int:
     """Run each requested suite in turn."""
-    names = argv or list(SUITES)
+    names = [a for a in argv if a != "--quick"] or list(SUITES)
     unknown = [n for n in names if n not in SUITES]
     if unknown:
         print(f"error: unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(SUITES)}")

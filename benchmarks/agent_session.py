@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from common.client.calls import AgentCalls
@@ -13,19 +14,42 @@ from common.tunnel import Tunnel
 from tests.support.agent_proc import AgentProcess
 from tests.support.images import ensure_offline_image
 
-__all__ = ["agent_session"]
+PROTO = Path(__file__).resolve().parent.parent / "proto"
+
+__all__ = ["agent_session", "python_path"]
+
+
+@contextmanager
+def python_path(code: Path | None) -> Iterator[None]:
+    """Child processes started inside import ``code`` first (the generated protobuf stays ours)."""
+    if code is None:
+        yield
+        return
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(code), str(PROTO)])
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
 
 
 @asynccontextmanager
-async def agent_session(name: str) -> AsyncIterator[tuple[AgentProcess, Tunnel, Session]]:
+async def agent_session(name: str, host: str = "127.0.0.2", code: Path | None = None,
+                        ) -> AsyncIterator[tuple[AgentProcess, Tunnel, Session]]:
     """Start an agent with the offline image, open a tunnel, create and start a session.
 
-    Yields the agent process, the open tunnel and the session; stops and cleans up after.
+    ``code``: run the agent from this source tree (an older revision, for before/after
+    runs) instead of the installed one. Yields the agent process, the open tunnel and the
+    session; stops and cleans up after.
     """
     image = ensure_offline_image()
     with tempfile.TemporaryDirectory(prefix="cvb-") as d:
-        agent = AgentProcess(Path(d) / "a", host="127.0.0.2", image=image, name="bench")
-        agent.start()
+        agent = AgentProcess(Path(d) / "a", host=host, image=image, name=name)
+        with python_path(code):
+            agent.start()
         try:
             async with Tunnel(agent.tunnel_settings()) as tunnel:
                 await tunnel.wait_up(15)

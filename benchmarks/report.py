@@ -2,14 +2,47 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 from datetime import UTC, datetime
 from pathlib import Path
 
-__all__ = ["median", "percentile", "write_table"]
+__all__ = ["QUICK", "host_line", "load_average", "median", "percentile", "write_markdown", "write_table"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+class _Quick:
+    """``--quick``: a short smoke run (fewer samples); set once by ``python -m benchmarks``."""
+
+    on = False
+
+
+QUICK = _Quick()
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages, as ``uptime`` prints them."""
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f}, {five:.2f}, {fifteen:.2f}"
+
+
+def host_line() -> str:
+    """When and where: date, machine, CPUs, Python, load average (the machine is shared)."""
+    return (f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node() or 'this machine'} "
+            f"({platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}), "
+            f"load average {load_average()}{' (--quick)' if QUICK.on else ''}.")
+
+
+def write_markdown(name: str, lines: list[str]) -> Path:
+    """Write ``results/<name>.md`` from ``lines`` and print it."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(lines).rstrip("\n") + "\n"
+    out = RESULTS / f"{name}.md"
+    out.write_text(text)
+    print(text)
+    return out
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -51,6 +51,7 @@ class TunnelSettings:
     keepalive_count_max: int = 3
     backoff_initial: float = 0.2   # first reconnect delay (s); doubles, jittered, up to backoff_max
     backoff_max: float = 30.0
+    encryption_algs: tuple[str, ...] = tuple(ENCRYPTION_ALGS)   # in order of preference
 
 
 def describe_connect_error(
@@ -203,7 +204,7 @@ class Tunnel:
                 config=[],
                 agent_path=None,
                 preferred_auth="publickey",
-                encryption_algs=ENCRYPTION_ALGS,
+                encryption_algs=list(s.encryption_algs),
                 keepalive_interval=s.keepalive_interval,
                 keepalive_count_max=s.keepalive_count_max,
                 connect_timeout=s.connect_timeout,

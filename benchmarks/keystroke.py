@@ -1,0 +1,227 @@
+"""Keystroke echo, path by path, with a per-hop breakdown and a sampling profile.
+
+One real agent (127.0.0.2) with one running session of the offline image; every path
+attaches to the same tmux session of the same container, in interleaved rounds:
+
+1. ``docker exec -it CTR tmux attach`` on a local pty (the baseline);
+2. ``ssh -t root@127.0.0.1 docker exec -it ...`` through a real OpenSSH sshd on loopback;
+3. the agent's own Docker call (aiodocker TTY exec of tmux attach) made from here;
+4. the gRPC Attach stream on the agent's UNIX socket, no tunnel;
+5. the same through the asyncssh tunnel (aes128-gcm, as shipped) and with chacha20;
+6. the console's relay (``AttachRelay`` on a pty) through the tunnel.
+
+Each step adds hops to the one before, so the differences of their medians are the
+per-hop costs. Timestamps are taken here, in the harness, never in the product's code.
+Then py-spy samples the agent and this process during a further tunnel run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import grpc
+
+from agent.docker_runtime import DockerRuntime
+from benchmarks import profile
+from benchmarks.agent_session import agent_session
+from benchmarks.clients import DockerClient, GrpcClient, PtyClient, TermClient
+from benchmarks.report import QUICK, host_line, percentile, write_markdown
+from common.tunnel import Tunnel
+from tests.support.agent_proc import AgentProcess
+from tests.support.sshd import Sshd, start_sshd
+
+__all__ = ["WARMUP", "KeystrokeResult", "measure", "relay_argv", "run", "type_keys"]
+
+KEYS = 60 if QUICK.on else 200
+WARMUP = 10
+ROUNDS = 1 if QUICK.on else 3
+PROFILE_KEYS = 100 if QUICK.on else 400
+# Letters that neither the prompt nor tmux's status line print.
+KEYSET = b"kmnpqrtvwxz"
+USER = "claude"
+
+
+@dataclasses.dataclass
+class KeystrokeResult:
+    """Samples (µs) per path label, over all rounds."""
+
+    samples: dict[str, list[float]]
+    notes: list[str]
+    profile: list[str] = dataclasses.field(default_factory=list)
+
+    def p(self, label: str, q: float) -> float:
+        """The q-th percentile of a path."""
+        return percentile(self.samples[label], q)
+
+
+async def type_keys(client: TermClient, keys: int, warmup: int) -> list[float]:
+    """Type ``warmup + keys`` keys one at a time; the echo times (µs) of the last ``keys``."""
+    await client.read_until(b"$ ", 20)
+    out: list[float] = []
+    for i in range(keys + warmup):
+        key = KEYSET[i % len(KEYSET):i % len(KEYSET) + 1]
+        client.buf.clear()
+        t0 = time.perf_counter_ns()
+        client.write(key)
+        await client.read_until(key)
+        if i >= warmup:
+            out.append((time.perf_counter_ns() - t0) / 1000)
+        if i % 10 == 9:                      # Ctrl-U clears the line; let its redraw pass
+            client.write(b"\x15")
+            await asyncio.sleep(0.03)
+    return out
+
+
+def _exec_argv(container: str) -> list[str]:
+    return ["docker", "exec", "-it", "-u", USER, "-e", "LC_ALL=C.UTF-8", container,
+            "tmux", "attach", "-t", "claude"]
+
+
+def _ssh_argv(sshd: Sshd, container: str) -> list[str]:
+    return ["ssh", "-t", "-F", "/dev/null", "-i", str(sshd.client_key), "-p", str(sshd.port),
+            "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "BatchMode=yes",
+            "-o", f"UserKnownHostsFile={sshd.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+            f"{sshd.user}@{sshd.host}", *_exec_argv(container)]
+
+
+def relay_argv(agent: AgentProcess, local: Path, session_id: str) -> list[str]:
+    """The console relay child's command line, tunnelling to ``agent`` through ``local``."""
+    settings = dataclasses.asdict(agent.tunnel_settings("relay", local))
+    raw = {k: str(v) if isinstance(v, Path) else v for k, v in settings.items()}
+    return [sys.executable, "-m", "benchmarks.relay_child", json.dumps(raw), session_id]
+
+
+@contextlib.asynccontextmanager
+async def _tunnel(agent: AgentProcess, local: Path, cipher: str) -> AsyncIterator[Tunnel]:
+    """A tunnel to the agent that offers only ``cipher``."""
+    settings = dataclasses.replace(agent.tunnel_settings(f"t-{cipher}", local), encryption_algs=(cipher,))
+    async with Tunnel(settings) as t:
+        await t.wait_up(15)
+        yield t
+
+
+async def measure(*, with_profile: bool = True) -> KeystrokeResult:
+    """Run every path in interleaved rounds; profile the tunnel path at the end."""
+    notes: list[str] = []
+    prof: list[str] = []
+    samples: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="cvk-") as d:
+        root = Path(d)
+        have_ssh = bool(shutil.which("ssh") and shutil.which("sshd", path="/usr/sbin:/usr/bin"))
+        sshd = start_sshd(root / "sshd") if have_ssh else None
+        try:
+            async with agent_session("keys") as (agent, tunnel, s), DockerRuntime() as runtime, \
+                    _tunnel(agent, root / "ch.sock", "chacha20-poly1305@openssh.com") as chacha:
+                ctr = f"convocate-session-{s.id}"
+                paths: dict[str, Callable[[], TermClient]] = {
+                    "docker exec -it (baseline)": lambda: PtyClient(_exec_argv(ctr)),
+                    "aiodocker TTY exec (the agent's call)": lambda: DockerClient(runtime, s.id, USER),
+                    "gRPC Attach, agent socket direct": lambda: GrpcClient(direct, s.id),
+                    "gRPC Attach, tunnel aes128-gcm": lambda: GrpcClient(lambda: tunnel.channel, s.id),
+                    "gRPC Attach, tunnel chacha20-poly1305": lambda: GrpcClient(lambda: chacha.channel, s.id),
+                    "console relay on a pty + tunnel": lambda: PtyClient(
+                        relay_argv(agent, root / "relay.sock", s.id)),
+                }
+                if sshd is not None:
+                    paths["ssh -t (OpenSSH) docker exec -it"] = lambda: PtyClient(_ssh_argv(sshd, ctr))
+                direct_ch = grpc.aio.insecure_channel(f"unix:{agent.socket_path}")
+
+                def direct() -> grpc.aio.Channel:
+                    return direct_ch
+
+                try:
+                    for _ in range(ROUNDS):
+                        for label, make in paths.items():
+                            client = make()
+                            await client.open()
+                            try:
+                                samples.setdefault(label, []).extend(await type_keys(client, KEYS, WARMUP))
+                            finally:
+                                await client.close()
+                    if with_profile and profile.available():
+                        prof = await _profile(agent, lambda: GrpcClient(lambda: tunnel.channel, s.id), root)
+                finally:
+                    await direct_ch.close()
+        finally:
+            if sshd is not None:
+                sshd.stop()
+    notes.insert(0, f"{ROUNDS} interleaved rounds x {KEYS} keys per path, after {WARMUP} warm-up keys "
+                    "in each round.")
+    return KeystrokeResult(samples, notes, prof)
+
+
+async def _profile(agent: AgentProcess, make: Callable[[], TermClient], root: Path) -> list[str]:
+    assert agent.proc is not None
+    client = make()
+    await client.open()
+    try:
+        return await profile.sample({"agent": agent.proc.pid, "client (bench process)": None},
+                                    type_keys(client, PROFILE_KEYS, WARMUP), root / "prof",
+                                    f"{PROFILE_KEYS} keys through the tunnel")
+    finally:
+        await client.close()
+
+
+def _breakdown(r: KeystrokeResult) -> list[list[str]]:
+    chain = [
+        ("aiodocker TTY exec (the agent's call)", "dockerd exec stream + tmux client/server + shell echo"),
+        ("gRPC Attach, agent socket direct", "gRPC client + HTTP/2 + agent servicer, viewer queue"),
+        ("gRPC Attach, tunnel aes128-gcm",
+         "tunnel: local socket + asyncssh client + TCP + asyncssh server + agent socket"),
+        ("console relay on a pty + tunnel", "console relay: pty read, input queue, terminal writer"),
+    ]
+    rows, prev = [], 0.0
+    for label, what in chain:
+        if label not in r.samples:
+            continue
+        p50 = r.p(label, 50)
+        rows.append([what, f"{p50:.0f}", f"{p50 - prev:+.0f}"])
+        prev = p50
+    return rows
+
+
+def write(r: KeystrokeResult, extra: list[str]) -> None:
+    """Write benchmarks/results/keystroke_breakdown.md."""
+    base = "docker exec -it (baseline)"
+    table = [[label, f"{r.p(label, 50):.0f}", f"{r.p(label, 99):.0f}",
+              f"{r.p(label, 50) / r.p(base, 50):.2f}x", f"{r.p(label, 99) / r.p(base, 99):.2f}x"]
+             for label in r.samples]
+    lines = [
+        "# Keystroke echo: where the time goes",
+        "",
+        host_line(),
+        "",
+        "| path | p50 µs | p99 µs | p50 / baseline | p99 / baseline |",
+        "|---|---|---|---|---|",
+        *("| " + " | ".join(row) + " |" for row in table),
+        "",
+        "## Per hop (differences of medians, each path adds hops to the one above)",
+        "",
+        "| hop | cumulative p50 µs | added µs |",
+        "|---|---|---|",
+        *("| " + " | ".join(row) + " |" for row in _breakdown(r)),
+        "",
+        *(f"- {n}" for n in r.notes),
+        "",
+        *r.profile,
+        *extra,
+    ]
+    write_markdown("keystroke_breakdown", lines)
+
+
+def run() -> None:
+    """Measure and write the breakdown."""
+    async def main() -> None:
+        r = await measure()
+        write(r, [])
+    asyncio.run(main())
+

@@ -1,0 +1,98 @@
+"""Before/after of hot-path changes, in the same run: the base revision's agent and relay
+against the working tree's.
+
+``python -m benchmarks keystroke_ab`` exports the base revision (``CONVOCATE_BENCH_BASE``,
+default: the merge base of HEAD and ``main``) to a temporary tree and runs one agent from
+it (127.0.0.3) and one from the working tree (127.0.0.2), each with its own session. The
+keystroke paths then alternate between the two, round after round, so both see the same
+machine load. The console relay child runs the matching revision too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+from benchmarks.agent_session import agent_session, python_path
+from benchmarks.clients import GrpcClient, PtyClient, TermClient
+from benchmarks.keystroke import WARMUP, relay_argv, type_keys
+from benchmarks.report import QUICK, host_line, percentile, write_markdown
+
+__all__ = ["run"]
+
+ROOT = Path(__file__).resolve().parent.parent
+KEYS = 60 if QUICK.on else 200
+ROUNDS = 2 if QUICK.on else 4
+
+
+def _base_revision() -> str:
+    rev = os.environ.get("CONVOCATE_BENCH_BASE")
+    if rev:
+        return rev
+    out = subprocess.run(["git", "-C", str(ROOT), "merge-base", "HEAD", "main"],
+                         capture_output=True, text=True, check=True, timeout=30)
+    return out.stdout.strip()
+
+
+def _export(rev: str, into: Path) -> None:
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "agent", "common", "shell"],
+                             capture_output=True, check=True, timeout=60).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True, timeout=60)
+
+
+async def _round(make: TermClient, code: Path | None) -> list[float]:
+    with python_path(code):
+        await make.open()
+    try:
+        return await type_keys(make, KEYS, WARMUP)
+    finally:
+        await make.close()
+
+
+def _head() -> str:
+    return subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                          capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+
+
+async def _main() -> None:
+    rev, head = _base_revision(), _head()
+    samples: dict[tuple[str, str], list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="cvab-") as d:
+        base_code = Path(d) / "base"
+        base_code.mkdir()
+        _export(rev, base_code)
+        async with agent_session("after", "127.0.0.2") as (a_agent, a_tunnel, a_s), \
+                agent_session("before", "127.0.0.3", base_code) as (b_agent, b_tunnel, b_s):
+            sides = {"before": (b_agent, b_tunnel, b_s, base_code), "after": (a_agent, a_tunnel, a_s, None)}
+            for i in range(ROUNDS):
+                order = ["before", "after"] if i % 2 == 0 else ["after", "before"]
+                for side in order:
+                    agent, tunnel, s, code = sides[side]
+                    grpc_client = GrpcClient(lambda t=tunnel: t.channel, s.id)   # type: ignore[misc]
+                    samples.setdefault(("gRPC Attach through the tunnel", side), []).extend(
+                        await _round(grpc_client, code))
+                    relay = PtyClient(relay_argv(agent, Path(d) / f"r{side}.sock", s.id))
+                    samples.setdefault(("console relay on a pty + tunnel", side), []).extend(
+                        await _round(relay, code))
+    rows = []
+    for path in dict.fromkeys(p for p, _ in samples):
+        before, after = samples[(path, "before")], samples[(path, "after")]
+        for q in (50, 99):
+            b, a = percentile(before, q), percentile(after, q)
+            rows.append(f"| {path} p{q} | {b:.0f} | {a:.0f} | {a / b:.2f}x |")
+    write_markdown("keystroke_ab", [
+        "# Keystroke echo before/after the hot-path changes (same run)", "", host_line(), "",
+        f"Before: agent and relay from {rev[:12]}; after: the working tree ({head}).", "",
+        "| path | before µs | after µs | after / before |", "|---|---|---|---|", *rows, "",
+        (f"- {ROUNDS} rounds alternating before/after, {KEYS} keys per path per round after {WARMUP} "
+         "warm-up keys; the in-process gRPC client is the working tree's on both sides."),
+        "- The two agents run side by side (127.0.0.2 and .3), each with its own session container.",
+    ])
+
+
+def run() -> None:
+    """Measure and write benchmarks/results/keystroke_ab.md."""
+    asyncio.run(_main())

@@ -64,7 +64,12 @@ fi
 cd /home/claude 2>/dev/null || cd /
 trap 'tmux kill-server 2>/dev/null; exit 0' TERM INT HUP
 tmux new-session -d -s claude -x 80 -y 24 -- "$@" || exit 1
-while tmux has-session -t claude 2>/dev/null; do sleep 0.2; done
+# Block (no polling) until the session closes: the hook wakes the waiter, and the server's
+# exit (exit-empty) ends it too. In the background, so a TERM runs the trap at once.
+tmux set-hook -g session-closed 'wait-for -S convocate-exit'
+while tmux has-session -t claude 2>/dev/null; do
+  tmux wait-for convocate-exit 2>/dev/null & wait $!
+done
 """
 
 # Stands in for the Claude CLI: a banner, then an interactive shell.

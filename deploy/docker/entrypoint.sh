@@ -33,6 +33,9 @@ fi
 
 trap 'as_claude tmux kill-server 2>/dev/null; exit 0' TERM INT HUP
 as_claude tmux new-session -d -s claude -x 80 -y 24 -- "$@"
+# Block (no polling) until the session closes: the hook wakes the waiter, and the server's
+# exit (exit-empty) ends it too. In the background, so a TERM runs the trap at once.
+as_claude tmux set-hook -g session-closed 'wait-for -S convocate-exit'
 while as_claude tmux has-session -t claude 2>/dev/null; do
-  sleep 1 & wait $!
+  as_claude tmux wait-for convocate-exit 2>/dev/null & wait $!
 done

@@ -11,8 +11,6 @@ import os
 import sys
 from collections.abc import Callable
 
-from common.errors import ConvocateError
-
 __all__ = ["run_with_error_boundary"]
 
 
@@ -23,14 +21,16 @@ def run_with_error_boundary(app: Callable[[], object]) -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
-    except ConvocateError as e:
-        if debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)  # noqa: T201 - the boundary's one line
-        sys.exit(1)
     except Exception as e:
         if debug:
             raise
+        # Imported here: common.errors loads gRPC, and a command that raised a domain
+        # error has loaded it already; --help and other light commands never need it.
+        from common.errors import ConvocateError  # noqa: PLC0415
+
+        if isinstance(e, ConvocateError):
+            print(f"error: {e}", file=sys.stderr)  # noqa: T201 - the boundary's one line
+            sys.exit(1)
         print(f"error: {type(e).__name__}: {e} (CONVOCATE_DEBUG=1 shows the traceback)",  # noqa: T201
               file=sys.stderr)
         sys.exit(1)

@@ -6,7 +6,6 @@ exits 1; a traceback appears only with ``CONVOCATE_DEBUG=1``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from pathlib import Path
@@ -15,13 +14,12 @@ from typing import Annotated
 import typer
 
 from common.cli_boundary import run_with_error_boundary
-from common.logging import configure_logging
-from common.tunnel import TunnelSettings
 from common.version import VERSION
 from hostctl import fleet_commands
 from hostctl.image_commands import image_app
 from hostctl.log_commands import logs_app
-from hostctl.tunnel_command import default_socket, run_tunnel
+
+# Each command imports what it runs when it runs (SSH, gRPC, logging): --help stays fast.
 
 __all__ = ["app", "main"]
 
@@ -40,6 +38,7 @@ app.add_typer(logs_app, name="logs")
 @app.callback()
 def _logging() -> None:
     """Log to stderr (warnings and up unless CONVOCATE_LOG_LEVEL says otherwise); stdout is output."""
+    from common.logging import configure_logging  # noqa: PLC0415
     configure_logging("cli", level=os.environ.get("CONVOCATE_LOG_LEVEL", "WARNING"))
 
 fleet_commands.register(app)
@@ -64,6 +63,11 @@ def tunnel(
     once: Annotated[bool, typer.Option(help="Exit as soon as the tunnel is up.")] = False,
 ) -> None:
     """Forward a local UNIX socket to the peer's gRPC socket (for grpcurl), until Ctrl-C."""
+    import asyncio  # noqa: PLC0415
+
+    from common.tunnel import TunnelSettings  # noqa: PLC0415
+    from hostctl.tunnel_command import default_socket, run_tunnel  # noqa: PLC0415
+
     with contextlib.ExitStack() as stack:
         settings = TunnelSettings(
             name=name, host=host, port=port, client_key=key, known_hosts=known_hosts,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 from datetime import datetime
@@ -13,22 +12,20 @@ import typer
 
 from common import defaults
 from common.domain import last_known, session_status
-from common.registry import DEFAULT_REGISTRY_DIR, load_registry
 from common.text import safe_display
 from common.version import VERSION
-from hostctl.agent_setup import AgentSetup, setup_agent
-from hostctl.fleet import survey
-from hostctl.image_transfer import DEFAULT_CODEC, CodecName
-from hostctl.peering import AgentHostLayout, ShellHostLayout
-from hostctl.remote import make_runner
+from hostctl.codecs import DEFAULT_CODEC, CodecName
 from hostctl.report import EXIT_HELP, EXIT_PARTIAL, Report, say_err
+
+# The commands import what they run (SSH, gRPC, provisioning) when they run: building the
+# command line, and --help, stay fast (issue 13: start-up of every CI call).
 
 __all__ = ["register"]
 
 PARTIAL = EXIT_PARTIAL  # exit status: some agents did not answer, or their Docker Engine is down
 
 RegistryOpt = Annotated[Path, typer.Option(help="The agent registry on this shell host.")]
-DEFAULT_REGISTRY = DEFAULT_REGISTRY_DIR
+DEFAULT_REGISTRY = defaults.AGENT_KEYS_DIR   # = common.registry.DEFAULT_REGISTRY_DIR, without its imports
 
 
 def _print_agents(reports: list[dict[str, object]]) -> None:
@@ -106,6 +103,12 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
         """The whole agent: role, keys both ways (pinned), image, log certificate, start, wait for Ping."""
+        import asyncio  # noqa: PLC0415
+
+        from hostctl.agent_setup import AgentSetup, setup_agent  # noqa: PLC0415
+        from hostctl.peering import AgentHostLayout, ShellHostLayout  # noqa: PLC0415
+        from hostctl.remote import make_runner  # noqa: PLC0415
+
         setup = AgentSetup(
             address=address or ("127.0.0.1" if host == "local" else host),
             agent=AgentHostLayout(agent_config_dir, sessions_root, owner, agent_port),
@@ -135,6 +138,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Every registered agent, whether it answers, its engine and host (exit 3 if some do not or an
         engine is down)."""
+        import asyncio  # noqa: PLC0415
+
+        from common.registry import load_registry  # noqa: PLC0415
+        from hostctl.fleet import survey  # noqa: PLC0415
+
         surveyed = asyncio.run(survey(load_registry(registry), timeout=timeout))
         reports = [dataclasses.asdict(r) for r in surveyed]
         for r in reports:
@@ -154,6 +162,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Every session on every agent: R running, - stopped, ? unknown (exit 3 if some agents do not
         answer or an engine is down)."""
+        import asyncio  # noqa: PLC0415
+
+        from common.registry import load_registry  # noqa: PLC0415
+        from hostctl.fleet import survey  # noqa: PLC0415
+
         reports = asyncio.run(survey(load_registry(registry), timeout=timeout, with_sessions=True))
         rows = [s for r in reports for s in r.sessions]
         down = [{"agent_id": r.agent_id, "error": r.error} for r in reports if not r.reachable]

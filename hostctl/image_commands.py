@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
 
 from common.defaults import CURRENT_IMAGE_FILE
-from hostctl.image_transfer import DEFAULT_CODEC, STAGING_DIR, CodecName, push_image, push_plan
-from hostctl.remote import LocalRunner, Runner, SSHRunner, SSHTarget
+from hostctl.codecs import DEFAULT_CODEC, STAGING_DIR, CodecName
+
+if TYPE_CHECKING:   # the command imports these when it runs: --help stays fast
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
+    from hostctl.remote import Runner
 
 __all__ = ["ProgressBar", "image_app"]
 
@@ -52,6 +46,14 @@ class ProgressBar:
 
 def progress_display(console: Console) -> Progress:
     """The columns of the push display: stage, bar, bytes, rate, elapsed time."""
+    from rich.progress import (  # noqa: PLC0415 - lazy: only a push on a terminal needs rich
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TransferSpeedColumn,
+    )
     return Progress(TextColumn("{task.description:<6}"), BarColumn(), DownloadColumn(),
                     TransferSpeedColumn(), TimeElapsedColumn(), console=console, transient=False)
 
@@ -80,6 +82,13 @@ def push(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
 ) -> None:
     """docker save | zstd/gzip | sha256 | ssh | sha256, then docker load; verified on both ends."""
+    import asyncio  # noqa: PLC0415 - lazy imports keep --help fast
+
+    from rich.console import Console  # noqa: PLC0415
+
+    from hostctl.image_transfer import push_image, push_plan  # noqa: PLC0415
+    from hostctl.remote import LocalRunner, SSHRunner, SSHTarget  # noqa: PLC0415
+
     if dry_run:
         steps = push_plan(tag, host, codec=codec, set_current=set_current, staging_dir=staging_dir)
         print(json.dumps({"steps": steps}) if as_json else "\n".join(f"- {s}" for s in steps))

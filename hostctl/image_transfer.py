@@ -28,11 +28,11 @@ import hashlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Protocol
 
 from common.errors import ConvocateError, FailedPreconditionError, InvalidArgumentError, NotFoundError
 from common.tasks import cancel_and_wait
+from hostctl.codecs import DEFAULT_CODEC, STAGING_DIR, CodecName
 from hostctl.remote import CommandResult, Runner
 
 __all__ = [
@@ -49,8 +49,6 @@ __all__ = [
 ]
 
 CHUNK = 1 << 20
-# Disk-backed on Debian (unlike a tmpfs /tmp), so a large image does not sit in memory.
-STAGING_DIR = "/var/tmp"  # noqa: S108
 _MISSING_TOOL = 3  # exit status of the target's pre-flight when the decompressor is missing
 
 
@@ -74,13 +72,6 @@ class Codec:
         return [a.replace("{level}", str(chosen)) for a in self.compress_argv]
 
 
-class CodecName(StrEnum):
-    """The codecs ``image push`` offers."""
-
-    zstd = "zstd"
-    gzip = "gzip"
-
-
 CODECS: dict[str, Codec] = {
     # -T0: one worker per core; a frame checksum is written by default.
     CodecName.zstd: Codec("zstd", ".tar.zst", "zstd", 3, 19,
@@ -89,7 +80,6 @@ CODECS: dict[str, Codec] = {
     CodecName.gzip: Codec("gzip", ".tar.gz", "gzip", 1, 9,
                   ("gzip", "-n", "-{level}", "-c"), ("gzip", "-d", "-c")),
 }
-DEFAULT_CODEC = CodecName.zstd
 # What a convocate host must have installed to receive images (the install step adds these).
 RECEIVER_PACKAGES = tuple(sorted({c.package for c in CODECS.values()}))
 

@@ -10,7 +10,6 @@ import typer
 
 from common.defaults import LOG_AGENT_TLS_DIR as AGENT_TLS_DIR
 from common.defaults import LOG_SHELL_CA_DIR as SHELL_CA_DIR
-from hostctl import logforward
 
 __all__ = ["logs_app"]
 
@@ -32,6 +31,7 @@ def init_ca(
     as_json: Annotated[bool, _JSON] = False,
 ) -> None:
     """Make the log-forwarding CA, unless the directory already holds one (then it is kept)."""
+    from hostctl import logforward  # noqa: PLC0415 - lazy: --help stays fast
     made = logforward.init_ca(out)
     _say(as_json, {"ca_cert": str(out / "ca.crt"), "changed": made},
          f"made a CA in {out}" if made else f"{out} already holds a CA; nothing changed")
@@ -46,6 +46,7 @@ def issue_server_cert(
     as_json: Annotated[bool, _JSON] = False,
 ) -> None:
     """Issue the shell host's listener certificate (1 year, ServerAuth, names as SANs)."""
+    from hostctl import logforward  # noqa: PLC0415 - lazy: --help stays fast
     cert = logforward.issue_server_cert(ca_cert, ca_key, name, out)
     _say(as_json, {"cert": str(cert), "names": name, "changed": True},
          f"issued {cert} for {', '.join(name)}")
@@ -62,5 +63,6 @@ def issue_cert(
     as_json: Annotated[bool, _JSON] = False,
 ) -> None:
     """Issue an agent's client certificate (1 year, ClientAuth)."""
+    from hostctl import logforward  # noqa: PLC0415 - lazy: --help stays fast
     cert = logforward.issue_agent_cert(ca_cert, ca_key, agent, out)
     _say(as_json, {"cert": str(cert), "agent": agent, "changed": True}, f"issued {cert} for agent {agent}")

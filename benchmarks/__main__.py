@@ -11,9 +11,18 @@ from benchmarks.report import QUICK
 
 QUICK.on = "--quick" in sys.argv[1:]   # before the suites read their sample counts
 
-from benchmarks import attach, attach_rtt, image_push, keystroke, keystroke_ab, transport  # noqa: E402
+from benchmarks import (  # noqa: E402
+    attach,
+    attach_rtt,
+    image_push,
+    keystroke,
+    keystroke_ab,
+    summary,
+    transport,
+)
 
 SUITES = {
+    "summary": summary.run,
     "keystroke": keystroke.run,
     "keystroke_ab": keystroke_ab.run,
     "transport": transport.run,
@@ -23,9 +32,14 @@ SUITES = {
 }
 
 
+# summary covers the issue's figures in ~10 minutes; image_push (minutes of image transfer)
+# and the older single-figure suites run by name.
+DEFAULT = ["summary"]
+
+
 def main(argv: list[str]) -> int:
     """Run each requested suite in turn."""
-    names = [a for a in argv if a != "--quick"] or list(SUITES)
+    names = [a for a in argv if a != "--quick"] or DEFAULT
     unknown = [n for n in names if n not in SUITES]
     if unknown:
         print(f"error: unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(SUITES)}")

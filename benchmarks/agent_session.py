@@ -25,15 +25,18 @@ def python_path(code: Path | None) -> Iterator[None]:
     if code is None:
         yield
         return
-    saved = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(code), str(PROTO)])
+    # PYTHONSAFEPATH: `python -m` would otherwise put the working directory (this checkout)
+    # ahead of PYTHONPATH.
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "PYTHONSAFEPATH")}
+    os.environ.update(PYTHONPATH=os.pathsep.join([str(code), str(PROTO)]), PYTHONSAFEPATH="1")
     try:
         yield
     finally:
-        if saved is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = saved
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @asynccontextmanager

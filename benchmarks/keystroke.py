@@ -25,6 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -35,8 +36,11 @@ from benchmarks import profile
 from benchmarks.agent_session import agent_session
 from benchmarks.clients import DockerClient, GrpcClient, PtyClient, TermClient
 from benchmarks.report import QUICK, host_line, percentile, write_markdown
+from common.client.calls import AgentCalls
+from common.domain import Session
 from common.tunnel import Tunnel
-from tests.support.agent_proc import AgentProcess
+from tests.support.agent_proc import AgentProcess, remove_labelled_containers
+from tests.support.images import ensure_offline_image
 from tests.support.sshd import Sshd, start_sshd
 
 __all__ = ["WARMUP", "KeystrokeResult", "measure", "relay_argv", "run", "type_keys"]
@@ -45,6 +49,9 @@ KEYS = 60 if QUICK.on else 200
 WARMUP = 10
 ROUNDS = 1 if QUICK.on else 3
 PROFILE_KEYS = 100 if QUICK.on else 400
+SEQ_N = 200_000   # about 1.3 MB of output
+MARK = "BENCH-DONE"
+CREATES = 3 if QUICK.on else 5   # sessions created per round
 # Letters that neither the prompt nor tmux's status line print.
 KEYSET = b"kmnpqrtvwxz"
 USER = "claude"
@@ -57,15 +64,33 @@ class KeystrokeResult:
     samples: dict[str, list[float]]
     notes: list[str]
     profile: list[str] = dataclasses.field(default_factory=list)
+    output_seconds: dict[str, list[float]] = dataclasses.field(default_factory=dict)   # SEQ_N through it
+    create_ms: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    agent_rss_mib: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def p(self, label: str, q: float) -> float:
         """The q-th percentile of a path."""
         return percentile(self.samples[label], q)
 
 
+async def settle(client: TermClient, quiet: float = 0.15, limit: float = 5.0) -> None:
+    """Wait for the prompt, then until tmux's redraw of the screen has passed; clear ``buf``.
+
+    The redraw repeats what earlier clients left on screen (typed keys, old marks).
+    """
+    await client.read_until(b"$ ", 20)
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        seen = len(client.buf)
+        await asyncio.sleep(quiet)     # quiet for this long: the redraw is over
+        if len(client.buf) == seen:
+            break
+    client.buf.clear()
+
+
 async def type_keys(client: TermClient, keys: int, warmup: int) -> list[float]:
     """Type ``warmup + keys`` keys one at a time; the echo times (µs) of the last ``keys``."""
-    await client.read_until(b"$ ", 20)
+    await settle(client)
     out: list[float] = []
     for i in range(keys + warmup):
         key = KEYSET[i % len(KEYSET):i % len(KEYSET) + 1]
@@ -147,6 +172,16 @@ async def measure(*, with_profile: bool = True) -> KeystrokeResult:
                                 samples.setdefault(label, []).extend(await type_keys(client, KEYS, WARMUP))
                             finally:
                                 await client.close()
+                    output = await _output_rounds(ctr, {
+                        "docker exec -it tmux attach (in the session)": lambda: PtyClient(_exec_argv(ctr)),
+                        "console relay on a pty + tunnel (in the session)": lambda: PtyClient(
+                            relay_argv(agent, root / "relay.sock", s.id)),
+                        "gRPC Attach through the tunnel (in the session)": lambda: GrpcClient(
+                            lambda: tunnel.channel, s.id),
+                    })
+                    rss = {"agent, one session": _rss_mib(agent)}
+                    creates = await _create_rounds(agent, tunnel, image_of(s))
+                    rss[f"agent, {1 + CREATES * ROUNDS} running sessions"] = _rss_mib(agent)
                     if with_profile and profile.available():
                         prof = await _profile(agent, lambda: GrpcClient(lambda: tunnel.channel, s.id), root)
                 finally:
@@ -156,7 +191,64 @@ async def measure(*, with_profile: bool = True) -> KeystrokeResult:
                 sshd.stop()
     notes.insert(0, f"{ROUNDS} interleaved rounds x {KEYS} keys per path, after {WARMUP} warm-up keys "
                     "in each round.")
-    return KeystrokeResult(samples, notes, prof)
+    return KeystrokeResult(samples, notes, prof, output, creates, rss)
+
+
+def _rss_mib(agent: AgentProcess) -> float:
+    assert agent.proc is not None
+    for line in Path(f"/proc/{agent.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def image_of(s: Session) -> str:
+    """The image the session runs (the offline image)."""
+    return ensure_offline_image() if not s.image else s.image
+
+
+async def _output_rounds(ctr: str, clients: dict[str, Callable[[], TermClient]]) -> dict[str, list[float]]:
+    """Seconds to print ``seq 1 SEQ_N`` in the session through each client, and by ``docker exec -t``."""
+    out: dict[str, list[float]] = {}
+    for n in range(ROUNDS):
+        t0 = time.perf_counter()
+        argv = ["docker", "exec", "-t", "-u", USER, ctr, "seq", "1", str(SEQ_N)]
+        proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE)
+        await proc.communicate()
+        out.setdefault("docker exec -t CTR seq (baseline)", []).append(time.perf_counter() - t0)
+        for label, make in clients.items():
+            client = make()
+            await client.open()
+            mark = f"{MARK}-{n}-{len(out.get(label, []))}-{uuid.uuid4().hex[:6]}"
+            try:
+                await settle(client)
+                t0 = time.perf_counter()
+                client.write(f"seq 1 {SEQ_N}; echo {mark[:5]}''{mark[5:]}\r".encode())
+                await client.read_until(mark.encode(), 120)
+                out.setdefault(label, []).append(time.perf_counter() - t0)
+            finally:
+                await client.close()
+    return out
+
+
+async def _create_rounds(agent: AgentProcess, tunnel: Tunnel, image: str) -> dict[str, list[float]]:
+    """create(start=True) through the tunnel against ``docker run -d`` of the same image."""
+    calls = AgentCalls(agent.agent_id, lambda: tunnel.channel, call_timeout=60)
+    label = f"convocate.bench=create-{uuid.uuid4().hex[:8]}"
+    out: dict[str, list[float]] = {"docker run -d (baseline)": [], "create + start through the tunnel": []}
+    try:
+        for i in range(CREATES * ROUNDS):
+            t0 = time.perf_counter()
+            argv = ["docker", "run", "-d", "--label", label, "-e", "TERM=screen", image]
+            proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL)
+            await proc.wait()
+            out["docker run -d (baseline)"].append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            await calls.create(f"c{i}", 0, "tcp", "", start=True)
+            out["create + start through the tunnel"].append((time.perf_counter() - t0) * 1000)
+    finally:
+        await asyncio.to_thread(remove_labelled_containers, label)
+    return out
 
 
 async def _profile(agent: AgentProcess, make: Callable[[], TermClient], root: Path) -> list[str]:

@@ -21,14 +21,15 @@ from benchmarks.clients import GrpcClient, PtyClient, TermClient
 from benchmarks.keystroke import WARMUP, relay_argv, type_keys
 from benchmarks.report import QUICK, host_line, percentile, write_markdown
 
-__all__ = ["run"]
+__all__ = ["base_revision", "export_tree", "run"]
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = 60 if QUICK.on else 200
 ROUNDS = 2 if QUICK.on else 4
 
 
-def _base_revision() -> str:
+def base_revision() -> str:
+    """The revision "before" means: CONVOCATE_BENCH_BASE, else the merge base of HEAD and main."""
     rev = os.environ.get("CONVOCATE_BENCH_BASE")
     if rev:
         return rev
@@ -37,8 +38,9 @@ def _base_revision() -> str:
     return out.stdout.strip()
 
 
-def _export(rev: str, into: Path) -> None:
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "agent", "common", "shell"],
+def export_tree(rev: str, into: Path, *extra: str) -> None:
+    """Write the code of ``rev`` (agent, common, shell and ``extra`` folders) into ``into``."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "agent", "common", "shell", *extra],
                              capture_output=True, check=True, timeout=60).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True, timeout=60)
 
@@ -58,12 +60,12 @@ def _head() -> str:
 
 
 async def _main() -> None:
-    rev, head = _base_revision(), _head()
+    rev, head = base_revision(), _head()
     samples: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="cvab-") as d:
         base_code = Path(d) / "base"
         base_code.mkdir()
-        _export(rev, base_code)
+        export_tree(rev, base_code)
         async with agent_session("after", "127.0.0.2") as (a_agent, a_tunnel, a_s), \
                 agent_session("before", "127.0.0.3", base_code) as (b_agent, b_tunnel, b_s):
             sides = {"before": (b_agent, b_tunnel, b_s, base_code), "after": (a_agent, a_tunnel, a_s, None)}

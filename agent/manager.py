@@ -21,6 +21,7 @@ import contextlib
 import errno
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -92,10 +93,11 @@ class SessionManager:
 
     # --- lifecycle ----------------------------------------------------------------------
     async def start(self) -> tuple[list[SessionRecord], dict[str, ContainerInfo]]:
-        """Re-adopt session directories and running containers; follow Docker events.
+        """Re-adopt session directories and running containers; follow Docker events; bring back
+        sessions whose record says they should run but whose container is gone.
 
         Returns:
-            The adopted records and the running containers found.
+            The adopted records and the running containers (those brought back included).
         """
         leftovers = await asyncio.to_thread(self.store.prepare)
         if leftovers:
@@ -116,7 +118,22 @@ class SessionManager:
         # Clients left attached by a previous agent process would count as viewers forever.
         await asyncio.gather(*(self.attach.detach_all(sid) for sid in running), return_exceptions=True)
         self._follower = asyncio.create_task(self._follow(), name="docker-events")
-        return records, running
+        if self._engine_ok:
+            await self._bring_back(records)
+        return records, dict(self._running)
+
+    async def _bring_back(self, records: list[SessionRecord]) -> None:
+        """Start every session that should run but has no container (a host restart, an engine
+        restart while the agent was down): each with the current image, one failure logged and
+        the rest still started."""
+        gone = [r for r in records if r.desired_running and r.id not in self._running]
+        for record in gone:
+            try:
+                await self._start_session(record.id, check_engine=False)
+            except ConvocateError as e:
+                log.warning("session not brought back", session=record.id, error=str(e))
+            else:
+                log.info("session brought back", session=record.id, name=record.name)
 
     async def close(self) -> None:
         """Stop following Docker events (containers keep running)."""
@@ -327,7 +344,7 @@ class SessionManager:
             if port != record.port or protocol != record.protocol:
                 port = resolve_port(port, protocol, others)
             updated = SessionRecord(record.id, name, record.created_at, record.last_accessed,
-                                    port, protocol, dns_name)
+                                    port, protocol, dns_name, desired_running=record.desired_running)
             await self._write(lambda: self.store.write(updated))
             record = updated
             self._records[record.id] = record
@@ -371,11 +388,25 @@ class SessionManager:
         record = await asyncio.to_thread(self.store.get, session_id)
         self._require_engine()
         self._asked_to_stop(session_id)
-        if not await self.runtime.stop(session_id, self.config.stop_timeout):
+        stopped = await self.runtime.stop(session_id, self.config.stop_timeout)
+        await self._want_running(session_id, want=False)
+        if not stopped:
             self._asked.pop(session_id, None)
             self._mark(session_id, None)
             raise FailedPreconditionError(f'session "{record.name}" is not running')
         self._mark(session_id, None)
+
+    async def _want_running(self, session_id: str, *, want: bool) -> None:
+        """Record whether the session should run (best effort: a failed write is logged)."""
+        async with self._lock:
+            try:
+                record = await asyncio.to_thread(self.store.get, session_id)
+                if record.desired_running != want:
+                    record = replace(record, desired_running=want)
+                    await asyncio.to_thread(self.store.write, record)
+                self._records[session_id] = record
+            except (OSError, ConvocateError) as e:
+                log.warning("desired state not recorded", session=session_id, running=want, error=str(e))
 
     async def background(self, session_id: str) -> int:
         """Detach every client of the session's tmux; return how many viewers that ended."""
@@ -389,9 +420,15 @@ class SessionManager:
             NotFoundError: no such session.
             FailedPreconditionError: it is already running.
         """
+        return await self._start_session(session_id, check_engine=True)
+
+    async def _start_session(self, session_id: str, *, check_engine: bool) -> SessionView:
+        """:meth:`restart`; ``check_engine`` False when the caller has just heard the engine answer
+        (at start-up, before the health monitor's first check)."""
         async with self._lock:
             record = await asyncio.to_thread(self.store.get, session_id)
-            self._require_engine()
+            if check_engine:
+                self._require_engine()
             try:
                 info = await self.runtime.inspect(session_id)
             except UnavailableError as e:
@@ -402,11 +439,11 @@ class SessionManager:
             if info is not None and info.running:
                 self._mark(session_id, info)
                 raise FailedPreconditionError(f'session "{record.name}" already running')
-            record = record.touched()
+            record = replace(record.touched(), desired_running=True)
             try:
                 await asyncio.to_thread(self.store.write, record)
             except OSError as e:  # best effort, as in v2.0.0
-                log.warning("last_accessed not updated", session=session_id, error=str(e))
+                log.warning("last_accessed and desired state not updated", session=session_id, error=str(e))
             self._records[session_id] = record
             spec = container_spec(self.config, record, agent_id=self.agent_id,
                                   image=read_current_image(self.config),

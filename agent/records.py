@@ -33,6 +33,7 @@ __all__ = [
 
 RECORD = "session.json"
 MAX_RECORD_BYTES = 64 * 1024
+DESIRED_RUNNING, DESIRED_STOPPED = "running", "stopped"  # an older record without the field: stopped
 _FRACTION = re.compile(r"\.(\d+)")
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
@@ -67,6 +68,7 @@ def record_to_json(r: SessionRecord) -> str:
     data["protocol"] = r.protocol
     if r.dns_name:
         data["dns_name"] = r.dns_name
+    data["desired_state"] = DESIRED_RUNNING if r.desired_running else DESIRED_STOPPED
     return json.dumps(data, indent=2) + "\n"
 
 
@@ -146,6 +148,9 @@ def record_from_json(data: bytes, session_id: str) -> SessionRecord:
     port = _field(d, "port", int, 0)
     protocol = _field(d, "protocol", str, "") or "tcp"
     dns_name = _field(d, "dns_name", str, "")
+    desired = _field(d, "desired_state", str, "") or DESIRED_STOPPED
+    if desired not in (DESIRED_RUNNING, DESIRED_STOPPED):
+        raise RecordRefusedError(f'desired_state must be "running" or "stopped", got "{printable(desired)}"')
     try:
         if validate_name(name) != name:
             raise InvalidArgumentError("session name has leading or trailing blanks")
@@ -159,4 +164,5 @@ def record_from_json(data: bytes, session_id: str) -> SessionRecord:
         accessed = parse_time(_field(d, "last_accessed", str, "") or format_time(created))
     except (InvalidArgumentError, ValueError) as e:
         raise RecordRefusedError(str(e)) from None
-    return SessionRecord(session_id, name, created, accessed, port, protocol, dns_name)
+    return SessionRecord(session_id, name, created, accessed, port, protocol, dns_name,
+                         desired_running=desired == DESIRED_RUNNING)

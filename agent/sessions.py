@@ -49,6 +49,9 @@ class SessionRecord:
     port: int = 0
     protocol: str = "tcp"
     dns_name: str = ""
+    # Whether the session should run: set by a start, cleared only by an operator's stop. At its
+    # start the agent brings back sessions that should run but whose container is gone.
+    desired_running: bool = False
 
     def touched(self, now: datetime | None = None) -> SessionRecord:
         """A copy with ``last_accessed`` set to now."""

@@ -135,6 +135,20 @@ def test_finding2_records_that_are_not_small_regular_files_are_refused_without_b
             store.get(sid)
 
 
+def test_desired_state_is_kept_and_an_older_record_without_it_reads_as_stopped(tmp_path: Path) -> None:
+    """The desired state round-trips; a record written before the field existed is "stopped"."""
+    store = _store(tmp_path)
+    r = SessionRecord(new_session_id(), "a", NOW, NOW, desired_running=True)
+    store.create(r)
+    assert json.loads((tmp_path / r.id / "session.json").read_text())["desired_state"] == "running"
+    assert store.get(r.id).desired_running
+    path = tmp_path / r.id / "session.json"
+    data = json.loads(path.read_text())
+    del data["desired_state"]
+    path.write_text(json.dumps(data))
+    assert store.get(r.id) == SessionRecord(r.id, "a", NOW, NOW)
+
+
 @pytest.mark.parametrize(("field", "value"), [
     ("dns_name", "x\n10.6.6.6\tshell.corp.example"),
     ("dns_name", "UPPER.example"),
@@ -147,6 +161,8 @@ def test_finding2_records_that_are_not_small_regular_files_are_refused_without_b
     ("protocol", "sctp"),
     ("uuid", "00000000-0000-4000-8000-000000000000"),
     ("created_at", "yesterday"),
+    ("desired_state", "paused"),
+    ("desired_state", True),
 ])
 def test_finding3_records_breaking_the_rpc_rules_are_never_served(
     tmp_path: Path, field: str, value: object,

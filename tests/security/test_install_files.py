@@ -107,6 +107,8 @@ def test_finding9_tunnel_socket_is_not_in_a_predictable_temp_dir(tmp_path: Path)
     finally:
         server.terminate()
         server.wait(20)
+        if server.stdout is not None:
+            server.stdout.close()
         shutil.rmtree(planted, ignore_errors=True)
     assert r.returncode == 0, r.stderr
     used = Path(r.stdout.split(" is up at ", 1)[1].split()[0])

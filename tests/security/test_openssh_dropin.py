@@ -72,7 +72,8 @@ def _start(root: Path, dropin: Path, authorized: Path) -> subprocess.Popen[bytes
     )
     Path("/run/sshd").mkdir(exist_ok=True)
     log = root / "sshd.log"
-    proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)], stderr=log.open("wb"))
+    with log.open("wb") as log_file:  # the child keeps its own descriptor
+        proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)], stderr=log_file)
     deadline = time.monotonic() + 15
     while True:
         if proc.poll() is not None:

@@ -26,11 +26,14 @@ __all__ = [
     "SliceCaps",
     "agent_install",
     "agent_sessions",
+    "attach_and_see",
     "build_wheelhouse",
     "create_session",
     "expected_slice_caps",
     "install_convocate",
+    "kill_session",
     "load_image",
+    "restart_session",
     "slice_caps",
     "structured_journal_lines",
 ]
@@ -48,9 +51,48 @@ stub = rpc.SessionsStub(grpc.insecure_channel("unix:/run/convocate-agent/agent.s
 if sys.argv[1] == "create":
     s = stub.CreateSession(pb.CreateSessionRequest(name=sys.argv[2], start=True), timeout=60)
     print(json.dumps({"id": s.id, "running": s.running}))
+elif sys.argv[1] == "restart":
+    s = stub.RestartSession(pb.RestartSessionRequest(id=sys.argv[2]), timeout=60)
+    print(json.dumps({"id": s.id, "running": s.running}))
+elif sys.argv[1] == "kill":
+    stub.KillSession(pb.KillSessionRequest(id=sys.argv[2]), timeout=60)
+    print(json.dumps({"id": sys.argv[2]}))
 else:
     r = stub.ListSessions(pb.ListSessionsRequest(), timeout=30)
     print(json.dumps([{"id": s.id, "name": s.name, "running": s.running} for s in r.sessions]))
+"""
+
+# An attach client run on the agent host as claude: attach, type argv[2] (if any), wait until
+# the screen shows argv[3], detach. Exit 0 once seen, 1 if the stream ended or timed out first.
+ATTACH_CLIENT = r"""
+import queue, re, sys, grpc
+from convocate.v1 import attach_pb2 as pb, attach_pb2_grpc as rpc
+sid, typed, want = sys.argv[1], sys.argv[2], sys.argv[3].encode()
+outbox = queue.Queue()
+outbox.put(pb.AttachRequest(start=pb.AttachStart(session_id=sid, rows=24, cols=80, term="xterm",
+                                                 mode=pb.ATTACH_MODE_DRIVE)))
+def requests():
+    while (r := outbox.get(timeout=60)) is not None:
+        yield r
+stub = rpc.AttachStub(grpc.insecure_channel("unix:/run/convocate-agent/agent.sock"))
+out, seen = b"", False
+try:
+    for resp in stub.Attach(requests(), timeout=45):
+        kind = resp.WhichOneof("frame")
+        if kind == "started" and typed:
+            outbox.put(pb.AttachRequest(input=typed.encode()))
+        elif kind == "output" and not seen:
+            out += resp.output
+            if want in re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\r", b"", out):
+                seen = True
+                outbox.put(pb.AttachRequest(detach=pb.Detach()))
+                outbox.put(None)
+        elif kind == "end":
+            break
+except grpc.RpcError as e:
+    print("attach failed:", e.code(), e.details(), file=sys.stderr)
+print("SEEN" if seen else "NOT SEEN", out[-2000:].decode(errors="replace"))
+sys.exit(0 if seen else 1)
 """
 
 
@@ -160,6 +202,16 @@ def create_session(host: Host, name: str) -> str:
     return str(created["id"])
 
 
+def kill_session(host: Host, session: str) -> None:
+    """Stop a session as an operator does (KillSession)."""
+    _client(host, "kill", session)
+
+
+def restart_session(host: Host, session: str) -> None:
+    """Start a stopped session again (RestartSession)."""
+    _client(host, "restart", session)
+
+
 def agent_sessions(host: Host) -> dict[str, bool]:
     """Session id -> running, as the agent lists them."""
     listed = _client(host, "list")
@@ -185,3 +237,14 @@ def authorize_on_agent(host: Host, public_key: str) -> None:
 def agent_host_key(host: Host) -> str:
     """The agent's SSH host public key (derived from its private key on the host)."""
     return host.sudo("ssh-keygen -y -f /etc/convocate-agent/ssh_host_ed25519_key").stdout.strip()
+
+
+def attach_and_see(host: Host, session: str, typed: str, want: str) -> str:
+    """Attach to ``session`` on the host (as claude, on the agent's socket), type ``typed``, wait
+    until the screen shows ``want``, detach; the client's output. Raises if it never shows."""
+    args = " ".join(shlex.quote(a) for a in (session, typed, want))
+    r = host.sudo(f"cd / && sudo -u claude {VENV}/bin/python -c {shlex.quote(ATTACH_CLIENT)} {args}",
+                  timeout=90, check=False)
+    if r.returncode != 0:
+        raise RemoteError(f"attach to {session} never showed {want!r}: {r.stdout[-2000:]} {r.stderr[-2000:]}")
+    return r.stdout

@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 
 from tests.hosts import rootfs
+from tests.hosts.agent_host import build_wheelhouse
 from tests.hosts.machines import HostFleet, sweep
 from tests.hosts.steps import RUN_LOG
 from tests.support.env import require_docker, require_tool
+from tests.support.images import ensure_offline_image
 
 ENABLED = os.environ.get("CONVOCATE_E2E_HOSTS", "") == "1"
 collect_ignore_glob = [] if ENABLED else ["test_*.py"]
@@ -55,6 +57,20 @@ def operator_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "operator@e2e", "-f", str(key)],
                    check=True, capture_output=True, timeout=30)
     return key
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This checkout and its dependencies as wheels (built once per run)."""
+    with RUN_LOG.step("wheelhouse of this checkout"):
+        return build_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
+
+
+@pytest.fixture(scope="session")
+def session_image() -> str:
+    """The offline session image of this checkout (built once, cached by content)."""
+    with RUN_LOG.step("offline session image"):
+        return ensure_offline_image()
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,12 @@ from tests.hosts.agent_host import (
     agent_host_key,
     agent_install,
     agent_sessions,
+    attach_and_see,
     authorize_on_agent,
-    build_wheelhouse,
     create_session,
     expected_slice_caps,
     install_convocate,
+    kill_session,
     load_image,
     slice_caps,
     structured_journal_lines,
@@ -30,17 +31,13 @@ from tests.hosts.agent_host import (
 from tests.hosts.engine import install_docker
 from tests.hosts.machines import Host, HostFleet
 from tests.hosts.steps import RUN_LOG
-from tests.support.images import ensure_offline_image
 from tests.support.waiting import wait_for_sync
 
 
 @pytest.fixture(scope="module")
-def agent_host(fleet: HostFleet, tmp_path_factory: pytest.TempPathFactory) -> Host:
+def agent_host(fleet: HostFleet, wheelhouse: Path, session_image: str) -> Host:
     """A host with docker.io, convocate in its venv, the offline image and the agent unit running."""
-    with RUN_LOG.step("wheelhouse of this checkout"):
-        wheels = build_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
-    with RUN_LOG.step("offline session image"):
-        image = ensure_offline_image()
+    wheels, image = wheelhouse, session_image
     (host,) = fleet.start(1, ports=(22, 222))
     with RUN_LOG.step("apt-get install docker.io", host.name):
         install_docker(host)
@@ -88,6 +85,10 @@ def test_restart_keeps_a_running_session(agent_host: Host) -> None:
     assert "Slice=convocate-sessions.slice" in scope, scope
     assert "ActiveState=active" in scope, scope
 
+    # An attach before the restart leaves a mark on the screen; the one after it sees it again.
+    with RUN_LOG.step("attach and type before the restart", agent_host.name):
+        attach_and_see(agent_host, session, "echo BEFORE-$((6*7))\r", "BEFORE-42")
+
     with RUN_LOG.step("systemctl restart convocate-agent", agent_host.name):
         agent_host.sudo("systemctl restart convocate-agent.service", timeout=90)
         wait_for_sync(lambda: unit_state(agent_host, "convocate-agent.service") == "active",
@@ -98,6 +99,8 @@ def test_restart_keeps_a_running_session(agent_host: Host) -> None:
     assert state.stdout.split() == ["true", started], "the session container was restarted or stopped"
     listed = wait_for_sync(lambda: agent_sessions(agent_host), timeout=60, interval=1.0)
     assert listed.get(session) is True, listed
+    with RUN_LOG.step("attach again after the restart", agent_host.name):
+        attach_and_see(agent_host, session, "", "BEFORE-42")
 
 
 def _container_running(host: Host, session: str) -> bool:
@@ -118,19 +121,22 @@ def test_docker_restart_shows_sessions_stopped(agent_host: Host) -> None:
     assert unit_state(agent_host, "convocate-agent.service") == "active"
 
 
-def test_host_stop_start_lists_sessions_again(fleet: HostFleet, agent_host: Host) -> None:
+def test_host_stop_start_brings_back_its_sessions(fleet: HostFleet, agent_host: Host) -> None:
     session = create_session(agent_host, "host-reboot")
+    stopped = create_session(agent_host, "stopped-before-reboot")
+    kill_session(agent_host, stopped)
     wait_for_sync(lambda: agent_sessions(agent_host).get(session), timeout=60, interval=1.0)
     fleet.reboot(agent_host)
     wait_for_sync(lambda: unit_state(agent_host, "convocate-agent.service") == "active",
                   timeout=120, interval=1.0)
-    with RUN_LOG.step("session listed after the host restart", agent_host.name) as step:
-        listed = wait_for_sync(lambda: agent_sessions(agent_host), timeout=60, interval=1.0)
-        step.text += f": {'running' if listed.get(session) else 'stopped'}"
-    assert session in listed, listed
-    # Whatever the engine did with the container, the agent reports its real state.
-    assert listed[session] == _container_running(agent_host, session), listed
-
+    with RUN_LOG.step("session brought back after the host restart", agent_host.name):
+        wait_for_sync(lambda: agent_sessions(agent_host).get(session), timeout=90, interval=1.0)
+    # The container went with the host (auto-removed); the agent started the session again,
+    # and left alone the one an operator had stopped.
+    assert _container_running(agent_host, session)
+    listed = agent_sessions(agent_host)
+    assert listed.get(stopped) is False, listed
+    assert not _container_running(agent_host, stopped)
 
 
 @pytest.fixture

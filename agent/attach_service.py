@@ -10,7 +10,6 @@ the detach frame to the viewer, while the handler sends the viewer's output
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +22,7 @@ from agent.viewers import EndReason, Viewer
 from common.errors import ConvocateError, InvalidArgumentError
 from common.logging import get_logger
 from common.proto_convert import attach_mode_from_proto, attach_mode_to_proto, end_reason_to_proto
+from common.tasks import cancel_and_wait
 
 __all__ = ["MAX_OUTPUT_BYTES", "AttachService"]
 
@@ -78,9 +78,7 @@ class AttachService(attach_pb2_grpc.AttachServicer):
             yield attach_pb2.AttachResponse(end=attach_pb2.AttachEnd(reason=end_reason_to_proto(reason),
                                                                      message=viewer.end_message))
         finally:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+            await cancel_and_wait([pump])
             self.attach.release(viewer)
 
     async def _pump(self, requests: AsyncIterator[attach_pb2.AttachRequest], viewer: Viewer) -> None:

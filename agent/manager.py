@@ -46,7 +46,7 @@ from agent.viewers import ViewerRegistry
 from common.domain import HostHealth
 from common.errors import ConvocateError, FailedPreconditionError, ResourceExhaustedError, UnavailableError
 from common.logging import get_logger
-from common.tasks import TaskSet
+from common.tasks import TaskSet, cancel_and_wait
 
 __all__ = ["SessionManager"]
 
@@ -139,9 +139,7 @@ class SessionManager:
         """Stop following Docker events (containers keep running)."""
         await self._tasks.aclose()
         if self._follower is not None:
-            self._follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._follower
+            await cancel_and_wait([self._follower])
             self._follower = None
 
     async def _follow(self) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from agent.runtime import TerminalExec
 from common.domain import AttachMode, EndReason
 from common.logging import get_logger
+from common.tasks import cancel_and_wait
 
 __all__ = ["EndReason", "Mode", "Size", "Viewer", "ViewerRegistry"]
 
@@ -142,9 +143,7 @@ class Viewer:
         """Close the exec stream and stop the reader task."""
         await self.terminal.close()
         if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await cancel_and_wait([self._reader])
             self._reader = None
 
 

@@ -23,6 +23,7 @@ from common.domain import AgentInfo, HostHealth, LinkState
 from common.errors import ConvocateError
 from common.logging import get_logger
 from common.registry import AgentRecord
+from common.tasks import cancel_and_wait
 from common.tunnel import Tunnel, TunnelSettings
 
 __all__ = ["AgentClient", "ClientSettings"]
@@ -110,9 +111,7 @@ class AgentClient(AgentCalls):
     async def close(self) -> None:
         """Stop the heartbeat and close the tunnel."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
             self._task = None
         await self.tunnel.close()
 

@@ -12,13 +12,13 @@ restart.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 
 from common.client.agent_client import AgentClient, ClientSettings
 from common.logging import get_logger
 from common.proto_convert import link_report
 from common.registry import scan_registry
+from common.tasks import cancel_and_wait
 from shell.status.view import StatusView
 
 __all__ = ["REPORTER", "LinkProber"]
@@ -75,9 +75,7 @@ class LinkProber:
     async def close(self) -> None:
         """Stop probing and close every tunnel."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
             self._task = None
         await asyncio.gather(*(c.close() for c in self.clients.values()))
         self.clients.clear()

@@ -26,6 +26,7 @@ from common.grpc_server import UnixGrpcServer
 from common.logging import get_logger
 from common.registry import DEFAULT_REGISTRY_DIR
 from common.ssh_server import SSHServerSettings, SSHSocketServer
+from common.tasks import cancel_and_wait
 from shell.status.identity import AgentKeys, PublishGate
 from shell.status.link_prober import REPORTER, LinkProber
 from shell.status.service import local_service, publish_service
@@ -154,9 +155,7 @@ class StatusServer:
         if self.webhook is not None:
             await self.webhook.close()
         if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+            await cancel_and_wait([self._ticker])
             self._ticker = None
         self.ssh.close()
         with contextlib.suppress(TimeoutError):

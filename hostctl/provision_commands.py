@@ -1,0 +1,91 @@
+"""`convocate-host install` (and the other host-wide commands): thin typer wrappers.
+
+Progress lines go to stderr (for people); stdout carries the result: one summary line,
+or with ``--json`` one JSON object (``changed``, ``steps``, ...). Exit codes: see
+:data:`hostctl.report.EXIT_CODES`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from common.errors import InvalidArgumentError
+from hostctl import bundle as bundles
+from hostctl.host_install import PACKAGES, PORTS, HostInstall, install_host
+from hostctl.remote import make_runner
+from hostctl.report import EXIT_HELP, Report, say_err
+
+__all__ = ["DryRunOpt", "HostOpt", "JsonOpt", "load_release_bundle", "register"]
+
+HostOpt = Annotated[str, typer.Option(help="The host to provision ('local' for this machine).")]
+SshPortOpt = Annotated[int, typer.Option(help="OpenSSH port of the host.")]
+UserOpt = Annotated[str, typer.Option(help="SSH user (root, or one with passwordless sudo).")]
+KeyOpt = Annotated[Path | None, typer.Option(help="Private key for the host.")]
+KnownHostsOpt = Annotated[Path | None, typer.Option(help="Known-hosts file pinning the host.")]
+BundleOpt = Annotated[Path | None, typer.Option(help="A wheelhouse to install (default: built from this "
+                                                      "checkout with pip wheel, cached by content).")]
+PrefixOpt = Annotated[Path, typer.Option(help="Where releases live on the host.")]
+BinDirOpt = Annotated[Path, typer.Option(help="Where the commands are linked on the host.")]
+PythonOpt = Annotated[str, typer.Option(help="The host's Python for the venv (same minor version as here).")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+
+
+def load_release_bundle(given: Path | None) -> bundles.Bundle:
+    """``--bundle`` if given, else this checkout's bundle (built once per source content)."""
+    if given is not None:
+        return bundles.load_bundle(given)
+    source = bundles.source_root()
+    if source is None:
+        raise InvalidArgumentError("convocate-host does not run from a checkout: pass --bundle with a "
+                                   "wheelhouse (pip wheel --wheel-dir DIR <checkout>)")
+    return bundles.build_bundle(source)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``install`` to ``app``."""
+
+    @app.command("install", epilog=EXIT_HELP)
+    def install_cmd(
+        host: HostOpt,
+        ssh_port: SshPortOpt = 22,
+        user: UserOpt = "root",
+        key: KeyOpt = None,
+        known_hosts: KnownHostsOpt = None,
+        bundle: BundleOpt = None,
+        software: Annotated[bool, typer.Option("--software/--no-software",
+                                               help="Install convocate itself (the bundle).")] = True,
+        packages: Annotated[bool, typer.Option(
+            "--packages/--no-packages", help=f"apt-get install what is missing of: {' '.join(PACKAGES)}.",
+        )] = True,
+        firewall: Annotated[bool, typer.Option("--firewall/--no-firewall",
+                                               help=f"Accept tcp {', '.join(map(str, PORTS))}.")] = True,
+        prefix: PrefixOpt = bundles.DEFAULT_PREFIX,
+        bin_dir: BinDirOpt = bundles.DEFAULT_BIN_DIR,
+        python: PythonOpt = "python3",
+        dry_run: DryRunOpt = False,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Prepare a fresh Debian/Ubuntu host: packages, the claude user (uid 1337), firewall, convocate.
+
+        Over SSH with sudo -n. convocate goes over as a wheelhouse into a venv under --prefix
+        (the host needs no package index). A host that already has all of it is left as it is.
+        """
+        spec = HostInstall(bundle=load_release_bundle(bundle) if software else None,
+                           packages=PACKAGES if packages else (), firewall=firewall, prefix=prefix,
+                           bin_dir=bin_dir, python=python)
+        report = Report("install", host, dry_run=dry_run, say=None if as_json else say_err)
+
+        async def go() -> None:
+            runner = make_runner(host, ssh_port, user, key, known_hosts)
+            try:
+                await install_host(runner, spec, report)
+            finally:
+                await runner.close()
+
+        asyncio.run(go())
+        report.emit(as_json)

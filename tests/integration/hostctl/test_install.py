@@ -69,7 +69,8 @@ def test_install_plan_changes_nothing_and_parses(sshd: Sshd, release_bundle: bun
                                                  target_root: Path) -> None:
     """--dry-run --json: every step planned from what the host has; no file, user or rule made."""
     done = _cli(sshd, "install", "--bundle", str(release_bundle.directory),
-                "--prefix", str(target_root / "opt"), "--bin-dir", str(target_root / "bin"), "--dry-run", "--json")
+                "--prefix", str(target_root / "opt"), "--bin-dir", str(target_root / "bin"),
+                "--dry-run", "--json")
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     steps = {s["step"]: s for s in out["steps"]}

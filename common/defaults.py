@@ -15,6 +15,7 @@ __all__ = [
     "AGENT_KEYS_DIR",
     "AGENT_PORT",
     "AGENT_RUNTIME_DIR",
+    "BIN_DIR",
     "CONFIG_FILE",
     "CURRENT_IMAGE_FILE",
     "DNSMASQ_HOSTS_FILE",
@@ -27,6 +28,7 @@ __all__ = [
     "LOG_SHELL_DIR",
     "LOG_SHELL_DROPIN",
     "LOG_SPOOL_DIR",
+    "RELEASES_PREFIX",
     "SESSIONS_ROOT",
     "SHELL_STATE_DIR",
     "SSHD_DROPIN",
@@ -42,6 +44,8 @@ STATUS_PORT = 223
 
 # Both hosts.
 CONFIG_FILE = Path("/etc/convocate/convocate.toml")
+RELEASES_PREFIX = Path("/opt/convocate")   # releases/<digest>/venv, current -> releases/<...>
+BIN_DIR = Path("/usr/local/bin")           # convocate, convocate-agent, convocate-host link here
 SESSIONS_ROOT = Path("/home/claude")
 
 # The agent host.

@@ -33,6 +33,7 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import defaults
 from common.errors import ConvocateError, FailedPreconditionError, NotFoundError
 from hostctl.remote import Runner
 from hostctl.remote_files import run_checked
@@ -54,8 +55,8 @@ __all__ = [
     "switch_release",
 ]
 
-DEFAULT_PREFIX = Path("/opt/convocate")
-DEFAULT_BIN_DIR = Path("/usr/local/bin")
+DEFAULT_PREFIX = defaults.RELEASES_PREFIX
+DEFAULT_BIN_DIR = defaults.BIN_DIR
 COMMANDS = ("convocate", "convocate-agent", "convocate-host")
 _SOURCES = ("pyproject.toml", "hatch_build.py", "README.md", "agent", "common", "shell", "hostctl", "proto",
             "deploy")

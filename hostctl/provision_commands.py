@@ -7,17 +7,19 @@ or with ``--json`` one JSON object (``changed``, ``steps``, ...). Exit codes: se
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from common.errors import InvalidArgumentError
-from hostctl import bundle as bundles
-from hostctl.host_install import PACKAGES, PORTS, HostInstall, install_host
-from hostctl.remote import make_runner
+from common import defaults
 from hostctl.report import EXIT_HELP, Report, say_err
+
+if TYPE_CHECKING:
+    from hostctl.bundle import Bundle
+
+# The commands import what they run (SSH, provisioning) when they run: --help stays fast.
+PORTS = (22, defaults.AGENT_PORT, defaults.STATUS_PORT)
 
 __all__ = ["DryRunOpt", "HostOpt", "JsonOpt", "load_release_bundle", "register"]
 
@@ -35,8 +37,11 @@ DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan; chan
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 
 
-def load_release_bundle(given: Path | None) -> bundles.Bundle:
+def load_release_bundle(given: Path | None) -> Bundle:
     """``--bundle`` if given, else this checkout's bundle (built once per source content)."""
+    from common.errors import InvalidArgumentError  # noqa: PLC0415
+    from hostctl import bundle as bundles  # noqa: PLC0415
+
     if given is not None:
         return bundles.load_bundle(given)
     source = bundles.source_root()
@@ -60,12 +65,12 @@ def register(app: typer.Typer) -> None:
         software: Annotated[bool, typer.Option("--software/--no-software",
                                                help="Install convocate itself (the bundle).")] = True,
         packages: Annotated[bool, typer.Option(
-            "--packages/--no-packages", help=f"apt-get install what is missing of: {' '.join(PACKAGES)}.",
+            "--packages/--no-packages", help="apt-get install the missing packages the roles need.",
         )] = True,
         firewall: Annotated[bool, typer.Option("--firewall/--no-firewall",
                                                help=f"Accept tcp {', '.join(map(str, PORTS))}.")] = True,
-        prefix: PrefixOpt = bundles.DEFAULT_PREFIX,
-        bin_dir: BinDirOpt = bundles.DEFAULT_BIN_DIR,
+        prefix: PrefixOpt = defaults.RELEASES_PREFIX,
+        bin_dir: BinDirOpt = defaults.BIN_DIR,
         python: PythonOpt = "python3",
         dry_run: DryRunOpt = False,
         as_json: JsonOpt = False,
@@ -75,6 +80,11 @@ def register(app: typer.Typer) -> None:
         Over SSH with sudo -n. convocate goes over as a wheelhouse into a venv under --prefix
         (the host needs no package index). A host that already has all of it is left as it is.
         """
+        import asyncio  # noqa: PLC0415
+
+        from hostctl.host_install import PACKAGES, HostInstall, install_host  # noqa: PLC0415
+        from hostctl.remote import make_runner  # noqa: PLC0415
+
         spec = HostInstall(bundle=load_release_bundle(bundle) if software else None,
                            packages=PACKAGES if packages else (), firewall=firewall, prefix=prefix,
                            bin_dir=bin_dir, python=python)

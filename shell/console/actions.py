@@ -220,7 +220,7 @@ class Console(AttachRoutes):
         name = short_name(row.name)
 
         def yes(dialog: ConfirmDialog) -> None:
-            if not row.running:
+            if not row.running and not row.unknown:  # unknown: the agent answers for itself
                 self.state.replace(dialog, self._not_running(row))
                 return
             self.run_op("killing", lambda: self.state.router.kill(row.id),
@@ -256,7 +256,7 @@ class Console(AttachRoutes):
         if row is None:
             return
         name = short_name(row.name)
-        if row.running:
+        if row.running and not row.unknown:  # unknown: the agent answers (e.g. its engine is down)
             self.state.open(self._notice(" Already Running ", f'Session "{name}" is already running.',
                                          "Press Enter on it to connect."))
             return

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
-from common.errors import NotFoundError
+from common.errors import FailedPreconditionError, NotFoundError
 from shell.console.forms import SessionForm
 from tests.fakes.fake_router import make_row
 from tests.unit.shell.conftest import Start, agent
@@ -186,6 +187,16 @@ async def test_restart_running_and_stopped(make_console: Start) -> None:
     assert h.dialog_title() == "Restarting"
     h.send("\r")
     await h.until(lambda: h.state.dialog is None)
+
+
+async def test_restart_of_an_unknown_session_asks_the_agent(make_console: Start) -> None:
+    """R on a session whose state is unknown (last known running) goes to the agent: engine down."""
+    down = "the Docker Engine on agent agent-a does not answer: start it with `systemctl start docker`"
+    h = await make_console([agent("agent-a")], [replace(make_row("lost", running=True), unknown=True)])
+    h.router.fail["restart"] = FailedPreconditionError(down)
+    h.send("ry")
+    await h.until(lambda: h.state.dialog is not None and h.state.dialog.error == down)
+    assert h.router.calls[-1][0] == "restart"
 
 
 async def test_settings_closes_on_enter_only(make_console: Start) -> None:

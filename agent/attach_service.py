@@ -22,6 +22,7 @@ from agent.viewers import EndReason, Viewer
 from common.errors import ConvocateError, InvalidArgumentError
 from common.logging import get_logger
 from common.proto_convert import attach_mode_from_proto, attach_mode_to_proto, end_reason_to_proto
+from common.session_rules import printable
 from common.tasks import cancel_and_wait
 
 __all__ = ["MAX_OUTPUT_BYTES", "AttachService"]
@@ -61,6 +62,9 @@ class AttachService(attach_pb2_grpc.AttachServicer):
             raise InvalidArgumentError(f"unknown attach mode {start.mode}")
         await self.manager.require_running(start.session_id)
         viewer = await self.attach.open(start.session_id, mode, start.rows, start.cols, start.term)
+        who = printable(start.client_id.strip())[:200]
+        self.manager.record_viewer(start.session_id, "attached", who,
+                                   {"mode": mode.value, "viewer": viewer.id})
         pump = asyncio.create_task(self._pump(requests, viewer), name=f"attach-in-{viewer.id}")
         try:
             yield attach_pb2.AttachResponse(started=attach_pb2.AttachStarted(
@@ -80,6 +84,9 @@ class AttachService(attach_pb2_grpc.AttachServicer):
         finally:
             await cancel_and_wait([pump])
             self.attach.release(viewer)
+            reason = viewer.end_reason or EndReason.SESSION_ENDED
+            self.manager.record_viewer(start.session_id, "detached", who,
+                                       {"mode": mode.value, "viewer": viewer.id, "reason": reason.value})
 
     async def _pump(self, requests: AsyncIterator[attach_pb2.AttachRequest], viewer: Viewer) -> None:
         """Client -> viewer: input, window changes, detach; the client's half-close detaches."""

@@ -19,6 +19,7 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
+from agent.cli_settings import HOOK_SPOOL
 from agent.config import AgentConfig
 from agent.runtime import ContainerSpec, Mount
 from agent.sessions import (
@@ -76,6 +77,7 @@ def container_spec(
     session_dir: Path,
     exists: Callable[[Path], bool] = os.path.exists,
     dns_address: Callable[[], str] = host_dns_address,
+    hooks_dir: Path | None = None,
 ) -> ContainerSpec:
     """Build the container specification of ``record``.
 
@@ -87,6 +89,7 @@ def container_spec(
         session_dir: the session's home on the host (mounted as ``/home/claude``).
         exists: path probe (optional mounts are added only when the source exists).
         dns_address: how ``dns_server = "auto"`` is resolved.
+        hooks_dir: the session's hook spool on the host, mounted at ``HOOK_SPOOL`` (agent.activity).
 
     Returns:
         The spec handed to the container runtime.
@@ -97,6 +100,8 @@ def container_spec(
         Mount(str(session_dir), HOME),
         Mount(str(config.claude_config_path), f"{HOME}/.claude-shared", read_only=True),
     ]
+    if hooks_dir is not None:
+        mounts.append(Mount(str(hooks_dir), HOOK_SPOOL))
     if config.mount_docker_socket:
         mounts.append(Mount(str(config.docker_socket), "/var/run/docker.sock"))
     for source, target in ((claude_home / ".ssh", f"{HOME}/.ssh"),

@@ -38,6 +38,7 @@ class EventType(StrEnum):
     SESSION_STOPPED = "session.stopped"
     SESSION_ATTACHED = "session.attached"
     SESSION_DETACHED = "session.detached"
+    SESSION_ACTIVITY = "session.activity"          # the CLI's activity changed (state, reason, since)
     IMAGE_LOADED = "image.loaded"
     LINK_CONTROL_STALE = "link.control_stale"      # no Ping from the shell within budget
     LINK_CONTROL_RESTORED = "link.control_restored"
@@ -62,6 +63,7 @@ _SESSION_KINDS: dict[str, SessionEventKind] = {
     EventType.SESSION_STOPPED: SessionEventKind.STOPPED,
     EventType.SESSION_ATTACHED: SessionEventKind.ATTACHED,
     EventType.SESSION_DETACHED: SessionEventKind.DETACHED,
+    EventType.SESSION_ACTIVITY: SessionEventKind.ACTIVITY,
 }
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.runtime import ContainerRuntime
+from agent.stand_in_cli import HOOK_RUNNER, STAND_IN_CLI, STAND_IN_COMMANDS
 from common.errors import FailedPreconditionError
 from common.logging import get_logger
 
@@ -70,14 +71,6 @@ tmux set-hook -g session-closed 'wait-for -S convocate-exit'
 while tmux has-session -t claude 2>/dev/null; do
   tmux wait-for convocate-exit 2>/dev/null & wait $!
 done
-"""
-
-# Stands in for the Claude CLI: a banner, then an interactive shell.
-STAND_IN_CLI = """#!/bin/sh
-# Stand-in for the Claude CLI in the offline convocate image.
-echo "claude stand-in ($*): a shell in the session container"
-export PS1='$ ' ENV=
-exec /bin/sh -i
 """
 
 TMUX_CONF = """# convocate offline image
@@ -216,6 +209,9 @@ def build_context(sources: ImageSources | None = None) -> bytes:
         t.file(f"{root}/{name}", text.encode())
     t.file(f"{root}/usr/local/bin/convocate-entrypoint", ENTRYPOINT.encode(), 0o755)
     t.file(f"{root}/usr/local/bin/claude", STAND_IN_CLI.encode(), 0o755)
+    t.file(f"{root}/usr/local/bin/claude-hook", HOOK_RUNNER.encode(), 0o755)
+    for command in STAND_IN_COMMANDS:
+        t.symlink(f"{root}/usr/local/bin/{command}", "claude-hook")
     return t.close()
 
 

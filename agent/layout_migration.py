@@ -18,6 +18,8 @@ import os
 import stat
 from pathlib import Path
 
+from agent.activity import ACTIVITY_FILE, HOOKS_DIR
+from agent.event_log import LOG_FILE
 from agent.records import RECORD
 from agent.sessions import is_session_id
 from common.logging import get_logger
@@ -28,11 +30,14 @@ log = get_logger(__name__)
 HOME = "home"
 MIGRATING = ".migrating-"
 _REJECTED = f"{RECORD}.rejected"
+# What the agent keeps beside the home: the record, the activity, the event log, the hook spool.
+_AGENT_NAMES = (HOME, RECORD, _REJECTED, ACTIVITY_FILE, HOOKS_DIR, LOG_FILE, f"{LOG_FILE}.1")
+_AGENT_TEMPS = (f".{RECORD}.", f".{ACTIVITY_FILE}.")
 
 
 def is_new_layout(directory: Path | int) -> bool:
-    """True if ``directory`` (a path or an open fd) holds only ``home/``, the record and its
-    temp or rejected files.
+    """True if ``directory`` (a path or an open fd) holds only ``home/`` and the agent's files
+    (the record and its temp or rejected files, the activity, the event log, the hook spool).
 
     Every home the agent ever made holds ``.claude/``, so an old-layout home never
     passes for a new session directory.
@@ -46,7 +51,7 @@ def is_new_layout(directory: Path | int) -> bool:
         home_mode = os.lstat(directory / HOME).st_mode
     if not stat.S_ISDIR(home_mode):
         return False
-    return all(n in (HOME, RECORD, _REJECTED) or n.startswith(f".{RECORD}.") for n in names)
+    return all(n in _AGENT_NAMES or n.startswith(_AGENT_TEMPS) for n in names)
 
 
 def _fsync_dir(path: Path) -> None:

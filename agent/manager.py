@@ -17,6 +17,7 @@ a disk that fills up during it is reported as "disk full" (the store cleans up).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import errno
 import time
@@ -25,9 +26,12 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from agent.attach_manager import AttachManager
+from agent.activity import ActivityTracker
+from agent.attach_manager import TMUX_SESSION, AttachManager
+from agent.cli_settings import CliSettingsError, write_cli_settings
 from agent.config import AgentConfig
 from agent.container_spec import container_spec, read_current_image
+from agent.event_log import DEFAULT_LIMIT, EventLog
 from agent.events import AgentEvent, EventSink, EventType
 from agent.health import HealthMonitor, require_free_space
 from agent.runtime import ContainerInfo, ContainerRuntime
@@ -43,8 +47,14 @@ from agent.sessions import (
 )
 from agent.store import SessionStore
 from agent.viewers import ViewerRegistry
-from common.domain import HostHealth
-from common.errors import ConvocateError, FailedPreconditionError, ResourceExhaustedError, UnavailableError
+from common.domain import Activity, ActivityState, HostHealth, Screen, SessionLogEntry, rfc3339
+from common.errors import (
+    ConvocateError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    ResourceExhaustedError,
+    UnavailableError,
+)
 from common.logging import get_logger
 from common.tasks import TaskSet, cancel_and_wait
 
@@ -53,6 +63,13 @@ __all__ = ["SessionManager"]
 log = get_logger(__name__)
 T = TypeVar("T")
 ASKED_GRACE = 30.0  # seconds after an operator's stop returns in which its "die" is still the operator's
+MAX_REPLY_CHARS = 1000
+MAX_PEEK_LINES = 2000
+MAX_SCREEN_CHARS = 256 * 1024
+# Peek: the pane's size, then its text (capture-pane only reads: no resize, no client).
+_PEEK = ('tmux display-message -p -t "$1" "#{pane_height} #{pane_width}" && '
+         'tmux capture-pane -p -J -t "$1" -S "$2"')
+_REPLY = 'if [ -n "$2" ]; then tmux send-keys -t "$1" -l -- "$2" || exit 1; fi; tmux send-keys -t "$1" Enter'
 
 
 class SessionManager:
@@ -90,6 +107,9 @@ class SessionManager:
         self._tasks = TaskSet("session-manager")
         if health is not None:
             health.add_listener(self._on_health)
+        self.activity = ActivityTracker(config.sessions_root, self._on_activity, owner=self.store.owner)
+        self.event_log = EventLog(config.sessions_root)
+        self._poller: asyncio.Task[None] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
     async def start(self) -> tuple[list[SessionRecord], dict[str, ContainerInfo]]:
@@ -117,7 +137,11 @@ class SessionManager:
             log.warning("running containers without a session directory (left alone)", sessions=unknown)
         # Clients left attached by a previous agent process would count as viewers forever.
         await asyncio.gather(*(self.attach.detach_all(sid) for sid in running), return_exceptions=True)
+        for rec in records if self._engine_ok else ():  # a CLI that stopped while this agent was down
+            if rec.id not in running and self.activity.get(rec.id).state is not ActivityState.UNKNOWN:
+                self.activity.set(rec.id, Activity(ActivityState.STOPPED))
         self._follower = asyncio.create_task(self._follow(), name="docker-events")
+        self._poller = asyncio.create_task(self.activity.run(lambda: list(self._running)), name="hook-spools")
         if self._engine_ok:
             await self._bring_back(records)
         return records, dict(self._running)
@@ -138,6 +162,11 @@ class SessionManager:
     async def close(self) -> None:
         """Stop following Docker events (containers keep running)."""
         await self._tasks.aclose()
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
         if self._follower is not None:
             await cancel_and_wait([self._follower])
             self._follower = None
@@ -156,7 +185,7 @@ class SessionManager:
                 elif ev.action == "die":
                     known = self._running.get(ev.session_id)
                     if known is None or not ev.container_id or known.container_id in ("", ev.container_id):
-                        self._mark(ev.session_id, None)
+                        self._mark(ev.session_id, None, exit_code=ev.exit_code)
                         if known is not None:
                             self._died(ev.session_id, ev.exit_code)
             except ConvocateError as e:
@@ -233,14 +262,15 @@ class SessionManager:
         info = self._running.get(record.id)
         image = info.image if info else ""
         return SessionView(record, info is not None, self.registry.count(record.id), image,
-                           unknown=not self._engine_ok, known_at=self._known_at)
+                           unknown=not self._engine_ok, known_at=self._known_at,
+                           activity=self.activity.get(record.id))
 
     def _publish(self, event_type: EventType, session_id: str, record: SessionRecord | None = None) -> None:
         rec = record or self._records.get(session_id)
         session = self._view(rec).session(self.agent_id) if rec is not None else None
         self.events.publish(AgentEvent(event_type, session_id=session_id, session=session))
 
-    def _mark(self, session_id: str, info: ContainerInfo | None) -> None:
+    def _mark(self, session_id: str, info: ContainerInfo | None, *, exit_code: int | None = None) -> None:
         was = session_id in self._running
         if info is not None and info.running:
             self._running[session_id] = info
@@ -248,7 +278,36 @@ class SessionManager:
             self._running.pop(session_id, None)
         now = session_id in self._running
         if was != now:
+            if session_id in self._records:  # first, so the event carries the new activity
+                self._log_run(session_id, info if now else None, exit_code)
             self._publish(EventType.SESSION_STARTED if now else EventType.SESSION_STOPPED, session_id)
+
+    def _log_run(self, session_id: str, info: ContainerInfo | None, exit_code: int | None) -> None:
+        """The event log and activity of a container that started (``info``) or stopped."""
+        if info is not None:
+            self.event_log.record(session_id, "started", f"container started ({info.image})",
+                                  actor="agent", attributes={"image": info.image})
+            self.activity.set(session_id, Activity(ActivityState.UNKNOWN))
+            return
+        code = "" if exit_code is None else str(exit_code)
+        detail = "container stopped" + (f" (exit code {code})" if code else "")
+        self.event_log.record(session_id, "stopped", detail, actor="agent",
+                              attributes={"exit_code": code} if code else {})
+        self.activity.set(session_id, Activity(ActivityState.STOPPED))
+
+    def _on_activity(self, session_id: str, old: Activity, new: Activity) -> None:
+        """A session's activity changed: the event log, then WatchSessions and the status stream."""
+        attrs = {"state": new.state.value, "previous": old.state.value, "since": rfc3339(new.since)}
+        if new.reason:
+            attrs["reason"] = new.reason.value
+        detail = new.state.value.replace("_", " ") + (f" ({new.reason.value})" if new.reason else "")
+        if new.message:
+            detail += f": {new.message}"
+        self.event_log.record(session_id, "activity", detail, actor="cli", attributes=attrs, when=new.since)
+        rec = self._records.get(session_id)
+        session = self._view(rec).session(self.agent_id) if rec is not None else None
+        self.events.publish(AgentEvent(EventType.SESSION_ACTIVITY, session_id=session_id, session=session,
+                                       attributes=attrs))
 
     async def _refresh_running(self) -> None:
         try:
@@ -324,6 +383,7 @@ class SessionManager:
             record = SessionRecord(new_session_id(), name, now, now, port, protocol, dns_name)
             await self._write(lambda: self.store.create(record))
             self._records[record.id] = record
+        self.event_log.record(record.id, "created", f'session "{name}" created', actor="agent")
         self._publish(EventType.SESSION_CREATED, record.id)
         return await self.restart(record.id) if start else self._view(record)
 
@@ -359,6 +419,8 @@ class SessionManager:
             record = SessionRecord(new_session_id(), name, now, now)
             await self._write(lambda: self.store.clone(source_id, record))
             self._records[record.id] = record
+        self.event_log.record(record.id, "created", f'session "{name}" cloned from {source_id}',
+                              actor="agent", attributes={"source": source_id})
         self._publish(EventType.SESSION_CREATED, record.id)
         return self._view(record)
 
@@ -374,6 +436,7 @@ class SessionManager:
             await asyncio.to_thread(self.store.delete, session_id)
             self._records.pop(session_id, None)
             self._running.pop(session_id, None)
+            self.activity.forget(session_id)
         self.events.publish(AgentEvent(EventType.SESSION_DELETED, session_id=session_id,
                                        session=last.session(self.agent_id)))
 
@@ -443,8 +506,85 @@ class SessionManager:
             except OSError as e:  # best effort, as in v2.0.0
                 log.warning("last_accessed and desired state not updated", session=session_id, error=str(e))
             self._records[session_id] = record
+            await asyncio.to_thread(self._prepare_cli, session_id)
             spec = container_spec(self.config, record, agent_id=self.agent_id,
                                   image=read_current_image(self.config),
-                                  session_dir=self.store.home_dir(session_id))
+                                  session_dir=self.store.home_dir(session_id),
+                                  hooks_dir=self.activity.spool_dir(session_id))
             self._mark(session_id, await self.runtime.start(spec))
         return self._view(record)
+
+    def _prepare_cli(self, session_id: str) -> None:
+        """Before a start: an empty hook spool, and the CLI's settings with our hooks (blocking).
+
+        A home whose settings cannot be written safely starts without hooks (activity unknown).
+        """
+        try:
+            self.activity.starting(session_id)
+            write_cli_settings(self.store.home_dir(session_id), self.config.claude_config_path,
+                               self.store.owner)
+        except (CliSettingsError, OSError) as e:
+            log.warning("session starts without activity hooks", session=session_id, error=str(e))
+
+    # --- event log, peek and reply -----------------------------------------------------------
+    async def log_entries(self, session_id: str,
+                          limit: int = DEFAULT_LIMIT) -> builtins.list[SessionLogEntry]:
+        """The last ``limit`` entries of the session's event log, oldest first."""
+        await asyncio.to_thread(self.store.get, session_id)
+        return await asyncio.to_thread(self.event_log.read, session_id, limit)
+
+    def record_viewer(self, session_id: str, kind: str, actor: str, attributes: dict[str, str]) -> None:
+        """Note a viewer attaching or detaching (``kind``) in the session's event log."""
+        mode = attributes.get("mode", "")
+        detail = f"{kind} by {actor or 'an unnamed client'}" + (f" ({mode})" if mode else "")
+        self.event_log.record(session_id, kind, detail, actor=actor, attributes=attributes)
+
+    async def peek(self, session_id: str, lines: int = 0) -> Screen:
+        """The session's last screen from tmux (read-only: no resize, no client attached).
+
+        Args:
+            session_id: the session.
+            lines: at most this many last lines, scrollback included (0: the visible screen).
+
+        Raises:
+            FailedPreconditionError: not running, or its tmux session is gone.
+        """
+        await self.require_running(session_id)
+        lines = min(max(lines, 0), MAX_PEEK_LINES)
+        start = f"-{lines}" if lines else "0"
+        argv = ["/bin/sh", "-c", _PEEK, "sh", TMUX_SESSION, start]
+        result = await self.runtime.exec_run(session_id, argv, self.attach.user)
+        head, _, text = result.output.partition("\n")
+        size = head.split()
+        if result.exit_code != 0 or len(size) != 2 or not all(p.isdigit() for p in size):
+            raise FailedPreconditionError(f"session {session_id} shows no screen: its tmux is not there")
+        rows = text.rstrip("\n").split("\n")
+        while rows and not rows[-1].strip():
+            rows.pop()
+        if lines:
+            rows = rows[-lines:]
+        screen = "\n".join(r.rstrip() for r in rows)[-MAX_SCREEN_CHARS:]
+        return Screen(screen, rows=int(size[0]), cols=int(size[1]), time=datetime.now(UTC))
+
+    async def reply(self, session_id: str, text: str, sender: str) -> None:
+        """Type one line into the session (keystrokes, then Enter) and log it with its sender.
+
+        Raises:
+            InvalidArgumentError: the text has control characters or is too long.
+            FailedPreconditionError: not running.
+        """
+        if len(text) > MAX_REPLY_CHARS:
+            raise InvalidArgumentError(f"a reply is at most {MAX_REPLY_CHARS} characters, got {len(text)}")
+        if not text.isprintable():
+            raise InvalidArgumentError("a reply is one line of printable text (no control characters)")
+        sender = sender.strip()
+        if len(sender) > 200 or not sender.isprintable():
+            raise InvalidArgumentError("sender must be printable, at most 200 characters")
+        await self.require_running(session_id)
+        argv = ["/bin/sh", "-c", _REPLY, "sh", TMUX_SESSION, text]
+        result = await self.runtime.exec_run(session_id, argv, self.attach.user)
+        if result.exit_code != 0:
+            raise FailedPreconditionError(f"the reply did not reach session {session_id}: its CLI's tmux "
+                                          f"answered {result.exit_code}")
+        self.event_log.record(session_id, "reply", f"reply sent: {text}" if text else "reply sent: Enter",
+                              actor=sender or "unknown", attributes={"chars": str(len(text))})

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from common.domain import Session
+from common.domain import Activity, Session
 from common.errors import AlreadyExistsError, InvalidArgumentError, ResourceExhaustedError
 from common.session_rules import PORT_AUTO, is_session_id, validate_dns_name, validate_name, validate_protocol
 
@@ -68,6 +68,7 @@ class SessionView:
     image: str = ""
     unknown: bool = False                 # the engine does not answer: ``running`` is the last known
     known_at: datetime | None = None      # when the running state was last read from the engine
+    activity: Activity = field(default_factory=Activity)   # what the CLI inside does (agent.activity)
 
     @property
     def attached(self) -> bool:
@@ -82,7 +83,7 @@ class SessionView:
             port=r.port, protocol=r.protocol, dns_name=r.dns_name, agent_id=agent_id,
             running=self.running, attached=self.attached, viewer_count=self.viewer_count,
             image=self.image if self.running else "",
-            state_unknown=self.unknown, state_known_at=self.known_at,
+            state_unknown=self.unknown, state_known_at=self.known_at, activity=self.activity,
         )
 
 

@@ -21,8 +21,15 @@ from agent.events import InboundLinkTracker, session_event
 from agent.manager import SessionManager
 from agent.sessions import SessionView
 from common.domain import HostHealth, SessionEvent, SessionEventKind
-from common.errors import FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError
-from common.proto_convert import host_health_to_proto, session_event_to_proto, session_to_proto, timestamp
+from common.errors import InvalidArgumentError, ResourceExhaustedError
+from common.proto_convert import (
+    host_health_to_proto,
+    log_entry_to_proto,
+    screen_to_proto,
+    session_event_to_proto,
+    session_to_proto,
+    timestamp,
+)
 from common.version import VERSION
 
 __all__ = ["SessionsService"]
@@ -165,24 +172,28 @@ class SessionsService(sessions_pb2_grpc.SessionsServicer):
         finally:
             self.hub.unwatch(watcher)
 
-    # The wire of the activity issue landed first; the agent serves these in the next change.
     async def SessionLog(  # noqa: N802
         self, request: sessions_pb2.SessionLogRequest, context: Context
     ) -> AsyncIterator[sessions_pb2.SessionLogEntry]:
-        """A session's event log (not served yet by this agent)."""
-        none: tuple[sessions_pb2.SessionLogEntry, ...] = ()
-        for entry in none:  # an async generator that ends at once with the error
-            yield entry
-        raise FailedPreconditionError("this agent does not serve session logs yet: update it")
+        """A session's event log (the last ``limit`` entries), then with ``follow`` every new one."""
+        session_id = _require_id(request.id)
+        if not request.follow:
+            for entry in await self.manager.log_entries(session_id, request.limit):
+                yield log_entry_to_proto(entry)
+            return
+        await self.manager.get(session_id)
+        async for entry in self.manager.event_log.follow(session_id, request.limit):
+            yield log_entry_to_proto(entry)
 
     async def PeekSession(  # noqa: N802
         self, request: sessions_pb2.PeekSessionRequest, context: Context
     ) -> sessions_pb2.PeekSessionResponse:
-        """A session's last screen (not served yet by this agent)."""
-        raise FailedPreconditionError("this agent does not serve peek yet: update it")
+        """A running session's last screen, read from its tmux pane."""
+        return screen_to_proto(await self.manager.peek(_require_id(request.id), request.lines))
 
     async def ReplySession(  # noqa: N802
         self, request: sessions_pb2.ReplySessionRequest, context: Context
     ) -> sessions_pb2.ReplySessionResponse:
-        """Type a reply into a session (not served yet by this agent)."""
-        raise FailedPreconditionError("this agent does not serve replies yet: update it")
+        """Type one line into a running session and log it with its sender."""
+        await self.manager.reply(_require_id(request.id), request.text, request.sender)
+        return sessions_pb2.ReplySessionResponse()

@@ -31,8 +31,9 @@ class AttachCall:
     The call opens lazily on :meth:`start`; :meth:`cancel` is always safe.
     """
 
-    def __init__(self, channel: grpc.aio.Channel, peer: str) -> None:
+    def __init__(self, channel: grpc.aio.Channel, peer: str, client_id: str = "") -> None:
         self.peer = peer
+        self.client_id = client_id     # who attaches: named in the session's event log
         self._stub = attach_pb2_grpc.AttachStub(channel)
         self._call: grpc.aio.StreamStreamCall[attach_pb2.AttachRequest, attach_pb2.AttachResponse] | None
         self._call = None
@@ -56,7 +57,8 @@ class AttachCall:
         """Open the stream and send the start frame."""
         self._call = self._stub.Attach()
         await self._write(attach_pb2.AttachRequest(start=attach_pb2.AttachStart(
-            session_id=session_id, rows=rows, cols=cols, term=term, mode=attach_mode_to_proto(mode))))
+            session_id=session_id, rows=rows, cols=cols, term=term, mode=attach_mode_to_proto(mode),
+            client_id=self.client_id)))
 
     async def send_input(self, data: bytes) -> None:
         """Keys for the session."""

@@ -17,9 +17,15 @@ import grpc
 from convocate.v1 import sessions_pb2, sessions_pb2_grpc
 
 from common.client.attach_call import AttachCall
-from common.domain import AgentInfo, Session, SessionEvent
+from common.domain import AgentInfo, Screen, Session, SessionEvent, SessionLogEntry
 from common.errors import UnavailableError, from_rpc_error
-from common.proto_convert import agent_info_from_proto, session_event_from_proto, session_from_proto
+from common.proto_convert import (
+    agent_info_from_proto,
+    log_entry_from_proto,
+    screen_from_proto,
+    session_event_from_proto,
+    session_from_proto,
+)
 
 __all__ = ["AgentCalls"]
 
@@ -69,7 +75,7 @@ class AgentCalls:
         Raises:
             UnavailableError: the agent is unreachable (with the reason).
         """
-        return AttachCall(self._channel(), self.agent_id)
+        return AttachCall(self._channel(), self.agent_id, self.client_id)
 
     def _unreachable_reason(self) -> str:
         return "the connection was closed"
@@ -152,6 +158,45 @@ class AgentCalls:
         """Start a stopped session."""
         req = sessions_pb2.RestartSessionRequest(id=session_id)
         return await self._session_call(lambda s: s.RestartSession(req, timeout=self.call_timeout))
+
+    async def peek(self, session_id: str, lines: int = 0) -> Screen:
+        """A running session's last screen (``lines``: that many last lines; 0: the visible screen)."""
+        req = sessions_pb2.PeekSessionRequest(id=session_id, lines=lines)
+        return screen_from_proto(await self._call(lambda s: s.PeekSession(req, timeout=self.call_timeout)))
+
+    async def reply(self, session_id: str, text: str, sender: str = "") -> None:
+        """Type one line into a running session, then Enter (``sender`` defaults to this client's id)."""
+        req = sessions_pb2.ReplySessionRequest(id=session_id, text=text, sender=sender or self.client_id)
+        await self._call(lambda s: s.ReplySession(req, timeout=self.call_timeout))
+
+    async def session_log(self, session_id: str, limit: int = 0) -> list[SessionLogEntry]:
+        """The last ``limit`` entries of a session's event log (0: the agent's default), oldest first."""
+        req = sessions_pb2.SessionLogRequest(id=session_id, limit=limit)
+
+        async def read(stub: sessions_pb2_grpc.SessionsAsyncStub) -> list[SessionLogEntry]:
+            return [log_entry_from_proto(m) async for m in stub.SessionLog(req, timeout=self.call_timeout)]
+
+        return await self._call(read)
+
+    async def follow_session_log(self, session_id: str, limit: int = 0) -> AsyncIterator[SessionLogEntry]:
+        """The last ``limit`` entries of a session's event log, then every new one (no deadline).
+
+        Raises:
+            ConvocateError: the stream failed (translated from gRPC).
+        """
+        req = sessions_pb2.SessionLogRequest(id=session_id, limit=limit, follow=True)
+        call = sessions_pb2_grpc.SessionsStub(self._channel()).SessionLog(req)
+        try:
+            async for message in call:
+                yield log_entry_from_proto(message)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e, peer=self.agent_id) from None
+        except asyncio.CancelledError:
+            if _cancelled_by_caller():
+                raise
+            raise self._unreachable() from None
+        finally:
+            call.cancel()
 
     async def watch_sessions(self) -> AsyncIterator[SessionEvent]:
         """The agent's change stream: snapshot (EXISTING..., SYNCED), then live changes.

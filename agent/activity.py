@@ -216,8 +216,12 @@ class ActivityTracker:
         for table in (self._state, self._buckets, self.dropped, self._warned):
             table.pop(session_id, None)
 
-    def set(self, session_id: str, activity: Activity) -> bool:
-        """Keep ``activity`` (on disk, atomically) and tell the listener; False when nothing changed."""
+    def set(self, session_id: str, activity: Activity, *, quiet: bool = False) -> bool:
+        """Keep ``activity`` (on disk, atomically) and tell the listener unless ``quiet``.
+
+        Returns:
+            False when nothing changed.
+        """
         old = self.get(session_id)
         if (old.state, old.reason, old.message) == (activity.state, activity.reason, activity.message):
             return False
@@ -229,7 +233,8 @@ class ActivityTracker:
         except OSError as e:
             log.warning("activity not kept on disk", session=session_id, error=str(e))
         self._state[session_id] = activity
-        self.on_change(session_id, old, activity)
+        if not quiet:
+            self.on_change(session_id, old, activity)
         return True
 
     def starting(self, session_id: str) -> None:

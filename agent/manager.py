@@ -139,7 +139,7 @@ class SessionManager:
         await asyncio.gather(*(self.attach.detach_all(sid) for sid in running), return_exceptions=True)
         for rec in records if self._engine_ok else ():  # a CLI that stopped while this agent was down
             if rec.id not in running and self.activity.get(rec.id).state is not ActivityState.UNKNOWN:
-                self.activity.set(rec.id, Activity(ActivityState.STOPPED))
+                self.activity.set(rec.id, Activity(ActivityState.STOPPED), quiet=True)
         self._follower = asyncio.create_task(self._follow(), name="docker-events")
         self._poller = asyncio.create_task(self.activity.run(lambda: list(self._running)), name="hook-spools")
         if self._engine_ok:
@@ -283,17 +283,20 @@ class SessionManager:
             self._publish(EventType.SESSION_STARTED if now else EventType.SESSION_STOPPED, session_id)
 
     def _log_run(self, session_id: str, info: ContainerInfo | None, exit_code: int | None) -> None:
-        """The event log and activity of a container that started (``info``) or stopped."""
+        """The event log and activity of a container that started (``info``) or stopped.
+
+        The activity changes quietly: the started/stopped event that follows carries it.
+        """
         if info is not None:
             self.event_log.record(session_id, "started", f"container started ({info.image})",
                                   actor="agent", attributes={"image": info.image})
-            self.activity.set(session_id, Activity(ActivityState.UNKNOWN))
+            self.activity.set(session_id, Activity(ActivityState.UNKNOWN), quiet=True)
             return
         code = "" if exit_code is None else str(exit_code)
         detail = "container stopped" + (f" (exit code {code})" if code else "")
         self.event_log.record(session_id, "stopped", detail, actor="agent",
                               attributes={"exit_code": code} if code else {})
-        self.activity.set(session_id, Activity(ActivityState.STOPPED))
+        self.activity.set(session_id, Activity(ActivityState.STOPPED), quiet=True)
 
     def _on_activity(self, session_id: str, old: Activity, new: Activity) -> None:
         """A session's activity changed: the event log, then WatchSessions and the status stream."""

@@ -170,7 +170,8 @@ async def test_three_sessions_killed_from_outside_raise_one_alarm_and_operator_k
     # Events arrive in order and an alarm goes out with the stop that triggers it: once a later
     # heartbeat is in, any alarm of these kills would be too.
     health = await rig.status.wait_health(AGENT_ID, heartbeat_after_the_kills, timeout=DETECT)
-    assert len(_alarms(health)) == 1
+    # The first alarm may have left the 20 recent events by now (activity events come too).
+    assert [e.seq for e in _alarms(health)] in ([], [alarm.seq])
 
 
 def _alarms(h: status_pb2.AgentHealth) -> list[status_pb2.Event]:

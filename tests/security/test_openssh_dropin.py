@@ -15,11 +15,9 @@ from __future__ import annotations
 import asyncio
 import getpass
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +36,9 @@ from hostctl.peering import AgentHostLayout, ShellHostLayout, init_agent
 from hostctl.remote import LocalRunner
 from shell.install import InstallOptions as ShellInstallOptions
 from shell.install import plan_install
-from tests.support.env import require_tool
 from tests.support.net import free_port
+from tests.support.processes import stop_process
+from tests.support.sshd import run_sshd
 
 HOST = "127.0.0.1"
 LOGIN = "root" if os.geteuid() == 0 else getpass.getuser()
@@ -57,7 +56,6 @@ class OpenSSH:
 
 
 def _start(root: Path, dropin: Path, authorized: Path) -> subprocess.Popen[bytes]:
-    sshd = require_tool("sshd")
     port = int((root / "port").read_text())
     host_key = root / "sshd_host_key"
     generate_keypair(host_key, "sshd-host")
@@ -70,33 +68,8 @@ def _start(root: Path, dropin: Path, authorized: Path) -> subprocess.Popen[bytes
         "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nStrictModes no\n"
         "UsePAM no\nPrintMotd no\nLogLevel VERBOSE\n"
     )
-    Path("/run/sshd").mkdir(exist_ok=True)
-    log = root / "sshd.log"
-    with log.open("wb") as log_file:  # the child keeps its own descriptor
-        proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)], stderr=log_file)
-    deadline = time.monotonic() + 15
-    while True:
-        if proc.poll() is not None:
-            raise AssertionError(f"sshd exited {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            with socket.create_connection((HOST, port), timeout=1):
-                return proc
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                proc.wait(10)
-                raise AssertionError("sshd did not listen") from None
-            time.sleep(0.05)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+    proc, _ = run_sshd(config, HOST, port)
+    return proc
 
 
 @pytest.fixture
@@ -201,7 +174,7 @@ async def test_finding1_init_agent_key_gets_nothing_from_openssh(short_root: Pat
     try:
         got = await _attack(int((short_root / "port").read_text()), key, short_root)
     finally:
-        _stop(proc)
+        stop_process(proc)
     _assert_nothing(got)
 
 
@@ -215,7 +188,7 @@ async def test_finding1_agent_dropin_alone_stops_any_key_of_the_user(short_root:
     try:
         got = await _attack(int((short_root / "port").read_text()), bare_key, short_root)
     finally:
-        _stop(proc)
+        stop_process(proc)
     _assert_nothing(got)
     assert got["exec"].startswith("1:"), got   # /bin/false ran instead of the command
 
@@ -227,7 +200,7 @@ async def test_finding7_shell_host_login_runs_only_the_console(short_root: Path)
     try:
         got = await _attack(int((short_root / "port").read_text()), key, short_root)
     finally:
-        _stop(proc)
+        stop_process(proc)
     _assert_nothing(got)
     assert "CONSOLE" in got["exec"], got
     assert "CONSOLE" in got["shell"], got

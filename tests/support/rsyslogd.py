@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.env import require_tool
+from tests.support.processes import stop_process
 from tests.support.waiting import wait_for_sync
 
 __all__ = ["Rsyslogd", "start_rsyslogd"]
@@ -27,13 +28,7 @@ class Rsyslogd:
 
     def stop(self) -> None:
         """Stop it (bounded)."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
 
     def output(self) -> str:
         """What it wrote to stderr (start-up and config errors)."""

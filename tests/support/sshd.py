@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import getpass
 import os
-import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from common.ssh_keys import add_authorized_key, generate_keypair, pin_host_key
 from tests.support.env import require_tool
 from tests.support.net import free_port
+from tests.support.processes import spawn_logged, stop_process, wait_listening
 
-__all__ = ["Sshd", "start_sshd"]
+__all__ = ["Sshd", "run_sshd", "start_sshd"]
 
 
 @dataclass
@@ -35,18 +34,21 @@ class Sshd:
 
     def stop(self) -> None:
         """Stop sshd and every connection it holds."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
+
+
+def run_sshd(config: Path, host: str, port: int) -> tuple[subprocess.Popen[bytes], Path]:
+    """Run sshd on ``config`` (which listens on ``host:port``) until it accepts; its log beside it."""
+    sshd = require_tool("sshd")
+    Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
+    log = config.parent / "sshd.log"
+    proc = spawn_logged([sshd, "-D", "-e", "-f", str(config)], log)
+    wait_listening(proc, host, port, log, "sshd")
+    return proc, log
 
 
 def start_sshd(root: Path, host: str = "127.0.0.1") -> Sshd:
     """Start sshd under ``root`` on a free loopback port and wait until it accepts."""
-    sshd = require_tool("sshd")
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o700)
     port = free_port(host)
@@ -58,7 +60,6 @@ def start_sshd(root: Path, host: str = "127.0.0.1") -> Sshd:
     add_authorized_key(authorized, client)
     known = root / "known_hosts"
     pin_host_key(known, host, port, host_pub)
-    Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
     config = root / "sshd_config"
     config.write_text(
         f"ListenAddress {host}\nPort {port}\nHostKey {host_key}\nPidFile {root / 'sshd.pid'}\n"
@@ -66,20 +67,6 @@ def start_sshd(root: Path, host: str = "127.0.0.1") -> Sshd:
         "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nStrictModes no\n"
         "UsePAM no\nAllowTcpForwarding no\nX11Forwarding no\nPrintMotd no\nLogLevel VERBOSE\n"
     )
-    log = root / "sshd.log"
-    with log.open("wb") as log_file:  # the child keeps its own descriptor
-        proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)], stderr=log_file)
-    deadline = time.monotonic() + 15
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"sshd exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            with socket.create_connection((host, port), timeout=1):
-                break
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"sshd did not listen on {host}:{port}") from None
-            time.sleep(0.05)
+    proc, log = run_sshd(config, host, port)
     user = getpass.getuser() if os.geteuid() != 0 else "root"
     return Sshd(host, port, user, client_key, known, proc, log)

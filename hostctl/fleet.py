@@ -4,7 +4,8 @@ One tunnel per agent, opened concurrently; an agent that does not answer within 
 deadline is one row with its error, never a stall. For scripts: ``--json`` and exit
 status 3 when some agent was unreachable or its Docker Engine is down (0 when all
 answered with a working engine). A session's ``state`` is running, stopped or unknown
-(its agent's engine does not answer), with when it was last known.
+(its agent's engine does not answer), with when it was last known; its ``activity`` is what
+its CLI does (working, needs_input with a reason, idle, stopped, unknown) and since when.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ def _session_dict(s: Session) -> dict[str, object]:
         "protocol": s.protocol, "dns_name": s.dns_name,
         "created_at": rfc3339(s.created_at), "last_accessed": rfc3339(s.last_accessed),
         "state": _state(s), "state_known_at": rfc3339(s.state_known_at),
+        "activity": {"state": s.activity.state.value, "reason": s.activity.reason.value,
+                     "since": rfc3339(s.activity.since), "message": s.activity.message},
     }
 
 

@@ -154,14 +154,24 @@ def register(app: typer.Typer) -> None:
         if not all(r.healthy for r in surveyed):
             raise typer.Exit(PARTIAL)
 
-    @app.command("sessions")
+    sessions_app = typer.Typer(
+        help="Every session on every agent: R running, - stopped, ? unknown, and what its CLI does "
+             "(exit 3 if some agents do not answer or an engine is down). `sessions log ID`: the "
+             "event log of one session.",
+        no_args_is_help=False, add_completion=False, rich_markup_mode=None)
+    app.add_typer(sessions_app, name="sessions")
+
+    @sessions_app.callback(invoke_without_command=True, epilog=EXIT_HELP)
     def sessions_cmd(
+        ctx: typer.Context,
         registry: RegistryOpt = DEFAULT_REGISTRY,
         timeout: Annotated[float, typer.Option(help="Seconds to wait for each agent.")] = 10.0,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
-        """Every session on every agent: R running, - stopped, ? unknown (exit 3 if some agents do not
-        answer or an engine is down)."""
+        """Every session on every agent: R running, - stopped, ? unknown, with what its CLI does
+        (exit 3 if some agents do not answer or an engine is down)."""
+        if ctx.invoked_subcommand is not None:
+            return
         import asyncio  # noqa: PLC0415
 
         from common.registry import load_registry  # noqa: PLC0415
@@ -179,8 +189,62 @@ def register(app: typer.Typer) -> None:
                                        unknown=unknown)
                 known = f"  (state unknown, {last_known(_when(str(s['state_known_at'])))})" if unknown else ""
                 print(f"{state} {safe_display(s['id'])} {safe_display(s['agent_id']):<14} "
-                      f"{safe_display(s['name'])}{known}")
+                      f"{_activity_word(s):<12} {safe_display(s['name'])}{known}")
             for d in down:
                 print(f"! agent {safe_display(d['agent_id'])} unreachable: {safe_display(d['error'])}")
         if down or not all(r.healthy for r in reports):
             raise typer.Exit(PARTIAL)
+
+    @sessions_app.command("log")
+    def sessions_log_cmd(
+        session_id: Annotated[str, typer.Argument(help="The session's id.")],
+        follow: Annotated[bool, typer.Option("--follow", "-f",
+                                             help="Then print new entries until Ctrl-C.")] = False,
+        limit: Annotated[int, typer.Option(help="The last N entries (0: the agent's default, 200).")] = 0,
+        agent: Annotated[str | None, typer.Option(
+            help="The agent holding it (default: ask them all).")] = None,
+        registry: RegistryOpt = DEFAULT_REGISTRY,
+        timeout: Annotated[float, typer.Option(help="Seconds to wait for each agent.")] = 10.0,
+        as_json: Annotated[bool, typer.Option(
+            "--json", help="Machine-readable output: one JSON document; with --follow one JSON object "
+                           "per line.")] = False,
+    ) -> None:
+        """A session's event log: created, started, attached/detached by whom, activity, replies, stopped."""
+        import asyncio  # noqa: PLC0415
+
+        from common.domain import SessionLogEntry  # noqa: PLC0415
+        from common.registry import load_registry  # noqa: PLC0415
+        from hostctl.session_log import entry_dict, find_agent, read_log  # noqa: PLC0415
+
+        entries: list[dict[str, object]] = []
+
+        def emit(entry: SessionLogEntry) -> None:
+            if as_json and not follow:
+                entries.append(entry_dict(entry))
+            elif as_json:
+                print(json.dumps(entry_dict(entry)), flush=True)
+            else:
+                who = f" [{safe_display(entry.actor)}]" if entry.actor else ""
+                when = entry.time.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+                print(f"{when} {safe_display(entry.kind):<9} {safe_display(entry.detail)}{who}", flush=True)
+
+        async def go() -> str:
+            record = await find_agent(load_registry(registry), session_id, agent, timeout)
+            await read_log(record, session_id, limit=limit, follow=follow, timeout=timeout, emit=emit)
+            return record.agent_id
+
+        try:
+            agent_id = asyncio.run(go())
+        except KeyboardInterrupt:
+            return
+        if as_json and not follow:
+            print(json.dumps({"session_id": session_id, "agent_id": agent_id, "entries": entries}))
+
+
+def _activity_word(s: dict[str, Any]) -> str:
+    """The activity column of ``sessions``: "input (permission)", "working", ..."""
+    a = s.get("activity")
+    if not isinstance(a, dict):
+        return ""
+    word = {"needs_input": "input"}.get(str(a.get("state")), str(a.get("state", "")))
+    return safe_display(word + (f" ({a['reason']})" if a.get("reason") else ""))

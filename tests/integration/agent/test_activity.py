@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from agent.cli_settings import HOOK_COMMAND, HOOK_SPOOL, SETTINGS_FILE
 from common.client.calls import AgentCalls
 from common.domain import ActivityState, NeedsInputReason, Session, SessionEvent, SessionEventKind
 from common.errors import InvalidArgumentError
+from common.registry import register_agent
+from common.ssh_keys import read_private_key
 from common.tunnel import Tunnel
 from tests.integration.agent.conftest import open_client
 from tests.support.agent_proc import AgentProcess
@@ -246,3 +249,57 @@ async def test_a_hook_flood_is_bounded_and_touches_no_other_session(stack: Stack
     assert after.activity == before.activity
     assert not [e for e in await calls.session_log(quiet.id) if e.kind == "activity"][1:]
     assert "hook events dropped" in stack.agent.log_text()
+
+
+def _host_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hostctl", *args], capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+async def test_convocate_host_sessions_json_and_log_json_parse(stack: Stack, short_tmp: Path) -> None:
+    """`sessions --json` carries the activity; `sessions log ID --json` is one JSON document of the
+    entries; `--follow --json` prints one JSON object per line as entries come."""
+    registry = short_tmp / "registry"
+    agent = stack.agent
+    register_agent(registry, agent.agent_id, agent.host, agent.port, agent.keys.client_key,
+                   read_private_key(agent.keys.host_key))
+    s = await stack.calls.create("logged", 0, "tcp", "", start=True)
+    await stack.calls.reply(s.id, ":permit Edit")
+    await _activity(stack.calls, s.id, ActivityState.NEEDS_INPUT)
+
+    listed = await asyncio.to_thread(_host_cli, "sessions", "--json", "--registry", str(registry))
+    assert listed.returncode == 0, listed.stderr
+    [row] = [r for r in json.loads(listed.stdout)["sessions"] if r["id"] == s.id]
+    assert row["activity"]["state"] == "needs_input"
+    assert row["activity"]["reason"] == "permission"
+    assert row["activity"]["since"].endswith("Z")
+
+    reg = ("--registry", str(registry))
+    logged = await asyncio.to_thread(_host_cli, "sessions", "log", s.id, "--json", *reg)
+    assert logged.returncode == 0, logged.stderr
+    doc = json.loads(logged.stdout)
+    assert doc["agent_id"] == agent.agent_id
+    kinds = [e["kind"] for e in doc["entries"]]
+    assert kinds[:2] == ["created", "started"]
+    assert "reply" in kinds
+    assert doc["entries"][-1]["attributes"]["state"] == "needs_input"
+
+    missing = await asyncio.to_thread(_host_cli, "sessions", "log", "no-such-session", *reg)
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("error: ")
+
+    follow = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hostctl", "sessions", "log", s.id, "--follow", "--json", "--limit", "1",
+        "--agent", agent.agent_id, "--registry", str(registry),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert follow.stdout is not None
+        first = json.loads(await asyncio.wait_for(follow.stdout.readline(), 20))
+        assert first["kind"] == "activity"
+        await stack.calls.reply(s.id, ":done")
+        lines = [json.loads(await asyncio.wait_for(follow.stdout.readline(), 20)) for _ in range(2)]
+        assert [e["kind"] for e in lines] == ["reply", "activity"]
+        assert lines[1]["attributes"]["state"] == "idle"
+    finally:
+        follow.terminate()
+        await asyncio.wait_for(follow.wait(), 20)

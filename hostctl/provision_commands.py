@@ -52,7 +52,7 @@ def load_release_bundle(given: Path | None) -> Bundle:
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``install`` to ``app``."""
+    """Add ``install``, ``init-shell`` and ``update`` to ``app``."""
 
     @app.command("install", epilog=EXIT_HELP)
     def install_cmd(
@@ -94,6 +94,43 @@ def register(app: typer.Typer) -> None:
             runner = make_runner(host, ssh_port, user, key, known_hosts)
             try:
                 await install_host(runner, spec, report)
+            finally:
+                await runner.close()
+
+        asyncio.run(go())
+        report.emit(as_json)
+
+    @app.command("init-shell", epilog=EXIT_HELP)
+    def init_shell_cmd(
+        host: HostOpt,
+        ssh_port: SshPortOpt = 22,
+        user: UserOpt = "root",
+        key: KeyOpt = None,
+        known_hosts: KnownHostsOpt = None,
+        log_name: Annotated[list[str] | None, typer.Option(
+            help="Name (or IP) agents use for this host's log listener; repeat for more (default: --host).",
+        )] = None,
+        base: Annotated[str, typer.Option(
+            help="Base image of the session image ('offline': the test image).")] = "ubuntu:24.04",
+        logs: Annotated[bool, typer.Option("--logs/--no-logs", help="Set up the log listener.")] = True,
+        dry_run: DryRunOpt = False,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """The shell role there (convocate install: console login shell, status unit, dnsmasq, image),
+        the status allow-list, and the rsyslog TLS listener (CA, server certificate, drop-in, logrotate)."""
+        import asyncio  # noqa: PLC0415
+
+        from hostctl.remote import make_runner  # noqa: PLC0415
+        from hostctl.shell_setup import ShellSetup, setup_shell  # noqa: PLC0415
+
+        setup = ShellSetup(log_names=tuple(log_name or [host]), logs=logs,
+                           install_argv=("/usr/local/bin/convocate", "install", "--base", base))
+        report = Report("init-shell", host, dry_run=dry_run, say=None if as_json else say_err)
+
+        async def go() -> None:
+            runner = make_runner(host, ssh_port, user, key, known_hosts)
+            try:
+                await setup_shell(runner, setup, report)
             finally:
                 await runner.close()
 

@@ -77,7 +77,8 @@ async def test_init_shell_sets_up_the_role_and_the_listener_then_changes_nothing
 
     first = await _run(sshd, setup)
     assert all(s.changed for s in first.steps), first.as_dict()
-    assert "claude:x:1337:1337::/home/claude:/usr/local/bin/convocate" in (shell_root / "etc/passwd").read_text()
+    passwd = (shell_root / "etc/passwd").read_text()
+    assert "claude:x:1337:1337::/home/claude:/usr/local/bin/convocate" in passwd
     dropin = (shell_root / "etc/ssh/sshd_config.d/convocate.conf").read_text()
     assert "ForceCommand /usr/local/bin/convocate" in dropin
     allow = setup.status_authorized_keys

@@ -29,7 +29,7 @@ from typing import TypeVar
 from common.client.agent_client import AgentClient, ClientSettings
 from common.client.attach_call import AttachCall
 from common.domain import HostHealth, Screen, Session
-from common.errors import ConvocateError, InvalidArgumentError, NotFoundError, UnavailableError
+from common.errors import ConvocateError, InvalidArgumentError, NotFoundError
 from common.logging import get_logger
 from common.paths import private_dir
 from common.session_rules import DEFAULT_DNS_ZONE
@@ -369,8 +369,8 @@ class Router:
             NotFoundError: no such session.
             UnavailableError: its agent is unreachable.
         """
-        self._route(session_id, "peek at")
-        raise UnavailableError("this agent cannot peek yet")
+        _, screen = await self._on_agent(session_id, "peek at", lambda c: c.peek(session_id))
+        return screen
 
     async def reply(self, session_id: str, text: str) -> None:
         """Type ``text`` and Enter into the session (recorded in its event log with our client id).
@@ -381,6 +381,4 @@ class Router:
             NotFoundError: no such session.
             UnavailableError: its agent is unreachable.
         """
-        self._route(session_id, "reply to")
-        del text
-        raise UnavailableError("this agent cannot take replies yet")
+        await self._on_agent(session_id, "reply to", lambda c: c.reply(session_id, text))

@@ -46,5 +46,27 @@ def test_console_80x24_shows_name_activity_status_and_the_whole_key_line(
     term.send_keys("?")
     term.wait_for(r"W  jump to the session waiting longest")
     term.send_keys("Escape")
+    term.wait_gone(r"W  jump to the session waiting longest")
+
+    # Peek without attaching: the pane shows the session's screen; a reply asks the stand-in CLI
+    # for a permission, so the session needs input: highlighted row, count, W and I.
+    term.send_keys("p")
+    term.wait_for(rf'Peek: "{NAME}" on {a2.agent_id}', timeout=20)
+    term.wait_for(r"claude stand-in", timeout=30)
+    term.type(":permit Bash")
+    term.send_keys("Enter")
+    term.wait_for(rf'Sent reply to "{NAME}"', timeout=20)
+    term.wait_for(r"\$ :permit Bash", timeout=20)   # the pane refreshed: the reply is on the session's screen
+    term.send_keys("Escape")
+    term.wait_gone(r"Peek: ", timeout=10)
+    term.wait_for(rf"^\s+1\s+\| {NAME}\s+\| input \d+[sm]\s+\| {a2.agent_id}", timeout=30)
+    term.wait_for(r"1 needs input")
+    term.send_keys("w")
+    term.wait_for(rf'"{NAME}" on {a2.agent_id} waits for input')
+    term.send_keys("i")
+    term.wait_for(r"filter: needs input")
+    term.wait_for(rf"^\s+1\s+\| {NAME}")
+    term.send_keys("Escape")
+    term.wait_gone(r"filter: needs input")
     term.send_keys("q")
     term.wait_for(r"CONSOLE-EXIT rc=0", timeout=20)

@@ -1,7 +1,9 @@
 """What each key of the session list does: open dialogs and run operations.
 
-The attach keys live in :mod:`shell.console.attach_routes`, the operation runner in
-:mod:`shell.console.operations`; :class:`Console` is the whole controller.
+:class:`Console` is the controller behind the key bindings. It is composed by job: the
+operation runner (:class:`~shell.console.operations.Operations`), the attach routes
+(:class:`~shell.console.attach_routes.AttachRoutes`) and the peek pane
+(:class:`~shell.console.peek.Peeker`); the session keys themselves are its methods.
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ from common.errors import AlreadyExistsError, FailedPreconditionError
 from shell.console.attach_routes import AttachRoutes
 from shell.console.dialogs import ChoiceDialog, ConfirmDialog, Dialog
 from shell.console.forms import CloneDialog, SessionForm
-from shell.console.operations import OP_TIMEOUT, Attacher, short_name
+from shell.console.operations import OP_TIMEOUT, Attacher, Operations, Spawn, short_name
+from shell.console.peek import Peeker
+from shell.console.state import ConsoleState
 from shell.fleet.model import AgentRow, SessionRow
 
 __all__ = ["HELP_LINES", "OP_TIMEOUT", "RESTART_ATTEMPTS", "Attacher", "Console"]
 
 RESTART_ATTEMPTS = 20
+RESTART_WAIT = 10.0       # s for a killed session's stop to reach the router
+RESTART_RETRY_WAIT = 0.5  # s at most between restart attempts while the old container goes
 
 HELP_LINES = [
     "Up/Down    move            Enter / 1-9  attach",
@@ -45,15 +51,33 @@ def agent_lines(a: AgentRow) -> list[str]:
         return [head]
     return [head, f"    {a.health.summary()}", *(f"    ! {p}" for p in a.problems)]
 
-class Console(AttachRoutes):
+class Console:
     """The controller behind the key bindings."""
+
+    def __init__(self, state: ConsoleState, spawn: Spawn, attacher: Attacher,
+                 *, on_quit: Callable[[], None], settings_lines: list[str] | None = None) -> None:
+        self.state = state
+        self.on_quit = on_quit
+        self.settings_lines = settings_lines or []
+        self.ops = Operations(state, spawn)
+        self.routes = AttachRoutes(self.ops, attacher)
+        self.peeker = Peeker(state, spawn)
+
+    # -- attach (delegated) ----------------------------------------------------------
+    def enter(self, pending: bytes = b"") -> None:
+        """Enter: attach to the selected row (or explain why not)."""
+        self.routes.enter(pending)
+
+    def quick_attach(self, number: int, pending: bytes = b"") -> None:
+        """1-9: attach to row ``number`` of the table."""
+        self.routes.quick_attach(number, pending)
 
     # -- keys ----------------------------------------------------------------------
     def new(self) -> None:
         """N: agent selector (several agents), the form (one), or "No Agents" (none)."""
         agents = self.state.agents()
         if not agents:
-            self.state.open(self._notice(
+            self.state.open(self.ops.notice(
                 " No Agents ", "No convocate-agent hosts are registered.", warning=True,
                 hint="Run 'convocate-host init-agent' to add one. Press any key."))
             return
@@ -78,7 +102,7 @@ class Console(AttachRoutes):
                 self.state.close(form)
                 return
             v = form.values
-            self.run_op("creating", lambda: self.state.router.create(
+            self.ops.run_op("creating", lambda: self.state.router.create(
                 agent_id, v.name, v.port, v.protocol, v.dns_name, start=True), created, form)
 
         def created(row: SessionRow) -> None:
@@ -100,7 +124,7 @@ class Console(AttachRoutes):
 
     def clone(self) -> None:
         """C: clone the selected session under a new name (on its agent)."""
-        src = self._session()
+        src = self.ops.session()
         if src is None:
             return
 
@@ -108,7 +132,7 @@ class Console(AttachRoutes):
             if outcome == "cancel":
                 self.state.close(dialog)
                 return
-            self.run_op("cloning", lambda: self.state.router.clone(src.id, dialog.value), cloned, dialog)
+            self.ops.run_op("cloning", lambda: self.state.router.clone(src.id, dialog.value), cloned, dialog)
 
         def cloned(row: SessionRow) -> None:
             self.state.close(dialog)
@@ -120,7 +144,7 @@ class Console(AttachRoutes):
 
     def edit(self) -> None:
         """E: edit the selected session, then offer to restart it."""
-        row = self._session()
+        row = self.ops.session()
         if row is None:
             return
 
@@ -129,7 +153,7 @@ class Console(AttachRoutes):
                 self.state.close(form)
                 return
             v = form.values
-            self.run_op("saving", lambda: self.state.router.update(
+            self.ops.run_op("saving", lambda: self.state.router.update(
                 row.id, v.name, v.port, v.protocol, v.dns_name), saved, form)
 
         def saved(updated: SessionRow) -> None:
@@ -139,7 +163,7 @@ class Console(AttachRoutes):
                 if outcome != "yes":
                     self.state.close(prompt)
                     return
-                self.run_op("restarting", lambda: self._stop_and_restart(row.id),
+                self.ops.run_op("restarting", lambda: self._stop_and_restart(row.id),
                             lambda _r: self.state.close(prompt), prompt)
 
             running = any(r.id == row.id and r.running for r in self.state.router.rows())
@@ -154,16 +178,40 @@ class Console(AttachRoutes):
         self.state.open(form)
 
     async def _stop_and_restart(self, session_id: str) -> SessionRow:
-        """Restart with the new settings; a running session is stopped first (v2.0.0 could not)."""
+        """Restart with the new settings; a running session is stopped first (v2.0.0 could not).
+
+        The agent removes a stopped container after it reports the stop, so a restart can
+        still meet the old container for a moment: each retry waits for the router's next
+        change (the watch stream's stop/remove events) rather than for a fixed time.
+        """
         router = self.state.router
-        if any(r.id == session_id and r.running for r in router.rows()):
+
+        def running() -> bool:
+            return any(r.id == session_id and r.running for r in router.rows())
+
+        if running():
             await router.kill(session_id)
+            await self._router_change(lambda: not running(), RESTART_WAIT)
         for _ in range(RESTART_ATTEMPTS - 1):
             try:
                 return await router.restart(session_id)
             except (FailedPreconditionError, AlreadyExistsError):
-                await asyncio.sleep(0.5)   # the stopped container is still being removed
+                await self._router_change(lambda: False, RESTART_RETRY_WAIT)
         return await router.restart(session_id)
+
+    async def _router_change(self, done: Callable[[], bool], timeout: float) -> None:
+        """Wait until ``done()`` holds after a router change, or ``timeout`` s (then go on)."""
+        changed = asyncio.Event()
+        unsubscribe = self.state.router.subscribe(changed.set)
+        try:
+            async with asyncio.timeout(timeout):
+                while not done():
+                    changed.clear()
+                    await changed.wait()
+        except TimeoutError:
+            pass
+        finally:
+            unsubscribe()
 
     def _confirm(self, title: str, question: str, on_yes: Callable[[ConfirmDialog], None]) -> None:
         def answer(outcome: str) -> None:
@@ -177,25 +225,25 @@ class Console(AttachRoutes):
 
     def background(self) -> None:
         """B: detach every viewer of the selected session; it keeps running."""
-        row = self._session()
+        row = self.ops.session()
         if row is None:
             return
         name = short_name(row.name)
 
         def yes(dialog: ConfirmDialog) -> None:
             if not (row.running and row.attached):
-                self.state.replace(dialog, self._notice(
+                self.state.replace(dialog, self.ops.notice(
                     " Not Connected ", f'Session "{name}" is not connected.', warning=True))
                 return
-            self.run_op("backgrounding", lambda: self.state.router.background(row.id),
-                        lambda _r: self.state.replace(dialog, self._notice(
+            self.ops.run_op("backgrounding", lambda: self.state.router.background(row.id),
+                        lambda _r: self.state.replace(dialog, self.ops.notice(
                             " Backgrounded ", f'Session "{name}" backgrounded.')), dialog)
 
         self._confirm(" Background Session ", f'Background session "{name}"?', yes)
 
     def delete(self) -> None:
         """D: delete the selected session (its directory too)."""
-        row = self._session()
+        row = self.ops.session()
         if row is None:
             return
         name = short_name(row.name)
@@ -208,37 +256,37 @@ class Console(AttachRoutes):
 
         def yes(dialog: ConfirmDialog) -> None:
             dialog_ref.append(dialog)
-            self.run_op("deleting", lambda: self.state.router.delete(row.id), deleted, dialog)
+            self.ops.run_op("deleting", lambda: self.state.router.delete(row.id), deleted, dialog)
 
         self._confirm(" Confirm Delete ", f'Delete session "{name}"?', yes)
 
     def kill(self) -> None:
         """K: stop the selected session's container."""
-        row = self._session()
+        row = self.ops.session()
         if row is None:
             return
         name = short_name(row.name)
 
         def yes(dialog: ConfirmDialog) -> None:
             if not row.running and not row.unknown:  # unknown: the agent answers for itself
-                self.state.replace(dialog, self._not_running(row))
+                self.state.replace(dialog, self.ops.not_running(row))
                 return
-            self.run_op("killing", lambda: self.state.router.kill(row.id),
-                        lambda _r: self.state.replace(dialog, self._notice(
+            self.ops.run_op("killing", lambda: self.state.router.kill(row.id),
+                        lambda _r: self.state.replace(dialog, self.ops.notice(
                             " Kill Initiated ", f'Kill initiated for session "{name}".')), dialog)
 
         self._confirm(" Kill Session ", f'Kill session "{name}"?', yes)
 
     def override(self) -> None:
         """O: take over a session someone else is attached to (detaches them)."""
-        row = self._session()
+        row = self.ops.session()
         if row is None or not row.attached:
             return
         name = short_name(row.name)
 
         def yes(dialog: ConfirmDialog) -> None:
             self.state.close(dialog)
-            self.attach(row, AttachMode.TAKE_OVER, b"")
+            self.routes.attach(row, AttachMode.TAKE_OVER, b"")
 
         self._confirm(" Override Lock ", f'Take over session "{name}" (detach the others)?', yes)
 
@@ -247,23 +295,23 @@ class Console(AttachRoutes):
         agents = [line for a in self.state.agents() for line in agent_lines(a)]
         lines = ["No settings are configurable at this time.", "Future options will appear here.",
                  "", *self.settings_lines, "", f"Agents ({len(self.state.agents())}):", *agents]
-        self.state.open(self._notice(" Settings ", *lines, close_keys=("enter", "escape"),
+        self.state.open(self.ops.notice(" Settings ", *lines, close_keys=("enter", "escape"),
                                      hint="Tab=Next  Shift+Tab=Prev  Enter=Save  Esc=Cancel", width=64))
 
     def restart(self) -> None:
         """R: start a stopped session in the background."""
-        row = self._session()
+        row = self.ops.session()
         if row is None:
             return
         name = short_name(row.name)
         if row.running and not row.unknown:  # unknown: the agent answers (e.g. its engine is down)
-            self.state.open(self._notice(" Already Running ", f'Session "{name}" is already running.',
+            self.state.open(self.ops.notice(" Already Running ", f'Session "{name}" is already running.',
                                          "Press Enter on it to connect."))
             return
 
         def yes(dialog: ConfirmDialog) -> None:
-            self.run_op("restarting", lambda: self.state.router.restart(row.id),
-                        lambda _r: self.state.replace(dialog, self._notice(
+            self.ops.run_op("restarting", lambda: self.state.router.restart(row.id),
+                        lambda _r: self.state.replace(dialog, self.ops.notice(
                             " Restarting ", f'Restarting session "{name}" in the background...',
                             hint="Press Enter to continue", close_keys=("enter",))), dialog)
 
@@ -271,7 +319,7 @@ class Console(AttachRoutes):
 
     def peek(self) -> None:
         """P: the peek pane on the selected session (its screen, a reply field)."""
-        row = self._session()
+        row = self.ops.session()
         if row is None:
             return
         if row.orphan or not row.running:
@@ -295,7 +343,7 @@ class Console(AttachRoutes):
 
     def help(self) -> None:
         """?: the key list."""
-        self.state.open(self._notice(" Help ", *HELP_LINES, width=66))
+        self.state.open(self.ops.notice(" Help ", *HELP_LINES, width=66))
 
     def quit(self) -> None:
         """Q / Esc: leave the console."""

@@ -4,16 +4,24 @@ not running, in use), then hand the terminal over and report how it ended."""
 from __future__ import annotations
 
 from common.domain import AttachMode
+from common.logging import get_logger
 from shell.attach.outcome import AttachOutcome
 from shell.console.dialogs import ChoiceDialog
-from shell.console.operations import ConsoleBase, log, short_name
+from shell.console.operations import Attacher, Operations, short_name
 from shell.fleet.model import SessionRow
 
 __all__ = ["AttachRoutes"]
 
+log = get_logger(__name__)
 
-class AttachRoutes(ConsoleBase):
-    """The attach half of the controller."""
+
+class AttachRoutes:
+    """Enter, 1-9 and take-over: which dialog, or which attach, a row gets."""
+
+    def __init__(self, ops: Operations, attacher: Attacher) -> None:
+        self.ops = ops
+        self.state = ops.state
+        self.attacher = attacher
 
     def enter(self, pending: bytes = b"") -> None:
         """Enter: attach to the selected row (or explain why not)."""
@@ -31,16 +39,16 @@ class AttachRoutes(ConsoleBase):
         """Attach, or open the unreachable / orphan / not-running / in-use dialog."""
         name = short_name(row.name)
         if row.placeholder:
-            self.state.open(self._notice(" Agent Unreachable ", f"Agent {row.agent_id} is unreachable:",
+            self.state.open(self.ops.notice(" Agent Unreachable ", f"Agent {row.agent_id} is unreachable:",
                                          short_name(row.error, 60), warning=True))
         elif row.orphan:
-            self.state.open(self._notice(
+            self.state.open(self.ops.notice(
                 " Orphan ", f'Session "{name}" is a local orphan (the shell host no longer',
                 "runs containers); migrate it to a convocate-agent to resume:",
                 "convocate-host migrate-session --agent <agent-id> \\",
                 f"    --session {row.id}", width=72))
         elif not row.running:
-            self.state.open(self._not_running(row))
+            self.state.open(self.ops.not_running(row))
         elif row.attached:
             viewers = max(row.viewer_count, 1)
             options = ["Observe (read-only)", "Take over (detach the others)"]
@@ -80,11 +88,11 @@ class AttachRoutes(ConsoleBase):
                 self.state.end_busy(token)
             log.info("attach ended", session=row.id, reason=outcome.reason, message=outcome.message)
             if outcome.broken:
-                self.state.open(self._notice(" Connection Lost " if outcome.reason == "broken"
+                self.state.open(self.ops.notice(" Connection Lost " if outcome.reason == "broken"
                                              else " Attach Ended ", *outcome.lines(row.name),
                                              warning=True))
             else:
                 self.state.message = outcome.summary(row.name)
             self.state.invalidate()
 
-        self.spawn(run())
+        self.ops.spawn(run())

@@ -1,4 +1,4 @@
-"""The controller's base: spawning operations, showing their errors, common dialogs.
+"""The operation runner the controllers share: background operations, their errors, notices.
 
 Handlers never await: an operation runs as a background task (``spawn``) while the
 dialog shows a busy line and the title bar a busy marker; its error is shown in the
@@ -16,16 +16,15 @@ from common.errors import ConvocateError
 from common.logging import get_logger
 from shell.attach.outcome import AttachOutcome
 from shell.console.dialogs import Dialog, NoticeDialog
-from shell.console.peek import Peeker
 from shell.console.state import ConsoleState
 from shell.fleet.model import SessionRow
 
-__all__ = ["OP_TIMEOUT", "Attacher", "ConsoleBase", "Spawn", "short_name"]
+__all__ = ["OP_TIMEOUT", "Attacher", "Operations", "Spawn", "short_name"]
 
 OP_TIMEOUT = 90.0
 T = TypeVar("T")
 Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
-log = get_logger("shell.console.actions")
+log = get_logger(__name__)
 
 
 class Attacher(Protocol):
@@ -39,29 +38,26 @@ def short_name(text: str, n: int = 30) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
-class ConsoleBase:
-    """State, the task spawner and the attacher, plus the operation runner."""
+class Operations:
+    """Runs the console's operations in the background and shows how they ended."""
 
-    def __init__(self, state: ConsoleState, spawn: Spawn, attacher: Attacher,
-                 *, on_quit: Callable[[], None], settings_lines: list[str] | None = None) -> None:
+    def __init__(self, state: ConsoleState, spawn: Spawn) -> None:
         self.state = state
         self.spawn = spawn
-        self.attacher = attacher
-        self.on_quit = on_quit
-        self.settings_lines = settings_lines or []
-        self.peeker = Peeker(state, spawn)
 
-    def _notice(self, title: str, *lines: str, warning: bool = False, **kw: Any) -> NoticeDialog:
+    def notice(self, title: str, *lines: str, warning: bool = False, **kw: Any) -> NoticeDialog:
+        """A notice dialog that closes itself."""
         dialog = NoticeDialog(title, lines, warning=warning, **kw)
         dialog.on_done = lambda _outcome: self.state.close(dialog)
         return dialog
 
-    def _fail(self, dialog: Dialog | None, message: str) -> None:
+    def fail(self, dialog: Dialog | None, message: str) -> None:
+        """Show ``message`` in ``dialog`` if it is still open, else in an error notice."""
         if dialog is not None and dialog in self.state.dialogs:
             dialog.fail(message)
             self.state.invalidate()
         else:
-            self.state.open(self._notice(" Error ", *[message[:200]], warning=True))
+            self.state.open(self.notice(" Error ", *[message[:200]], warning=True))
 
     def run_op(self, label: str, op: Callable[[], Awaitable[T]], on_ok: Callable[[T], None],
                dialog: Dialog | None = None) -> None:
@@ -75,12 +71,12 @@ class ConsoleBase:
                 async with asyncio.timeout(OP_TIMEOUT):
                     result = await op()
             except ConvocateError as e:
-                self._fail(dialog, str(e))
+                self.fail(dialog, str(e))
             except TimeoutError:
-                self._fail(dialog, f"{label}: no answer within {OP_TIMEOUT:.0f} s")
+                self.fail(dialog, f"{label}: no answer within {OP_TIMEOUT:.0f} s")
             except Exception as e:
                 log.exception("operation failed", op=label)
-                self._fail(dialog, f"{label} failed: {e}")
+                self.fail(dialog, f"{label} failed: {e}")
             else:
                 if dialog is not None:
                     dialog.busy = ""
@@ -90,11 +86,13 @@ class ConsoleBase:
 
         self.spawn(runner())
 
-    def _session(self) -> SessionRow | None:
+    def session(self) -> SessionRow | None:
+        """The selected row when it is a real session (not an unreachable agent's placeholder)."""
         row = self.state.current()
         return None if row is None or row.placeholder else row
 
-    def _not_running(self, row: SessionRow) -> NoticeDialog:
+    def not_running(self, row: SessionRow) -> NoticeDialog:
+        """The "Not Running" dialog; R in it restarts the session."""
         name = short_name(row.name)
         dialog = NoticeDialog(" Not Running ", [f'Session "{name}" is not running.',
                                                  "Press R to restart it, any other key to close."],

@@ -24,7 +24,7 @@ from benchmarks.report import QUICK
 from tests.support.agent_proc import remove_labelled_containers
 from tests.support.images import ensure_offline_image
 
-__all__ = ["IdleCpu", "measure"]
+__all__ = ["IdleCpu", "measure", "shim_rss_mib"]
 
 N = 5 if QUICK.on else 20
 WINDOW = 4.0 if QUICK.on else 10.0
@@ -36,21 +36,44 @@ OLD_LOOP = ("tmux new-session -d -s claude -x 80 -y 24 -- /usr/local/bin/claude 
 class IdleCpu:
     """CPU share (percent of one core) of each set, summed over its N containers."""
 
-    def __init__(self, n: int, window: float, shares: dict[str, float]) -> None:
+    def __init__(self, n: int, window: float, shares: dict[str, float], rss_mib: dict[str, float]) -> None:
         self.n, self.window, self.shares = n, window, shares
+        self.rss_mib = rss_mib   # mean resident memory of one container of each set (cgroup rss)
 
 
 def _docker(*args: str) -> str:
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=True, timeout=120).stdout
 
 
-def _usage_ns(container: str) -> int:
+def _cgroup(container: str, controller: str) -> Path:
     pid = _docker("inspect", "-f", "{{.State.Pid}}", container).strip()
     for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
         _, controllers, path = line.split(":", 2)
-        if "cpuacct" in controllers.split(","):
-            return int(Path(f"/sys/fs/cgroup/cpuacct{path}/cpuacct.usage").read_text())
-    raise RuntimeError(f"no cpuacct cgroup for {container}")
+        if controller in controllers.split(","):
+            return Path(f"/sys/fs/cgroup/{controller}{path}")
+    raise RuntimeError(f"no {controller} cgroup for {container}")
+
+
+def _usage_ns(container: str) -> int:
+    return int((_cgroup(container, "cpuacct") / "cpuacct.usage").read_text())
+
+
+def shim_rss_mib(container: str) -> float:
+    """Resident memory of the container's containerd-shim (outside its cgroup, paid per container)."""
+    pid = _docker("inspect", "-f", "{{.State.Pid}}", container).strip()
+    ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+    for line in Path(f"/proc/{ppid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _rss_bytes(container: str) -> int:
+    for line in (_cgroup(container, "memory") / "memory.stat").read_text().splitlines():
+        key, _, value = line.partition(" ")
+        if key == "total_rss":
+            return int(value)
+    return 0
 
 
 def _measure_sync() -> IdleCpu:
@@ -75,11 +98,13 @@ def _measure_sync() -> IdleCpu:
         time.sleep(WINDOW)
         after = {c: _usage_ns(c) for ids in sets.values() for c in ids}
         seconds = time.monotonic() - t0
+        rss = {name: sum(_rss_bytes(c) for c in ids) / len(ids) / 2**20 for name, ids in sets.items()}
+        rss["containerd-shim per container"] = shim_rss_mib(next(iter(sets.values()))[0])
     finally:
         remove_labelled_containers(label)
     shares = {name: sum(after[c] - before[c] for c in ids) / 1e9 / seconds * 100
               for name, ids in sets.items()}
-    return IdleCpu(N, seconds, shares)
+    return IdleCpu(N, seconds, shares, rss)
 
 
 async def measure() -> IdleCpu:

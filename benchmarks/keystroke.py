@@ -263,6 +263,25 @@ async def _profile(agent: AgentProcess, make: Callable[[], TermClient], root: Pa
         await client.close()
 
 
+READING = [
+    "## How to read it",
+    "",
+    ("- Each hop's cost is the difference of two medians, so a hop that costs less than the "
+    "run-to-run noise of the machine (load average above) can come out negative."),
+    ("- Transport settings checked for this run: the tunnel offers aes128-gcm first (the chacha20 "
+    "row is the same tunnel offering only chacha20-poly1305); asyncssh sets TCP_NODELAY on its TCP "
+    "socket on both ends (SSHConnection.connection_made); the other hops (gRPC client to the local "
+    "tunnel socket, the agent's SSH server to its gRPC socket) are UNIX sockets, where Nagle does "
+    "not apply. uvloop is not used: with it in every process the console measured within the "
+    "noise (shared transport measurements), and grpc.aio polls from its own thread either way."),
+    ("- The profiles count samples of running threads only. Time in `EpollSelector.select` and "
+    "socket writes is the cost of waking up across processes and threads (one gRPC message is a "
+    "hand-off from grpc's poller thread to the event loop on each side), not Python work: the "
+    "Python code of the relay, the servicer and the viewer is a few per cent of either process."),
+    "",
+]
+
+
 def _breakdown(r: KeystrokeResult) -> list[list[str]]:
     chain = [
         ("aiodocker TTY exec (the agent's call)", "dockerd exec stream + tmux client/server + shell echo"),
@@ -304,6 +323,7 @@ def write(r: KeystrokeResult, extra: list[str]) -> None:
         "",
         *(f"- {n}" for n in r.notes),
         "",
+        *READING,
         *r.profile,
         *extra,
     ]

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from benchmarks import idle_cpu, keystroke, startup, transport
 from benchmarks.report import QUICK, RESULTS, host_line, median, percentile, write_markdown
+from benchmarks.scale import scale_lines
 
 __all__ = ["run"]
 
@@ -111,6 +112,12 @@ async def _main() -> None:
     for label, mib in k.agent_rss_mib.items():
         rows.append(Row(f"resident memory: {label}", "(target)", mib, 80 if "one" in label else 150, "MiB",
                         "≤ 80 MiB idle, ≤ 150 MiB with 200 sessions", lambda x: x <= 1.0))
+    rss = list(k.agent_rss_mib.values())
+    extra_sessions = keystroke.CREATES * keystroke.ROUNDS
+    notes += scale_lines(
+        session_mib=idle.rss_mib[names[0]], shim_mib=idle.rss_mib["containerd-shim per container"],
+        agent_base_mib=rss[0], agent_per_session_mib=max(0.0, (rss[-1] - rss[0]) / extra_sessions),
+        session_cpu_pct=idle.shares[names[0]] / idle.n)
     push = RESULTS / "image_push.md"
     if push.exists():
         text = push.read_text().splitlines()

@@ -2,7 +2,7 @@
 against the working tree's.
 
 ``python -m benchmarks keystroke_ab`` exports the base revision (``CONVOCATE_BENCH_BASE``,
-default: the merge base of HEAD and ``main``) to a temporary tree and runs one agent from
+default: main before issue 13's changes) to a temporary tree and runs one agent from
 it (127.0.0.3) and one from the working tree (127.0.0.2), each with its own session. The
 keystroke paths then alternate between the two, round after round, so both see the same
 machine load. The console relay child runs the matching revision too.
@@ -28,14 +28,13 @@ KEYS = 60 if QUICK.on else 200
 ROUNDS = 2 if QUICK.on else 4
 
 
+# main just before issue 13's changes (the keystroke harness landed on top of it).
+BEFORE_ISSUE_13 = "086d9db"
+
+
 def base_revision() -> str:
-    """The revision "before" means: CONVOCATE_BENCH_BASE, else the merge base of HEAD and main."""
-    rev = os.environ.get("CONVOCATE_BENCH_BASE")
-    if rev:
-        return rev
-    out = subprocess.run(["git", "-C", str(ROOT), "merge-base", "HEAD", "main"],
-                         capture_output=True, text=True, check=True, timeout=30)
-    return out.stdout.strip()
+    """The revision "before" means: CONVOCATE_BENCH_BASE, else main before issue 13's changes."""
+    return os.environ.get("CONVOCATE_BENCH_BASE") or BEFORE_ISSUE_13
 
 
 def export_tree(rev: str, into: Path, *extra: str) -> None:

@@ -3,8 +3,8 @@
 Each command runs as a fresh process, interleaved with the others, after warm-up runs:
 ``python -c pass`` (the floor), ``convocate-host --help`` and ``convocate-host agents
 --json`` on an empty registry (start-up and the command's imports, no network). The
-"before" rows run the base revision's code (``CONVOCATE_BENCH_BASE``, default: the
-merge base of HEAD and ``main``) through PYTHONPATH.
+"before" rows run the base revision's code (``CONVOCATE_BENCH_BASE``, default: main
+before issue 13's changes) through PYTHONPATH.
 """
 
 from __future__ import annotations

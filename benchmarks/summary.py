@@ -58,13 +58,16 @@ def _keystroke_rows(r: keystroke.KeystrokeResult) -> list[Row]:
         rows.append(Row("keystroke echo p50, console relay + tunnel + agent", "ssh -t host docker exec -it",
                         r.p(ours, 50), r.p(ssh, 50), "µs", "≤ 1.5x", lambda x: x <= 1.5, why))
     seq_base = "docker exec -t CTR seq (baseline)"
+    base_rate = 1 / median(r.output_seconds[seq_base]) if seq_base in r.output_seconds else float("nan")
     for label, secs in r.output_seconds.items():
         if label != seq_base:
+            why = ("output in a session goes through tmux, which redraws the screen: this row is the "
+                   "floor every attach path shares" if "docker exec -it" in label else
+                   "tmux's redraws are coalesced into frames of up to 64 KiB, but each still crosses "
+                   "the gRPC and tunnel hops of the keystroke breakdown")
             rows.append(Row(f"output of seq 1 {keystroke.SEQ_N}: {label}", "docker exec -t CTR seq (rate)",
-                            1 / median(secs), 1 / median(r.output_seconds[seq_base]), "runs/s", "≥ 0.9x",
-                            lambda x: x >= 0.9,
-                            "a session's output goes through tmux, which redraws the screen: the "
-                            "tmux attach row is the floor any attach path shares", higher_is_better=True))
+                            1 / median(secs), base_rate, "runs/s", "≥ 0.9x", lambda x: x >= 0.9, why,
+                            higher_is_better=True))
     if r.create_ms:
         rows.append(Row("create-to-running (create + start through the tunnel)", "bare docker run -d",
                         median(r.create_ms["create + start through the tunnel"]),
@@ -111,7 +114,9 @@ async def _main() -> None:
                         under_150, why))
     for label, mib in k.agent_rss_mib.items():
         rows.append(Row(f"resident memory: {label}", "(target)", mib, 80 if "one" in label else 150, "MiB",
-                        "≤ 80 MiB idle, ≤ 150 MiB with 200 sessions", lambda x: x <= 1.0))
+                        "≤ 80 MiB idle, ≤ 150 MiB with 200 sessions", lambda x: x <= 1.0,
+                        "what the agent imports (gRPC, asyncssh with cryptography, aiohttp, structlog "
+                        "with rich) before any session; sessions add almost nothing"))
     rss = list(k.agent_rss_mib.values())
     extra_sessions = keystroke.CREATES * keystroke.ROUNDS
     notes += scale_lines(

@@ -22,6 +22,7 @@ from tests.support.waiting import wait_for_sync
 
 __all__ = [
     "AGENT_BIN",
+    "HOST_PYTHON",
     "VENV",
     "SliceCaps",
     "agent_install",
@@ -40,6 +41,9 @@ __all__ = [
 
 REPO = Path(__file__).resolve().parents[2]
 VENV = "/opt/convocate/venv"
+# The Python of whichever release /usr/local/bin/convocate-agent runs (this fixture's venv, or
+# the one `convocate-host install` switched to): a shell expression, for commands on the host.
+HOST_PYTHON = '"$(dirname "$(readlink -f /usr/local/bin/convocate-agent)")/python"'
 AGENT_BIN = "/usr/local/bin/convocate-agent"
 REMOTE_WHEELS = "/tmp/convocate-wheelhouse"
 CLAUDE_STAND_IN = "#!/bin/sh\necho 'claude stand-in: a shell in the session'\nexec /bin/sh -i\n"
@@ -191,7 +195,7 @@ def structured_journal_lines(host: Host, unit: str = "convocate-agent.service") 
 
 def _client(host: Host, *args: str) -> object:
     argv = " ".join(shlex.quote(a) for a in args)
-    r = host.sudo(f"cd / && sudo -u claude {VENV}/bin/python -c {shlex.quote(CLIENT)} {argv}", timeout=90)
+    r = host.sudo(f"cd / && sudo -u claude {HOST_PYTHON} -c {shlex.quote(CLIENT)} {argv}", timeout=90)
     return json.loads(r.stdout)
 
 
@@ -243,7 +247,7 @@ def attach_and_see(host: Host, session: str, typed: str, want: str) -> str:
     """Attach to ``session`` on the host (as claude, on the agent's socket), type ``typed``, wait
     until the screen shows ``want``, detach; the client's output. Raises if it never shows."""
     args = " ".join(shlex.quote(a) for a in (session, typed, want))
-    r = host.sudo(f"cd / && sudo -u claude {VENV}/bin/python -c {shlex.quote(ATTACH_CLIENT)} {args}",
+    r = host.sudo(f"cd / && sudo -u claude {HOST_PYTHON} -c {shlex.quote(ATTACH_CLIENT)} {args}",
                   timeout=90, check=False)
     if r.returncode != 0:
         raise RemoteError(f"attach to {session} never showed {want!r}: {r.stdout[-2000:]} {r.stderr[-2000:]}")

@@ -20,7 +20,14 @@ from pathlib import Path
 
 from common.ssh_keys import known_hosts_line
 from common.version import VERSION
-from tests.hosts.agent_host import CLAUDE_STAND_IN, VENV, install_convocate, load_image, unit_state
+from tests.hosts.agent_host import (
+    CLAUDE_STAND_IN,
+    HOST_PYTHON,
+    VENV,
+    install_convocate,
+    load_image,
+    unit_state,
+)
 from tests.hosts.engine import DAEMON_JSON, install_docker
 from tests.hosts.machines import Host, RemoteError
 from tests.support.waiting import wait_for_sync
@@ -121,7 +128,7 @@ def shell_role_by_hand(shell: Host) -> None:
     shell.sudo("convocate install --no-image", timeout=180)
     shell.sudo("convocate-host logs init-ca")
     shell.sudo(f"convocate-host logs issue-server-cert --name {shell.internal_ip} --name {shell.name}")
-    shell.sudo(f"{VENV}/bin/python -c {shlex.quote(_LISTENER)} && systemctl restart rsyslog")
+    shell.sudo(f"{HOST_PYTHON} -c {shlex.quote(_LISTENER)} && systemctl restart rsyslog")
 
 
 def restart_status_by_hand(shell: Host) -> None:

@@ -273,7 +273,7 @@ async def install_release(runner: Runner, bundle: Bundle, report: Report, *, pre
 # $0 prefix, $1 release name, $2 bin dir, then the command names: switch `current` by renaming a link.
 _SWITCH = """
 set -e
-p="$0"; r="$1"; b="$2"; shift 3
+p="$0"; r="$1"; b="$2"; shift 2
 [ -f "$p/releases/$r/BUNDLE" ] || { echo "release $r is not complete" >&2; exit 3; }
 old=$(readlink "$p/current" 2>/dev/null || true)
 if [ "$old" != "releases/$r" ]; then

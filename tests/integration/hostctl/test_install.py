@@ -98,9 +98,10 @@ async def test_release_installs_offline_then_a_rerun_changes_nothing(
         await runner.close()
     assert first.changed
     assert not second.changed, second.as_dict()
-    version = subprocess.run([str(bin_dir / "convocate-agent"), "version"], capture_output=True, text=True,
-                             timeout=60, check=False)
-    assert version.returncode == 0, version.stderr
-    assert release_bundle.version in version.stdout
+    for command in bundles.COMMANDS:   # every command is linked, the first one too
+        version = subprocess.run([str(bin_dir / command), "version"], capture_output=True, text=True,
+                                 timeout=60, check=False)
+        assert version.returncode == 0, f"{command}: {version.stderr}"
+        assert release_bundle.version in version.stdout
     assert (prefix / "current" / "BUNDLE").read_text().strip() == release_bundle.digest
     assert not (prefix / "current" / "wheels").exists()   # the wheels are not kept

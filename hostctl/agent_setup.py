@@ -42,7 +42,7 @@ from hostctl.remote import Runner
 from hostctl.remote_files import ensure_file, read_file, run_checked
 from hostctl.report import Report
 
-__all__ = ["AgentSetup", "setup_agent"]
+__all__ = ["AgentSetup", "image_step", "setup_agent"]
 
 RENEW_BEFORE = dt.timedelta(days=30)   # a client certificate closer to its end is re-issued
 
@@ -88,7 +88,8 @@ async def _role(runner: Runner, s: AgentSetup, report: Report) -> None:
     report.add("role", changed=True, detail=" ".join(s.install_argv))
 
 
-async def _image(runner: Runner, s: AgentSetup, report: Report) -> None:
+async def image_step(runner: Runner, s: AgentSetup, report: Report) -> None:
+    """Push ``s.image_tag`` and point the agent at it, unless it is current there already."""
     if not s.image_tag:
         report.add("image", changed=False, detail="skipped (--image-tag '')")
         return
@@ -210,7 +211,7 @@ async def setup_agent(runner: Runner, setup: AgentSetup, report: Report) -> Agen
         agent_id = plan.agent_id
         report.add("keys", changed=plan.changed, detail="; ".join(plan.steps))
     report.data["agent_id"] = agent_id
-    await _image(runner, s, report)
+    await image_step(runner, s, report)
     if s.logs and report.dry_run and record is None:
         report.add("logs", changed=True,
                    detail=f"issue {agent_id}'s client certificate, write {s.log_dropin}")

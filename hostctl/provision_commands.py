@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from common import defaults
-from hostctl.report import EXIT_HELP, Report, say_err
+from hostctl.report import EXIT_HELP, EXIT_ROLLED_BACK, Report, say_err
 
 if TYPE_CHECKING:
     from hostctl.bundle import Bundle
@@ -135,4 +135,63 @@ def register(app: typer.Typer) -> None:
                 await runner.close()
 
         asyncio.run(go())
+        report.emit(as_json)
+
+    @app.command("update", epilog=EXIT_HELP)
+    def update_cmd(
+        host: HostOpt,
+        ssh_port: SshPortOpt = 22,
+        user: UserOpt = "root",
+        key: KeyOpt = None,
+        known_hosts: KnownHostsOpt = None,
+        bundle: BundleOpt = None,
+        prefix: PrefixOpt = defaults.RELEASES_PREFIX,
+        bin_dir: BinDirOpt = defaults.BIN_DIR,
+        python: PythonOpt = "python3",
+        registry: Annotated[Path, typer.Option(help="The agent registry (finds the host's agent).")] = (
+            defaults.AGENT_KEYS_DIR),
+        agent_id: Annotated[str | None, typer.Option(
+            help="The host's agent (default: the registered agent at --host, if any).")] = None,
+        image_tag: Annotated[str, typer.Option(help="Session image for an agent host ('' skips).")] = "",
+        agent_config_dir: Annotated[Path, typer.Option(help="Config dir on the agent.")] = (
+            defaults.AGENT_CONFIG_DIR),
+        wait: Annotated[float, typer.Option(help="Seconds to wait for the agent on the new release.")] = 60.0,
+        dry_run: DryRunOpt = False,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Roll this release (and --image-tag) to a host; restart its services; roll back if they fail.
+
+        The new release is installed beside the running one and switched to by renaming a link;
+        running sessions keep running (on their image until restarted) and are listed again.
+        If the agent does not answer on the new release, the previous one is restored (exit 4).
+        """
+        import asyncio  # noqa: PLC0415
+
+        from common.registry import load_registry  # noqa: PLC0415
+        from hostctl.agent_setup import AgentSetup  # noqa: PLC0415
+        from hostctl.peering import AgentHostLayout  # noqa: PLC0415
+        from hostctl.remote import make_runner  # noqa: PLC0415
+        from hostctl.update import RolledBackError, UpdateSpec, update_host  # noqa: PLC0415
+
+        records = load_registry(registry) if registry.is_dir() else []
+        record = next((r for r in records
+                       if r.agent_id == agent_id or (agent_id is None and r.address == host)), None)
+        image = AgentSetup(address=host, agent=AgentHostLayout(config_dir=agent_config_dir),
+                           image_tag=image_tag) if image_tag and record is not None else None
+        spec = UpdateSpec(load_release_bundle(bundle), prefix=prefix, bin_dir=bin_dir, python=python,
+                          agent=record, image=image, wait_timeout=wait)
+        report = Report("update", host, dry_run=dry_run, say=None if as_json else say_err)
+
+        async def go() -> None:
+            runner = make_runner(host, ssh_port, user, key, known_hosts)
+            try:
+                await update_host(runner, spec, report)
+            finally:
+                await runner.close()
+
+        try:
+            asyncio.run(go())
+        except RolledBackError as e:
+            say_err(f"error: {e}")
+            raise typer.Exit(EXIT_ROLLED_BACK) from None
         report.emit(as_json)

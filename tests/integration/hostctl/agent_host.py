@@ -30,7 +30,7 @@ if [ -s "$PIDFILE" ]; then
   i=0
   while kill -0 "$old" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
 fi
-setsid "$PY" -m agent serve --config "$CONFIG" >>"$LOG" 2>&1 </dev/null &
+setsid $AGENT serve --config "$CONFIG" >>"$LOG" 2>&1 </dev/null &  # $AGENT: a command line
 echo $! > "$PIDFILE"
 """
 
@@ -80,10 +80,11 @@ class TestAgentHost:
         cli.write_text("#!/bin/sh\nexec sh\n")
         cli.chmod(0o755)
 
-    def setup(self, image_tag: str, **overrides: object) -> AgentSetup:
-        """init-agent's settings for this host (installer and start script as described above)."""
+    def start_argv(self, agent: str = "") -> tuple[str, ...]:
+        """The "unit start": (re)start ``agent`` (a command line; default ``python -m agent``)."""
         env = {
-            "PIDFILE": str(self.pidfile), "PY": sys.executable, "LOG": str(self.log),
+            "PIDFILE": str(self.pidfile), "AGENT": agent or f"{sys.executable} -m agent",
+            "LOG": str(self.log),
             "CONFIG": str(self.layout.config_dir / "agent.toml"),
             "CONVOCATE_AGENT_LISTEN_HOST": self.host, "CONVOCATE_AGENT_RUNTIME_DIR": str(self.root / "r"),
             "CONVOCATE_AGENT_EXPECTED_UID": "-1", "CONVOCATE_AGENT_CGROUP_PARENT": "",
@@ -91,7 +92,10 @@ class TestAgentHost:
             "CONVOCATE_AGENT_CLAUDE_CLI": str(self.prefix / "usr" / "local" / "bin" / "claude"),
             "CONVOCATE_LOG_LEVEL": "INFO",
         }
-        start = ("env", *(f"{k}={v}" for k, v in env.items()), "sh", "-c", _START)
+        return ("env", *(f"{k}={v}" for k, v in env.items()), "sh", "-c", _START)
+
+    def setup(self, image_tag: str, agent: str = "", **overrides: object) -> AgentSetup:
+        """init-agent's settings for this host (installer and start script as described above)."""
         values: dict[str, object] = {
             "address": self.host, "agent": self.layout, "shell": self.shell, "image_tag": image_tag,
             "ca_cert": self.ca_dir / "ca.crt", "ca_key": self.ca_dir / "ca.key",
@@ -100,7 +104,7 @@ class TestAgentHost:
             "log_spool_dir": self.prefix / "var" / "spool" / "rsyslog", "logs_reload_argv": None,
             "install_argv": (sys.executable, "-m", "agent", "install", "--root", str(self.prefix),
                              "--no-systemctl"),
-            "start_argv": start, "wait_timeout": 45.0,
+            "start_argv": self.start_argv(agent), "wait_timeout": 45.0,
         }
         values.update(overrides)
         return AgentSetup(**values)  # type: ignore[arg-type]

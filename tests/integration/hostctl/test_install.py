@@ -21,21 +21,10 @@ from hostctl import bundle as bundles
 from hostctl.host_install import ensure_release
 from hostctl.remote import SSHRunner, SSHTarget
 from hostctl.report import Report
+from tests.integration.hostctl.conftest import BUNDLE_CACHE
 from tests.support.sshd import Sshd
 
 pytestmark = [pytest.mark.sshd, pytest.mark.timeout(900)]  # the first run builds the bundle
-
-# Built once per source content and kept between runs (a cache, keyed by content).
-BUNDLE_CACHE = Path(tempfile.gettempdir()) / "convocate-test-bundles"
-
-
-@pytest.fixture(scope="session")
-def release_bundle() -> bundles.Bundle:
-    """This checkout's bundle."""
-    source = bundles.source_root()
-    assert source is not None
-    return bundles.build_bundle(source, BUNDLE_CACHE)
-
 
 @pytest.fixture
 def target_root() -> Iterator[Path]:

@@ -1,0 +1,150 @@
+"""`convocate-host update --host`: a new release (and image) on a host, with the old one as fallback.
+
+1. **release**: the bundle installed as a new release *beside* the running one
+   (:func:`hostctl.bundle.install_release`; nothing running is touched);
+2. **sessions**: the agent's sessions listed (when the host is a registered agent);
+3. **switch**: ``current`` renamed to the new release (``previous`` keeps the old);
+4. **restart**: the services restarted (``systemctl try-restart`` of the units that run).
+   The agent's unit has ``KillMode=mixed`` and its containers live in
+   ``convocate-sessions.slice`` under dockerd, so running sessions keep running on their
+   image; the new agent adopts them;
+5. **check**: the agent answers ``Ping`` with the new version within the wait;
+   otherwise ``current`` goes back to the previous release, the services are restarted
+   on it, and the command fails with :class:`RolledBackError` (exit 4);
+6. **image**: the session image pushed and the pointer rewritten (used from each
+   session's next restart: sessions roll forward one by one);
+7. **sessions** listed again: every session that ran before still runs.
+
+A host already on this release (and image) changes nothing and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.errors import ConvocateError
+from common.registry import AgentRecord
+from hostctl import bundle as bundles
+from hostctl.agent_link import agent_calls
+from hostctl.agent_setup import AgentSetup, image_step
+from hostctl.remote import Runner
+from hostctl.remote_files import run_checked
+from hostctl.report import Report
+
+__all__ = ["RolledBackError", "UpdateSpec", "update_host"]
+
+RESTART = ("systemctl", "try-restart", "convocate-agent.service", "convocate-status.service")
+
+
+class RolledBackError(ConvocateError):
+    """The new release did not come up; the previous one was restored and runs."""
+
+
+@dataclass(frozen=True)
+class UpdateSpec:
+    """What ``update`` rolls out and how it restarts and checks the host."""
+
+    bundle: bundles.Bundle
+    prefix: Path = bundles.DEFAULT_PREFIX
+    bin_dir: Path = bundles.DEFAULT_BIN_DIR
+    python: str = "python3"
+    restart_argv: tuple[str, ...] = RESTART
+    agent: AgentRecord | None = None             # the host's agent, if it is one (checked and listed)
+    image: AgentSetup | None = None              # the image step's settings (None: no image push)
+    wait_timeout: float = 60.0
+
+
+async def _sessions(record: AgentRecord, timeout: float) -> dict[str, bool]:
+    async with agent_calls(record, timeout) as calls:
+        return {s.id: s.running for s in await calls.list_sessions()}
+
+
+async def _check(record: AgentRecord, version: str | None, timeout: float) -> str:
+    """'' once the agent answers Ping with ``version`` (None: any); else what was seen last."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    seen = "no answer"
+    for _ in range(10_000):
+        left = deadline - loop.time()
+        if left <= 0:
+            break
+        try:
+            async with agent_calls(record, min(5.0, max(left, 0.5))) as calls:
+                info = await calls.ping()
+            if version is None or info.version == version:
+                return ""
+            seen = f"it answers with version {info.version}"
+        except ConvocateError as e:
+            seen = str(e)
+        await asyncio.sleep(min(0.5, max(deadline - loop.time(), 0)))
+    return seen
+
+
+async def update_host(runner: Runner, spec: UpdateSpec, report: Report) -> None:
+    """Roll ``spec.bundle`` (and the image) out to the host behind ``runner``.
+
+    Raises:
+        RolledBackError: the new release did not answer; the previous one runs again.
+        ConvocateError: a step failed before the switch (nothing running was touched).
+    """
+    b, dry = spec.bundle, report.dry_run
+    current = await bundles.release_on_host(runner, spec.prefix)
+    if not current and not await bundles.linked_release(runner, spec.prefix):
+        raise ConvocateError(f"no convocate release on {runner.name} under {spec.prefix}: "
+                             "run `convocate-host install` there first")
+    if current == b.digest:
+        report.add("release", changed=False, detail=f"convocate {b.version} ({b.release}) is current")
+    else:
+        await bundles.install_release(runner, b, report, prefix=spec.prefix, python=spec.python)
+        report.add("release", changed=True, detail=f"install convocate {b.version} ({b.release}) beside "
+                   f"the running release")
+    before = await _sessions(spec.agent, spec.wait_timeout) if spec.agent and not dry else {}
+    if current != b.digest:
+        previous = await bundles.linked_release(runner, spec.prefix)
+        if not dry:
+            await bundles.switch_release(runner, b.release, prefix=spec.prefix, bin_dir=spec.bin_dir)
+        report.add("switch", changed=True, detail=f"current -> releases/{b.release} (previous: {previous})")
+        if not dry:
+            await _restart_and_check(runner, spec, previous, report)
+        else:
+            report.add("restart", changed=True, detail=" ".join(spec.restart_argv))
+    if spec.image is not None:
+        await image_step(runner, spec.image, report)
+    if spec.agent is not None and not dry:
+        after = await _sessions(spec.agent, spec.wait_timeout)
+        lost = sorted(sid for sid, running in before.items() if running and not after.get(sid))
+        report.data["sessions"] = {"before": before, "after": after}
+        if lost:
+            raise ConvocateError(f"{len(lost)} session(s) stopped during the update on {runner.name}: "
+                                 f"{', '.join(lost)}; restart them from the console")
+        report.add("sessions", changed=False,
+                   detail=f"{sum(after.values())} running, {len(after) - sum(after.values())} stopped, "
+                          "as before")
+
+
+async def _restart_and_check(runner: Runner, spec: UpdateSpec, previous: str, report: Report) -> None:
+    failure = ""
+    try:
+        await run_checked(runner, list(spec.restart_argv), "restarting the services")
+    except ConvocateError as e:
+        failure = str(e)
+    if not failure and spec.agent is not None:
+        seen = await _check(spec.agent, spec.bundle.version, spec.wait_timeout)
+        failure = f"the agent did not come back on {spec.bundle.version} ({seen})" if seen else ""
+    if not failure:
+        report.add("restart", changed=True, detail=" ".join(spec.restart_argv) +
+                   (f"; {spec.agent.agent_id} answers" if spec.agent else ""))
+        return
+    if not previous:
+        raise ConvocateError(f"update on {runner.name}: {failure}; there is no previous release "
+                             "to go back to")
+    await bundles.switch_release(runner, previous, prefix=spec.prefix, bin_dir=spec.bin_dir)
+    await run_checked(runner, list(spec.restart_argv), "restarting the services on the previous release")
+    back = "" if spec.agent is None else await _check(spec.agent, None, spec.wait_timeout)
+    raise RolledBackError(
+        f"update on {runner.name} failed: {failure}; release {previous} is current again"
+        + (" and answers" if not back else f" but the agent does not answer ({back})")
+        + ": fix the cause (see the service's journal) and re-run update"
+    )

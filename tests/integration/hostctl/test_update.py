@@ -1,0 +1,135 @@
+"""update --host over a real sshd, with a real agent running from the installed release and a session.
+
+The agent runs from ``<prefix>/current/venv`` (the release install made from this
+checkout's wheelhouse), so a restart after the switch really runs the new release.
+A second release is the same wheelhouse plus one marker wheel (a different bundle, as
+far as releases go). The failed update is injected from outside: the restart command
+refuses to start the third release, as a broken unit or package would.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from common.registry import load_registry
+from hostctl import bundle as bundles
+from hostctl.agent_link import agent_calls
+from hostctl.agent_setup import setup_agent
+from hostctl.host_install import ensure_release
+from hostctl.remote import SSHRunner, SSHTarget
+from hostctl.report import Report
+from hostctl.update import RolledBackError, UpdateSpec, update_host
+from tests.integration.hostctl.agent_host import TestAgentHost
+from tests.support.net import free_port
+from tests.support.sshd import Sshd
+
+pytestmark = [pytest.mark.docker, pytest.mark.sshd, pytest.mark.timeout(900)]
+
+HOST = "127.0.0.6"
+
+
+def _variant(base: bundles.Bundle, root: Path, marker: str) -> bundles.Bundle:
+    """``base`` plus an unrelated marker wheel: another release of the same software."""
+    out = root / f"bundle-{marker}"
+    shutil.copytree(base.directory, out)
+    name = f"convocate_marker_{marker}"
+    with zipfile.ZipFile(out / f"{name}-1.0-py3-none-any.whl", "w") as z:
+        z.writestr(f"{name}-1.0.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+        wheel = "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        z.writestr(f"{name}-1.0.dist-info/WHEEL", wheel)
+        z.writestr(f"{name}-1.0.dist-info/RECORD", "")
+    return bundles.load_bundle(out)
+
+
+def _container_id(session_id: str) -> str:
+    done = subprocess.run(["docker", "inspect", "--format", "{{.Id}} {{.State.Running}}",
+                           f"convocate-session-{session_id}"], capture_output=True, text=True, timeout=30,
+                          check=False)
+    return done.stdout.strip()
+
+
+async def test_update_while_a_session_runs_then_a_failed_update_rolls_back(
+    sshd: Sshd, release_bundle: bundles.Bundle, offline_image: str,
+) -> None:
+    """The session keeps running through the update and the rollback; the agent runs each release."""
+    with tempfile.TemporaryDirectory(prefix="cvup-") as d:
+        root = Path(d)
+        from hostctl import logforward  # noqa: PLC0415
+
+        logforward.init_ca(root / "ca")
+        h = TestAgentHost(root, HOST, free_port("127.0.0.1"), root / "ca")
+        prefix, bin_dir = root / "opt", root / "bin"
+        agent_cmd = f"{prefix}/current/venv/bin/convocate-agent"
+        v2, v3 = _variant(release_bundle, root, "two"), _variant(release_bundle, root, "three")
+        runner = SSHRunner(SSHTarget(sshd.host, sshd.port, sshd.user, sshd.client_key, sshd.known_hosts))
+        try:
+            await ensure_release(runner, release_bundle, Report("install", HOST), prefix=prefix,
+                                 bin_dir=bin_dir)
+            await setup_agent(runner, h.setup(offline_image, agent=agent_cmd), Report("init-agent", HOST))
+            (record,) = load_registry(h.shell.registry_dir)
+            async with agent_calls(record) as calls:
+                session = await calls.create("upd", 0, "", "", start=True)
+            running_in = _container_id(session.id)
+            assert running_in.endswith("true"), running_in
+            pid = h.pidfile.read_text()
+
+            spec = UpdateSpec(v2, prefix=prefix, bin_dir=bin_dir, restart_argv=h.start_argv(agent_cmd),
+                              agent=record, wait_timeout=45)
+            first = Report("update", HOST)
+            await update_host(runner, spec, first)
+            steps = {s.step: s.changed for s in first.steps}
+            want = {"release": True, "switch": True, "restart": True, "sessions": False}
+            assert steps == want, h.describe()
+            assert (prefix / "current").readlink().name == v2.release
+            assert h.pidfile.read_text() != pid                  # the agent was restarted ...
+            assert _container_id(session.id) == running_in       # ... the session's container was not
+            assert first.data["sessions"]["after"] == {session.id: True}
+
+            again = Report("update", HOST)
+            await update_host(runner, spec, again)
+            assert not again.changed, again.as_dict()
+
+            # The restart refuses the third release (a broken unit, from outside the code).
+            script = (f'case "$(readlink {prefix}/current)" in *{v3.release}) '
+                      'echo "unit failed to start" >&2; exit 1;; esac; exec "$@"')
+            refuse = ("sh", "-c", script, "refuse", *spec.restart_argv)
+            failing = UpdateSpec(v3, prefix=prefix, bin_dir=bin_dir, restart_argv=refuse, agent=record,
+                                 wait_timeout=45)
+            with pytest.raises(RolledBackError, match="is current again and answers"):
+                await update_host(runner, failing, Report("update", HOST))
+            assert (prefix / "current").readlink().name == v2.release
+            assert _container_id(session.id) == running_in
+            async with agent_calls(record) as calls:
+                assert (await calls.ping()).version == release_bundle.version
+                assert (await calls.get(session.id)).running
+        finally:
+            await runner.close()
+            h.stop()
+
+
+def test_cli_update_of_a_host_without_a_release_is_one_line(sshd: Sshd, release_bundle: bundles.Bundle,
+                                                             tmp_path: Path) -> None:
+    """A host never installed: exit 1 and one line on stderr that says to run install first."""
+    argv = [sys.executable, "-m", "hostctl", "update", "--host", sshd.host, "--ssh-port", str(sshd.port),
+            "--user", sshd.user, "--key", str(sshd.client_key), "--known-hosts", str(sshd.known_hosts),
+            "--bundle", str(release_bundle.directory), "--prefix", str(tmp_path / "opt"),
+            "--registry", str(tmp_path / "none"), "--json"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: ")
+    assert "convocate-host install" in line
+    plan = subprocess.run([*argv[:-1], "--dry-run", "--json"], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert plan.returncode == 1   # a dry run finds the same missing release
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(plan.stdout)

@@ -15,7 +15,7 @@ import typer
 
 from common.cli_boundary import run_with_error_boundary
 from common.version import VERSION
-from hostctl import fleet_commands, provision_commands
+from hostctl import fleet_commands, migrate_commands, provision_commands
 from hostctl.image_commands import image_app
 from hostctl.log_commands import logs_app
 
@@ -43,6 +43,7 @@ def _logging() -> None:
 
 fleet_commands.register(app)
 provision_commands.register(app)
+migrate_commands.register(app)
 
 
 @app.command()

@@ -10,9 +10,10 @@ already root. Host keys are pinned through a known-hosts file; no ssh-agent or
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -24,7 +25,7 @@ from common.ssh_keys import read_private_key
 from common.tasks import cancel_and_wait
 from common.tunnel import describe_connect_error
 
-__all__ = ["CommandResult", "LocalRunner", "Runner", "SSHRunner", "SSHTarget", "make_runner"]
+__all__ = ["CommandResult", "LocalRunner", "OutputStream", "Runner", "SSHRunner", "SSHTarget", "make_runner"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,21 @@ class Runner(Protocol):
     async def run(self, argv: Sequence[str], *, root: bool = False,
                   stdin: AsyncIterator[bytes] | None = None, timeout: float = 600) -> CommandResult: ...
 
+    def output(self, argv: Sequence[str], *, root: bool = False) -> contextlib.AbstractAsyncContextManager[
+        OutputStream]: ...
+
     async def close(self) -> None: ...
+
+
+@dataclass
+class OutputStream:
+    """A running step's stdout as chunks; ``result()`` waits for its exit (stdout left empty)."""
+
+    chunks: AsyncIterator[bytes]
+    result: Callable[[], Awaitable[CommandResult]]
+
+
+_CHUNK = 1 << 20
 
 
 class _InputRefusedError(Exception):
@@ -114,6 +129,30 @@ class LocalRunner:
                 await cancel_and_wait([pump])
         return CommandResult(proc.returncode or 0, out, err)
 
+    @contextlib.asynccontextmanager
+    async def output(self, argv: Sequence[str], *, root: bool = False) -> AsyncIterator[OutputStream]:
+        """Run ``argv`` and stream its stdout; the step is killed if the block leaves early."""
+        full = ["sudo", "-n", "--", *argv] if root and os.geteuid() != 0 else list(argv)
+        proc = await asyncio.create_subprocess_exec(
+            *full, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            assert proc.stdout is not None  # noqa: S101 - PIPE gives a reader
+            while chunk := await proc.stdout.read(_CHUNK):
+                yield chunk
+
+        async def result() -> CommandResult:
+            err = await proc.stderr.read() if proc.stderr else b""
+            return CommandResult(await proc.wait(), b"", err)
+
+        try:
+            yield OutputStream(chunks(), result)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
     async def close(self) -> None:
         """Nothing to close."""
 
@@ -140,8 +179,9 @@ class SSHRunner:
         self._is_root: bool | None = None
 
     async def _connection(self) -> asyncssh.SSHClientConnection:
-        if self._conn is not None:
+        if self._conn is not None and not self._conn.is_closed():
             return self._conn
+        self._conn = None  # lost (or never made): a later step reconnects
         t = self.target
         if t.known_hosts is None or not t.known_hosts.exists():
             raise InvalidArgumentError(
@@ -190,6 +230,33 @@ class SSHRunner:
         out = result.stdout if isinstance(result.stdout, bytes) else b""
         err = result.stderr if isinstance(result.stderr, bytes) else b""
         return CommandResult(result.exit_status if result.exit_status is not None else 255, out, err)
+
+    @contextlib.asynccontextmanager
+    async def output(self, argv: Sequence[str], *, root: bool = False) -> AsyncIterator[OutputStream]:
+        """Run ``argv`` remotely and stream its stdout; the channel is closed if the block leaves early."""
+        conn = await self._connection()
+        if root and self._is_root is None:
+            who = await conn.run("id -u", check=False, timeout=30)
+            self._is_root = str(who.stdout).strip() == "0"
+        command = shlex.join(argv)
+        if root and not self._is_root:
+            command = "sudo -n -- " + command
+        proc = await conn.create_process(command, encoding=None)
+        proc.stdin.write_eof()
+
+        async def chunks() -> AsyncIterator[bytes]:
+            while chunk := await proc.stdout.read(_CHUNK):
+                yield chunk
+
+        async def result() -> CommandResult:
+            done = await proc.wait(check=False)
+            err = done.stderr if isinstance(done.stderr, bytes) else b""
+            return CommandResult(done.exit_status if done.exit_status is not None else 255, b"", err)
+
+        try:
+            yield OutputStream(chunks(), result)
+        finally:
+            proc.close()
 
     async def close(self) -> None:
         """Close the SSH connection."""

@@ -1,4 +1,6 @@
-"""Development sessions. `nox` alone runs lint, typecheck and the whole test suite.
+"""Development sessions. `nox` alone runs the whole test suite: lint, typecheck, the tests,
+then the throwaway-hosts end to end (`e2e-hosts`) and the production image (`image-production`).
+During development, `nox -s lint typecheck tests` is the quick loop (a few minutes).
 
 Each session gets a fresh uv venv with the project installed editable; the build hook
 generates the protobuf code, so a stale tree cannot hide.
@@ -9,7 +11,7 @@ from __future__ import annotations
 import nox
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests", "e2e-hosts", "image-production"]
 nox.options.error_on_missing_interpreters = True
 
 PYTHON = "3.11"
@@ -40,7 +42,7 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The whole suite: unit, integration (real SSH, gRPC, Docker) and end to end (tmux)."""
+    """Unit, integration (real SSH, gRPC, Docker) and end to end (tmux): the quick part of `nox`."""
     _install(session, "test")
     session.run("pytest", "-m", "not production_image",
                 *(session.posargs or ["tests", "--ignore=tests/hosts"]))
@@ -48,7 +50,8 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(name="e2e-hosts", python=PYTHON)
 def e2e_hosts(session: nox.Session) -> None:
-    """Throwaway Debian hosts with systemd (tests/hosts): boots machines, minutes; not in `nox`."""
+    """Throwaway Debian hosts with systemd (tests/hosts): boots machines, minutes; needs root,
+    debootstrap and the Debian archive."""
     _install(session, "test")
     session.install("pip")  # builds the wheelhouse the hosts install convocate from
     # Options alone (e.g. `-- -x`) still run tests/hosts only, never the whole suite.
@@ -61,7 +64,7 @@ def e2e_hosts(session: nox.Session) -> None:
 def image_production(session: nox.Session) -> None:
     """The production image (debootstrap, Debian toolset, Claude CLI from npm), built or reused,
     run by a real agent and attached from the console. Minutes cold, about a minute cached;
-    needs root and debootstrap. `.ci/run` runs it after `nox`."""
+    needs root and debootstrap."""
     _install(session, "test")
     session.run("pytest", "-m", "production_image", "-s", *(session.posargs or ["tests/image"]))
 

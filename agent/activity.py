@@ -27,7 +27,6 @@ start and now. The state is kept beside the record in ``<root>/<uuid>/activity.j
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -280,6 +279,8 @@ class ActivityTracker:
     async def run(self, running: Callable[[], Iterable[str]]) -> None:
         """Poll until cancelled; ``running`` names the sessions whose container runs."""
         while True:
-            with contextlib.suppress(OSError):
+            try:
                 await self.poll_once(running())
+            except Exception:  # the poller must outlive any one bad spool
+                log.exception("hook spools not drained")
             await asyncio.sleep(self.poll_interval)

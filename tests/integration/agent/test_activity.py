@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,11 +64,11 @@ async def stack(short_tmp: Path, offline_image: str) -> AsyncIterator[Stack]:
     """The status service, the agent (real Docker) and a client, all torn down after the test."""
     status = await start_status_stack(short_tmp / "shell", heartbeat_interval=0.5)
     root = short_tmp / "agent"
-    key, known = agent_status_keys(status.config, root, "agent-act")
+    agent_id = f"agent-act-{uuid.uuid4().hex[:8]}"   # unique: other runs share this Docker Engine
+    key, known = agent_status_keys(status.config, root, agent_id)
     config = {"status_host": status.config.host, "status_port": status.config.port,
               "status_client_key": key, "status_known_hosts": known, "heartbeat_interval": 0.5}
-    agent = AgentProcess(root, host=HOST, image=offline_image, name="act", agent_id="agent-act",
-                         config=config)
+    agent = AgentProcess(root, host=HOST, image=offline_image, name="act", agent_id=agent_id, config=config)
     (agent.sessions_root / ".claude").mkdir()
     (agent.sessions_root / ".claude" / SETTINGS_FILE).write_text(json.dumps(OPERATOR))
     try:

@@ -173,10 +173,11 @@ async def _ping(record: AgentRecord, timeout: float) -> str:
 
 async def _start(runner: Runner, s: AgentSetup, record: AgentRecord | None, restart: bool,
                  report: Report) -> None:
-    if report.dry_run or record is None:
+    answers = record is not None and not restart and not await _ping(record, min(5.0, s.wait_timeout))
+    if record is None or (report.dry_run and not answers):
         report.add("start", changed=True, detail=f"{' '.join(s.start_argv)}; wait for Ping")
         return
-    if not restart and not await _ping(record, min(5.0, s.wait_timeout)):
+    if answers:
         report.add("start", changed=False,
                    detail=f"{record.agent_id} answers at {record.address}:{record.port}")
         return

@@ -107,6 +107,8 @@ async def test_init_agent_then_the_console_client_reaches_it_and_a_rerun_changes
     assert not second.changed, second.as_dict()
     assert "nothing changed" in second.summary()
     assert h.pidfile.read_text() == pid       # not restarted
+    converged = await _init(sshd, h, image, dry_run=True)
+    assert not converged.changed, converged.as_dict()   # the plan of a converged host is empty too
     json.dumps(second.as_dict())
 
 

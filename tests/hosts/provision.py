@@ -107,7 +107,10 @@ def shell_role(shell: Host, image: str) -> str:
     """
     load_image(shell, image, as_tag=f"convocate:{VERSION}")
     if command_exists("init-shell"):
-        hostctl_local("init-shell", *_host_options(shell), "--address", shell.internal_ip)
+        # Agents reach the listener at the shell's address on the fleet's network; the session
+        # image is the offline one (already loaded under its content tag, so not rebuilt).
+        hostctl_local("init-shell", *_host_options(shell), "--log-name", shell.internal_ip,
+                      "--base", "offline")
         how = "init-shell --host"
     else:
         shell_role_by_hand(shell)

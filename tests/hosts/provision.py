@@ -107,6 +107,11 @@ def shell_role(shell: Host, image: str) -> str:
     """
     load_image(shell, image, as_tag=f"convocate:{VERSION}")
     if command_exists("init-shell"):
+        # `--base offline` builds the offline test image from the host's busybox-static (init-shell
+        # says so when it is missing; `install --host` does not add it: the production image needs
+        # none of it).
+        shell.sudo("DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "
+                   "busybox-static", timeout=600)
         # Agents reach the listener at the shell's address on the fleet's network; the session
         # image is the offline one (already loaded under its content tag, so not rebuilt).
         hostctl_local("init-shell", *_host_options(shell), "--log-name", shell.internal_ip,

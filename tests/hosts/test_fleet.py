@@ -75,8 +75,11 @@ def provisioned(fleet: HostFleet, wheelhouse: Path, session_image: str) -> Provi
             how[host.name] = base_install(host, wheelhouse)
             step.text += f" ({how[host.name]})"
 
-    with ThreadPoolExecutor(max_workers=3) as pool:   # three apt runs at once: the archive is the wait
-        list(pool.map(base, [shell, *agent_hosts]))
+    # The shell first: its `install` builds this checkout's bundle (in the source tree) and caches
+    # it; concurrent first builds of one checkout would race there. Then both agents at once.
+    base(shell)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(base, agent_hosts))
     with RUN_LOG.step("shell role", shell.name) as step:
         how["shell"] = shell_role(shell, session_image)
         step.text += f" ({how['shell']})"
@@ -293,7 +296,9 @@ def _shell_hostctl(p: Provisioned, command: str) -> dict[str, object]:
 
 @pytest.mark.xfail(not command_exists("update"), strict=True,
                    reason="convocate-host update is not in this checkout yet")
-def test_update_keeps_a_running_session_on_its_image_until_restart(provisioned: Provisioned) -> None:
+def test_update_keeps_a_running_session_on_its_image_until_restart(
+    provisioned: Provisioned, wheelhouse: Path,
+) -> None:
     agent = provisioned.agents[0]
     host = agent.host
     session = create_session(host, "before-update")
@@ -303,9 +308,13 @@ def test_update_keeps_a_running_session_on_its_image_until_restart(provisioned: 
     tag = f"convocate:{VERSION}"
     provisioned.shell.sudo(f"printf 'FROM {tag}\\nLABEL convocate.e2e.update=1\\n' | "
                            f"docker build -q -t {tag} -", timeout=120)
+    # The release as a wheelhouse on the shell (`--bundle`: the shell host has no checkout).
+    provisioned.shell.run("rm -rf /tmp/convocate-bundle")
+    provisioned.shell.put(wheelhouse, "/tmp/convocate-bundle")
     with RUN_LOG.step("convocate-host update", host.name):
         _shell_hostctl(provisioned, f"update --host {host.internal_ip} --user {host.user} "
-                                    f"--key {OPERATOR_KEY_ON_SHELL} --known-hosts {KNOWN_HOSTS_ON_SHELL}")
+                                    f"--key {OPERATOR_KEY_ON_SHELL} --known-hosts {KNOWN_HOSTS_ON_SHELL} "
+                                    f"--bundle /tmp/convocate-bundle --image-tag {tag}")
     assert unit_state(host, "convocate-agent.service") == "active"
     assert _image_of(host, session) == (old_image, started), "the update touched a running session"
     assert agent_sessions(host).get(session) is True
@@ -325,7 +334,9 @@ def test_migrate_session_moves_it_with_its_files(provisioned: Provisioned) -> No
     marker = f"/home/claude/{session}/home/migrated.txt"
     source.host.sudo(f"printf 'files travel\\n' > {marker} && chown 1337:1337 {marker}")
     with RUN_LOG.step("convocate-host migrate-session", f"{source.host.name}->{target.host.name}"):
-        _shell_hostctl(provisioned, f"migrate-session {session} --to {target.agent_id}")
+        _shell_hostctl(provisioned, f"migrate-session --session {session} --from {source.agent_id} "
+                                    f"--to {target.agent_id} --user {source.host.user} "
+                                    f"--key {OPERATOR_KEY_ON_SHELL} --known-hosts {KNOWN_HOSTS_ON_SHELL}")
     assert wait_for_sync(lambda: agent_sessions(target.host).get(session), timeout=90, interval=1.0)
     assert session not in agent_sessions(source.host)
     assert target.host.sudo(f"cat {marker}").stdout == "files travel\n"

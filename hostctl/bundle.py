@@ -22,6 +22,8 @@ Wheels with compiled parts (grpcio, cryptography) are built for this machine's P
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -29,7 +31,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncGenerator, Callable
+import zipfile
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,17 +113,29 @@ def source_digest(root: Path) -> str:
     return h.hexdigest()
 
 
+# The generated gRPC code a convocate wheel must carry (the build hook writes it; a build
+# that raced another one in the same checkout can lose it).
+_GENERATED = ("convocate/v1/sessions_pb2.py", "convocate/v1/sessions_pb2_grpc.py",
+              "convocate/v1/status_pb2.py")
+
+
 def load_bundle(directory: Path) -> Bundle:
     """Read a wheelhouse: its digest, convocate's version and the Python tag it needs.
 
     Raises:
         NotFoundError: no convocate wheel in ``directory``.
+        FailedPreconditionError: the convocate wheel lacks its generated gRPC code.
     """
     wheels = sorted(directory.glob("*.whl"))
     ours = [w for w in wheels if w.name.startswith("convocate-")]
     if not ours:
         raise NotFoundError(f"no convocate wheel in {directory}: build the bundle from a checkout "
                             "(convocate-host install without --bundle does)")
+    with zipfile.ZipFile(ours[0]) as wheel:
+        missing = sorted(set(_GENERATED) - set(wheel.namelist()))
+    if missing:
+        raise FailedPreconditionError(f"{ours[0].name} lacks its generated gRPC code ({', '.join(missing)}): "
+                                      f"remove {directory} and build the bundle again")
     h = hashlib.sha256()
     tags: set[str] = set()
     for w in wheels:
@@ -162,6 +177,28 @@ def build_bundle(source: Path, cache: Path | None = None) -> Bundle:
     if (final / _MANIFEST).is_file():
         return load_bundle(final)
     cache.mkdir(parents=True, exist_ok=True)
+    # pip builds a local checkout in place, where the build hook writes the generated
+    # code: two builds of one checkout at once (parallel installs) must not overlap.
+    with _build_lock(cache, source):
+        if (final / _MANIFEST).is_file():      # built while we waited
+            return load_bundle(final)
+        _build_into(source, cache, final)
+    return load_bundle(final)
+
+
+@contextlib.contextmanager
+def _build_lock(cache: Path, source: Path) -> Iterator[None]:
+    """An exclusive lock per checkout in the cache, held while pip builds (released on exit or crash)."""
+    name = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:16]
+    fd = os.open(cache / f".build-{name}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _build_into(source: Path, cache: Path, final: Path) -> None:
     work = Path(tempfile.mkdtemp(prefix=".build-", dir=cache))
     try:
         argv = [*_pip(), "wheel", "-q", "--disable-pip-version-check", "--wheel-dir", str(work), str(source)]
@@ -178,7 +215,6 @@ def build_bundle(source: Path, cache: Path | None = None) -> Bundle:
                 raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return load_bundle(final)
 
 
 async def release_on_host(runner: Runner, prefix: Path) -> str:

@@ -43,6 +43,7 @@ __all__ = [
 PACKAGES = tuple(sorted({
     "docker.io", "tmux", "python3", "python3-venv", "ca-certificates", "openssh-server", "sudo", "dnsmasq",
     "iptables", *RECEIVER_PACKAGES, *LOG_PACKAGES,
+    "busybox-static",  # the offline session image (init-shell without a registry) is built from it
 }))
 PORTS = (22, defaults.AGENT_PORT, defaults.STATUS_PORT)
 NFT_TABLE = "convocate"

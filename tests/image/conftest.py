@@ -62,9 +62,9 @@ def _start_status(root: Path) -> tuple[subprocess.Popen[bytes], Path, StatusConf
         f'authorized_keys = "{config.authorized_keys}"\nsocket = "{config.socket}"\n'
         "heartbeat_interval = 1.0\n")
     config.authorized_keys.touch(mode=0o600)
-    log = (root / "status.log").open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "shell.main", "status", "serve", "--config", str(toml)],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    with (root / "status.log").open("ab") as log:  # the child keeps its own descriptor
+        argv = [sys.executable, "-m", "shell.main", "status", "serve", "--config", str(toml)]
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     return proc, config.socket, config
 
 

@@ -294,8 +294,6 @@ def _shell_hostctl(p: Provisioned, command: str) -> dict[str, object]:
     return parsed
 
 
-@pytest.mark.xfail(not command_exists("update"), strict=True,
-                   reason="convocate-host update is not in this checkout yet")
 def test_update_keeps_a_running_session_on_its_image_until_restart(
     provisioned: Provisioned, wheelhouse: Path,
 ) -> None:
@@ -325,8 +323,6 @@ def test_update_keeps_a_running_session_on_its_image_until_restart(
     assert _image_of(host, session)[0] == new_image
 
 
-@pytest.mark.xfail(not command_exists("migrate-session"), strict=True,
-                   reason="convocate-host migrate-session is not in this checkout yet")
 def test_migrate_session_moves_it_with_its_files(provisioned: Provisioned) -> None:
     source, target = provisioned.agents
     session = create_session(source.host, "migrant")

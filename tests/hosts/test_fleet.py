@@ -40,10 +40,8 @@ from tests.hosts.provision import (
     OPERATOR_KEY_ON_SHELL,
     AgentInfo,
     base_install,
-    command_exists,
     init_agent,
     prepare_operator_on_shell,
-    restart_status_by_hand,
     shell_role,
 )
 from tests.hosts.steps import RUN_LOG
@@ -61,36 +59,30 @@ class Provisioned:
 
     shell: Host
     agents: list[AgentInfo]
-    how: dict[str, str]
 
 
 @pytest.fixture(scope="module")
-def provisioned(fleet: HostFleet, wheelhouse: Path, session_image: str) -> Provisioned:
+def provisioned(fleet: HostFleet, session_image: str) -> Provisioned:
     (shell,) = fleet.start(1, ports=(22, 223))
     agent_hosts = fleet.start(2, ports=(22, 222))
-    how: dict[str, str] = {}
 
     def base(host: Host) -> None:
-        with RUN_LOG.step("packages, docker.io and convocate", host.name) as step:
-            how[host.name] = base_install(host, wheelhouse)
-            step.text += f" ({how[host.name]})"
+        with RUN_LOG.step("packages, docker.io and convocate (install --host)", host.name):
+            base_install(host)
 
-    # The shell first: its `install` builds this checkout's bundle (in the source tree) and caches
-    # it; concurrent first builds of one checkout would race there. Then both agents at once.
+    # The shell first: its `install` builds this checkout's bundle and caches it (a second build
+    # of one checkout waits for the first). Then both agents at once.
     base(shell)
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(base, agent_hosts))
-    with RUN_LOG.step("shell role", shell.name) as step:
-        how["shell"] = shell_role(shell, session_image)
-        step.text += f" ({how['shell']})"
+    with RUN_LOG.step("shell role (init-shell --host)", shell.name):
+        shell_role(shell, session_image)
     prepare_operator_on_shell(shell, agent_hosts)
     agents = []
     for host in agent_hosts:
         with RUN_LOG.step("convocate-host init-agent (on the shell)", host.name):
             agents.append(init_agent(shell, host))
-    if not command_exists("init-shell"):
-        restart_status_by_hand(shell)
-    return Provisioned(shell, agents, how)
+    return Provisioned(shell, agents)
 
 
 # --- item 2: what systemd runs after the README's procedure -----------------------------------

@@ -31,7 +31,7 @@ from hostctl.peering import AgentHostLayout, ShellHostLayout, init_agent
 from hostctl.remote import LocalRunner
 from shell.install import InstallOptions as ShellInstallOptions
 from shell.install import plan_install
-from tests.support.env import require_tool
+from tests.support.env import require_root, require_tool
 from tests.support.keys import make_peer_keys
 from tests.support.net import free_port
 
@@ -44,8 +44,7 @@ def _service_ids() -> tuple[int, int]:
 
 
 def _require_root() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("the attacks need a second user: run as root (CI does)")
+    require_root("the attacks need a second user")
 
 
 def _read_as_service(path: Path) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-__all__ = ["in_ci", "require_docker", "require_tool"]
+__all__ = ["in_ci", "require_docker", "require_root", "require_tool"]
 
 
 def in_ci() -> bool:
@@ -24,6 +24,12 @@ def _missing(what: str) -> None:
     if in_ci():
         pytest.fail(f"CI=true but {what}: .ci/run must install and start it", pytrace=False)
     pytest.skip(what)
+
+
+def require_root(why: str) -> None:
+    """Skip (fail in CI, which runs as root) unless this process is root; ``why`` says what needs it."""
+    if os.geteuid() != 0:
+        _missing(f"not root: {why}")
 
 
 def require_tool(name: str) -> str:

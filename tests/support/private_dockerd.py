@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.env import in_ci, require_docker, require_tool
+from tests.support.env import require_docker, require_root, require_tool
 from tests.support.images import ensure_offline_image
 
 __all__ = ["PrivateDockerd", "private_dockerd"]
@@ -192,10 +192,7 @@ def private_dockerd() -> Iterator[PrivateDockerd]:
     require_docker()
     for tool in ("dockerd", "ip"):
         require_tool(tool)
-    if os.geteuid() != 0:
-        if in_ci():
-            pytest.fail("CI=true but the private Docker Engine needs root", pytrace=False)
-        pytest.skip("the private Docker Engine needs root")
+    require_root("the private Docker Engine needs root")
     image = ensure_offline_image()
     engine = PrivateDockerd()
     try:

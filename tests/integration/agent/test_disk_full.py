@@ -23,7 +23,7 @@ from convocate.v1 import sessions_pb2
 from tests.integration.agent.conftest import HOST, open_client
 from tests.support.agent_proc import AgentProcess
 from tests.support.attach_stream import AttachStream
-from tests.support.env import in_ci, require_tool
+from tests.support.env import require_root, require_tool
 from tests.support.images import offline_image  # noqa: F401 - the session fixture
 
 CHUNK = 64 * 1024
@@ -33,10 +33,7 @@ CHUNK = 64 * 1024
 def small_fs(path: Path, size: str = "2m") -> Iterator[Path]:
     """A sized tmpfs mounted at ``path`` (unmounted afterwards, also after a failure)."""
     require_tool("mount")
-    if os.geteuid() != 0:
-        if in_ci():
-            pytest.fail("CI=true but mounting a tmpfs needs root", pytrace=False)
-        pytest.skip("mounting a tmpfs needs root")
+    require_root("mounting a tmpfs needs root")
     path.mkdir(parents=True, exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
                    check=True, timeout=10)

@@ -8,10 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from shell.install import render_status_unit
-from tests.support.env import require_tool
+from tests.support.env import require_root, require_tool
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -49,8 +47,7 @@ def _fake(bin_dir: Path, name: str, body: str) -> None:
 def test_demo_names_the_dockerd_log_when_the_engine_does_not_start(tmp_path: Path) -> None:
     """A docker client without a working engine: demo.sh starts dockerd, sees it exit, names its log."""
     bash = require_tool("bash")
-    if os.geteuid() != 0:
-        pytest.skip("deploy/demo.sh runs as root only")  # CI runs as root
+    require_root("deploy/demo.sh runs as root only")
     fakes = tmp_path / "bin"
     fakes.mkdir()
     _fake(fakes, "docker", 'echo "Cannot connect to the Docker daemon" >&2; exit 1')

@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
 
         from hostctl.agent_setup import AgentSetup, setup_agent  # noqa: PLC0415
         from hostctl.peering import AgentHostLayout, ShellHostLayout  # noqa: PLC0415
-        from hostctl.remote import make_runner  # noqa: PLC0415
+        from hostctl.remote import with_runner  # noqa: PLC0415
 
         setup = AgentSetup(
             address=address or ("127.0.0.1" if host == "local" else host),
@@ -120,14 +120,8 @@ def register(app: typer.Typer) -> None:
         )
         report = Report("init-agent", host, dry_run=dry_run, say=None if as_json else say_err)
 
-        async def go() -> None:
-            runner = make_runner(host, ssh_port, user, key, known_hosts)
-            try:
-                await setup_agent(runner, setup, report)
-            finally:
-                await runner.close()
-
-        asyncio.run(go())
+        asyncio.run(with_runner(host, ssh_port, user, key, known_hosts,
+                                lambda runner: setup_agent(runner, setup, report)))
         report.emit(as_json)
 
     @app.command("agents")

@@ -83,21 +83,15 @@ def register(app: typer.Typer) -> None:
         import asyncio  # noqa: PLC0415
 
         from hostctl.host_install import PACKAGES, HostInstall, install_host  # noqa: PLC0415
-        from hostctl.remote import make_runner  # noqa: PLC0415
+        from hostctl.remote import with_runner  # noqa: PLC0415
 
         spec = HostInstall(bundle=load_release_bundle(bundle) if software else None,
                            packages=PACKAGES if packages else (), firewall=firewall, prefix=prefix,
                            bin_dir=bin_dir, python=python)
         report = Report("install", host, dry_run=dry_run, say=None if as_json else say_err)
 
-        async def go() -> None:
-            runner = make_runner(host, ssh_port, user, key, known_hosts)
-            try:
-                await install_host(runner, spec, report)
-            finally:
-                await runner.close()
-
-        asyncio.run(go())
+        asyncio.run(with_runner(host, ssh_port, user, key, known_hosts,
+                                lambda runner: install_host(runner, spec, report)))
         report.emit(as_json)
 
     @app.command("init-shell", epilog=EXIT_HELP)
@@ -120,21 +114,15 @@ def register(app: typer.Typer) -> None:
         the status allow-list, and the rsyslog TLS listener (CA, server certificate, drop-in, logrotate)."""
         import asyncio  # noqa: PLC0415
 
-        from hostctl.remote import make_runner  # noqa: PLC0415
+        from hostctl.remote import with_runner  # noqa: PLC0415
         from hostctl.shell_setup import ShellSetup, setup_shell  # noqa: PLC0415
 
         setup = ShellSetup(log_names=tuple(log_name or [host]), logs=logs,
                            install_argv=("/usr/local/bin/convocate", "install", "--base", base))
         report = Report("init-shell", host, dry_run=dry_run, say=None if as_json else say_err)
 
-        async def go() -> None:
-            runner = make_runner(host, ssh_port, user, key, known_hosts)
-            try:
-                await setup_shell(runner, setup, report)
-            finally:
-                await runner.close()
-
-        asyncio.run(go())
+        asyncio.run(with_runner(host, ssh_port, user, key, known_hosts,
+                                lambda runner: setup_shell(runner, setup, report)))
         report.emit(as_json)
 
     @app.command("update", epilog=EXIT_HELP)
@@ -170,7 +158,7 @@ def register(app: typer.Typer) -> None:
         from common.registry import load_registry  # noqa: PLC0415
         from hostctl.agent_setup import AgentSetup  # noqa: PLC0415
         from hostctl.peering import AgentHostLayout  # noqa: PLC0415
-        from hostctl.remote import make_runner  # noqa: PLC0415
+        from hostctl.remote import with_runner  # noqa: PLC0415
         from hostctl.update import RolledBackError, UpdateSpec, update_host  # noqa: PLC0415
 
         records = load_registry(registry) if registry.is_dir() else []
@@ -182,15 +170,9 @@ def register(app: typer.Typer) -> None:
                           agent=record, image=image, wait_timeout=wait)
         report = Report("update", host, dry_run=dry_run, say=None if as_json else say_err)
 
-        async def go() -> None:
-            runner = make_runner(host, ssh_port, user, key, known_hosts)
-            try:
-                await update_host(runner, spec, report)
-            finally:
-                await runner.close()
-
         try:
-            asyncio.run(go())
+            asyncio.run(with_runner(host, ssh_port, user, key, known_hosts,
+                                lambda runner: update_host(runner, spec, report)))
         except RolledBackError as e:
             say_err(f"error: {e}")
             raise typer.Exit(EXIT_ROLLED_BACK) from None

@@ -16,7 +16,7 @@ import shlex
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import asyncssh
 
@@ -25,7 +25,8 @@ from common.ssh_keys import read_private_key
 from common.tasks import cancel_and_wait
 from common.tunnel import describe_connect_error
 
-__all__ = ["CommandResult", "LocalRunner", "OutputStream", "Runner", "SSHRunner", "SSHTarget", "make_runner"]
+__all__ = ["CommandResult", "LocalRunner", "OutputStream", "Runner", "SSHRunner", "SSHTarget", "make_runner",
+           "with_runner"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class CommandResult:
         """stdout as text, stripped."""
         return self.stdout.decode(errors="replace").strip()
 
+
+T = TypeVar("T")
 
 class Runner(Protocol):
     """Runs a step on one host."""
@@ -272,3 +275,13 @@ def make_runner(host: str, port: int = 22, user: str = "root", key: Path | None 
     if host == "local":
         return LocalRunner()
     return SSHRunner(SSHTarget(host, port, user, key, known_hosts))
+
+
+async def with_runner(host: str, port: int, user: str, key: Path | None, known_hosts: Path | None,
+                      fn: Callable[[Runner], Awaitable[T]]) -> T:
+    """Run ``fn(runner)`` on a runner for ``host`` (see :func:`make_runner`), closed afterwards."""
+    runner = make_runner(host, port, user, key, known_hosts)
+    try:
+        return await fn(runner)
+    finally:
+        await runner.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from convocate.v1 import sessions_pb2, sessions_pb2_grpc
@@ -30,6 +30,7 @@ from common.proto_convert import (
 __all__ = ["AgentCalls"]
 
 T = TypeVar("T")
+M = TypeVar("M")
 
 
 def _cancelled_by_caller() -> bool:
@@ -98,6 +99,21 @@ class AgentCalls:
             # grpc.aio cancels calls in flight when the tunnel closes their channel.
             self._on_unavailable()
             raise self._unreachable() from None
+
+    async def _stream(self, call: grpc.aio.UnaryStreamCall[Any, M]) -> AsyncIterator[M]:
+        """The messages of a server stream: the streams' one point where gRPC errors become
+        domain errors (no deadline: keepalives end a stream whose link died)."""
+        try:
+            async for message in call:
+                yield message
+        except grpc.RpcError as e:
+            raise from_rpc_error(e, peer=self.agent_id) from None
+        except asyncio.CancelledError:
+            if _cancelled_by_caller():
+                raise
+            raise self._unreachable() from None
+        finally:
+            call.cancel()
 
     async def _session_call(
         self, fn: Callable[[sessions_pb2_grpc.SessionsAsyncStub], Awaitable[sessions_pb2.Session]]
@@ -185,18 +201,8 @@ class AgentCalls:
             ConvocateError: the stream failed (translated from gRPC).
         """
         req = sessions_pb2.SessionLogRequest(id=session_id, limit=limit, follow=True)
-        call = sessions_pb2_grpc.SessionsStub(self._channel()).SessionLog(req)
-        try:
-            async for message in call:
-                yield log_entry_from_proto(message)
-        except grpc.RpcError as e:
-            raise from_rpc_error(e, peer=self.agent_id) from None
-        except asyncio.CancelledError:
-            if _cancelled_by_caller():
-                raise
-            raise self._unreachable() from None
-        finally:
-            call.cancel()
+        async for message in self._stream(sessions_pb2_grpc.SessionsStub(self._channel()).SessionLog(req)):
+            yield log_entry_from_proto(message)
 
     async def watch_sessions(self) -> AsyncIterator[SessionEvent]:
         """The agent's change stream: snapshot (EXISTING..., SYNCED), then live changes.
@@ -210,16 +216,7 @@ class AgentCalls:
         """
         call = sessions_pb2_grpc.SessionsStub(self._channel()).WatchSessions(
             sessions_pb2.WatchSessionsRequest())
-        try:
-            async for message in call:
-                event = session_event_from_proto(message, self.agent_id)
-                if event is not None:
-                    yield event
-        except grpc.RpcError as e:
-            raise from_rpc_error(e, peer=self.agent_id) from None
-        except asyncio.CancelledError:
-            if _cancelled_by_caller():
-                raise
-            raise self._unreachable() from None
-        finally:
-            call.cancel()
+        async for message in self._stream(call):
+            event = session_event_from_proto(message, self.agent_id)
+            if event is not None:
+                yield event

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import statistics
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-__all__ = ["QUICK", "host_line", "load_average", "median", "percentile", "write_markdown", "write_table"]
+__all__ = [
+    "QUICK", "Figures", "Row", "host_line", "load_average", "median", "percentile", "write_markdown",
+    "write_table",
+]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -20,6 +25,37 @@ class _Quick:
 
 
 QUICK = _Quick()
+
+
+@dataclasses.dataclass
+class Row:
+    """One figure of the summary table: what, against what, the two values, the ratio and the target."""
+
+    figure: str
+    baseline: str
+    value: float
+    base: float
+    unit: str
+    target: str
+    met: Callable[[float], bool]
+    why: str = ""
+    higher_is_better: bool = False
+
+    def cells(self) -> list[str]:
+        """Markdown cells: figure, baseline, measured, baseline value, ratio, target, verdict."""
+        ratio = self.value / self.base if self.base else float("nan")
+        verdict = "met" if self.met(ratio) else "missed"
+        shown = f"{ratio:.2f}x" if self.base else "n/a"
+        return [self.figure, self.baseline, f"{self.value:.4g} {self.unit}", f"{self.base:.4g} {self.unit}",
+                shown, self.target, verdict + (f": {self.why}" if self.why else "")]
+
+
+@dataclasses.dataclass
+class Figures:
+    """What one suite adds to the summary: table rows and markdown lines after the table."""
+
+    rows: list[Row] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
 
 
 def load_average() -> str:

@@ -9,37 +9,18 @@ a number: a missed target is a row that says so, with its cause.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from collections.abc import Callable
+import importlib
 
 from benchmarks import idle_cpu, keystroke, startup, transport
-from benchmarks.report import QUICK, RESULTS, host_line, median, percentile, write_markdown
+from benchmarks.report import QUICK, RESULTS, Figures, Row, host_line, median, percentile, write_markdown
 from benchmarks.scale import scale_lines
 
-__all__ = ["run"]
+__all__ = ["EXTRA", "run"]
 
-
-@dataclasses.dataclass
-class Row:
-    """One figure: what, against what, the two values, the ratio and the target."""
-
-    figure: str
-    baseline: str
-    value: float
-    base: float
-    unit: str
-    target: str
-    met: Callable[[float], bool]
-    why: str = ""
-    higher_is_better: bool = False
-
-    def cells(self) -> list[str]:
-        """Markdown cells: figure, baseline, measured, baseline value, ratio, target, verdict."""
-        ratio = self.value / self.base if self.base else float("nan")
-        verdict = "met" if self.met(ratio) else "missed"
-        shown = f"{ratio:.2f}x" if self.base else "n/a"
-        return [self.figure, self.baseline, f"{self.value:.4g} {self.unit}", f"{self.base:.4g} {self.unit}",
-                shown, self.target, verdict + (f": {self.why}" if self.why else "")]
+# Further suites whose rows join the one table: each is a module of this package with
+# ``async def figures() -> Figures`` (it may write its own results/<name>.md as well).
+# They run after the figures above, in this order, each alone on the machine.
+EXTRA: list[str] = []
 
 
 def _keystroke_rows(r: keystroke.KeystrokeResult) -> list[Row]:
@@ -123,6 +104,11 @@ async def _main() -> None:
         session_mib=idle.rss_mib[names[0]], shim_mib=idle.rss_mib["containerd-shim per container"],
         agent_base_mib=rss[0], agent_per_session_mib=max(0.0, (rss[-1] - rss[0]) / extra_sessions),
         session_cpu_pct=idle.shares[names[0]] / idle.n)
+    for name in EXTRA:
+        module = importlib.import_module(f"benchmarks.{name}")
+        extra: Figures = await module.figures()
+        rows += extra.rows
+        notes += extra.notes
     push = RESULTS / "image_push.md"
     if push.exists():
         text = push.read_text().splitlines()

@@ -383,12 +383,21 @@ class SessionManager:
             check_dns_unique(dns_name, others)
             port = resolve_port(port, protocol, others)
             now = datetime.now(UTC)
-            record = SessionRecord(new_session_id(), name, now, now, port, protocol, dns_name)
+            if start:
+                self._require_engine()
+            # Created already wanting to run: one record write, and no inspect of a container
+            # that cannot exist yet (a fresh id), on the way to the start.
+            record = SessionRecord(new_session_id(), name, now, now, port, protocol, dns_name,
+                                   desired_running=start)
             await self._write(lambda: self.store.create(record))
             self._records[record.id] = record
         self.event_log.record(record.id, "created", f'session "{name}" created', actor="agent")
         self._publish(EventType.SESSION_CREATED, record.id)
-        return await self.restart(record.id) if start else self._view(record)
+        if not start:
+            return self._view(record)
+        async with self._lock:
+            await self._launch(record)
+        return self._view(record)
 
     async def update(
         self, session_id: str, name: str, port: int, protocol: str, dns_name: str
@@ -509,13 +518,17 @@ class SessionManager:
             except OSError as e:  # best effort, as in v2.0.0
                 log.warning("last_accessed and desired state not updated", session=session_id, error=str(e))
             self._records[session_id] = record
-            await asyncio.to_thread(self._prepare_cli, session_id)
-            spec = container_spec(self.config, record, agent_id=self.agent_id,
-                                  image=read_current_image(self.config),
-                                  session_dir=self.store.home_dir(session_id),
-                                  hooks_dir=self.activity.spool_dir(session_id))
-            self._mark(session_id, await self.runtime.start(spec))
+            await self._launch(record)
         return self._view(record)
+
+    async def _launch(self, record: SessionRecord) -> None:
+        """Start the container of ``record`` with the current image (caller holds the lock)."""
+        await asyncio.to_thread(self._prepare_cli, record.id)
+        spec = container_spec(self.config, record, agent_id=self.agent_id,
+                              image=read_current_image(self.config),
+                              session_dir=self.store.home_dir(record.id),
+                              hooks_dir=self.activity.spool_dir(record.id))
+        self._mark(record.id, await self.runtime.start(spec))
 
     def _prepare_cli(self, session_id: str) -> None:
         """Before a start: an empty hook spool, and the CLI's settings with our hooks (blocking).

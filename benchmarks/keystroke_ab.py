@@ -14,18 +14,21 @@ import asyncio
 import os
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from benchmarks.agent_session import agent_session, python_path
 from benchmarks.clients import GrpcClient, PtyClient, TermClient
 from benchmarks.keystroke import WARMUP, relay_argv, type_keys
 from benchmarks.report import QUICK, host_line, percentile, write_markdown
+from common.client.calls import AgentCalls
 
 __all__ = ["base_revision", "export_tree", "run"]
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = 60 if QUICK.on else 200
 ROUNDS = 2 if QUICK.on else 4
+CREATES = 2 if QUICK.on else 4   # sessions created (and started) per side per round
 
 
 # main just before issue 13's changes (the keystroke harness landed on top of it).
@@ -78,6 +81,13 @@ async def _main() -> None:
                     relay = PtyClient(relay_argv(agent, Path(d) / f"r{side}.sock", s.id))
                     samples.setdefault(("console relay on a pty + tunnel", side), []).extend(
                         await _round(relay, code))
+                    calls = AgentCalls(agent.agent_id, lambda t=tunnel: t.channel,  # type: ignore[misc]
+                                       call_timeout=60)
+                    for n in range(CREATES):
+                        t0 = time.perf_counter()
+                        await calls.create(f"ab{i}-{n}", 0, "tcp", "", start=True)
+                        samples.setdefault(("create + start through the tunnel", side), []).append(
+                            (time.perf_counter() - t0) * 1e6)
     rows = []
     for path in dict.fromkeys(p for p, _ in samples):
         before, after = samples[(path, "before")], samples[(path, "after")]
@@ -89,7 +99,8 @@ async def _main() -> None:
         f"Before: agent and relay from {rev[:12]}; after: the working tree ({head}).", "",
         "| path | before µs | after µs | after / before |", "|---|---|---|---|", *rows, "",
         (f"- {ROUNDS} rounds alternating before/after, {KEYS} keys per path per round after {WARMUP} "
-         "warm-up keys; the in-process gRPC client is the working tree's on both sides."),
+         f"warm-up keys, then {CREATES} sessions created and started on each side (that row in µs "
+         "too); the in-process gRPC client is the working tree's on both sides."),
         "- The two agents run side by side (127.0.0.2 and .3), each with its own session container.",
     ])
 

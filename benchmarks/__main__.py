@@ -14,6 +14,7 @@ QUICK.on = "--quick" in sys.argv[1:]   # before the suites read their sample cou
 from benchmarks import (  # noqa: E402
     attach,
     attach_rtt,
+    fleet,
     image_push,
     keystroke,
     keystroke_ab,
@@ -29,6 +30,7 @@ SUITES = {
     "attach": attach.run,
     "attach_rtt": attach_rtt.run,
     "image_push": image_push.run,
+    "fleet": fleet.run,
 }
 
 

@@ -52,10 +52,13 @@ class Row:
 
 @dataclasses.dataclass
 class Figures:
-    """What one suite adds to the summary: table rows and markdown lines after the table."""
+    """What one suite adds to the summary: table rows, markdown lines after the table, and
+    measured numbers other sections use, by name (``inputs``: the fleet suite's per-agent
+    costs for the scale-on-paper section)."""
 
     rows: list[Row] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
+    inputs: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def load_average() -> str:

@@ -1,30 +1,60 @@
-"""Scale on paper: from measured per-session and per-agent costs, what runs out first.
+"""Scale on paper: from costs measured in this run, how far one host goes and what runs out first.
 
-The per-session figures come from this run (idle_cpu: a session container's resident
-memory and CPU, its containerd-shim; keystroke: the agent's resident memory with one and
-with more sessions). The console's and status service's per-agent costs come from the
-fleet-scale run recorded in the shared transport measurements (N real agents on
-loopback addresses); they are quoted as constants below, with that source.
+Every input is measured in the same benchmark run: the per-session figures by the
+summary's own suites (idle_cpu: a session container's resident memory and CPU, its
+containerd-shim; keystroke: the agent's resident memory with one and with more
+sessions), the shell side's per-agent costs by :mod:`benchmarks.fleet` (real agents on
+loopback addresses: the console's and the status service's memory and open files at 1
+and at N agents, CPU per warm refresh per agent, per reconnect handshake, and idle).
+Limits that are settings, not measurements, are named as such below.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["scale_lines"]
+__all__ = ["ShellCosts", "scale_lines"]
 
-# Fleet-scale run of the landed code (transport-measurements.md, last section): RSS of the
-# console and the status service with 1 and 50 agents, client CPU per SSH handshake and
-# per agent per warm Router.refresh().
-CONSOLE_MIB = (84.5, 96.3)
-STATUS_MIB = (64.8, 79.0)
-HANDSHAKE_CPU_MS = 3.8
-REFRESH_CPU_MS = 0.5
 CONSOLE_TARGET_MIB = 150
 STATUS_TARGET_MIB = 100
 AGENT_TARGET_MIB = 150
-CLI_MIB = 250   # assumed resident memory of one real Claude CLI (node) process; not measured here
+CLI_MIB = 250        # assumed resident memory of one real Claude CLI (node) process; not measured here
+CONSOLE_NOFILE = 1024   # the console runs in a login session: the usual soft RLIMIT_NOFILE (a setting)
+STATUS_NOFILE = 8192    # LimitNOFILE of convocate-status.service (deploy/systemd; a setting)
+REFRESH_BUDGET_MS = 1000   # a refresh an operator waits on
+RECONNECT_BUDGET_S = 10    # every agent back after the shell host restarts
+
+
+@dataclass(frozen=True)
+class ShellCosts:
+    """The console's and the status service's costs, at 1 agent and per further agent (one run)."""
+
+    agents: float                      # the largest fleet measured
+    console_base_mib: float
+    console_per_agent_mib: float
+    status_base_mib: float
+    status_per_agent_mib: float
+    console_base_fds: float
+    console_fds_per_agent: float
+    status_base_fds: float
+    status_fds_per_agent: float
+    refresh_cpu_ms_per_agent: float    # a warm Router.refresh (standing tunnels)
+    refresh_ms: float                  # its wall time at the largest fleet
+    handshake_cpu_ms: float            # client CPU per agent to reach it (SSH, forward, first Ping)
+    console_idle_pct_per_agent: float  # % of one core, keepalives and heartbeats
+    status_idle_pct_per_agent: float
+
+    @classmethod
+    def from_inputs(cls, inputs: dict[str, float]) -> ShellCosts | None:
+        """Rebuild from :class:`benchmarks.report.Figures` inputs; None if the fleet suite did not run."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        if not all(n in inputs for n in names):
+            return None
+        values = {n: inputs[n] for n in names}
+        return cls(**values)
 
 
 def _mem_total_mib() -> float:
@@ -34,50 +64,93 @@ def _mem_total_mib() -> float:
     return float("nan")
 
 
-def _per_agent(pair: tuple[float, float]) -> float:
-    return (pair[1] - pair[0]) / 49
+def _until(budget: float, base: float, slope: float) -> float:
+    """How many agents fit in ``budget`` at ``base`` plus ``slope`` each (inf: no growth measured)."""
+    return float("inf") if slope <= 1e-9 else max(0.0, (budget - base) / slope) + 1
+
+
+def _n(value: float) -> str:
+    return "unbounded (no growth measured)" if value == float("inf") else f"≈ {value:,.0f}"
+
+
+def _agent_host(mem: float, cores: int, *, session_mib: float, shim_mib: float, agent_base_mib: float,
+                agent_per_session_mib: float, session_cpu_pct: float) -> list[str]:
+    per_session = session_mib + shim_mib + agent_per_session_mib
+    limits = {
+        f"host memory with a real Claude CLI in each (assumed {CLI_MIB} MiB, not measured here)":
+            mem * 0.8 / (per_session + CLI_MIB),
+        f"the agent's own memory target ({AGENT_TARGET_MIB} MiB)":
+            _until(AGENT_TARGET_MIB, agent_base_mib, agent_per_session_mib) - 1,
+        "CPU of idle sessions": (float("inf") if session_cpu_pct <= 0.01 else cores * 100 / session_cpu_pct),
+    }
+    first = min(limits, key=lambda k: limits[k])
+    return [
+        ("**One agent host.** Per idle session (measured in this run): "
+         f"{session_mib:.1f} MiB in the container (tmux + the session's shell), {shim_mib:.1f} MiB for its "
+         f"containerd-shim, {agent_per_session_mib:.2f} MiB in the agent; CPU {session_cpu_pct:.3f} % of a "
+         "core per idle session."),
+        "",
+        *(f"- {what}: {_n(n)} sessions;" for what, n in limits.items()),
+        f"- with the offline image (no CLI), memory alone: {_n(mem * 0.8 / per_session)} sessions.",
+        "",
+        (f"**First to run out on an agent host: {first}** ({_n(limits[first])} sessions). Busy sessions "
+         "are bounded by what their CLIs compute, attached ones by dockerd's TTY copy (~30-40 MB/s per "
+         "host, reference measurement)."),
+        "",
+    ]
+
+
+def _shell_side(c: ShellCosts, cores: int) -> list[str]:
+    console_cpu = c.console_idle_pct_per_agent
+    status_cpu = c.status_idle_pct_per_agent
+    limits = {
+        f"console memory (its {CONSOLE_TARGET_MIB} MB target)":
+            _until(CONSOLE_TARGET_MIB, c.console_base_mib, c.console_per_agent_mib),
+        f"status service memory (its {STATUS_TARGET_MIB} MB target)":
+            _until(STATUS_TARGET_MIB, c.status_base_mib, c.status_per_agent_mib),
+        f"console open files (soft limit {CONSOLE_NOFILE} of a login session, a setting)":
+            _until(CONSOLE_NOFILE, c.console_base_fds, c.console_fds_per_agent),
+        f"status service open files (LimitNOFILE={STATUS_NOFILE}, a setting)":
+            _until(STATUS_NOFILE, c.status_base_fds, c.status_fds_per_agent),
+        "console idle CPU (one event loop: one core)": _until(100, 0, console_cpu),
+        "status service idle CPU (one core)": _until(100, 0, status_cpu),
+    }
+    first = min(limits, key=lambda k: limits[k])
+    refresh_n = REFRESH_BUDGET_MS / max(c.refresh_cpu_ms_per_agent, 1e-6)
+    reconnect_n = RECONNECT_BUDGET_S * 1000 * cores / max(c.handshake_cpu_ms, 1e-6)
+    return [
+        (f"**One console and one status service** (per-agent costs measured in this run from 1 to "
+         f"{c.agents:.0f} real agents): console {c.console_base_mib:.0f} MiB + "
+         f"{c.console_per_agent_mib:.2f} MiB and {c.console_fds_per_agent:.1f} open files per agent; status "
+         f"service {c.status_base_mib:.0f} MiB + {c.status_per_agent_mib:.2f} MiB and "
+         f"{c.status_fds_per_agent:.1f} open files per agent; idle CPU per agent {console_cpu:.3f} % "
+         f"(console) and {status_cpu:.3f} % (status service) of a core; a warm refresh "
+         f"{c.refresh_cpu_ms_per_agent:.2f} ms of CPU per agent ({c.refresh_ms:.0f} ms wall at "
+         f"{c.agents:.0f}); reaching an agent {c.handshake_cpu_ms:.1f} ms of client CPU."),
+        "",
+        *(f"- {what}: {_n(n)} agents;" for what, n in limits.items()),
+        (f"- not a hard limit, but felt: a warm refresh stays under {REFRESH_BUDGET_MS / 1000:g} s of CPU "
+         f"up to {_n(refresh_n)} agents, and after the shell host restarts every agent is back within "
+         f"{RECONNECT_BUDGET_S} s (handshakes on all {cores} cores) up to {_n(reconnect_n)} agents."),
+        "",
+        f"**First to run out on the shell side: {first}** ({_n(limits[first])} agents).",
+        "",
+    ]
 
 
 def scale_lines(*, session_mib: float, shim_mib: float, agent_base_mib: float,
-                agent_per_session_mib: float, session_cpu_pct: float) -> list[str]:
-    """The markdown section."""
+                agent_per_session_mib: float, session_cpu_pct: float,
+                shell: ShellCosts | None = None) -> list[str]:
+    """The markdown section (``shell``: the fleet suite's measurements; None if it did not run)."""
     mem = _mem_total_mib()
     cores = os.cpu_count() or 1
-    per_session = session_mib + shim_mib + agent_per_session_mib
-    by_memory_offline = mem * 0.8 / per_session
-    by_memory_cli = mem * 0.8 / (per_session + CLI_MIB)
-    by_agent_target = (AGENT_TARGET_MIB - agent_base_mib) / max(agent_per_session_mib, 1e-3)
-    by_cpu = "unbounded" if session_cpu_pct <= 0.01 else f"{cores * 100 / session_cpu_pct:.0f}"
-    c_slope, s_slope = _per_agent(CONSOLE_MIB), _per_agent(STATUS_MIB)
-    console_n = (CONSOLE_TARGET_MIB - CONSOLE_MIB[0]) / c_slope
-    status_n = (STATUS_TARGET_MIB - STATUS_MIB[0]) / s_slope
-    refresh, handshake = REFRESH_CPU_MS, HANDSHAKE_CPU_MS
     return [
         "## Scale on paper", "",
         f"This host: {mem / 1024:.1f} GiB of memory, {cores} cores; 80 % of the memory counts as usable.",
         "",
-        ("**One agent host.** Per idle session (measured in this run): "
-        f"{session_mib:.1f} MiB in the container (tmux + the session's shell), {shim_mib:.1f} MiB for its "
-        f"containerd-shim, {agent_per_session_mib:.2f} MiB in the agent; CPU {session_cpu_pct:.3f} % of a "
-        "core per idle session (the entrypoint now blocks instead of polling)."),
-        "",
-        (f"- memory, offline image: ≈ {by_memory_offline:.0f} sessions; with a real Claude CLI "
-        f"(assumed {CLI_MIB} MiB each, not measured here) ≈ {by_memory_cli:.0f} sessions: "
-        "**memory runs out first, and the CLI is nearly all of it**;"),
-        (f"- the agent's own memory target ({AGENT_TARGET_MIB} MiB) allows ≈ {by_agent_target:.0f} sessions "
-        f"(it starts at {agent_base_mib:.0f} MiB);"),
-        (f"- idle CPU allows {by_cpu} sessions; busy sessions are bounded by what their CLIs compute, "
-        "and attached ones by dockerd's TTY copy (~30-40 MB/s per host, reference measurement)."),
-        "",
-        ("**One console and one status service** (per-agent costs from the fleet-scale run, N real "
-        "agents on loopback):"),
-        "",
-        (f"- console memory grows ≈ {c_slope:.2f} MiB per agent: its {CONSOLE_TARGET_MIB} MiB target "
-        f"holds ≈ {console_n:.0f} agents;"),
-        (f"- status service memory grows ≈ {s_slope:.2f} MiB per agent: its {STATUS_TARGET_MIB} MiB target "
-        f"holds ≈ {status_n:.0f} agents, **the first limit on the shell side**;"),
-        (f"- CPU: a warm refresh costs ≈ {refresh} ms per agent, so one core refreshes ≈ "
-        f"{1000 / refresh:.0f} agents per second; reconnecting all agents costs ≈ {handshake} ms of "
-        f"CPU each (1,000 agents: {handshake:.1f} s of one core)."),
-        "",
+        *_agent_host(mem, cores, session_mib=session_mib, shim_mib=shim_mib, agent_base_mib=agent_base_mib,
+                     agent_per_session_mib=agent_per_session_mib, session_cpu_pct=session_cpu_pct),
+        *(_shell_side(shell, cores) if shell is not None else [
+            "**One console and one status service**: not measured in this run (the fleet suite did not run).",
+            ""]),
     ]

@@ -13,14 +13,14 @@ import importlib
 
 from benchmarks import idle_cpu, keystroke, startup, transport
 from benchmarks.report import QUICK, RESULTS, Figures, Row, host_line, median, percentile, write_markdown
-from benchmarks.scale import scale_lines
+from benchmarks.scale import ShellCosts, scale_lines
 
 __all__ = ["EXTRA", "run"]
 
 # Further suites whose rows join the one table: each is a module of this package with
 # ``async def figures() -> Figures`` (it may write its own results/<name>.md as well).
 # They run after the figures above, in this order, each alone on the machine.
-EXTRA: list[str] = []
+EXTRA: list[str] = ["fleet"]
 
 
 def _keystroke_rows(r: keystroke.KeystrokeResult) -> list[Row]:
@@ -100,15 +100,17 @@ async def _main() -> None:
                         "with rich) before any session; sessions add almost nothing"))
     rss = list(k.agent_rss_mib.values())
     extra_sessions = keystroke.CREATES * keystroke.ROUNDS
-    notes += scale_lines(
-        session_mib=idle.rss_mib[names[0]], shim_mib=idle.rss_mib["containerd-shim per container"],
-        agent_base_mib=rss[0], agent_per_session_mib=max(0.0, (rss[-1] - rss[0]) / extra_sessions),
-        session_cpu_pct=idle.shares[names[0]] / idle.n)
+    inputs: dict[str, float] = {}
     for name in EXTRA:
         module = importlib.import_module(f"benchmarks.{name}")
         extra: Figures = await module.figures()
         rows += extra.rows
         notes += extra.notes
+        inputs.update(extra.inputs)
+    notes += scale_lines(
+        session_mib=idle.rss_mib[names[0]], shim_mib=idle.rss_mib["containerd-shim per container"],
+        agent_base_mib=rss[0], agent_per_session_mib=max(0.0, (rss[-1] - rss[0]) / extra_sessions),
+        session_cpu_pct=idle.shares[names[0]] / idle.n, shell=ShellCosts.from_inputs(inputs))
     push = RESULTS / "image_push.md"
     if push.exists():
         text = push.read_text().splitlines()
@@ -126,9 +128,8 @@ async def _main() -> None:
         "Ratios are measured/baseline; for rates (higher is better) a ratio above 1 is faster.",
         "",
         *notes,
-        ("Not measured by this suite (no harness yet): List across 1/10/50 agents, N to the first "
-        "screen, agent seen again after a restart, the 200-session viewer load, status service and "
-        "console memory."), "",
+        ("Not measured by this suite (no harness yet): N to the first screen, the 200-session "
+        "viewer load."), "",
     ]
     write_markdown("summary", lines)
 

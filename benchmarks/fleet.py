@@ -1,0 +1,369 @@
+"""Fleet scale: List across 1, 10 and 50 real agents, an agent seen again after a restart, memory.
+
+The processes are :mod:`benchmarks.fleet_stack`'s: real agents (real Docker runtime) on
+127.0.0.2, ... with :data:`~benchmarks.fleet_stack.SESSIONS` session records each, one
+status service process, and the real console on a pty. At each fleet size, in one run:
+
+* **List, warm**: :meth:`shell.fleet.router.Router.refresh` (the console's fan-out over
+  standing tunnels) in this process, wall and CPU, warm-up excluded; the baseline is the
+  same on one agent;
+* **List, whole command**: ``convocate-host sessions --json`` as a fresh process (one new
+  SSH connection per agent);
+* **reconnect handshakes**: a new Router's start until every agent is reachable (wall, and
+  CPU per agent: SSH handshake, forward, gRPC channel, first Ping);
+* **memory and descriptors**: resident memory and open files of the real console once
+  every agent is reachable in its log, and of the status service (which pings every
+  agent itself and takes every agent's Publish stream);
+* **idle CPU** of both, per agent, over a window (first and last size).
+
+At the largest size, one agent is stopped and started again, repeatedly: from the
+moment its SSH port accepts a connection to the moment this process's Router (the
+console's fleet code, with its reconnect logic and defaults) reports it reachable.
+
+Writes results/fleet.md; :func:`figures` gives summary.md its rows and the measured
+per-agent costs that :mod:`benchmarks.scale` turns into "scale on paper".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from benchmarks.fleet_stack import SESSIONS, FleetStack, cpu_seconds, fd_count, rss_mib
+from benchmarks.report import QUICK, Figures, Row, host_line, median, percentile, write_markdown
+from benchmarks.scale import ShellCosts
+from common.logging import configure_logging
+from shell.fleet.router import Router, RouterConfig
+
+__all__ = ["FleetResult", "Stage", "figures", "measure", "run"]
+
+STAGES = (1, 5) if QUICK.on else (1, 10, 50)
+REFRESH_RUNS, REFRESH_WARMUP = (5, 2) if QUICK.on else (20, 3)
+CLI_RUNS, CLI_WARMUP = (3, 1) if QUICK.on else (6, 1)
+RESTARTS = 2 if QUICK.on else 5
+IDLE_WINDOW = 3.0 if QUICK.on else 10.0
+RSS_SAMPLES = 8            # the console's RSS: the largest of this many samples, 0.25 s apart
+READY_TIMEOUT = 180.0
+
+
+@dataclass
+class Stage:
+    """What one fleet size measured."""
+
+    n: int
+    refresh_ms: list[float] = field(default_factory=list)
+    refresh_cpu_ms: list[float] = field(default_factory=list)
+    cli_ms: list[float] = field(default_factory=list)
+    cold_s: float = float("nan")          # a new Router's start to every agent reachable
+    cold_cpu_ms: float = float("nan")
+    console_ready_s: float = float("nan")  # the real console's start to every agent reachable
+    console_mib: float = float("nan")
+    console_fds: int = 0
+    status_mib: float = float("nan")
+    status_fds: int = 0
+    console_idle_pct: float = float("nan")  # % of one core, over IDLE_WINDOW
+    status_idle_pct: float = float("nan")
+
+
+@dataclass
+class FleetResult:
+    """Every stage, the restart figures and how long the suite took."""
+
+    stages: list[Stage]
+    restart_ms: list[float]
+    restart_down_s: list[float]           # how long the agent was away each time
+    setup_s: dict[int, float]
+    seconds: float = 0.0
+
+
+def _router_config(stack: FleetStack) -> RouterConfig:
+    """The console's router configuration (its defaults), with this run's paths."""
+    return RouterConfig(registry_dir=stack.registry, runtime_dir=stack.root / "drv",
+                        status_socket=stack.status.socket, client_id=f"bench-console:{os.getpid()}")
+
+
+async def _wait(pred: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not within {timeout} s: {what}")
+        await asyncio.sleep(0.005)
+
+
+def _all_reachable(router: Router, n: int) -> bool:
+    return len(router.clients) == n and all(c.reachable for c in router.clients.values())
+
+
+async def _cold_start(stack: FleetStack, stage: Stage) -> Router:
+    cpu0, t0 = time.process_time(), time.monotonic()
+    router = Router(_router_config(stack))
+    await router.start()
+    try:
+        await _wait(lambda: _all_reachable(router, stage.n), READY_TIMEOUT, f"{stage.n} agents reachable")
+    except BaseException:
+        await router.close()
+        raise
+    stage.cold_s = time.monotonic() - t0
+    stage.cold_cpu_ms = (time.process_time() - cpu0) * 1000
+    return router
+
+
+async def _refreshes(router: Router, stage: Stage) -> None:
+    for i in range(REFRESH_WARMUP + REFRESH_RUNS):
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        rows = await router.refresh()
+        wall, cpu = (time.perf_counter() - t0) * 1000, (time.process_time() - cpu0) * 1000
+        listed = sum(1 for r in rows if not r.placeholder and not r.unknown)
+        if listed != stage.n * SESSIONS:
+            raise RuntimeError(f"refresh listed {listed} sessions, not {stage.n * SESSIONS}")
+        if i >= REFRESH_WARMUP:
+            stage.refresh_ms.append(wall)
+            stage.refresh_cpu_ms.append(cpu)
+
+
+def _cli_runs(stack: FleetStack, stage: Stage) -> None:
+    argv = [sys.executable, "-m", "hostctl", "sessions", "--json", "--registry", str(stack.registry)]
+    env = {**os.environ, "CONVOCATE_LOG_LEVEL": "WARNING", "PYTHONSAFEPATH": "1"}
+    for i in range(CLI_WARMUP + CLI_RUNS):
+        t0 = time.perf_counter()
+        done = subprocess.run(argv, env=env, capture_output=True, timeout=120, check=False)
+        wall = (time.perf_counter() - t0) * 1000
+        listed = len(json.loads(done.stdout or b"{}").get("sessions", []))
+        if done.returncode != 0 or listed != stage.n * SESSIONS:
+            raise RuntimeError(f"convocate-host sessions --json: exit {done.returncode}, {listed} sessions: "
+                               f"{done.stderr.decode(errors='replace')[-1000:]}")
+        if i >= CLI_WARMUP:
+            stage.cli_ms.append(wall)
+
+
+async def _console_and_status(stack: FleetStack, stage: Stage, ids: set[str], idle: bool) -> None:
+    """Memory, descriptors (and idle CPU) of a real console over the fleet and of the status service."""
+    console = stack.console(f"c{stage.n}")
+    try:
+        stage.console_ready_s = await console.wait_reachable(ids, READY_TIMEOUT)
+        pid = console.proc.pid
+        samples = []
+        for _ in range(RSS_SAMPLES):   # its watch snapshots may still be arriving
+            samples.append(rss_mib(pid))
+            await asyncio.sleep(0.25)
+        stage.console_mib, stage.console_fds = max(samples), fd_count(pid)
+        stage.status_mib, stage.status_fds = rss_mib(stack.status_pid), fd_count(stack.status_pid)
+        if idle:
+            c0, s0, t0 = cpu_seconds(pid), cpu_seconds(stack.status_pid), time.monotonic()
+            await asyncio.sleep(IDLE_WINDOW)
+            seconds = time.monotonic() - t0
+            stage.console_idle_pct = (cpu_seconds(pid) - c0) / seconds * 100
+            stage.status_idle_pct = (cpu_seconds(stack.status_pid) - s0) / seconds * 100
+    finally:
+        console.close()
+        stack.consoles.remove(console)
+
+
+class _PortProbe:
+    """Connects to ``host:port`` every 2 ms in a thread; records when it first accepts."""
+
+    def __init__(self, host: str, port: int, timeout: float) -> None:
+        self.accepted: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(host, port, timeout), daemon=True)
+        self._thread.start()
+
+    def _run(self, host: str, port: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                with socket.create_connection((host, port), timeout=0.5):
+                    self.accepted = time.monotonic()
+                    return
+            except OSError:
+                time.sleep(0.002)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+async def _restarts(stack: FleetStack, router: Router, result: FleetResult) -> None:
+    """Stop and start one agent; time from its port accepting to the router's reachable."""
+    agent = stack.agents[len(stack.agents) // 2]
+    client = router.clients[agent.agent_id]
+    up_at: list[float] = []
+
+    def changed() -> None:
+        if client.reachable and not up_at:
+            up_at.append(time.monotonic())
+
+    unsubscribe = router.subscribe(changed)
+    try:
+        for _ in range(RESTARTS):
+            down_at = time.monotonic()
+            await agent.astop()
+            await _wait(lambda: not client.reachable, 30, "the router to see the agent down")
+            up_at.clear()
+            probe = _PortProbe(agent.host, agent.port, 60)
+            try:
+                await agent.astart(60)
+                await _wait(lambda: bool(up_at), 60, "the router to see the agent again")
+            finally:
+                probe.close()
+            if probe.accepted is None:
+                raise RuntimeError("the restarted agent's port never accepted a connection")
+            result.restart_ms.append((up_at[0] - probe.accepted) * 1000)
+            result.restart_down_s.append(probe.accepted - down_at)
+    finally:
+        unsubscribe()
+
+
+async def measure() -> FleetResult:
+    """Run every stage (see the module docstring); every process is stopped before returning."""
+    configure_logging("cli", level="ERROR")   # the restarts would log every reconnect
+    t_start = time.monotonic()
+    result = FleetResult([], [], [], {})
+    stack = FleetStack()
+    try:
+        await stack.start_status()
+        for n in STAGES:
+            t0 = time.monotonic()
+            await stack.grow(n)
+            ids = {a.agent_id for a in stack.agents}
+            await stack.wait_status(ids, READY_TIMEOUT)
+            result.setup_s[n] = time.monotonic() - t0
+            stage = Stage(n)
+            result.stages.append(stage)
+            await _console_and_status(stack, stage, ids, idle=n in (STAGES[0], STAGES[-1]))
+            router = await _cold_start(stack, stage)
+            try:
+                await _refreshes(router, stage)
+                await asyncio.to_thread(_cli_runs, stack, stage)
+                if n == STAGES[-1]:
+                    await _restarts(stack, router, result)
+            finally:
+                await router.close()
+    finally:
+        await asyncio.to_thread(stack.close)
+    result.seconds = time.monotonic() - t_start
+    return result
+
+
+# --- reporting ------------------------------------------------------------------------------------
+def shell_costs(r: FleetResult) -> ShellCosts:
+    """The per-agent costs of the console and the status service, from this run."""
+    one, big = r.stages[0], r.stages[-1]
+    extra = max(1, big.n - one.n)
+    return ShellCosts(
+        agents=big.n,
+        console_base_mib=one.console_mib, console_per_agent_mib=(big.console_mib - one.console_mib) / extra,
+        status_base_mib=one.status_mib, status_per_agent_mib=(big.status_mib - one.status_mib) / extra,
+        console_base_fds=one.console_fds, console_fds_per_agent=(big.console_fds - one.console_fds) / extra,
+        status_base_fds=one.status_fds, status_fds_per_agent=(big.status_fds - one.status_fds) / extra,
+        refresh_cpu_ms_per_agent=median(big.refresh_cpu_ms) / big.n,
+        refresh_ms=median(big.refresh_ms),
+        handshake_cpu_ms=big.cold_cpu_ms / big.n,
+        console_idle_pct_per_agent=max(0.0, big.console_idle_pct - one.console_idle_pct) / extra,
+        status_idle_pct_per_agent=max(0.0, big.status_idle_pct - one.status_idle_pct) / extra,
+    )
+
+
+def _detail_lines(r: FleetResult) -> list[str]:
+    header = ("| agents | warm refresh p50 / p99 (ms) | its CPU p50 (ms) | `sessions --json` p50 / p99 (ms) "
+              "| new Router to all reachable (s, CPU ms) | real console to all reachable (s) "
+              "| console RSS (MiB), fds | status service RSS (MiB), fds "
+              "| idle CPU console / status (% of a core) |")
+    return [header, "|" + "---|" * 9, *(
+        f"| {s.n} | {percentile(s.refresh_ms, 50):.1f} / {percentile(s.refresh_ms, 99):.1f} "
+        f"| {median(s.refresh_cpu_ms):.1f} "
+        f"| {percentile(s.cli_ms, 50):.0f} / {percentile(s.cli_ms, 99):.0f} "
+        f"| {s.cold_s:.2f}, {s.cold_cpu_ms:.0f} | {s.console_ready_s:.2f} "
+        f"| {s.console_mib:.1f}, {s.console_fds} | {s.status_mib:.1f}, {s.status_fds} "
+        f"| {s.console_idle_pct:.2f} / {s.status_idle_pct:.2f} |" for s in r.stages)]
+
+
+def _restart_why(r: FleetResult) -> str:
+    if not r.restart_ms or max(r.restart_ms) <= 1000:
+        return ("the tunnel retries a lost agent every ≤ 0.5 s for its first minute away, then backs off; "
+                "a reachable tunnel pings at once")
+    return ("the tunnel's reconnect delay had grown past 1 s by the time the agent listened (exponential "
+            "backoff from 0.2 s while the agent was away)")
+
+
+def rows(r: FleetResult) -> list[Row]:
+    """The summary table's rows."""
+    one, big = r.stages[0], r.stages[-1]
+    out: list[Row] = []
+    costs = shell_costs(r)
+    for s in r.stages[1:]:
+        why = (f"refresh CPU {median(s.refresh_cpu_ms):.1f} ms against {median(one.refresh_cpu_ms):.1f} ms "
+               f"(≈ {costs.refresh_cpu_ms_per_agent:.2f} ms per agent); the rest is {s.n} agents' servers "
+               "sharing 2 cores with it")
+        out.append(Row(f"List, {s.n} agents x {SESSIONS} sessions: warm Router.refresh p50",
+                       "the same on one agent", percentile(s.refresh_ms, 50), percentile(one.refresh_ms, 50),
+                       "ms", "≤ 2.0x (50 agents)", lambda x: x <= 2.0, why))
+    out.append(Row(f"List, {big.n} agents: warm Router.refresh p99", "the same on one agent",
+                   percentile(big.refresh_ms, 99), percentile(one.refresh_ms, 99), "ms", "≤ 2.0x (50 agents)",
+                   lambda x: x <= 2.0, "p99 of a few runs on a shared machine"))
+    for s in r.stages[1:]:
+        why = (f"a new SSH connection per agent per call (≈ {s.cold_cpu_ms / s.n:.1f} ms of client CPU each, "
+               f"from the new-Router figure) plus Python start-up; the console keeps its tunnels instead")
+        out.append(Row(f"List, {s.n} agents: `convocate-host sessions --json` p50 (whole command)",
+                       "the same on one agent", percentile(s.cli_ms, 50), percentile(one.cli_ms, 50), "ms",
+                       "≤ 2.0x (50 agents)", lambda x: x <= 2.0, why))
+    out.append(Row(f"new console Router to all {big.n} agents reachable", "the same for one agent",
+                   big.cold_s * 1000, one.cold_s * 1000, "ms", "(no target)", lambda _x: True,
+                   f"{costs.handshake_cpu_ms:.1f} ms of client CPU per agent (handshake, forward, "
+                   "first Ping)"))
+    if r.restart_ms:
+        out.append(Row(f"agent seen again after it restarts, p50 of {len(r.restart_ms)} (port accepts -> "
+                       "router reachable)", "(target)", median(r.restart_ms), 1000, "ms", "≤ 1 s",
+                       lambda x: x <= 1.0, _restart_why(r)))
+        out.append(Row("agent seen again after it restarts, worst", "(target)", max(r.restart_ms), 1000,
+                       "ms", "≤ 1 s", lambda x: x <= 1.0, _restart_why(r)))
+    out.append(Row(f"resident memory: status service with {big.n} agents", "(target)", big.status_mib, 100,
+                   "MiB", "≤ 100 MB", lambda x: x <= 1.0,
+                   f"{costs.status_per_agent_mib:.2f} MiB per agent (an AgentClient and a Publish stream "
+                   "each)"))
+    out.append(Row(f"resident memory: the real console with {big.n} agents", "(target)", big.console_mib, 150,
+                   "MiB", "≤ 150 MB", lambda x: x <= 1.0,
+                   f"{costs.console_per_agent_mib:.2f} MiB per agent (an AgentClient, its watch and cache)"))
+    return out
+
+
+def _notes(r: FleetResult) -> list[str]:
+    restarts = ", ".join(f"{ms:.0f}" for ms in r.restart_ms)
+    down = ", ".join(f"{s:.1f}" for s in r.restart_down_s)
+    setup = ", ".join(f"{n}: {s:.0f} s" for n, s in r.setup_s.items())
+    return [
+        f"## Fleet scale (benchmarks/fleet.py, {r.seconds:.0f} s)", "",
+        (f"Real agents (Docker runtime) on 127.0.0.2..., {SESSIONS} session records each (not started), "
+         "one status service process, the real console on a pty; List and restarts through this process's "
+         "Router (the console's fleet code with its defaults). See fleet.md."), "",
+        *_detail_lines(r), "",
+        f"- agent seen again after restart (ms, each): {restarts}; the agent was away {down} s each time.",
+        f"- setting up each size (agents started, sessions created, status service seeing all): {setup}.",
+        "",
+    ]
+
+
+async def figures() -> Figures:
+    """Measure, write results/fleet.md, and return the summary's rows, notes and the scale inputs."""
+    r = await measure()
+    notes = _notes(r)
+    write_markdown("fleet", ["# Fleet scale", "", host_line(), "", *notes])
+    return Figures(rows=rows(r), notes=notes, inputs=dataclasses.asdict(shell_costs(r)))
+
+
+def run() -> None:
+    """``python -m benchmarks fleet``: this suite alone (writes results/fleet.md)."""
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    asyncio.run(figures())
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"driver CPU: {cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime:.1f} s")

@@ -14,10 +14,12 @@ QUICK.on = "--quick" in sys.argv[1:]   # before the suites read their sample cou
 from benchmarks import (  # noqa: E402
     attach,
     attach_rtt,
+    first_screen,
     fleet,
     image_push,
     keystroke,
     keystroke_ab,
+    load,
     summary,
     transport,
 )
@@ -31,6 +33,8 @@ SUITES = {
     "attach_rtt": attach_rtt.run,
     "image_push": image_push.run,
     "fleet": fleet.run,
+    "load": load.run,
+    "first_screen": first_screen.run,
 }
 
 

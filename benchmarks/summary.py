@@ -20,7 +20,7 @@ __all__ = ["EXTRA", "run"]
 # Further suites whose rows join the one table: each is a module of this package with
 # ``async def figures() -> Figures`` (it may write its own results/<name>.md as well).
 # They run after the figures above, in this order, each alone on the machine.
-EXTRA: list[str] = ["fleet"]
+EXTRA: list[str] = ["fleet", "first_screen", "load"]
 
 
 def _keystroke_rows(r: keystroke.KeystrokeResult) -> list[Row]:
@@ -128,8 +128,6 @@ async def _main() -> None:
         "Ratios are measured/baseline; for rates (higher is better) a ratio above 1 is faster.",
         "",
         *notes,
-        ("Not measured by this suite (no harness yet): N to the first screen, the 200-session "
-        "viewer load."), "",
     ]
     write_markdown("summary", lines)
 

@@ -1,0 +1,249 @@
+"""N in the console to the new session's first screen, in a real terminal against a real agent.
+
+The console runs in a private tmux server (:mod:`tests.support.console_fleet`: one real
+agent on 127.0.0.2, the status service) and is driven with ``tmux send-keys``; the screen
+is read with ``capture-pane`` in a tight bounded loop, so each time is "keys sent" to
+"the screen shows it", with the loop's interval as its resolution.
+
+One round: N (the create form opens: one agent), the name typed, Enter (the form is
+submitted; the console creates and starts the session and selects its row, but does not
+attach by itself), Enter on the new row until the session's first screen (its shell
+prompt) shows; Ctrl-B d; then Enter on the same, now running, session again (attach
+alone) and detach. The baseline, in the same round: a bare ``docker run -d`` of the same
+image (the container's own create-to-running). Writes results/first_screen.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks import profile
+from benchmarks.report import QUICK, Figures, Row, host_line, median, percentile, write_markdown
+from common.client.calls import AgentCalls
+from common.tunnel import Tunnel
+from tests.support.agent_proc import remove_labelled_containers
+from tests.support.console_fleet import Fleet, console_fleet, start_console
+from tests.support.env import require_tool
+from tests.support.images import ensure_offline_image
+from tests.support.tmux import TmuxTerminal
+
+__all__ = ["figures", "run"]
+
+ROUNDS = 2 if QUICK.on else 6
+REATTACH = 2 if QUICK.on else 3      # attaches to the running session per round
+PROMPT = r"^\$ ?$"                   # the session's shell prompt: its first screen
+STEPS = ("N: the create form shows", "form submitted: the session is created and its row selected",
+         "Enter on the new row: the first screen shows")
+
+
+@dataclass
+class _Times:
+    steps: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STEPS})
+    total: list[float] = field(default_factory=list)           # N to the first screen, wall
+    attach: list[float] = field(default_factory=list)          # Enter on a running session
+    docker_run: list[float] = field(default_factory=list)      # bare docker run -d (baseline)
+    exec_attach: list[float] = field(default_factory=list)     # docker exec -it tmux attach (baseline)
+    direct_create: list[float] = field(default_factory=list)   # the agent's create, called directly
+    sends: list[float] = field(default_factory=list)           # one tmux send-keys call
+    polls: list[float] = field(default_factory=list)           # one capture-pane (resolution)
+
+
+def _until(term: TmuxTerminal, pattern: str, t: _Times, timeout: float = 30.0) -> float:
+    """Capture the pane in a tight loop until ``pattern`` shows; the monotonic time it did."""
+    deadline = time.monotonic() + timeout
+    compiled = re.compile(pattern, re.MULTILINE)
+    screen = ""
+    for _ in range(100_000):
+        before = time.monotonic()
+        screen = term.capture()
+        now = time.monotonic()
+        t.polls.append(now - before)
+        if compiled.search(screen):
+            return now
+        if now > deadline:
+            break
+    raise AssertionError(f"{pattern!r} not on screen within {timeout} s:\n{screen}")
+
+
+def _send(term: TmuxTerminal, t: _Times, *keys: str) -> float:
+    """Send keys; return the time just before (the keypress)."""
+    t0 = time.monotonic()
+    term.send_keys(*keys)
+    t.sends.append(time.monotonic() - t0)
+    return t0
+
+
+def _docker_run(image: str, label: str) -> float:
+    t0 = time.monotonic()
+    subprocess.run(["docker", "run", "-d", "--label", label, "-e", "TERM=screen", image],
+                   capture_output=True, check=True, timeout=120)
+    return time.monotonic() - t0
+
+
+def _exec_attach(host: TmuxTerminal, container: str, t: _Times) -> None:
+    """Baseline: ``docker exec -it CTR tmux attach`` typed at a shell in its own terminal."""
+    host.type(f"clear; docker exec -it -u claude {container} tmux attach -t claude")
+    t0 = _send(host, t, "Enter")
+    t.exec_attach.append(_until(host, PROMPT, t) - t0)
+    host.send_keys("C-b", "d")
+    host.wait_for(r"^\[detached", timeout=20)
+
+
+def _detach(term: TmuxTerminal, name: str) -> None:
+    term.send_keys("C-b", "d")
+    term.wait_for(rf'Detached from "{name}"', timeout=20)
+
+
+def _round(term: TmuxTerminal, i: int, t: _Times) -> None:
+    name = f"fs-{i}"
+    t_n = _send(term, t, "n")
+    shown = _until(term, r"Create on agent", t)
+    t.steps[STEPS[0]].append(shown - t_n)
+    term.type(name)
+    t_submit = _send(term, t, "Enter")
+    created = _until(term, rf'Created session "{name}"', t)
+    t.steps[STEPS[1]].append(created - t_submit)
+    t_enter = _send(term, t, "Enter")
+    first = _until(term, PROMPT, t)
+    t.steps[STEPS[2]].append(first - t_enter)
+    t.total.append(first - t_n)
+    _detach(term, name)
+    for _ in range(REATTACH):
+        t_enter = _send(term, t, "Enter")
+        t.attach.append(_until(term, PROMPT, t) - t_enter)
+        _detach(term, name)
+
+
+def _pids(term: TmuxTerminal) -> list[int]:
+    """The pane's processes: its shell and (recursively) its children."""
+    out = subprocess.run([term.tmux, "-L", term.socket, "display-message", "-p", "-t", term.target,
+                          "#{pane_pid}"], capture_output=True, text=True, timeout=10, check=True)
+    pids: list[int] = []
+    todo = [int(out.stdout.strip())]
+    while todo and len(pids) < 50:
+        pid = todo.pop()
+        pids.append(pid)
+        for task in Path(f"/proc/{pid}/task").glob("*/children"):
+            todo += [int(c) for c in task.read_text().split()]
+    return pids
+
+
+def _console_pid(term: TmuxTerminal) -> int:
+    for pid in _pids(term):
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if b"python" in Path(argv[0].decode()).name.encode() and b"shell.main" in b" ".join(argv):
+            return pid
+    raise RuntimeError("the console process was not found in its pane")
+
+
+def _container(agent_id: str) -> str:
+    out = subprocess.run(["docker", "ps", "--latest", "--format", "{{.Names}}", "--filter",
+                          f"label=convocate.agent={agent_id}"], capture_output=True, text=True, timeout=30,
+                         check=True)
+    return out.stdout.strip()
+
+
+async def _rounds(fleet: Fleet, term: TmuxTerminal, host: TmuxTerminal, image: str, label: str,
+                  ) -> tuple[_Times, list[str]]:
+    t = _Times()
+    prof: list[str] = []
+    term.wait_for(r"agents 1 up", timeout=60)
+    agent = fleet.agents[0]
+    async with Tunnel(agent.tunnel_settings()) as tunnel:
+        await tunnel.wait_up(30)
+        calls = AgentCalls(agent.agent_id, lambda: tunnel.channel, call_timeout=60)
+        for i in range(ROUNDS):
+            t.docker_run.append(await asyncio.to_thread(_docker_run, image, label))
+            t0 = time.monotonic()
+            await calls.create(f"direct-{i}", 0, "tcp", "", start=True)
+            t.direct_create.append(time.monotonic() - t0)
+            await asyncio.to_thread(_round, term, i, t)
+            await asyncio.to_thread(_exec_attach, host, _container(agent.agent_id), t)
+    if not QUICK.on and profile.available():
+        assert agent.proc is not None
+        targets: dict[str, int | None] = {"console": _console_pid(term), "agent": agent.proc.pid}
+        extra = asyncio.to_thread(_round, term, ROUNDS, _Times())
+        prof = await profile.sample(targets, extra, fleet.root / "prof",
+                                    f"one more round (N, create, attach, {REATTACH} re-attaches)")
+    return t, prof
+
+
+async def _measure(image: str, root: Path) -> tuple[_Times, list[str]]:
+    label = f"convocate.bench=first-screen-{uuid.uuid4().hex[:8]}"
+    tmux = require_tool("tmux")
+    with console_fleet(root, ("127.0.0.2",), image) as fleet:
+        term = start_console(fleet, TmuxTerminal(tmux, width=110, height=30), "console.log")
+        host = TmuxTerminal(tmux, width=110, height=30)
+        try:
+            host.start(["sh"], {})
+            return await _rounds(fleet, term, host, image, label)
+        finally:
+            term.kill()
+            host.kill()
+            await asyncio.to_thread(remove_labelled_containers, label)
+
+
+def _ms(values: list[float]) -> str:
+    return f"{median(values) * 1000:.0f} (p90 {percentile(values, 90) * 1000:.0f})"
+
+
+def _report(t: _Times, prof: list[str]) -> Figures:
+    steps = [median(v) for v in t.steps.values()]
+    total = sum(steps)
+    run, exec_attach, attach = median(t.docker_run), median(t.exec_attach), median(t.attach)
+    console_part = total - run                 # what the brief calls the console's own part
+    ours = total - run - exec_attach           # what convocate adds over docker run + docker exec attach
+    poll = median(t.polls) * 1000
+    lines = ["# N in the console to the new session's first screen", "", host_line(), "",
+             (f"{ROUNDS} rounds, one real agent on 127.0.0.2, the console in a 110x30 tmux pane; "
+              f"times in ms, median (p90). Screen polled with capture-pane in a tight loop: one poll "
+              f"takes {poll:.1f} ms (median), which is the resolution; one send-keys "
+              f"{median(t.sends) * 1000:.1f} ms. The console does not attach after a create: it selects "
+              'the new row and says "press Enter on it to attach", so the round presses Enter.'), "",
+             "| step | ms |", "|---|---|"]
+    lines += [f"| {step} | {_ms(v)} |" for step, v in t.steps.items()]
+    lines += [(f"| **sum of the steps** (keys to screen; typing the name and harness gaps left out) | "
+               f"**{total * 1000:.0f}** |"),
+              f"| N to the first screen, wall (with typing the name and the harness) | {_ms(t.total)} |",
+              (f"| baseline: bare `docker run -d` of the same image (create-to-running) | "
+               f"{_ms(t.docker_run)} |"),
+              (f"| the agent's create + start called directly through the tunnel (no console) | "
+               f"{_ms(t.direct_create)} |"),
+              (f"| baseline: `docker exec -it CTR tmux attach` typed in a terminal, to the first screen | "
+               f"{_ms(t.exec_attach)} |"),
+              f"| the console's own part (sum - docker run) | {console_part * 1000:.0f} |",
+              f"| what convocate adds (sum - docker run - docker exec attach) | {ours * 1000:.0f} |",
+              (f"| Enter on a running session to its first screen (attach alone, {len(t.attach)} times) | "
+               f"{_ms(t.attach)} |"), "", *prof]
+    write_markdown("first_screen", lines)
+    rows = [
+        Row("N in the console to the new session's first screen (sum of the steps)", "bare docker run -d",
+            total * 1000, run * 1000, "ms", "≤ 300 ms (the console's own part)",
+            lambda _x: console_part <= 0.3,
+            (f"the console's own part (total - docker run) {console_part * 1000:.0f} ms, of which the "
+             f"session's `docker exec ... tmux attach` {exec_attach * 1000:.0f} ms; what convocate adds over "
+             f"both {ours * 1000:.0f} ms; see first_screen.md")),
+        Row("Enter on a running session to its first screen (attach alone)",
+            "docker exec -it CTR tmux attach in a terminal", attach * 1000, exec_attach * 1000, "ms",
+            "(no target; part of the above)", lambda _x: True),
+    ]
+    return Figures(rows, [])
+
+
+async def figures() -> Figures:
+    """Run the rounds (in threads: they block on tmux) and return the summary rows."""
+    image = ensure_offline_image()
+    with tempfile.TemporaryDirectory(prefix="cvf-") as d:
+        return _report(*await _measure(image, Path(d)))
+
+
+def run() -> None:
+    """Run the first-screen suite alone."""
+    asyncio.run(figures())

@@ -1,131 +1,218 @@
-"""gRPC through the SSH tunnel against the same gRPC server dialled directly.
+"""gRPC through the SSH tunnel against the same gRPC server dialled directly, before and after.
 
-Baseline (same run, same server): a grpc.aio channel straight on the UNIX socket.
-Measured: unary Ping latency (p50/p90/p99) and bidi stream throughput (echo).
+Baseline (same run, same server): a grpc.aio channel straight on the server's UNIX
+socket. Measured: unary Ping latency (p50/p99), bidi stream throughput (echo) and the
+CPU both ends spend per MB. Each side runs in its own processes
+(:mod:`benchmarks.transport_side`): the client (tunnel + gRPC client, as the console)
+and the server (SSH server + gRPC server, as the agent). Four sides alternate round
+by round so all see the same machine load: the working tree and the base revision
+(``CONVOCATE_BENCH_BASE``, see :func:`benchmarks.keystroke_ab.base_revision`), each with
+the server in its own process and with everything in one process and event loop (the
+layout of the earlier figures).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
+import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
-import grpc
+from benchmarks.agent_session import python_path
+from benchmarks.keystroke_ab import base_revision, export_tree
+from benchmarks.report import QUICK, host_line, median, percentile, write_markdown
+from benchmarks.transport_side import MARK
 
-from benchmarks.report import QUICK, load_average, median, percentile, write_table
-from common.client.attach_call import AttachCall
-from common.client.calls import AgentCalls
-from common.grpc_options import CLIENT_OPTIONS
-from common.grpc_server import UnixGrpcServer
-from common.ssh_server import SSHServerSettings, SSHSocketServer
-from common.tunnel import Tunnel, TunnelSettings
-from tests.support.echo_services import echo_services
-from tests.support.keys import make_peer_keys
-from tests.support.net import free_port
-
-__all__ = ["measure", "run"]
+__all__ = ["SIDES", "TransportResult", "measure", "run"]
 
 PINGS = 300 if QUICK.on else 1000
 STREAM_MIB = 16 if QUICK.on else 64
 ROUNDS = 1 if QUICK.on else 3
-CHUNK = 64 * 1024
+# side name -> (base revision's code?, one process?)
+SIDES = {
+    "after": (False, False),
+    "before": (True, False),
+    "after, one process": (False, True),
+    "before, one process": (True, True),
+}
 
 
-async def _latency(channel: grpc.aio.Channel) -> list[float]:
-    calls = AgentCalls("bench", lambda: channel, call_timeout=5)
-    for _ in range(50):  # warm-up
-        await calls.ping()
-    out = []
-    for _ in range(PINGS):
-        t0 = time.perf_counter_ns()
-        await calls.ping()
-        out.append((time.perf_counter_ns() - t0) / 1000)
-    return out
+@dataclasses.dataclass
+class PathFigures:
+    """What one path (direct or tunnel) of one side measured, pooled over the rounds."""
+
+    ping_us: list[float] = dataclasses.field(default_factory=list)
+    bidi_mbps: list[float] = dataclasses.field(default_factory=list)
+    client_cpu_ms_per_mb: list[float] = dataclasses.field(default_factory=list)
+    server_cpu_ms_per_mb: list[float] = dataclasses.field(default_factory=list)
+
+    @property
+    def mbps(self) -> float:
+        """Median bidi MB/s."""
+        return median(self.bidi_mbps)
+
+    @property
+    def cpu_ms_per_mb(self) -> float:
+        """Median CPU (client + server processes) per MB of bidi payload, in ms."""
+        pairs = zip(self.client_cpu_ms_per_mb, self.server_cpu_ms_per_mb, strict=True)
+        return median([c + s for c, s in pairs])
 
 
-async def _throughput(channel: grpc.aio.Channel) -> float:
-    call = AttachCall(channel, "bench")
-    payload = b"x" * CHUNK
-    total = STREAM_MIB * 1024 * 1024 // CHUNK
-    got = 0
+@dataclasses.dataclass
+class TransportResult:
+    """Per side ("after", "before", ...) and path ("direct", "tunnel")."""
 
-    async def reader() -> None:
-        nonlocal got
-        async for frame in call.frames():
-            if not isinstance(frame, bytes):
-                return
-            got += len(frame)
+    base: str
+    figures: dict[tuple[str, str], PathFigures]
 
-    t0 = time.perf_counter()
-    await call.start("echo", rows=24, cols=80, term="")   # the echo server ignores the start frame
-    task = asyncio.create_task(reader())
-    try:
-        for _ in range(total):
-            await call.send_input(payload)
-        await call.detach()
-        await call.done_writing()
-        await asyncio.wait_for(task, 120)
-    finally:
-        call.cancel()
-    elapsed = time.perf_counter() - t0
-    return got / elapsed / 1e6
+    def get(self, side: str, path: str) -> PathFigures:
+        """The figures of one side's path."""
+        return self.figures[(side, path)]
+
+    def ratio(self, side: str) -> float:
+        """Tunnel bidi MB/s over direct bidi MB/s, for one side."""
+        return self.get(side, "tunnel").mbps / self.get(side, "direct").mbps
 
 
-async def measure() -> tuple[list[float], list[float], list[float], list[float]]:
-    """Ping latencies (µs) direct and tunnelled, and bidi MB/s per round, direct and tunnelled.
+class _Side:
+    """One client child (which starts its server child) answering commands."""
 
-    Both channels stay open; the rounds alternate between them so both see the same load.
+    def __init__(self, name: str, code: Path | None, one_process: bool) -> None:
+        self.name, self._code, self._one_process = name, code, one_process
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        argv = [sys.executable, "-m", "benchmarks.transport_side", "client"]
+        with python_path(self._code):
+            self._proc = await asyncio.create_subprocess_exec(
+                *argv, *(["--one-process"] if self._one_process else []),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        await self._answer(60)
+
+    async def _answer(self, timeout: float) -> dict[str, Any]:
+        assert self._proc is not None
+        assert self._proc.stdout is not None
+        async with asyncio.timeout(timeout):
+            while line := (await self._proc.stdout.readline()).decode():
+                if line.startswith(MARK):
+                    return dict(json.loads(line[len(MARK):]))
+        raise RuntimeError(f"transport side {self.name!r} exited ({await self._proc.wait()})")
+
+    async def ask(self, command: str) -> dict[str, Any]:
+        assert self._proc is not None
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(command.encode() + b"\n")
+        await self._proc.stdin.drain()
+        return await self._answer(600)
+
+    async def close(self) -> None:
+        if self._proc is None:
+            return
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        try:
+            await asyncio.wait_for(self._proc.wait(), 20)
+        except TimeoutError:
+            self._proc.kill()
+            await self._proc.wait()
+
+
+async def _round(side: _Side, figures: dict[tuple[str, str], PathFigures], pings: bool) -> None:
+    for path in ("direct", "tunnel"):
+        f = figures.setdefault((side.name, path), PathFigures())
+        if pings:
+            f.ping_us += (await side.ask(f"ping {path} {PINGS}"))["result"]
+        r = await side.ask(f"bidi {path} {STREAM_MIB}")
+        mb = STREAM_MIB * 1.048576
+        f.bidi_mbps.append(r["result"])
+        f.client_cpu_ms_per_mb.append(r["client_cpu"] * 1000 / mb)
+        f.server_cpu_ms_per_mb.append(r["server_cpu"] * 1000 / mb)
+
+
+async def measure(sides: tuple[str, ...] = tuple(SIDES)) -> TransportResult:
+    """Ping latencies and bidi throughput, direct and tunnelled, for each of ``sides``.
+
+    One warm-up bidi per side and path, then ``ROUNDS`` rounds; the order of the sides
+    turns each round so none always runs first.
     """
-    d_tp: list[float] = []
-    t_tp: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="cvb-") as d:
-        root = Path(d)
-        port = free_port()
-        keys = make_peer_keys(root / "k", "127.0.0.1", port)
-        sock = root / "s" / "agent.sock"
-        async with UnixGrpcServer(sock, echo_services("bench")):
-            settings = SSHServerSettings("127.0.0.1", port, keys.host_key, keys.authorized_keys, sock)
-            ts = TunnelSettings("bench", "127.0.0.1", port, keys.client_key, keys.known_hosts,
-                                root / "c" / "agent.sock")
-            async with SSHSocketServer(settings), Tunnel(ts) as t:
-                await t.wait_up(10)
-                direct = grpc.aio.insecure_channel(f"unix:{sock}", options=CLIENT_OPTIONS)
-                try:
-                    d_lat = await _latency(direct)
-                    t_lat = await _latency(t.channel)
-                    await _throughput(direct)          # warm-up
-                    await _throughput(t.channel)
-                    for _ in range(ROUNDS):
-                        d_tp.append(await _throughput(direct))
-                        t_tp.append(await _throughput(t.channel))
-                finally:
-                    await direct.close()
-    return d_lat, t_lat, d_tp, t_tp
+    rev = base_revision()
+    figures: dict[tuple[str, str], PathFigures] = {}
+    with tempfile.TemporaryDirectory(prefix="cvtp-") as d:
+        base_code = Path(d) / "base"
+        base_code.mkdir()
+        export_tree(rev, base_code)
+        running = [_Side(name, base_code if SIDES[name][0] else None, SIDES[name][1]) for name in sides]
+        try:
+            for side in running:
+                await side.start()
+            for side in running:   # warm-up, not kept
+                await _round(side, {}, pings=False)
+            for i in range(ROUNDS):
+                order = running[i % len(running):] + running[:i % len(running)]
+                for side in order:
+                    await _round(side, figures, pings=True)
+        finally:
+            for side in running:
+                await side.close()
+    return TransportResult(rev, figures)
 
 
-async def _main() -> None:
-    d_lat, t_lat, d_tps, t_tps = await measure()
-    d_tp, t_tp = median(d_tps), median(t_tps)
-    rows = []
-    for label, fn in (("p50", 50), ("p90", 90), ("p99", 99)):
-        a, b = percentile(d_lat, fn), percentile(t_lat, fn)
-        rows.append([f"Ping latency {label} (µs)", f"{a:.0f}", f"{b:.0f}", f"{b / a:.2f}x"])
-    rows.append(["bidi echo throughput (MB/s)", f"{d_tp:.1f}", f"{t_tp:.1f}", f"{t_tp / d_tp:.2f}x"])
-    write_table(
-        "transport",
-        "gRPC through the asyncssh tunnel vs. the same server dialled directly",
-        ["measure", "direct UNIX socket (baseline)", "through SSH tunnel", "tunnel / baseline"],
-        rows,
-        [
-            (f"{PINGS} sequential Pings after 50 warm-up calls; {STREAM_MIB} MiB echoed in 64 KiB frames, "
-             f"{ROUNDS} alternating rounds after one warm-up each (medians)."),
-            "Client, tunnel and both servers share one process and one event loop (2 vCPUs).",
-            f"Load average {load_average()}.",
-        ],
-    )
+def why_tunnel_throughput(r: TransportResult) -> str:
+    """The summary's explanation of the bidi figure, from this run's measurements."""
+    d, t, b = r.get("after", "direct"), r.get("after", "tunnel"), r.get("before", "tunnel")
+    text = (f"tunnel CPU {t.cpu_ms_per_mb:.1f} ms/MB (client {median(t.client_cpu_ms_per_mb):.1f}, server "
+            f"{median(t.server_cpu_ms_per_mb):.1f}) against {d.cpu_ms_per_mb:.1f} direct: asyncssh frames, "
+            "encrypts and copies every SSH packet in Python at both ends; before 256 KiB channel packets "
+            f"({r.base[:12]}): {b.mbps:.0f} MB/s, {r.ratio('before'):.2f}x, {b.cpu_ms_per_mb:.1f} ms/MB")
+    if ("after, one process", "tunnel") in r.figures:
+        one = r.ratio("after, one process")
+        text += (f"; with client and server in one process and event loop {one:.2f}x "
+                 f"(before: {r.ratio('before, one process'):.2f}x)")
+    return text
+
+
+def _rows(r: TransportResult, layout: str, suffix: str) -> list[str]:
+    after, before = f"after{suffix}", f"before{suffix}"
+    d, t, b = r.get(after, "direct"), r.get(after, "tunnel"), r.get(before, "tunnel")
+    rows = [
+        (f"| bidi echo MB/s, {layout} | {d.mbps:.1f} | {b.mbps:.1f} | {t.mbps:.1f} | "
+         f"{r.ratio(before):.2f}x | {r.ratio(after):.2f}x |"),
+        (f"| bidi CPU ms/MB (client + server), {layout} | {d.cpu_ms_per_mb:.1f} | {b.cpu_ms_per_mb:.1f} | "
+         f"{t.cpu_ms_per_mb:.1f} | {b.cpu_ms_per_mb / d.cpu_ms_per_mb:.2f}x | "
+         f"{t.cpu_ms_per_mb / d.cpu_ms_per_mb:.2f}x |"),
+    ]
+    for q in (50, 99):
+        dp, bp, tp = (percentile(x.ping_us, q) for x in (d, b, t))
+        rows.append(f"| Ping p{q} µs, {layout} | {dp:.0f} | {bp:.0f} | {tp:.0f} | {bp / dp:.2f}x | "
+                    f"{tp / dp:.2f}x |")
+    return rows
+
+
+def write(r: TransportResult) -> None:
+    """results/transport.md: every side against its direct baseline."""
+    rows = _rows(r, "own processes", "")
+    if ("after, one process", "tunnel") in r.figures:
+        rows += _rows(r, "one process", ", one process")
+    write_markdown("transport", [
+        "# gRPC through the asyncssh tunnel vs. the same server dialled directly, before/after", "",
+        host_line(), "",
+        f"Before: client and server code of {r.base[:12]}; after: the working tree.", "",
+        "| measure | direct (baseline) | tunnel before | tunnel after | before / direct | after / direct |",
+        "|---|---|---|---|---|---|", *rows, "",
+        (f"- {PINGS} sequential Pings after 50 warm-up calls per round; {STREAM_MIB} MiB echoed in 64 KiB "
+         f"frames (MB/s one way); {ROUNDS} rounds, the sides in turn, after one warm-up each; medians "
+         "(latency percentiles over all rounds). The direct column is the after side's; each ratio is "
+         "against its own side's direct channel (same server process)."),
+        ("- own processes: client (tunnel + gRPC client, as the console) and server (SSH + gRPC server, "
+         "as the agent) in two processes; one process: both in one event loop, as the earlier figures."),
+        "- CPU: every thread of the client and server processes, from /proc schedstat.",
+        f"- Why: {why_tunnel_throughput(r)}.",
+    ])
 
 
 def run() -> None:
     """Run the transport benchmark and write benchmarks/results/transport.md."""
-    asyncio.run(_main())
+    write(asyncio.run(measure()))

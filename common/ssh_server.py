@@ -34,7 +34,10 @@ from common.logging import get_logger
 from common.ssh_keys import fingerprint, load_or_create_host_key
 from common.ssh_limits import Admission, RefusalLog, SSHLimits
 
-__all__ = ["ENCRYPTION_ALGS", "SOCKET_ALIAS", "SSHLimits", "SSHServerSettings", "SSHSocketServer"]
+__all__ = [
+    "CHANNEL_MAX_PKTSIZE", "CHANNEL_WINDOW", "ENCRYPTION_ALGS", "SOCKET_ALIAS", "SSHLimits",
+    "SSHServerSettings", "SSHSocketServer",
+]
 
 SOCKET_ALIAS = "convocate"
 # aes128-gcm costs about 40 % less tunnel CPU than asyncssh's default chacha20 on
@@ -46,6 +49,16 @@ ENCRYPTION_ALGS = [
     "aes128-ctr",
     "aes256-ctr",
 ]
+# Flow control of each tunnel channel, set alike at both ends (common.tunnel opens its
+# channels with the same): the bytes a sender may have in flight before the receiver
+# acknowledges, and the most one SSH packet carries. asyncssh moves every packet in
+# Python (frame, encrypt, one send, and an empty MSG_IGNORE before each), so 256 KiB
+# packets instead of its default 32 KiB cut that work per byte about eightfold. The
+# window stays asyncssh's default: bigger ones measured no faster on loopback, and it
+# bounds what one channel may leave buffered here. Channels exist only after login, so
+# the packet-length limit before authentication stays asyncssh's default.
+CHANNEL_WINDOW = 2 * 1024 * 1024
+CHANNEL_MAX_PKTSIZE = 256 * 1024
 log = get_logger(__name__)
 
 
@@ -203,7 +216,8 @@ class _Guard(asyncssh.SSHServer):
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_RESOURCE_SHORTAGE,
                                             f"at most {self._limits.max_channels} channels per connection")
         self._channels += 1
-        return self._forward(real)
+        channel = self._conn.create_unix_channel(window=CHANNEL_WINDOW, max_pktsize=CHANNEL_MAX_PKTSIZE)
+        return channel, self._forward(real)
 
     async def _forward(self, real: str) -> SSHForwarder:
         """Connect one channel to the gRPC socket, counting it until it closes."""

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import asyncssh
 import grpc
+from asyncssh.forward import SSHLocalPathForwarder
+from asyncssh.session import SSHUNIXSessionFactory
 
 from common.backoff import Backoff
 from common.errors import InvalidArgumentError, UnavailableError
@@ -26,10 +28,10 @@ from common.grpc_options import CLIENT_OPTIONS
 from common.logging import get_logger
 from common.paths import check_socket_path, private_dir
 from common.ssh_keys import read_private_key
-from common.ssh_server import ENCRYPTION_ALGS, SOCKET_ALIAS
+from common.ssh_server import CHANNEL_MAX_PKTSIZE, CHANNEL_WINDOW, ENCRYPTION_ALGS, SOCKET_ALIAS
 from common.tasks import cancel_and_wait
 
-__all__ = ["Tunnel", "TunnelSettings", "describe_connect_error"]
+__all__ = ["Tunnel", "TunnelSettings", "describe_connect_error", "listen_forward"]
 
 log = get_logger(__name__)
 
@@ -85,6 +87,24 @@ def describe_connect_error(
 StateListener = Callable[[bool, str], None]
 
 
+async def listen_forward(conn: asyncssh.SSHClientConnection, local: Path, remote: str) -> asyncio.Server:
+    """Listen on ``local`` and carry each accepted connection over its own channel to ``remote``.
+
+    What ``forward_local_path`` does, except that the channels are opened with the
+    window and packet size the servers use (``CHANNEL_WINDOW``, ``CHANNEL_MAX_PKTSIZE``)
+    instead of asyncssh's fixed 32 KiB packets. Closing the returned server stops
+    accepting; open channels end with the connection.
+    """
+    async def open_channel(
+        session_factory: SSHUNIXSessionFactory[bytes],
+    ) -> tuple[asyncssh.SSHUNIXChannel[bytes], asyncssh.SSHUNIXSession[bytes]]:
+        return await conn.create_unix_connection(session_factory, remote, encoding=None,
+                                                 window=CHANNEL_WINDOW, max_pktsize=CHANNEL_MAX_PKTSIZE)
+
+    return await asyncio.get_running_loop().create_unix_server(
+        lambda: SSHLocalPathForwarder(conn, open_channel), str(local))
+
+
 class _LossRecorder(asyncssh.SSHClient):
     """Keeps why the connection ended (asyncssh reports it to the client object only)."""
 
@@ -113,6 +133,7 @@ class Tunnel:
             )
         self._channel: grpc.aio.Channel | None = None
         self._conn: asyncssh.SSHClientConnection | None = None
+        self._forward: asyncio.Server | None = None
         self._task: asyncio.Task[None] | None = None
         self._up = asyncio.Event()
         self._closing = False
@@ -192,7 +213,7 @@ class Tunnel:
                 except Exception:
                     log.exception("tunnel state listener failed", peer=self.settings.name)
 
-    async def _connect_once(self) -> asyncssh.SSHClientConnection:
+    async def _connect_once(self) -> tuple[asyncssh.SSHClientConnection, asyncio.Server]:
         s = self.settings
         connecting = asyncio.ensure_future(
             asyncssh.connect(
@@ -216,24 +237,30 @@ class Tunnel:
         # own; retrieve that outcome so asyncio does not log it as never retrieved.
         connecting.add_done_callback(lambda t: t.cancelled() or t.exception())
         conn = await asyncio.wait_for(connecting, s.connect_timeout + 1)
+        forward: asyncio.Server | None = None
         try:
-            await conn.forward_local_path(str(s.local_socket), s.remote_socket)
+            forward = await listen_forward(conn, s.local_socket, s.remote_socket)
             # Probe the forward once: a server that refuses our socket refuses here.
-            reader, writer = await conn.open_unix_connection(s.remote_socket)
+            reader, writer = await conn.open_unix_connection(s.remote_socket, window=CHANNEL_WINDOW,
+                                                             max_pktsize=CHANNEL_MAX_PKTSIZE)
             writer.close()
             del reader
         except BaseException:
+            if forward is not None:
+                forward.close()
+                with contextlib.suppress(FileNotFoundError):
+                    s.local_socket.unlink()
             conn.abort()
             raise
         s.local_socket.chmod(0o600)
-        return conn
+        return conn, forward
 
     async def _supervise(self) -> None:
         s = self.settings
         backoff = self._backoff
         while not self._closing:
             try:
-                conn = await self._connect_once()
+                conn, self._forward = await self._connect_once()
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -265,6 +292,9 @@ class Tunnel:
     async def _teardown(self) -> None:
         channel, self._channel = self._channel, None
         conn, self._conn = self._conn, None
+        forward, self._forward = self._forward, None
+        if forward is not None:
+            forward.close()
         if channel is not None:
             await channel.close(grace=None)
         if conn is not None:

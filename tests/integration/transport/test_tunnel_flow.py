@@ -1,0 +1,150 @@
+"""The tunnel's own channel sizes: big packets both ways, big messages, flow control, refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncssh
+import pytest
+from convocate.v1 import attach_pb2, attach_pb2_grpc
+
+from common.errors import UnavailableError
+from common.grpc_options import MAX_MESSAGE_BYTES
+from common.ssh_server import CHANNEL_MAX_PKTSIZE, CHANNEL_WINDOW, SSHServerSettings, SSHSocketServer
+from common.tunnel import Tunnel, TunnelSettings
+from tests.integration.transport.conftest import HOST, Stack
+from tests.support.keys import make_peer_keys
+from tests.support.net import free_port
+from tests.support.waiting import assert_eventually
+
+MIB = 1024 * 1024
+
+
+async def test_channels_use_the_large_packets_both_ways(
+    stack: Stack, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every channel the tunnel opens, and the server's side of it, carries 256 KiB packets.
+
+    asyncssh logs each end's view of the other's window and packet size when a channel opens.
+    """
+    caplog.set_level(logging.DEBUG, logger="asyncssh")
+    asyncssh.set_debug_level(2)
+    try:
+        async with Tunnel(stack.tunnel_settings()) as t:
+            await t.wait_up(10)
+            stub = attach_pb2_grpc.AttachStub(t.channel)
+            call = stub.Attach(timeout=10)
+            await call.write(attach_pb2.AttachRequest(detach=attach_pb2.Detach()))
+            await call.done_writing()
+            _ = [r async for r in call]
+    finally:
+        asyncssh.set_debug_level(1)
+    sizes = [r.getMessage() for r in caplog.records if "Initial send window" in r.getMessage()]
+    # The probe and the gRPC channel, each seen from both ends.
+    assert len(sizes) >= 4, sizes
+    expected = f"Initial send window {CHANNEL_WINDOW}, packet size {CHANNEL_MAX_PKTSIZE}"
+    assert all(s.endswith(expected) for s in sizes), sizes
+
+
+async def test_messages_near_the_size_limit_echo_intact(stack: Stack) -> None:
+    """Messages of 3 MiB (each many SSH packets) cross the tunnel both ways, intact and in order."""
+    size = MAX_MESSAGE_BYTES - MIB
+    messages = [bytes([i]) * size for i in range(6)]
+    async with Tunnel(stack.tunnel_settings()) as t:
+        await t.wait_up(10)
+        call = attach_pb2_grpc.AttachStub(t.channel).Attach(timeout=60)
+        for m in messages:
+            await call.write(attach_pb2.AttachRequest(input=m))
+        await call.write(attach_pb2.AttachRequest(detach=attach_pb2.Detach()))
+        await call.done_writing()
+        echoed = [r.output async for r in call if r.WhichOneof("frame") == "output"]
+    assert [hashlib.sha256(e).digest() for e in echoed] == [hashlib.sha256(m).digest() for m in messages]
+
+
+class _SlowSink:
+    """A UNIX socket server that reads nothing until released, then hashes what it got."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.digests: list[tuple[int, bytes]] = []
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self.release.wait()
+        digest, count = hashlib.sha256(), 0
+        while chunk := await reader.read(MIB):
+            digest.update(chunk)
+            count += len(chunk)
+        if count:
+            self.digests.append((count, digest.digest()))
+        writer.close()
+
+
+@pytest.fixture
+async def slow_stack(short_tmp: Path) -> AsyncIterator[tuple[TunnelSettings, _SlowSink]]:
+    """The SSH guard in front of a plain socket whose reader stalls (not gRPC)."""
+    sink = _SlowSink()
+    socket_path = short_tmp / "srv" / "sink.sock"
+    socket_path.parent.mkdir(mode=0o700)
+    server = await asyncio.start_unix_server(sink.handle, str(socket_path))
+    port = free_port(HOST)
+    keys = make_peer_keys(short_tmp / "keys", HOST, port)
+    settings = SSHServerSettings(HOST, port, keys.host_key, keys.authorized_keys, socket_path)
+    try:
+        async with SSHSocketServer(settings):
+            yield TunnelSettings("sink", HOST, port, keys.client_key, keys.known_hosts,
+                                 short_tmp / "client" / "sink.sock"), sink
+    finally:
+        sink.release.set()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_stalled_reader_stops_the_sender_and_nothing_is_lost(
+    slow_stack: tuple[TunnelSettings, _SlowSink],
+) -> None:
+    """While the far end reads nothing, the sender is held back after a bounded amount (the
+    window plus socket buffers), not buffered without end; released, every byte arrives."""
+    settings, sink = slow_stack
+    total, chunk = 64 * MIB, bytes(range(256)) * 4096   # 1 MiB
+    sent = 0
+    async with Tunnel(settings) as t:
+        await t.wait_up(10)
+        reader, writer = await asyncio.open_unix_connection(str(t.settings.local_socket))
+
+        async def send() -> None:
+            nonlocal sent
+            for _ in range(total // len(chunk)):
+                writer.write(chunk)
+                await writer.drain()
+                sent += len(chunk)
+            writer.write_eof()
+
+        sender = asyncio.create_task(send())
+        seen: list[int] = []
+
+        def stalled() -> bool:   # the sender made no progress over the last three looks
+            seen.append(sent)
+            assert not sender.done(), f"all {total} bytes were taken while nothing was read"
+            return sent > 0 and len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3]
+
+        await assert_eventually(stalled, timeout=30, interval=0.2)
+        assert sent <= CHANNEL_WINDOW + 8 * MIB   # the window plus kernel and transport buffers
+        sink.release.set()
+        await asyncio.wait_for(sender, 60)
+        await assert_eventually(lambda: sink.digests, timeout=30)
+        writer.close()
+        del reader
+    assert sink.digests == [(total, hashlib.sha256(chunk * (total // len(chunk))).digest())]
+
+
+@pytest.mark.parametrize("path", ["/var/run/docker.sock", "convocate2"])
+async def test_the_forward_to_another_socket_is_refused(stack: Stack, path: str) -> None:
+    """A tunnel asked to forward to any other socket never comes up, and says why."""
+    async with Tunnel(stack.tunnel_settings(remote_socket=path)) as t:
+        with pytest.raises(UnavailableError, match="refused the tunnel to"):
+            await t.wait_up(3)
+        assert "only the convocate gRPC socket" in t.last_error

@@ -35,7 +35,7 @@ from agent.docker_runtime import DockerRuntime
 from benchmarks import profile
 from benchmarks.agent_session import agent_session
 from benchmarks.clients import DockerClient, GrpcClient, PtyClient, TermClient
-from benchmarks.report import QUICK, host_line, percentile, write_markdown
+from benchmarks.report import QUICK, host_line, median, percentile, write_markdown
 from common.client.calls import AgentCalls
 from common.domain import Session
 from common.tunnel import Tunnel
@@ -43,7 +43,8 @@ from tests.support.agent_proc import AgentProcess, remove_labelled_containers
 from tests.support.images import ensure_offline_image
 from tests.support.sshd import Sshd, start_sshd
 
-__all__ = ["WARMUP", "KeystrokeResult", "measure", "relay_argv", "run", "type_keys"]
+__all__ = ["CHAIN", "OUTPUT_BASELINE", "OUTPUT_RAW", "WARMUP", "Hop", "KeystrokeResult", "hops", "measure",
+           "relay_argv", "run", "type_keys"]
 
 KEYS = 60 if QUICK.on else 200
 WARMUP = 10
@@ -65,6 +66,7 @@ class KeystrokeResult:
     notes: list[str]
     profile: list[str] = dataclasses.field(default_factory=list)
     output_seconds: dict[str, list[float]] = dataclasses.field(default_factory=dict)   # SEQ_N through it
+    output_bytes: dict[str, list[int]] = dataclasses.field(default_factory=dict)       # what it received
     create_ms: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     agent_rss_mib: dict[str, float] = dataclasses.field(default_factory=dict)
 
@@ -172,8 +174,8 @@ async def measure(*, with_profile: bool = True) -> KeystrokeResult:
                                 samples.setdefault(label, []).extend(await type_keys(client, KEYS, WARMUP))
                             finally:
                                 await client.close()
-                    output = await _output_rounds(ctr, {
-                        "docker exec -it tmux attach (in the session)": lambda: PtyClient(_exec_argv(ctr)),
+                    output, output_bytes = await _output_rounds(ctr, {
+                        OUTPUT_BASELINE: lambda: PtyClient(_exec_argv(ctr)),
                         "console relay on a pty + tunnel (in the session)": lambda: PtyClient(
                             relay_argv(agent, root / "relay.sock", s.id)),
                         "gRPC Attach through the tunnel (in the session)": lambda: GrpcClient(
@@ -191,7 +193,7 @@ async def measure(*, with_profile: bool = True) -> KeystrokeResult:
                 sshd.stop()
     notes.insert(0, f"{ROUNDS} interleaved rounds x {KEYS} keys per path, after {WARMUP} warm-up keys "
                     "in each round.")
-    return KeystrokeResult(samples, notes, prof, output, creates, rss)
+    return KeystrokeResult(samples, notes, prof, output, output_bytes, creates, rss)
 
 
 def _rss_mib(agent: AgentProcess) -> float:
@@ -207,15 +209,29 @@ def image_of(s: Session) -> str:
     return ensure_offline_image() if not s.image else s.image
 
 
-async def _output_rounds(ctr: str, clients: dict[str, Callable[[], TermClient]]) -> dict[str, list[float]]:
-    """Seconds to print ``seq 1 SEQ_N`` in the session through each client, and by ``docker exec -t``."""
+# The output rows: ``seq`` on its own TTY exec (no tmux: the floor), and the like-for-like
+# baseline of every attach path, the same ``seq`` typed into the session and watched by
+# ``docker exec -it CTR tmux attach``.
+OUTPUT_RAW = "docker exec -t CTR seq (no tmux)"
+OUTPUT_BASELINE = "docker exec -it tmux attach (in the session)"
+
+
+async def _output_rounds(ctr: str, clients: dict[str, Callable[[], TermClient]],
+                         ) -> tuple[dict[str, list[float]], dict[str, list[int]]]:
+    """Seconds to print ``seq 1 SEQ_N`` through each client (in the session) and by ``docker exec -t``.
+
+    Also the bytes each one received: tmux sends a slow client less (it redraws instead of
+    replaying every line), so a rate alone does not say how much was shown.
+    """
     out: dict[str, list[float]] = {}
+    got: dict[str, list[int]] = {}
     for n in range(ROUNDS):
         t0 = time.perf_counter()
         argv = ["docker", "exec", "-t", "-u", USER, ctr, "seq", "1", str(SEQ_N)]
         proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE)
-        await proc.communicate()
-        out.setdefault("docker exec -t CTR seq (baseline)", []).append(time.perf_counter() - t0)
+        stdout, _ = await proc.communicate()
+        out.setdefault(OUTPUT_RAW, []).append(time.perf_counter() - t0)
+        got.setdefault(OUTPUT_RAW, []).append(len(stdout))
         for label, make in clients.items():
             client = make()
             await client.open()
@@ -226,9 +242,10 @@ async def _output_rounds(ctr: str, clients: dict[str, Callable[[], TermClient]])
                 client.write(f"seq 1 {SEQ_N}; echo {mark[:5]}''{mark[5:]}\r".encode())
                 await client.read_until(mark.encode(), 120)
                 out.setdefault(label, []).append(time.perf_counter() - t0)
+                got.setdefault(label, []).append(len(client.buf))
             finally:
                 await client.close()
-    return out
+    return out, got
 
 
 async def _create_rounds(agent: AgentProcess, tunnel: Tunnel, image: str) -> dict[str, list[float]]:
@@ -282,22 +299,56 @@ READING = [
 ]
 
 
-def _breakdown(r: KeystrokeResult) -> list[list[str]]:
-    chain = [
-        ("aiodocker TTY exec (the agent's call)", "dockerd exec stream + tmux client/server + shell echo"),
-        ("gRPC Attach, agent socket direct", "gRPC client + HTTP/2 + agent servicer, viewer queue"),
-        ("gRPC Attach, tunnel aes128-gcm",
-         "tunnel: local socket + asyncssh client + TCP + asyncssh server + agent socket"),
-        ("console relay on a pty + tunnel", "console relay: pty read, input queue, terminal writer"),
-    ]
-    rows, prev = [], 0.0
-    for label, what in chain:
+@dataclasses.dataclass(frozen=True)
+class Hop:
+    """One hop of the keystroke path: its short name, what it holds, its p50 and the p50 it adds."""
+
+    name: str
+    what: str
+    cumulative: float
+    added: float
+
+
+# Each path adds hops to the one before it: (path label, short name, what the added hops are).
+CHAIN = [
+    ("aiodocker TTY exec (the agent's call)", "Docker exec + tmux",
+     "dockerd exec stream + tmux client/server + shell echo"),
+    ("gRPC Attach, agent socket direct", "gRPC + agent servicer",
+     "gRPC client + HTTP/2 + agent servicer, viewer queue"),
+    ("gRPC Attach, tunnel aes128-gcm", "SSH tunnel",
+     "tunnel: local socket + asyncssh client + TCP + asyncssh server + agent socket"),
+    ("console relay on a pty + tunnel", "console relay",
+     "console relay: its own process on a pty, input queue, terminal writer"),
+]
+
+
+def hops(r: KeystrokeResult) -> list[Hop]:
+    """The per-hop costs of this run (differences of p50s along :data:`CHAIN`)."""
+    out, prev = [], 0.0
+    for label, name, what in CHAIN:
         if label not in r.samples:
             continue
         p50 = r.p(label, 50)
-        rows.append([what, f"{p50:.0f}", f"{p50 - prev:+.0f}"])
+        out.append(Hop(name, what, p50, p50 - prev))
         prev = p50
-    return rows
+    return out
+
+
+def _breakdown(r: KeystrokeResult) -> list[list[str]]:
+    return [[h.what, f"{h.cumulative:.0f}", f"{h.added:+.0f}"] for h in hops(r)]
+
+
+def _output_table(r: KeystrokeResult) -> list[str]:
+    if not r.output_seconds:
+        return []
+    rows = []
+    for label, secs in r.output_seconds.items():
+        mb = median([float(b) for b in r.output_bytes.get(label, [])]) / 1e6
+        rows.append(f"| {label} | {median(secs):.2f} | {mb:.2f} |")
+    return [f"## Output of seq 1 {SEQ_N} (median of {ROUNDS} rounds)", "",
+            "| path | seconds | MB received |", "|---|---|---|", *rows, "",
+            (f"- `{OUTPUT_RAW}` is the floor without tmux; every other row types the same seq into the "
+             f"session's tmux, and `{OUTPUT_BASELINE}` is their like-for-like baseline."), ""]
 
 
 def write(r: KeystrokeResult, extra: list[str]) -> None:
@@ -323,6 +374,7 @@ def write(r: KeystrokeResult, extra: list[str]) -> None:
         "",
         *(f"- {n}" for n in r.notes),
         "",
+        *_output_table(r),
         *READING,
         *r.profile,
         *extra,

@@ -40,11 +40,12 @@ class Row:
     met: Callable[[float], bool]
     why: str = ""
     higher_is_better: bool = False
+    reference: bool = False            # a floor shown for context: no target, no verdict
 
     def cells(self) -> list[str]:
         """Markdown cells: figure, baseline, measured, baseline value, ratio, target, verdict."""
         ratio = self.value / self.base if self.base else float("nan")
-        verdict = "met" if self.met(ratio) else "missed"
+        verdict = "reference" if self.reference else "met" if self.met(ratio) else "missed"
         shown = f"{ratio:.2f}x" if self.base else "n/a"
         return [self.figure, self.baseline, f"{self.value:.4g} {self.unit}", f"{self.base:.4g} {self.unit}",
                 shown, self.target, verdict + (f": {self.why}" if self.why else "")]

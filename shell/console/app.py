@@ -50,6 +50,15 @@ class ConsoleApplication(Application[None]):
         """Install (or remove) the relay's resize callback."""
         self.resize_hook = hook
 
+    def redraw_at_once(self, _processor: object = None) -> None:
+        """Let the next redraw happen at once (wired to every key press).
+
+        ``min_redraw_interval`` spaces redraws out so a burst of router changes costs one
+        render per interval; a key should not wait behind it: the screen answers a key
+        within one render, not up to an interval later.
+        """
+        self._last_redraw_time = 0.0
+
 
 @dataclass
 class ConsoleParts:
@@ -96,6 +105,7 @@ def build_console(
         output=output,
     )
     app.ttimeoutlen = 0.1
+    app.key_processor.before_key_press += app.redraw_at_once
     app.suspended = lambda: state.suspended
     state.invalidate = app.invalidate
     real_attacher = attacher or StreamAttacher(router, app.set_resize_hook)

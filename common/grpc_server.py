@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from common.errors import ConvocateError
+from common.errors import ConvocateError, status_code_for
 from common.grpc_options import SERVER_OPTIONS
-from common.logging import get_logger
+from common.logging import bind_context, get_logger, unbind_context
 from common.paths import check_socket_path, private_dir
 
 __all__ = ["ErrorInterceptor", "Service", "UnixGrpcServer"]
@@ -41,15 +40,16 @@ class Service:
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], err: BaseException, method: str) -> None:
     if isinstance(err, ConvocateError):
-        log.info("rpc failed", method=method, code=err.code.name, error=str(err))
-        await context.abort(err.code, str(err))
+        code = status_code_for(err)
+        log.info("rpc failed", method=method, code=code.name, error=str(err))
+        await context.abort(code, str(err))
     log.error("rpc crashed", method=method, exc_info=err)
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(err).__name__}")
 
 
 def _wrap_unary(fn: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
     async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        structlog.contextvars.bind_contextvars(rpc=method)
+        bind_context(rpc=method)
         try:
             return await fn(request, context)
         except (grpc.aio.AbortError, grpc.aio.UsageError):
@@ -57,7 +57,7 @@ def _wrap_unary(fn: Callable[..., Awaitable[Any]], method: str) -> Callable[...,
         except Exception as e:
             await _abort(context, e, method)
         finally:
-            structlog.contextvars.unbind_contextvars("rpc")
+            unbind_context("rpc")
         return None
 
     return handler
@@ -65,7 +65,7 @@ def _wrap_unary(fn: Callable[..., Awaitable[Any]], method: str) -> Callable[...,
 
 def _wrap_stream(fn: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
     async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        structlog.contextvars.bind_contextvars(rpc=method)
+        bind_context(rpc=method)
         try:
             async for item in fn(request, context):
                 yield item
@@ -74,7 +74,7 @@ def _wrap_stream(fn: Callable[..., AsyncIterator[Any]], method: str) -> Callable
         except Exception as e:
             await _abort(context, e, method)
         finally:
-            structlog.contextvars.unbind_contextvars("rpc")
+            unbind_context("rpc")
 
     return handler
 

@@ -31,14 +31,15 @@ import shutil
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-
-import asyncssh
+from typing import TYPE_CHECKING
 
 from common.defaults import AGENT_KEYS_DIR
 from common.errors import InvalidArgumentError, NotFoundError
 from common.logging import get_logger
 from common.paths import atomic_write, private_dir
-from common.ssh_keys import pin_host_key, public_key_text, read_private_key
+
+if TYPE_CHECKING:
+    import asyncssh
 
 __all__ = [
     "AGENT_FILE",
@@ -124,6 +125,9 @@ def register_agent(
     Raises:
         InvalidArgumentError: a bad id, address, port or key.
     """
+    # Keys need asyncssh; reading the registry does not (issue 13: `agents` start-up).
+    from common.ssh_keys import pin_host_key, public_key_text, read_private_key  # noqa: PLC0415
+
     validate_agent_id(agent_id)
     if not address or any(c.isspace() for c in address):
         raise InvalidArgumentError(f"agent {agent_id}: address {address!r} is not a host name or IP")

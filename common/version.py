@@ -1,12 +1,12 @@
-"""The running version of convocate (from the installed distribution's metadata)."""
+"""The running version of convocate: the one place it is written.
+
+The build reads it from here (pyproject: ``[tool.hatch.version]``), so the package's
+metadata and this constant cannot differ; reading it back through importlib.metadata
+would cost every command's start-up (issue 13).
+"""
 
 from __future__ import annotations
 
-from importlib import metadata
-
 __all__ = ["VERSION"]
 
-try:
-    VERSION = metadata.version("convocate")
-except metadata.PackageNotFoundError:  # running from a bare checkout
-    VERSION = "0+unknown"
+VERSION = "2.1.0.dev0"

@@ -14,12 +14,13 @@ import asyncio
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from common.client.calls import AgentCalls
 from common.domain import HostHealth, Session, rfc3339
 from common.errors import ConvocateError
-from common.registry import AgentRecord
-from common.tunnel import Tunnel, TunnelSettings
+
+if TYPE_CHECKING:
+    from common.registry import AgentRecord
 
 __all__ = ["AgentReport", "survey"]
 
@@ -74,6 +75,10 @@ def _session_dict(s: Session) -> dict[str, object]:
 
 
 async def _ask(record: AgentRecord, sock_dir: Path, timeout: float, with_sessions: bool) -> AgentReport:
+    # SSH and gRPC are loaded by the first agent asked, not by the command line (issue 13).
+    from common.client.calls import AgentCalls  # noqa: PLC0415
+    from common.tunnel import Tunnel, TunnelSettings  # noqa: PLC0415
+
     report = AgentReport(record.agent_id, record.address, record.port)
     settings = TunnelSettings(
         name=record.agent_id, host=record.address, port=record.port, client_key=record.client_key,

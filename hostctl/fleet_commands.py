@@ -11,7 +11,6 @@ from typing import Annotated, Any
 import typer
 
 from common import defaults
-from common.domain import last_known, session_status
 from common.text import safe_display
 from common.version import VERSION
 from hostctl.codecs import DEFAULT_CODEC, CodecName
@@ -168,6 +167,7 @@ def register(app: typer.Typer) -> None:
             return
         import asyncio  # noqa: PLC0415
 
+        from common.domain import last_known, session_status  # noqa: PLC0415
         from common.registry import load_registry  # noqa: PLC0415
         from hostctl.fleet import survey  # noqa: PLC0415
 

@@ -47,7 +47,7 @@ def test_host_help_loads_no_transport_logging_or_pretty_printing() -> None:
     """`convocate-host --help` loads typer and the command table, nothing that talks or logs."""
     loaded = _loaded(_run_main("hostctl.cli", "--help"))
     assert "hostctl.cli" in loaded
-    _assert_absent(loaded, (*TRANSPORT, *PRETTY, *DOCKER, "structlog", "asyncio"))
+    _assert_absent(loaded, (*TRANSPORT, *PRETTY, *DOCKER, "structlog", "asyncio", "common.domain"))
 
 
 def test_host_agents_on_an_empty_registry_loads_no_transport(tmp_path: Path) -> None:

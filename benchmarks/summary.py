@@ -30,7 +30,7 @@ __all__ = ["EXTRA", "run"]
 # Further suites whose rows join the one table: each is a module of this package with
 # ``async def figures() -> Figures`` (it may write its own results/<name>.md as well).
 # They run after the figures above, in this order, each alone on the machine.
-EXTRA: list[str] = ["fleet", "first_screen", "load"]
+EXTRA: list[str] = ["fleet", "first_screen", "load", "agent_memory"]
 
 
 def _hops_why(r: keystroke.KeystrokeResult) -> str:
@@ -132,28 +132,15 @@ async def _main() -> None:
                     lambda x: x <= 1.1 or idle.shares[names[0]] < 1.0,
                     f"before (polling entrypoint): {idle.shares[names[1]]:.2f} % of a core; under 1 % "
                     "of a core both are noise"))
-    st = await startup.measure()
-    floor = median(st["python -c pass (baseline)"])
-    for cmd in ("convocate-host --help", "convocate-host agents --json"):
-        now, before = median(st[cmd]), median(st[f"{cmd}, before"])
-        cpu, cpu_before = median(st[f"{cmd} (CPU)"]), median(st[f"{cmd}, before (CPU)"])
-        why = (f"before the lazy imports: {before:.0f} ms wall in the same run; CPU {cpu_before:.0f} -> "
-               f"{cpu:.0f} ms (CPU time is what a loaded machine cannot inflate)")
-        if "agents" in cmd:
-            why += "; agents needs asyncssh, gRPC and structlog (with rich)"
-
-        def under_150(_ratio: float, value: float = now) -> bool:
-            return value <= 150
-
-        rows.append(Row(f"`{cmd}` start-up (wall)", "python -c pass", now, floor, "ms", "≤ 150 ms wall",
-                        under_150, why))
+    rows += startup.rows(*await startup.measure())
+    rss = list(k.agent_rss_mib.values())
+    extra_sessions = keystroke.CREATES * keystroke.ROUNDS
+    per_session = max(0.0, (rss[-1] - rss[0]) / extra_sessions)
     for label, mib in k.agent_rss_mib.items():
         rows.append(Row(f"resident memory: {label}", "(target)", mib, 80 if "one" in label else 150, "MiB",
                         "≤ 80 MiB idle, ≤ 150 MiB with 200 sessions", lambda x: x <= 1.0,
-                        "what the agent imports (gRPC, asyncssh with cryptography, aiohttp, structlog "
-                        "with rich) before any session; sessions add almost nothing"))
-    rss = list(k.agent_rss_mib.values())
-    extra_sessions = keystroke.CREATES * keystroke.ROUNDS
+                        "most of it is what the agent imports (gRPC, asyncssh with cryptography, aiohttp; "
+                        f"see the idle agent's row); each further session added {per_session:.2f} MiB"))
     inputs: dict[str, float] = {}
     for name in EXTRA:
         module = importlib.import_module(f"benchmarks.{name}")
@@ -163,7 +150,7 @@ async def _main() -> None:
         inputs.update(extra.inputs)
     notes += scale_lines(
         session_mib=idle.rss_mib[names[0]], shim_mib=idle.rss_mib["containerd-shim per container"],
-        agent_base_mib=rss[0], agent_per_session_mib=max(0.0, (rss[-1] - rss[0]) / extra_sessions),
+        agent_base_mib=rss[0], agent_per_session_mib=per_session,
         session_cpu_pct=idle.shares[names[0]] / idle.n, shell=ShellCosts.from_inputs(inputs))
     push = RESULTS / "image_push.md"
     if push.exists():

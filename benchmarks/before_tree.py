@@ -1,0 +1,49 @@
+"""The "before" side of start-up and memory comparisons: the base revision's code and packages.
+
+:func:`before_tree` exports the base revision (``CONVOCATE_BENCH_BASE``, default: main
+before issue 13's changes) and installs, next to it, the packages that revision resolved
+where this one pins them differently (typer 0.29, which parses options through pydantic),
+so a process started with the returned PYTHONPATH runs what the base revision ran.
+Bytecode is compiled for both trees and the installed packages, as ``pip install`` does
+on a host (without it, each process would compile its modules at start).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+from benchmarks.agent_session import PROTO
+from benchmarks.keystroke_ab import ROOT, base_revision, export_tree
+
+__all__ = ["BEFORE_PACKAGES", "before_tree", "compile_bytecode"]
+
+# What the base revision installed that pyproject now excludes (typer<0.29).
+BEFORE_PACKAGES = ("typer==0.29.2",)
+
+
+def compile_bytecode(*trees: Path) -> None:
+    """Write the .pyc files of the installed packages, this checkout and ``trees``."""
+    paths = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], str(PROTO),
+             *(str(ROOT / p) for p in ("agent", "common", "shell", "hostctl")), *map(str, trees)}
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", *sorted(paths)],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=900)
+
+
+def before_tree(into: Path) -> tuple[str, str]:
+    """Export the base revision into ``into``; return its PYTHONPATH and a note on its packages."""
+    code, deps = into / "code", into / "deps"
+    code.mkdir(parents=True)
+    export_tree(base_revision(), code, "hostctl")
+    uv = shutil.which("uv")
+    installed = uv is not None and subprocess.run(
+        [uv, "pip", "install", "-q", "--python", sys.executable, "--target", str(deps), *BEFORE_PACKAGES],
+        check=False, timeout=300, capture_output=True).returncode == 0
+    path = [code, PROTO, deps] if installed else [code, PROTO]
+    compile_bytecode(*path)
+    wanted = ", ".join(BEFORE_PACKAGES)
+    packages = wanted if installed else f"this revision's packages (could not install {wanted})"
+    return ":".join(map(str, path)), f"before = {base_revision()} with {packages}"

@@ -76,12 +76,18 @@ def push(
         min=1, max=19, help="Compression level (default: zstd 3, gzip 1; gzip allows 1-9)."
     )] = None,
     staging_dir: Annotated[str, typer.Option(
-        help="Directory on the target where the stream waits for its checksum (needs room for it)."
+        help="Directory on the target for the load step's FIFO and digest (a few bytes)."
     )] = STAGING_DIR,
+    all_layers: Annotated[bool, typer.Option(
+        "--all-layers", help="Send every layer, also those the target's engine already has."
+    )] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and change nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
 ) -> None:
-    """docker save | zstd/gzip | sha256 | ssh | sha256, then docker load; verified on both ends."""
+    """docker save | zstd/gzip | sha256 | ssh | docker load + sha256; tagged only if all matched.
+
+    Layers the target's engine already has are left out of the stream (an update sends
+    only its new layers)."""
     import asyncio  # noqa: PLC0415 - lazy imports keep --help fast
 
     from rich.console import Console  # noqa: PLC0415
@@ -103,20 +109,21 @@ def push(
         )
         try:
             if display is None:
-                result = await push_image(tag, runner, codec=codec, level=level,
-                                          set_current=set_current, staging_dir=staging_dir)
+                result = await push_image(tag, runner, codec=codec, level=level, set_current=set_current,
+                                          staging_dir=staging_dir, all_layers=all_layers)
             else:
                 with display:
                     result = await push_image(tag, runner, codec=codec, level=level,
                                               set_current=set_current, progress=ProgressBar(display),
-                                              staging_dir=staging_dir)
+                                              staging_dir=staging_dir, all_layers=all_layers)
         finally:
             await runner.close()
         if as_json:
             print(json.dumps(dataclasses.asdict(result)))
         else:
             print(f"pushed {result.tag} ({result.image_id[:19]}) to {host}: {result.tar_bytes} bytes, "
-                  f"{result.compressed_bytes} with {result.codec}, sha256={result.sha256}, "
+                  f"{result.compressed_bytes} with {result.codec} ({result.layers_sent} layers sent, "
+                  f"{result.layers_skipped} already there), sha256={result.sha256}, "
                   f"{result.seconds:.1f} s")
 
     asyncio.run(go())

@@ -1,38 +1,48 @@
-"""`convocate-host image push`: one streamed pipeline, checked end to end.
+"""`convocate-host image push`: one streamed pipeline, checked end to end, loaded as it arrives.
 
 Here::
 
-    docker save TAG ─▶ count ─▶ zstd -T0 (or gzip -n) ─▶ sha256 + count ─▶ one SSH exec channel
+    docker save TAG ─▶ edit (untag; leave out layers the target has) ─▶ zstd -T0 (or gzip -n)
+        ─▶ sha256 + count ─▶ one SSH exec channel
 
-On the target::
+On the target (:mod:`hostctl.image_receiver`)::
 
-    tee FILE | sha256sum        (FILE: mktemp under /var/tmp, 0600; hashed in the same pass)
-    compare with the sender's hash; on a mismatch delete FILE and stop: nothing is loaded
-    zstd -d -c FILE | docker load; compare the loaded image id with the local one
-    only then rewrite the current-image pointer (atomic rename); FILE is always removed
+    tee FIFO | zstd -d | docker load        sha256sum < FIFO     (one pass, nothing staged)
+    then, only if both sha256 digests and the loaded image id match:
+    docker tag ID TAG; check TAG's id; rewrite the current-image pointer (atomic rename)
+    else: remove the untagged image this load added; the tag and pointer stay as they were
 
-No stage holds the image in memory: bytes flow in 1 MiB chunks from ``docker save``
-through the compressor's pipes into the SSH channel. The compressed stream lands in a
-file on the target before ``docker load`` sees it, so a corrupted or truncated stream
-never reaches the target's engine (a tag already there keeps its image). zstd is the
-default (multi-threaded, several times faster than gzip at a similar ratio); gzip stays
-for hosts without the ``zstd`` package. The target needs only the decompressor's
-Debian package (:data:`RECEIVER_PACKAGES`), ``sha256sum``, ``mktemp``, ``bash`` and Docker.
+Before sending, the sender asks the target which images (and layer diff ids) its engine
+holds and leaves out of the tar every layer whose chain the target has (an update ships
+only its new layers; ``docker load`` does not open a layer it already has). The tar
+carries no tag (:mod:`hostctl.image_tar`), so loading a corrupted stream never moves a
+tag: the stream's checksum and the image id are checked before anything is tagged.
+
+No stage holds the image in memory: bytes flow in 1 MiB chunks. zstd is the default
+(multi-threaded, several times faster than gzip at a similar ratio); gzip stays for hosts
+without the ``zstd`` package. The target needs only the decompressor's Debian package
+(:data:`RECEIVER_PACKAGES`), bash, coreutils and Docker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
+import json
+import os
+import subprocess
+import tarfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from common.errors import ConvocateError, FailedPreconditionError, InvalidArgumentError, NotFoundError
-from common.tasks import cancel_and_wait
+from hostctl import image_receiver as receiver
 from hostctl.codecs import DEFAULT_CODEC, STAGING_DIR, CodecName
+from hostctl.image_tar import TarEdit, edit_save_stream
 from hostctl.remote import CommandResult, Runner
 
 __all__ = [
@@ -49,7 +59,8 @@ __all__ = [
 ]
 
 CHUNK = 1 << 20
-_MISSING_TOOL = 3  # exit status of the target's pre-flight when the decompressor is missing
+_PIPE_SIZE = 1 << 20
+_F_SETPIPE_SZ = 1031  # Linux fcntl: grow a pipe's buffer (fewer wake-ups between the stages)
 
 
 @dataclass(frozen=True)
@@ -112,7 +123,8 @@ class PushResult:
     tar_bytes: int
     compressed_bytes: int
     sha256: str
-    remote_file: str
+    layers_sent: int
+    layers_skipped: int
     seconds: float
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -122,11 +134,13 @@ def push_plan(tag: str, target: str, *, codec: str = DEFAULT_CODEC, set_current:
     """The steps a push takes, for --dry-run."""
     c = _codec(codec)
     steps = [
-        f"docker save {tag} | {' '.join(c.compress(None))} | sha256 (here)",
-        (f"stream to {target}:{staging_dir}/convocate-image-XXXXXXXX{c.suffix} (0600), "
-         "sha256sum in the same pass"),
-        "compare the two sha256 digests; stop and delete the file on a mismatch",
-        f"{' '.join(c.decompress_argv)} FILE | docker load on the target; compare image ids; delete FILE",
+        f"ask {target} which images and layers its engine has",
+        (f"docker save {tag} | untag, leave out the layers {target} has | "
+         f"{' '.join(c.compress(None))} | sha256 (here)"),
+        (f"stream to {target}: tee | {' '.join(c.decompress_argv)} | docker load (untagged), "
+         f"sha256sum in the same pass (FIFO under {staging_dir})"),
+        "compare the two sha256 digests and the loaded image id; on a mismatch remove what was loaded",
+        f"docker tag ID {tag} on {target}, only if all matched",
     ]
     if set_current:
         steps.append(f"write {set_current} = {tag} on the target (atomic rename), only if all matched")
@@ -147,99 +161,121 @@ async def _local(*argv: str) -> CommandResult:
     return CommandResult(proc.returncode or 0, out, err)
 
 
-def _check(result: CommandResult, what: str) -> str:
-    if result.status != 0:
-        detail = result.stderr.decode(errors="replace").strip() or result.text()
-        raise ConvocateError(f"{what} failed (exit {result.status}): {detail}")
-    return result.text()
+def _grow_pipe(fd: int) -> None:
+    with contextlib.suppress(OSError):  # not Linux, or above the system's limit: keep the default
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_SIZE)
 
 
 class _CompressedSave:
-    """``docker save TAG | compressor`` as an async iterator of compressed chunks.
+    """``docker save TAG | edit | compressor`` as an async iterator of compressed chunks.
 
-    The tar passes through here on its way to the compressor (to count it for the
-    progress display); the compressed bytes are hashed and counted as they are yielded.
-    Use as an async context manager: leaving it stops whatever still runs.
+    ``docker save`` and the compressor are native processes; the tar edit
+    (:func:`hostctl.image_tar.edit_save_stream`) runs in a thread between them, writing
+    into a pipe the compressor reads. The compressed bytes are hashed and counted as they
+    are yielded. Use as an async context manager: leaving it stops whatever still runs.
     """
 
-    def __init__(self, tag: str, compress: Sequence[str], progress: PushProgress) -> None:
-        self.tag, self.compress, self.progress = tag, list(compress), progress
+    def __init__(self, tag: str, compress: Sequence[str], skip: frozenset[str],
+                 progress: PushProgress) -> None:
+        self.tag, self.compress, self.skip, self.progress = tag, list(compress), skip, progress
         self.sha = hashlib.sha256()
-        self.tar_bytes = 0
+        self.edit = TarEdit()
         self.compressed_bytes = 0
-        self._procs: list[asyncio.subprocess.Process] = []
-        self._feed_task: asyncio.Task[None] | None = None
+        self._save: subprocess.Popen[bytes] | None = None
+        self._comp: asyncio.subprocess.Process | None = None
+        self._edit_done: asyncio.Future[TarEdit] | None = None
 
     async def __aenter__(self) -> _CompressedSave:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._feed_task is not None:
-            await cancel_and_wait([self._feed_task])
-        for proc in self._procs:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+        if self._save is not None and self._save.poll() is None:
+            self._save.kill()
+        if self._comp is not None and self._comp.returncode is None:
+            self._comp.kill()
+            await self._comp.wait()
+        if self._edit_done is not None:
+            # Both ends of the edit are gone: it ends at once (EOF or EPIPE).
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._edit_done), 60)
+        if self._save is not None:
+            await asyncio.to_thread(self._save.wait, 60)
+            for f in (self._save.stdout, self._save.stderr):
+                if f is not None:
+                    f.close()
 
-    async def _feed(self, save: asyncio.subprocess.Process, comp: asyncio.subprocess.Process) -> None:
-        if save.stdout is None or comp.stdin is None:  # pragma: no cover - PIPE gives both
-            raise ConvocateError("docker save or the compressor gave no pipe")
+    def _run_edit(self, save: subprocess.Popen[bytes], out: int, loop: asyncio.AbstractEventLoop) -> TarEdit:
+        def advance(n: int) -> None:
+            loop.call_soon_threadsafe(self.progress.advance, n)
+
         try:
-            while chunk := await save.stdout.read(CHUNK):
-                self.tar_bytes += len(chunk)
-                self.progress.advance(len(chunk))
-                comp.stdin.write(chunk)
-                await comp.stdin.drain()
+            if save.stdout is None:  # pragma: no cover - PIPE gives a reader
+                raise ConvocateError("docker save gave no output stream")
+            return edit_save_stream(save.stdout, out, self.skip, advance)
         finally:
-            comp.stdin.close()
+            os.close(out)
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """Yield the compressed stream; raise if ``docker save`` or the compressor fails."""
+        """Yield the compressed stream; raise if ``docker save``, the edit or the compressor fails."""
         pipe = asyncio.subprocess.PIPE
-        save = await asyncio.create_subprocess_exec("docker", "save", self.tag, stdout=pipe, stderr=pipe)
-        self._procs.append(save)
-        comp = await asyncio.create_subprocess_exec(*self.compress, stdin=pipe, stdout=pipe, stderr=pipe)
-        self._procs.append(comp)
+        save = self._save = await asyncio.to_thread(
+            subprocess.Popen, ["docker", "save", self.tag], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        read_end, write_end = os.pipe()
+        _grow_pipe(write_end)
+        try:
+            comp = self._comp = await asyncio.create_subprocess_exec(*self.compress, stdin=read_end,
+                                                                     stdout=pipe, stderr=pipe)
+        except BaseException:
+            os.close(write_end)
+            raise
+        finally:
+            os.close(read_end)
+        loop = asyncio.get_running_loop()
+        self._edit_done = asyncio.ensure_future(asyncio.to_thread(self._run_edit, save, write_end, loop))
         if comp.stdout is None:  # pragma: no cover - PIPE gives a reader
             raise ConvocateError("the compressor gave no output stream")
-        feed = self._feed_task = asyncio.create_task(self._feed(save, comp))
+        while chunk := await comp.stdout.read(CHUNK):
+            self.sha.update(chunk)
+            self.compressed_bytes += len(chunk)
+            yield chunk
         try:
-            while chunk := await comp.stdout.read(CHUNK):
-                self.sha.update(chunk)
-                self.compressed_bytes += len(chunk)
-                yield chunk
-            await feed
-        finally:
-            await cancel_and_wait([feed])
-        for proc, what in ((save, f"docker save {self.tag}"), (comp, self.compress[0])):
-            err = await proc.stderr.read() if proc.stderr else b""
-            if await proc.wait() != 0:
-                raise ConvocateError(f"{what} failed here: {err.decode(errors='replace').strip()}")
+            self.edit = await self._edit_done
+        except (OSError, tarfile.TarError) as e:
+            err = await asyncio.to_thread(_stderr_of, save)
+            raise ConvocateError(f"reading docker save {self.tag} failed here: {err or e}") from None
+        err = await asyncio.to_thread(_stderr_of, save)
+        if await asyncio.to_thread(save.wait, 60) != 0:
+            raise ConvocateError(f"docker save {self.tag} failed here: {err}")
+        comp_err = await comp.stderr.read() if comp.stderr else b""
+        if await comp.wait() != 0:
+            detail = comp_err.decode(errors="replace").strip()
+            raise ConvocateError(f"{self.compress[0]} failed here: {detail}")
 
 
-# The last step on the target, in one exec: load the verified file, compare the image id,
-# and only then point at the image. $0 file, $1 tag, $2 expected id, $3 pointer or "".
-_FINISH = """
-trap 'rm -f "$0"' EXIT
-set -o pipefail
-DECOMPRESS "$0" | docker load >&2 || exit 10
-id=$(docker image inspect --format '{{.Id}}' "$1") || exit 11
-[ "$id" = "$2" ] || { printf '%s\\n' "$id"; exit 12; }
-[ -z "$3" ] && exit 0
-umask 022 && printf '%s\\n' "$1" > "$3.tmp" && mv "$3.tmp" "$3" || exit 13
-"""
+def _stderr_of(proc: subprocess.Popen[bytes]) -> str:
+    return proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
 
 
-def _check_finish(result: CommandResult, where: str, tag: str, image_id: str, pointer: str | None) -> None:
-    if result.status == 0:
-        return
-    detail = result.stderr.decode(errors="replace").strip().splitlines()[-3:]
-    if result.status == 12:
-        raise FailedPreconditionError(f"{where} loaded {tag} as {result.text()}, expected {image_id}; "
-                                      "the current image was left as it was")
-    what = {10: "docker load", 11: f"docker image inspect {tag}", 13: f"writing {pointer}"}.get(
-        result.status, "loading")
-    raise ConvocateError(f"{what} on {where} failed (exit {result.status}): {' '.join(detail)}")
+async def _inventory(runner: Runner, c: Codec) -> dict[str, list[str]]:
+    script = receiver.inventory_script(c.decompress_argv[0])
+    result = await runner.run(["bash", "-c", script], root=True, timeout=120)
+    if result.status == receiver.MISSING_TOOL:
+        raise FailedPreconditionError(
+            f"{c.decompress_argv[0]} is not installed on {runner.name}: install the {c.package!r} package "
+            f"there (convocate-host install does), or pass --codec "
+            f"{next(n for n in CODECS if n != c.name)}"
+        )
+    if result.status != 0:
+        detail = result.stderr.decode(errors="replace").strip()
+        raise ConvocateError(f"listing the images on {runner.name} failed (exit {result.status}): {detail}")
+    return receiver.parse_inventory(result.text())
+
+
+async def _discard(runner: Runner, image_id: str, before: dict[str, list[str]]) -> None:
+    """Remove ``image_id`` from the target if this push added it (best effort)."""
+    if image_id and image_id not in before:
+        with contextlib.suppress(Exception):  # the error that got us here matters more
+            await runner.run(["sh", "-c", receiver.DISCARD, image_id], root=True, timeout=120)
 
 
 async def push_image(
@@ -251,8 +287,9 @@ async def push_image(
     set_current: str | None = None,
     progress: PushProgress | None = None,
     staging_dir: str = STAGING_DIR,
+    all_layers: bool = False,
 ) -> PushResult:
-    """Send local image ``tag`` to the host behind ``runner``, load it there, verify it.
+    """Send local image ``tag`` to the host behind ``runner``, load it there, verify it, tag it.
 
     Args:
         tag: the local image (``convocate:<version>``).
@@ -260,8 +297,9 @@ async def push_image(
         codec: ``zstd`` (default, multi-threaded) or ``gzip`` (for hosts without zstd).
         level: the codec's compression level; None takes its default (zstd 3, gzip 1).
         set_current: path of the target's current-image pointer to rewrite, or None.
-        progress: told each stage and how many image bytes have been read.
-        staging_dir: where on the target the compressed stream waits for its checksum.
+        progress: told each stage (``send``, ``verify``, ``done``) and the image bytes read.
+        staging_dir: where on the target the load step keeps its FIFO and digest (a few bytes).
+        all_layers: send every layer, even those the target has.
 
     Returns:
         What was sent and verified.
@@ -270,7 +308,8 @@ async def push_image(
         InvalidArgumentError: unknown codec or level.
         NotFoundError: no local image ``tag``.
         FailedPreconditionError: the target lacks the decompressor, or the checksum or
-            the loaded image id does not match (nothing became the current image).
+            the loaded image id does not match (nothing was tagged; what the load added
+            is removed).
         ConvocateError: a step failed on either end (its message says which).
     """
     c = _codec(codec)
@@ -278,51 +317,45 @@ async def push_image(
     show = progress or _NoProgress()
     started = time.monotonic()
     stage_seconds: dict[str, float] = {}
-    inspected = await _local("docker", "image", "inspect", "--format", "{{.Id}} {{.Size}}", tag)
+    inspected = await _local("docker", "image", "inspect", "--format",
+                             "{{.Id}} {{.Size}} {{json .RootFS.Layers}}", tag)
     if inspected.status != 0:
         raise NotFoundError(f"no local image {tag!r}: build it first (convocate install)")
-    image_id, _, size = inspected.text().partition(" ")
-    # mktemp creates the file 0600 under a random name: no race, no predictable path.
-    template = f"{staging_dir.rstrip('/')}/convocate-image-XXXXXXXX{c.suffix}"
-    preflight = f'command -v {c.decompress_argv[0]} >/dev/null || exit {_MISSING_TOOL}; mktemp "$0"'
-    made = await runner.run(["sh", "-c", preflight, template], root=True)
-    if made.status == _MISSING_TOOL:
-        raise FailedPreconditionError(
-            f"{c.decompress_argv[0]} is not installed on {runner.name}: install the {c.package!r} package "
-            f"there (convocate-host install does), or pass --codec "
-            f"{next(n for n in CODECS if n != c.name)}"
-        )
-    remote_file = _check(made, f"mktemp on {runner.name}")
-    removed = False
+    image_id, size, layers_json = inspected.text().split(" ", 2)
+    layers: list[str] = json.loads(layers_json) or []
+    before = await _inventory(runner, c)
+    skip = frozenset() if all_layers else receiver.layers_to_skip(layers, before)
+    stage_seconds["inventory"] = time.monotonic() - started
+    t0 = time.monotonic()
+    show.stage("send", int(size) if size.isdigit() else None)
+    loaded = ""
     try:
-        t0 = time.monotonic()
-        show.stage("send", int(size) if size.isdigit() else None)
-        async with _CompressedSave(tag, compress, show) as stream:
-            # The target hashes what it writes, in the same pass, and reports it.
-            upload = ["sh", "-c", 'umask 077 && tee "$0" | sha256sum', remote_file]
-            got = _check(await runner.run(upload, root=True, stdin=stream.chunks()),
-                         f"upload to {runner.name}").split()[0]
+        async with _CompressedSave(tag, compress, skip, show) as stream:
+            load = ["bash", "-c", receiver.load_script(c.decompress_argv), staging_dir.rstrip("/") or "/"]
+            result = await runner.run(load, root=True, stdin=stream.chunks(), timeout=3600)
+        got, loaded = receiver.parse_load(result)
         expected = stream.sha.hexdigest()
-        stage_seconds["send"] = time.monotonic() - t0
+        stage_seconds["send+load"] = time.monotonic() - t0
         show.stage("verify", None)
         if got != expected:
             raise FailedPreconditionError(
-                f"sha256 mismatch on {runner.name}:{remote_file}: got {got} expected {expected}; "
-                "the stream was corrupted or cut and nothing was loaded"
-            )
-        t0 = time.monotonic()
-        show.stage("load", None)
-        script = _FINISH.replace("DECOMPRESS", " ".join(c.decompress_argv))
-        finish = await runner.run(["bash", "-c", script, remote_file, tag, image_id, set_current or ""],
-                                  root=True)
-        removed = True  # the script's trap removed the file, whatever happened
-        _check_finish(finish, runner.name, tag, image_id, set_current)
-        stage_seconds["load"] = time.monotonic() - t0
-        show.stage("done", None)
-    finally:
-        if not removed:
-            # Best effort: the error that got us here matters more than a failed clean-up.
-            with contextlib.suppress(Exception):
-                await runner.run(["rm", "-f", remote_file], root=True, timeout=60)
-    return PushResult(tag, image_id, c.name, stream.tar_bytes, stream.compressed_bytes, expected,
-                      remote_file, time.monotonic() - started, stage_seconds)
+                f"sha256 mismatch on {runner.name}: got {got or 'none'} expected {expected}; the stream was "
+                "corrupted or cut: nothing was tagged and what it loaded was removed")
+        if result.status != 0:
+            detail = " ".join(result.stderr.decode(errors="replace").strip().splitlines()[-3:])
+            raise ConvocateError(f"docker load on {runner.name} failed (exit {result.status}): {detail}")
+        if loaded != image_id:
+            raise FailedPreconditionError(
+                f"{runner.name} loaded {tag} as {loaded or 'nothing'}, expected {image_id}; "
+                "nothing was tagged and the current image was left as it was")
+    except BaseException:
+        await _discard(runner, loaded or image_id, before)
+        raise
+    t0 = time.monotonic()
+    commit = await runner.run(["sh", "-c", receiver.COMMIT, image_id, tag, set_current or ""], root=True)
+    receiver.raise_for_commit(commit, runner.name, tag, image_id, set_current)
+    stage_seconds["commit"] = time.monotonic() - t0
+    show.stage("done", None)
+    return PushResult(tag, image_id, c.name, stream.edit.tar_bytes, stream.compressed_bytes, expected,
+                      stream.edit.layers_sent, stream.edit.layers_skipped, time.monotonic() - started,
+                      stage_seconds)

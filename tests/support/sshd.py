@@ -47,8 +47,12 @@ def run_sshd(config: Path, host: str, port: int) -> tuple[subprocess.Popen[bytes
     return proc, log
 
 
-def start_sshd(root: Path, host: str = "127.0.0.1") -> Sshd:
-    """Start sshd under ``root`` on a free loopback port and wait until it accepts."""
+def start_sshd(root: Path, host: str = "127.0.0.1", env: dict[str, str] | None = None) -> Sshd:
+    """Start sshd under ``root`` on a free loopback port and wait until it accepts.
+
+    ``env``: variables set in every session (``SetEnv``), e.g. ``DOCKER_HOST`` to make a
+    private Docker Engine the target's engine.
+    """
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o700)
     port = free_port(host)
@@ -66,6 +70,7 @@ def start_sshd(root: Path, host: str = "127.0.0.1") -> Sshd:
         f"AuthorizedKeysFile {authorized}\nPubkeyAuthentication yes\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nStrictModes no\n"
         "UsePAM no\nAllowTcpForwarding no\nX11Forwarding no\nPrintMotd no\nLogLevel VERBOSE\n"
+        + "".join(f"SetEnv {k}={v}\n" for k, v in (env or {}).items())
     )
     proc, log = run_sshd(config, host, port)
     user = getpass.getuser() if os.geteuid() != 0 else "root"

@@ -1,9 +1,14 @@
-"""Image transfer to a host behind a real OpenSSH sshd, with the Docker Engine loading it.
+"""Image transfer to a host behind a real OpenSSH sshd, into a Docker Engine of its own.
+
+The target is a private engine (tests/support/private_dockerd.py) that the sshd's
+sessions reach through ``DOCKER_HOST``: it starts empty, so a push really stores layers
+there, and an update push finds the previous image's layers already in place.
 
 Broken streams are made outside the code under test: a second client key is authorized
 with a forced command (``command="..."`` in authorized_keys) that runs a mangler in
-front of the receiving command on the target. It flips a byte, or forwards only part
-of the stream, as a faulty disk, relay or network path would.
+front of the receiving command on the target. It flips a byte, forwards only part of
+the stream, or swaps in another image's stream, as a faulty disk, relay or network path
+would.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import select
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,23 +31,32 @@ from common.errors import ConvocateError, FailedPreconditionError, NotFoundError
 from common.ssh_keys import generate_keypair, public_key_text
 from hostctl.image_transfer import CODECS, push_image
 from hostctl.remote import SSHRunner, SSHTarget
-from tests.support.sshd import Sshd
+from tests.support.env import require_root, require_tool
+from tests.support.private_dockerd import PrivateDockerd
+from tests.support.sshd import Sshd, start_sshd
 from tests.support.tiny_image import build_tiny_image
 
 pytestmark = [pytest.mark.docker, pytest.mark.sshd]
 
-# Runs instead of the client's command; mangles stdin of the upload step only.
+# Runs instead of the client's command; mangles stdin of the load step only.
 MANGLER = r"""
-import os, subprocess, sys
+import os, shutil, subprocess, sys
 command = os.environ.get("SSH_ORIGINAL_COMMAND", "")
 how, at = open(sys.argv[1]).read().split()
 if how == "path":  # run every command with this PATH (to hide a tool)
     os.environ["PATH"] = at
     os.execv("/bin/sh", ["sh", "-c", command])
-at = int(at)
 if "sha256sum" not in command:
     os.execvp("sh", ["sh", "-c", command])
 receiver = subprocess.Popen(["sh", "-c", command], stdin=subprocess.PIPE)
+if how == "replace":  # read the whole stream, send another one instead
+    while sys.stdin.buffer.read(65536):
+        pass
+    with open(at, "rb") as f:
+        shutil.copyfileobj(f, receiver.stdin)
+    receiver.stdin.close()
+    sys.exit(receiver.wait())
+at = int(at)
 seen = 0
 while chunk := sys.stdin.buffer.read(65536):
     start, seen = seen, seen + len(chunk)
@@ -58,9 +73,34 @@ sys.exit(receiver.wait())
 """
 
 
+@pytest.fixture(scope="module")
+def engine() -> Iterator[PrivateDockerd]:
+    """An empty private Docker Engine: the target's engine."""
+    for tool in ("dockerd", "ip"):
+        require_tool(tool)
+    require_root("the private Docker Engine needs root")
+    target = PrivateDockerd()
+    try:
+        target.start()
+        yield target
+    finally:
+        target.close()
+
+
+@pytest.fixture(scope="module")
+def sshd(engine: PrivateDockerd) -> Iterator[Sshd]:
+    """A real sshd on loopback whose sessions use the private engine."""
+    with tempfile.TemporaryDirectory(prefix="cvsshd-") as d:
+        server = start_sshd(Path(d), env={"DOCKER_HOST": engine.url})
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
 @dataclass
 class Mangler:
-    """A login whose uploads pass through the mangler; ``set`` chooses what it does."""
+    """A login whose loads pass through the mangler; ``set`` chooses what it does."""
 
     key: Path
     mode_file: Path
@@ -87,7 +127,7 @@ def mangler(sshd: Sshd) -> Mangler:
 
 @pytest.fixture
 def image() -> Iterator[str]:
-    """A fresh tiny image, removed afterwards."""
+    """A fresh tiny image, removed afterwards (here; the target engine is the module's)."""
     tag = build_tiny_image()
     try:
         yield tag
@@ -96,17 +136,14 @@ def image() -> Iterator[str]:
 
 
 class Stages:
-    """Records the stages of a push; can run a step when one starts."""
+    """Records the stages of a push and the bytes it read."""
 
-    def __init__(self, on_load: object = None) -> None:
+    def __init__(self) -> None:
         self.names: list[str] = []
         self.bytes = 0
-        self.on_load = on_load
 
     def stage(self, name: str, total: int | None) -> None:
         self.names.append(name)
-        if name == "load" and callable(self.on_load):
-            self.on_load()
 
     def advance(self, nbytes: int) -> None:
         self.bytes += nbytes
@@ -116,10 +153,21 @@ def _target(s: Sshd, key: Path | None = None) -> SSHTarget:
     return SSHTarget(s.host, s.port, s.user, key or s.client_key, s.known_hosts)
 
 
-def _image_id(tag: str) -> str | None:
-    r = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", tag],
-                       capture_output=True, text=True, check=False, timeout=30)
-    return r.stdout.strip() if r.returncode == 0 else None
+def _image_id(tag: str, engine: PrivateDockerd | None = None) -> str | None:
+    argv = ["image", "inspect", "--format", "{{.Id}}", tag]
+    r = (engine.docker(*argv, check=False) if engine else
+         subprocess.run(["docker", *argv], capture_output=True, check=False, timeout=30))
+    return r.stdout.decode().strip() if r.returncode == 0 else None
+
+
+def _images(engine: PrivateDockerd) -> set[str]:
+    return set(engine.docker("image", "ls", "-aq", "--no-trunc").stdout.decode().split())
+
+
+def _runs(engine: PrivateDockerd, tag: str) -> bool:
+    r = engine.docker("run", "--rm", "--network", "none", tag, "/bin/busybox", "true", check=False,
+                      timeout=120)
+    return r.returncode == 0
 
 
 @pytest.fixture
@@ -131,65 +179,136 @@ def staging(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("codec", list(CODECS))
-async def test_push_loads_the_image_and_sets_the_pointer(
-    sshd: Sshd, image: str, tmp_path: Path, staging: Path, codec: str
+async def test_push_loads_the_image_into_an_empty_engine_and_sets_the_pointer(
+    sshd: Sshd, engine: PrivateDockerd, image: str, tmp_path: Path, staging: Path, codec: str
 ) -> None:
-    """The image removed here once the upload is verified comes back through docker load."""
-    before_id = _image_id(image)
+    """Every layer travels, the target's engine runs the image, the tag and pointer follow."""
     pointer = tmp_path / "current-image"
     pointer.write_text("convocate:previous\n")
-
-    def remove_local() -> None:
-        subprocess.run(["docker", "rmi", image], check=True, capture_output=True, timeout=60)
-        assert _image_id(image) is None
-
-    stages = Stages(on_load=remove_local)
+    stages = Stages()
     runner = SSHRunner(_target(sshd))
     try:
         result = await push_image(image, runner, codec=codec, set_current=str(pointer), progress=stages,
                                   staging_dir=str(staging))
     finally:
         await runner.close()
-    assert _image_id(image) == before_id == result.image_id
+    assert _image_id(image, engine) == _image_id(image) == result.image_id
+    assert _runs(engine, image)
     assert pointer.read_text() == f"{image}\n"
     assert result.codec == codec
+    assert (result.layers_sent, result.layers_skipped) == (2, 0)
     assert result.compressed_bytes < result.tar_bytes == stages.bytes
-    assert stages.names == ["send", "verify", "load", "done"]
+    assert stages.names == ["send", "verify", "done"]
     assert len(result.sha256) == 64
-    assert result.remote_file.startswith(f"{staging}/convocate-image-")
     assert list(staging.iterdir()) == []
+
+
+async def test_an_update_sends_only_the_layers_the_target_lacks(
+    sshd: Sshd, engine: PrivateDockerd, image: str, tmp_path: Path
+) -> None:
+    """The next release on top of the previous one: its base layers stay home, the image runs."""
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "release").write_bytes(os.urandom(200_000))
+    (tmp_path / "ctx" / "Dockerfile").write_text(f"FROM {image}\nCOPY release /release\n")
+    update = f"{image}-update"
+    subprocess.run(["docker", "build", "-q", "-t", update, str(tmp_path / "ctx")], check=True,
+                   capture_output=True, timeout=120)
+    runner = SSHRunner(_target(sshd))
+    try:
+        first = await push_image(image, runner)
+        second = await push_image(update, runner)
+        again = await push_image(update, runner)
+    finally:
+        await runner.close()
+        subprocess.run(["docker", "rmi", update], capture_output=True, check=False, timeout=60)
+    assert (first.layers_sent, first.layers_skipped) == (2, 0)
+    assert (second.layers_sent, second.layers_skipped) == (1, 2)
+    assert second.compressed_bytes < first.compressed_bytes
+    assert (again.layers_sent, again.layers_skipped) == (0, 3)
+    assert _image_id(update, engine) == second.image_id == again.image_id
+    assert _runs(engine, update)
 
 
 @pytest.mark.parametrize(("how", "at"), [("flip", 5000), ("truncate", 20000), ("cut", 20000)])
 async def test_broken_stream_is_refused_and_the_current_image_stays(
-    sshd: Sshd, mangler: Mangler, image: str, tmp_path: Path, staging: Path, how: str, at: int
+    sshd: Sshd, engine: PrivateDockerd, mangler: Mangler, image: str, tmp_path: Path, staging: Path,
+    how: str, at: int,
 ) -> None:
-    """A flipped byte or a cut stream is refused before docker load; the pointer keeps its value."""
+    """A flipped byte or a cut stream: refused, the tag and pointer keep their image, nothing added."""
+    runner = SSHRunner(_target(sshd))
+    try:
+        previous = await push_image(image, runner)  # the target has a "previous" under the same tag
+    finally:
+        await runner.close()
+    update = _rebuilt(image, tmp_path)
     mangler.set(how, at)
     pointer = tmp_path / "current-image"
     pointer.write_text("convocate:previous\n")
+    before = _images(engine)
     stages = Stages()
     runner = SSHRunner(_target(sshd, mangler.key))
     try:
-        with pytest.raises(ConvocateError, match=r"sha256 mismatch .* nothing was loaded|stopped reading"):
-            await push_image(image, runner, set_current=str(pointer), progress=stages,
+        with pytest.raises(ConvocateError, match=r"sha256 mismatch .* nothing was tagged|stopped reading"):
+            await push_image(update, runner, set_current=str(pointer), progress=stages,
                              staging_dir=str(staging))
     finally:
         await runner.close()
-    assert "load" not in stages.names
+    assert "done" not in stages.names
     assert pointer.read_text() == "convocate:previous\n"
+    assert _image_id(image, engine) == previous.image_id
+    assert _images(engine) == before
     assert list(staging.iterdir()) == []
 
 
-async def test_mangler_passes_an_intact_stream(sshd: Sshd, mangler: Mangler, image: str) -> None:
+def _rebuilt(tag: str, tmp_path: Path) -> str:
+    """A new image under ``tag`` (another top layer); the old one keeps its id on the target."""
+    ctx = tmp_path / "rebuild"
+    ctx.mkdir()
+    (ctx / "release").write_bytes(os.urandom(100_000))
+    (ctx / "Dockerfile").write_text(f"FROM {tag}\nCOPY release /release\n")
+    subprocess.run(["docker", "build", "-q", "-t", tag, str(ctx)], check=True, capture_output=True,
+                   timeout=120)
+    return tag
+
+
+async def test_a_stream_that_loads_another_image_is_removed_again(
+    sshd: Sshd, engine: PrivateDockerd, mangler: Mangler, image: str, tmp_path: Path
+) -> None:
+    """A valid stream of the wrong image: it loads, the checks refuse it, and it is removed."""
+    other = build_tiny_image()
+    try:
+        other_id = _image_id(other)
+        assert other_id is not None
+        swapped = tmp_path / "other.tar.zst"
+        subprocess.run(f"docker save {other_id} | zstd -q -c > {swapped}", shell=True, check=True,
+                       timeout=120)
+    finally:
+        subprocess.run(["docker", "rmi", other], capture_output=True, check=False, timeout=60)
+    mangler.set("replace", str(swapped))
+    before = _images(engine)
+    runner = SSHRunner(_target(sshd, mangler.key))
+    try:
+        with pytest.raises(FailedPreconditionError, match=r"sha256 mismatch .* what it loaded was removed"):
+            await push_image(image, runner)
+    finally:
+        await runner.close()
+    assert _image_id(other_id, engine) is None
+    assert _image_id(image, engine) is None
+    assert _images(engine) == before
+
+
+async def test_mangler_passes_an_intact_stream(
+    sshd: Sshd, engine: PrivateDockerd, mangler: Mangler, image: str
+) -> None:
     """The fault injector itself forwards a stream it is told not to touch (offset past the end)."""
     mangler.set("flip", 1 << 40)
     runner = SSHRunner(_target(sshd, mangler.key))
     try:
-        result = await push_image(image, runner, codec="gzip")
+        result = await push_image(image, runner, codec="gzip", all_layers=True)
     finally:
         await runner.close()
-    assert result.image_id == _image_id(image)
+    assert (result.layers_sent, result.layers_skipped) == (2, 0)
+    assert result.image_id == _image_id(image) == _image_id(image, engine)
 
 
 async def test_a_target_without_zstd_is_told_what_to_do(
@@ -198,7 +317,7 @@ async def test_a_target_without_zstd_is_told_what_to_do(
     """Without the zstd tool on the target the push stops before sending and names the fix."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("sh", "mktemp", "rm", "tee", "sha256sum", "id"):
+    for tool in ("sh", "bash", "mktemp", "rm", "tee", "sha256sum", "id"):
         (bin_dir / tool).symlink_to(shutil.which(tool) or f"/bin/{tool}")
     mangler.set("path", str(bin_dir))
     stages = Stages()
@@ -229,16 +348,18 @@ def _cli(sshd: Sshd, image: str, *extra: str) -> list[str]:
 
 
 @pytest.mark.parametrize("codec", list(CODECS))
-def test_cli_dry_run_and_json(sshd: Sshd, image: str, codec: str) -> None:
+def test_cli_dry_run_and_json(sshd: Sshd, engine: PrivateDockerd, image: str, codec: str) -> None:
     """`--dry-run --json` prints the plan; a real `--json` push prints only the result on stdout."""
     base = _cli(sshd, image, "--json", "--codec", codec)
     plan = subprocess.run([*base, "--dry-run"], capture_output=True, text=True, timeout=60, check=True)
-    assert json.loads(plan.stdout)["steps"][0].startswith(f"docker save {image} | {codec}")
+    steps = json.loads(plan.stdout)["steps"]
+    assert steps[1].startswith(f"docker save {image} | untag")
+    assert f"| {codec} " in steps[1]
     done = subprocess.run(base, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert (result["tag"], result["codec"]) == (image, codec)
-    assert result["image_id"] == _image_id(image)
+    assert result["image_id"] == _image_id(image) == _image_id(image, engine)
     assert "send" not in done.stderr  # no progress display without a terminal
 
 
@@ -273,6 +394,6 @@ def test_cli_shows_progress_on_a_terminal(sshd: Sshd, image: str) -> None:
         os.close(main)
     text = drawn.decode(errors="replace")
     assert proc.returncode == 0, text
-    for stage in ("send", "verify", "load"):
+    for stage in ("send", "verify"):
         assert stage in text
     assert out.decode().startswith(f"pushed {image}")

@@ -40,8 +40,8 @@ SUITES = {
 }
 
 
-# summary covers the figures in ~10 minutes; image_push (minutes of image transfer)
-# and the older single-figure suites run by name.
+# summary covers the figures (image_push's among them, through summary.EXTRA);
+# the single-figure suites, image_push included, also run by name.
 DEFAULT = ["summary"]
 
 

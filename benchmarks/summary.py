@@ -1,9 +1,9 @@
 """One table of issue 13's figures, each against its same-run baseline: results/summary.md.
 
 Runs the keystroke suite (which also writes keystroke_breakdown.md), the transport,
-idle-CPU and start-up measurements, and quotes image_push.md (its own suite: minutes of
-image transfer, run it with ``python -m benchmarks image_push``). Nothing here asserts
-a number: a missed target is a row that says so, with its cause.
+idle-CPU and start-up measurements, then the suites in :data:`EXTRA` (image_push among
+them, which also writes image_push.md). Nothing here asserts a number: a missed target
+is a row that says so, with its cause.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import importlib
 from benchmarks import idle_cpu, keystroke, startup, transport
 from benchmarks.report import (
     QUICK,
-    RESULTS,
     Figures,
     Row,
     host_line,
@@ -30,7 +29,7 @@ __all__ = ["EXTRA", "run"]
 # Further suites whose rows join the one table: each is a module of this package with
 # ``async def figures() -> Figures`` (it may write its own results/<name>.md as well).
 # They run after the figures above, in this order, each alone on the machine.
-EXTRA: list[str] = ["fleet", "first_screen", "load", "agent_memory"]
+EXTRA: list[str] = ["fleet", "first_screen", "load", "agent_memory", "image_push"]
 
 
 def _hops_why(r: keystroke.KeystrokeResult) -> str:
@@ -152,15 +151,6 @@ async def _main() -> None:
         session_mib=idle.rss_mib[names[0]], shim_mib=idle.rss_mib["containerd-shim per container"],
         agent_base_mib=rss[0], agent_per_session_mib=per_session,
         session_cpu_pct=idle.shares[names[0]] / idle.n, shell=ShellCosts.from_inputs(inputs))
-    push = RESULTS / "image_push.md"
-    if push.exists():
-        text = push.read_text().splitlines()
-        notes += ["## Image push (quoted from image_push.md; run: `python -m benchmarks image_push`)",
-                  "", *[t for t in text if t.startswith("Run ")], "",
-                  ("Targets: zstd ≥ 2x faster, gzip ≥ 1.0x, against `docker save | gzip | ssh | docker "
-                  "load`. zstd is missed (1.3x): on 2 shared cores the sender's `docker save` and the "
-                  "receiver's `docker load` (same engine) bound both, not the codec."), "",
-                  *[t for t in text if t.startswith("|")], ""]
     lines = [
         "# Issue 13 figures against their same-run baselines", "", host_line(), "",
         "| figure | baseline | measured | baseline value | ratio | target | met or missed, and why |",

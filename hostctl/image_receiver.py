@@ -6,10 +6,11 @@
    the stream is loaded as it arrives, hashed in the same pass. The tar carries no tag
    (see :mod:`hostctl.image_tar`), so this registers an image by id and moves nothing.
    It prints the stream's sha256 and the id ``docker load`` registered.
-3. **commit** (only if the sender's and target's sha256 and the image id all matched):
-   tag the image, check the tag's id, then rewrite the current-image pointer (atomic
-   rename). Or **discard**: remove the image this load added, if it was not on the target
-   before and nothing tagged it since; a refused stream leaves no tag and no image behind.
+3. **commit**, started with the load step, waits for the sender's verdict: only if the
+   sender's and target's sha256 and the image id all matched, it tags the image by its
+   id, then rewrites the current-image pointer (atomic rename). Or **discard**: remove
+   the image this load added, if it was not on the target before and nothing tagged it
+   since; a refused stream leaves no tag and no image behind.
 
 The target needs bash, coreutils (``mktemp``, ``mkfifo``, ``tee``, ``sha256sum``), the
 decompressor and Docker.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from common.errors import ConvocateError, FailedPreconditionError
+from common.errors import ConvocateError
 from hostctl.remote import CommandResult
 
 __all__ = ["COMMIT", "DISCARD", "MISSING_TOOL", "inventory_script", "layers_to_skip", "load_script",
@@ -97,12 +98,13 @@ def parse_load(result: CommandResult) -> tuple[str, str]:
     return digest, loaded
 
 
-# $0 image id, $1 tag, $2 pointer or "". Exit 11: tagging failed; 12: the tag shows another
-# id (printed); 13: writing the pointer failed.
+# $0 image id, $1 tag, $2 pointer or "". Started with the load step; it waits for the
+# sender's verdict on stdin ("commit ID" once the digests and the id matched; EOF: exit 14,
+# nothing changed). Exit 11: tagging failed; 13: writing the pointer failed. (docker tag
+# names the id itself: the tag cannot end up on another image.)
 COMMIT = """
+IFS= read -r verdict && [ "$verdict" = "commit $0" ] || exit 14
 docker tag "$0" "$1" >&2 || exit 11
-id=$(docker image inspect --format '{{.Id}}' "$1") || exit 11
-[ "$id" = "$0" ] || { printf '%s\\n' "$id"; exit 12; }
 [ -z "$2" ] && exit 0
 umask 022 && printf '%s\\n' "$1" > "$2.tmp" && mv "$2.tmp" "$2" || exit 13
 """
@@ -121,8 +123,5 @@ def raise_for_commit(result: CommandResult, where: str, tag: str, image_id: str,
     if result.status == 0:
         return
     detail = result.stderr.decode(errors="replace").strip().splitlines()[-3:]
-    if result.status == 12:
-        raise FailedPreconditionError(f"{where} shows {tag} as {result.text()}, expected {image_id}; "
-                                      "the current image was left as it was")
     what = {11: f"docker tag {image_id} {tag}", 13: f"writing {pointer}"}.get(result.status, "tagging")
     raise ConvocateError(f"{what} on {where} failed (exit {result.status}): {' '.join(detail)}")

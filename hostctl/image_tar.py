@@ -10,8 +10,10 @@ Two changes, made while the bytes flow (nothing is held whole in memory):
   left out. ``docker load`` (the classic image store) does not open the file of a layer
   whose chain id it already has, so it never misses them. ``docker save`` names layer
   directories by v1 ids and writes them in name order, not layer order, so a layer's diff
-  id is known only once its bytes are read: with a non-empty ``skip`` each ``layer.tar``
-  is spooled to a local temporary file while it is hashed, then sent or dropped.
+  id is known only once its bytes are read: while there may be something to skip, each
+  ``layer.tar`` is spooled to a local temporary file while it is hashed, then sent or
+  dropped. ``skip`` is a future: the edit starts before the target has said what it has,
+  spooling layers until it knows (a target that has nothing gets the rest unspooled).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import os
 import tarfile
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import IO
 
@@ -61,14 +64,15 @@ def _untagged_manifest(data: bytes) -> bytes:
     return json.dumps(items, separators=(",", ":")).encode()
 
 
-def edit_save_stream(src: IO[bytes], out: int, skip: frozenset[str],
+def edit_save_stream(src: IO[bytes], out: int, skip: Future[frozenset[str]],
                      advance: Callable[[int], None] = lambda _n: None) -> TarEdit:
     """Copy the tar ``src`` (``docker save``) to the fd ``out``, untagged and without ``skip``.
 
     Args:
         src: the ``docker save`` output.
         out: where the edited tar goes (the compressor's stdin); not closed here.
-        skip: diff ids (``sha256:<hex>``) of layers the target has (see the module docstring).
+        skip: will hold the diff ids (``sha256:<hex>``) of layers the target has (see the
+            module docstring); cancel it to stop the edit at the next layer.
         advance: told how many bytes of ``src`` were read, as they are read.
 
     Returns:
@@ -94,7 +98,7 @@ def edit_save_stream(src: IO[bytes], out: int, skip: frozenset[str],
                 data = _untagged_manifest(read(f, info.size))
                 info.size = len(data)
                 _member(out, info, lambda d=data: _write_all(out, d))  # type: ignore[misc]
-            elif skip and name.endswith("/layer.tar"):
+            elif name.endswith("/layer.tar") and (not skip.done() or skip.result()):
                 _spooled_layer(f, info, out, skip, edit, read)
             else:
                 def copy(f: IO[bytes] = f) -> None:
@@ -106,14 +110,14 @@ def edit_save_stream(src: IO[bytes], out: int, skip: frozenset[str],
     return edit
 
 
-def _spooled_layer(f: IO[bytes], info: tarfile.TarInfo, out: int, skip: frozenset[str], edit: TarEdit,
+def _spooled_layer(f: IO[bytes], info: tarfile.TarInfo, out: int, skip: Future[frozenset[str]], edit: TarEdit,
                    read: Callable[[IO[bytes], int], bytes]) -> None:
     sha = hashlib.sha256()
     with tempfile.TemporaryFile(prefix="convocate-layer-") as spool:
         while chunk := read(f, CHUNK):
             sha.update(chunk)
             spool.write(chunk)
-        if f"sha256:{sha.hexdigest()}" in skip:
+        if f"sha256:{sha.hexdigest()}" in skip.result():
             edit.layers_skipped += 1
             edit.skipped_bytes += info.size
             return

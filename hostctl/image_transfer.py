@@ -27,6 +27,7 @@ without the ``zstd`` package. The target needs only the decompressor's Debian pa
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import fcntl
 import hashlib
@@ -40,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from common.errors import ConvocateError, FailedPreconditionError, InvalidArgumentError, NotFoundError
+from common.tasks import cancel_and_wait
 from hostctl import image_receiver as receiver
 from hostctl.codecs import DEFAULT_CODEC, STAGING_DIR, CodecName
 from hostctl.image_tar import TarEdit, edit_save_stream
@@ -60,6 +62,7 @@ __all__ = [
 
 CHUNK = 1 << 20
 _PIPE_SIZE = 1 << 20
+_WIND_DOWN = 30.0  # seconds a failed push waits for the target's steps to end
 _F_SETPIPE_SZ = 1031  # Linux fcntl: grow a pipe's buffer (fewer wake-ups between the stages)
 
 
@@ -167,28 +170,38 @@ def _grow_pipe(fd: int) -> None:
 
 
 class _CompressedSave:
-    """``docker save TAG | edit | compressor`` as an async iterator of compressed chunks.
+    """``docker save TAG | edit | compressor``, read as an async iterator of compressed chunks.
 
     ``docker save`` and the compressor are native processes; the tar edit
     (:func:`hostctl.image_tar.edit_save_stream`) runs in a thread between them, writing
-    into a pipe the compressor reads. The compressed bytes are hashed and counted as they
-    are yielded. Use as an async context manager: leaving it stops whatever still runs.
+    into a pipe the compressor reads. ``start`` runs them before ``skip`` is known (the
+    edit spools layers meanwhile); :meth:`chunks` hashes and counts what it yields.
+    Use as an async context manager: leaving it stops whatever still runs.
     """
 
-    def __init__(self, tag: str, compress: Sequence[str], skip: frozenset[str],
-                 progress: PushProgress) -> None:
-        self.tag, self.compress, self.skip, self.progress = tag, list(compress), skip, progress
+    def __init__(self, tag: str, compress: Sequence[str], progress: PushProgress) -> None:
+        self.tag, self.compress, self.progress = tag, list(compress), progress
+        self.skip: concurrent.futures.Future[frozenset[str]] = concurrent.futures.Future()
         self.sha = hashlib.sha256()
         self.edit = TarEdit()
         self.compressed_bytes = 0
         self._save: subprocess.Popen[bytes] | None = None
         self._comp: asyncio.subprocess.Process | None = None
         self._edit_done: asyncio.Future[TarEdit] | None = None
+        self._aborted = False
+
+    def abort(self) -> None:
+        """End the stream early and quietly: :meth:`chunks` returns (the reader sees EOF)."""
+        self._aborted = True
+        self.skip.cancel()
+        if self._comp is not None and self._comp.returncode is None:
+            self._comp.kill()
 
     async def __aenter__(self) -> _CompressedSave:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self.skip.cancel()  # an edit waiting for it stops
         if self._save is not None and self._save.poll() is None:
             self._save.kill()
         if self._comp is not None and self._comp.returncode is None:
@@ -196,7 +209,7 @@ class _CompressedSave:
             await self._comp.wait()
         if self._edit_done is not None:
             # Both ends of the edit are gone: it ends at once (EOF or EPIPE).
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(BaseException):
                 await asyncio.wait_for(asyncio.shield(self._edit_done), 60)
         if self._save is not None:
             await asyncio.to_thread(self._save.wait, 60)
@@ -215,31 +228,38 @@ class _CompressedSave:
         finally:
             os.close(out)
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """Yield the compressed stream; raise if ``docker save``, the edit or the compressor fails."""
-        pipe = asyncio.subprocess.PIPE
-        save = self._save = await asyncio.to_thread(
+    async def start(self) -> None:
+        """Start ``docker save``, the edit and the compressor."""
+        self._save = await asyncio.to_thread(
             subprocess.Popen, ["docker", "save", self.tag], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         read_end, write_end = os.pipe()
         _grow_pipe(write_end)
         try:
-            comp = self._comp = await asyncio.create_subprocess_exec(*self.compress, stdin=read_end,
-                                                                     stdout=pipe, stderr=pipe)
+            pipe = asyncio.subprocess.PIPE
+            self._comp = await asyncio.create_subprocess_exec(*self.compress, stdin=read_end, stdout=pipe,
+                                                              stderr=pipe)
         except BaseException:
             os.close(write_end)
             raise
         finally:
             os.close(read_end)
         loop = asyncio.get_running_loop()
-        self._edit_done = asyncio.ensure_future(asyncio.to_thread(self._run_edit, save, write_end, loop))
-        if comp.stdout is None:  # pragma: no cover - PIPE gives a reader
-            raise ConvocateError("the compressor gave no output stream")
+        edit = asyncio.to_thread(self._run_edit, self._save, write_end, loop)
+        self._edit_done = asyncio.ensure_future(edit)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """Yield the compressed stream; raise if ``docker save``, the edit or the compressor fails."""
+        save, comp, edit = self._save, self._comp, self._edit_done
+        if save is None or comp is None or comp.stdout is None or edit is None:
+            raise ConvocateError("the image stream was not started")
         while chunk := await comp.stdout.read(CHUNK):
             self.sha.update(chunk)
             self.compressed_bytes += len(chunk)
             yield chunk
+        if self._aborted:
+            return
         try:
-            self.edit = await self._edit_done
+            self.edit = await edit
         except (OSError, tarfile.TarError) as e:
             err = await asyncio.to_thread(_stderr_of, save)
             raise ConvocateError(f"reading docker save {self.tag} failed here: {err or e}") from None
@@ -269,6 +289,21 @@ async def _inventory(runner: Runner, c: Codec) -> dict[str, list[str]]:
         detail = result.stderr.decode(errors="replace").strip()
         raise ConvocateError(f"listing the images on {runner.name} failed (exit {result.status}): {detail}")
     return receiver.parse_inventory(result.text())
+
+
+def _check_load(result: CommandResult, where: str, got: str, expected: str, loaded: str, tag: str,
+                image_id: str) -> None:
+    if got != expected:
+        raise FailedPreconditionError(
+            f"sha256 mismatch on {where}: got {got or 'none'} expected {expected}; the stream "
+            "was corrupted or cut: nothing was tagged and what it loaded was removed")
+    if result.status != 0:
+        detail = " ".join(result.stderr.decode(errors="replace").strip().splitlines()[-3:])
+        raise ConvocateError(f"docker load on {where} failed (exit {result.status}): {detail}")
+    if loaded != image_id:
+        raise FailedPreconditionError(
+            f"{where} loaded {tag} as {loaded or 'nothing'}, expected {image_id}; "
+            "nothing was tagged and the current image was left as it was")
 
 
 async def _discard(runner: Runner, image_id: str, before: dict[str, list[str]]) -> None:
@@ -323,38 +358,51 @@ async def push_image(
         raise NotFoundError(f"no local image {tag!r}: build it first (convocate install)")
     image_id, size, layers_json = inspected.text().split(" ", 2)
     layers: list[str] = json.loads(layers_json) or []
-    before = await _inventory(runner, c)
-    skip = frozenset() if all_layers else receiver.layers_to_skip(layers, before)
-    stage_seconds["inventory"] = time.monotonic() - started
-    t0 = time.monotonic()
-    show.stage("send", int(size) if size.isdigit() else None)
+    verdict: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    async def commit_input() -> AsyncIterator[bytes]:
+        if await verdict:
+            yield f"commit {image_id}\n".encode()
+
     loaded = ""
-    try:
-        async with _CompressedSave(tag, compress, skip, show) as stream:
-            load = ["bash", "-c", receiver.load_script(c.decompress_argv), staging_dir.rstrip("/") or "/"]
-            result = await runner.run(load, root=True, stdin=stream.chunks(), timeout=3600)
-        got, loaded = receiver.parse_load(result)
-        expected = stream.sha.hexdigest()
-        stage_seconds["send+load"] = time.monotonic() - t0
-        show.stage("verify", None)
-        if got != expected:
-            raise FailedPreconditionError(
-                f"sha256 mismatch on {runner.name}: got {got or 'none'} expected {expected}; the stream was "
-                "corrupted or cut: nothing was tagged and what it loaded was removed")
-        if result.status != 0:
-            detail = " ".join(result.stderr.decode(errors="replace").strip().splitlines()[-3:])
-            raise ConvocateError(f"docker load on {runner.name} failed (exit {result.status}): {detail}")
-        if loaded != image_id:
-            raise FailedPreconditionError(
-                f"{runner.name} loaded {tag} as {loaded or 'nothing'}, expected {image_id}; "
-                "nothing was tagged and the current image was left as it was")
-    except BaseException:
-        await _discard(runner, loaded or image_id, before)
-        raise
-    t0 = time.monotonic()
-    commit = await runner.run(["sh", "-c", receiver.COMMIT, image_id, tag, set_current or ""], root=True)
-    receiver.raise_for_commit(commit, runner.name, tag, image_id, set_current)
-    stage_seconds["commit"] = time.monotonic() - t0
+    before: dict[str, list[str]] | None = None
+    load_argv = ["bash", "-c", receiver.load_script(c.decompress_argv), staging_dir.rstrip("/") or "/"]
+    commit_argv = ["bash", "-c", receiver.COMMIT, image_id, tag, set_current or ""]
+    async with _CompressedSave(tag, compress, show) as stream:
+        # Everything that can wait for the stream starts at once: docker save here, and there
+        # the inventory, the load step (docker load waits for its input) and the commit step
+        # (it waits for the verdict). Only the layers wait for the inventory.
+        inventory = asyncio.ensure_future(_inventory(runner, c))
+        await stream.start()
+        load = asyncio.ensure_future(runner.run(load_argv, root=True, stdin=stream.chunks(), timeout=3600))
+        commit = asyncio.ensure_future(runner.run(commit_argv, root=True, stdin=commit_input(), timeout=3600))
+        try:
+            before = await inventory
+            stream.skip.set_result(frozenset() if all_layers else receiver.layers_to_skip(layers, before))
+            stage_seconds["inventory"] = time.monotonic() - started
+            t0 = time.monotonic()
+            show.stage("send", int(size) if size.isdigit() else None)
+            result = await load
+            got, loaded = receiver.parse_load(result)
+            expected = stream.sha.hexdigest()
+            stage_seconds["send+load"] = time.monotonic() - t0
+            show.stage("verify", None)
+            _check_load(result, runner.name, got, expected, loaded, tag, image_id)
+            t0 = time.monotonic()
+            verdict.set_result(True)
+            receiver.raise_for_commit(await commit, runner.name, tag, image_id, set_current)
+            stage_seconds["commit"] = time.monotonic() - t0
+        except BaseException:
+            # Both steps get EOF and end on their own (the load step removes its FIFO):
+            # wait for that, bounded, before cleaning up.
+            stream.abort()
+            if not verdict.done():
+                verdict.set_result(False)  # the commit step changes nothing
+            await asyncio.wait([inventory, load, commit], timeout=_WIND_DOWN)
+            await cancel_and_wait([inventory, load, commit])
+            if before is not None:
+                await _discard(runner, loaded or image_id, before)
+            raise
     show.stage("done", None)
     return PushResult(tag, image_id, c.name, stream.edit.tar_bytes, stream.compressed_bytes, expected,
                       stream.edit.layers_sent, stream.edit.layers_skipped, time.monotonic() - started,

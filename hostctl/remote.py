@@ -179,9 +179,15 @@ class SSHRunner:
         self.target = target
         self.name = f"{target.user}@{target.host}:{target.port}"
         self._conn: asyncssh.SSHClientConnection | None = None
-        self._is_root: bool | None = None
+        # Logged in as root: no need to ask (saves a round trip and an exec per connection).
+        self._is_root: bool | None = True if target.user == "root" else None
+        self._connecting = asyncio.Lock()  # steps run at once share the one connection
 
     async def _connection(self) -> asyncssh.SSHClientConnection:
+        async with self._connecting:
+            return await self._connect()
+
+    async def _connect(self) -> asyncssh.SSHClientConnection:
         if self._conn is not None and not self._conn.is_closed():
             return self._conn
         self._conn = None  # lost (or never made): a later step reconnects

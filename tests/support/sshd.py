@@ -17,7 +17,7 @@ from tests.support.env import require_tool
 from tests.support.net import free_port
 from tests.support.processes import spawn_logged, stop_process, wait_listening
 
-__all__ = ["Sshd", "run_sshd", "start_sshd"]
+__all__ = ["QUIET_SHELL", "Sshd", "run_sshd", "start_sshd"]
 
 
 @dataclass
@@ -45,6 +45,12 @@ def run_sshd(config: Path, host: str, port: int) -> tuple[subprocess.Popen[bytes
     proc = spawn_logged([sshd, "-D", "-e", "-f", str(config)], log)
     wait_listening(proc, host, port, log, "sshd")
     return proc, log
+
+
+# For ``env``: bash started by sshd reads ~/.bashrc unless SHLVL says it is not the first
+# shell. On a development machine root's may run slow things (pyenv init: 0.2-1 s per exec
+# under load); a provisioned host's does nothing of the kind.
+QUIET_SHELL = {"SHLVL": "1"}
 
 
 def start_sshd(root: Path, host: str = "127.0.0.1", env: dict[str, str] | None = None) -> Sshd:

@@ -33,7 +33,7 @@ from hostctl.image_transfer import CODECS, push_image
 from hostctl.remote import SSHRunner, SSHTarget
 from tests.support.env import require_root, require_tool
 from tests.support.private_dockerd import PrivateDockerd
-from tests.support.sshd import Sshd, start_sshd
+from tests.support.sshd import QUIET_SHELL, Sshd, start_sshd
 from tests.support.tiny_image import build_tiny_image
 
 pytestmark = [pytest.mark.docker, pytest.mark.sshd]
@@ -91,7 +91,7 @@ def engine() -> Iterator[PrivateDockerd]:
 def sshd(engine: PrivateDockerd) -> Iterator[Sshd]:
     """A real sshd on loopback whose sessions use the private engine."""
     with tempfile.TemporaryDirectory(prefix="cvsshd-") as d:
-        server = start_sshd(Path(d), env={"DOCKER_HOST": engine.url})
+        server = start_sshd(Path(d), env={"DOCKER_HOST": engine.url, **QUIET_SHELL})
         try:
             yield server
         finally:

@@ -33,11 +33,9 @@ from asyncssh.forward import SSHForwarder
 from common.logging import get_logger
 from common.ssh_keys import fingerprint, load_or_create_host_key
 from common.ssh_limits import Admission, RefusalLog, SSHLimits
+from common.ssh_wire import CHANNEL_MAX_PKTSIZE, CHANNEL_WINDOW, without_ignore_padding
 
-__all__ = [
-    "CHANNEL_MAX_PKTSIZE", "CHANNEL_WINDOW", "ENCRYPTION_ALGS", "SOCKET_ALIAS", "SSHLimits",
-    "SSHServerSettings", "SSHSocketServer",
-]
+__all__ = ["ENCRYPTION_ALGS", "SOCKET_ALIAS", "SSHLimits", "SSHServerSettings", "SSHSocketServer"]
 
 SOCKET_ALIAS = "convocate"
 # aes128-gcm costs about 40 % less tunnel CPU than asyncssh's default chacha20 on
@@ -49,16 +47,6 @@ ENCRYPTION_ALGS = [
     "aes128-ctr",
     "aes256-ctr",
 ]
-# Flow control of each tunnel channel, set alike at both ends (common.tunnel opens its
-# channels with the same): the bytes a sender may have in flight before the receiver
-# acknowledges, and the most one SSH packet carries. asyncssh moves every packet in
-# Python (frame, encrypt, one send, and an empty MSG_IGNORE before each), so 256 KiB
-# packets instead of its default 32 KiB cut that work per byte about eightfold. The
-# window stays asyncssh's default: bigger ones measured no faster on loopback, and it
-# bounds what one channel may leave buffered here. Channels exist only after login, so
-# the packet-length limit before authentication stays asyncssh's default.
-CHANNEL_WINDOW = 2 * 1024 * 1024
-CHANNEL_MAX_PKTSIZE = 256 * 1024
 log = get_logger(__name__)
 
 
@@ -124,6 +112,7 @@ class _Guard(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
+        without_ignore_padding(conn)
         self._shared.live.add(conn)
         peer = conn.get_extra_info("peername")
         self._addr = str(peer[0]) if peer else ""

@@ -28,7 +28,8 @@ from common.grpc_options import CLIENT_OPTIONS
 from common.logging import get_logger
 from common.paths import check_socket_path, private_dir
 from common.ssh_keys import read_private_key
-from common.ssh_server import CHANNEL_MAX_PKTSIZE, CHANNEL_WINDOW, ENCRYPTION_ALGS, SOCKET_ALIAS
+from common.ssh_server import ENCRYPTION_ALGS, SOCKET_ALIAS
+from common.ssh_wire import CHANNEL_MAX_PKTSIZE, CHANNEL_WINDOW, without_ignore_padding
 from common.tasks import cancel_and_wait
 
 __all__ = ["Tunnel", "TunnelSettings", "describe_connect_error", "listen_forward"]
@@ -237,6 +238,7 @@ class Tunnel:
         # own; retrieve that outcome so asyncio does not log it as never retrieved.
         connecting.add_done_callback(lambda t: t.cancelled() or t.exception())
         conn = await asyncio.wait_for(connecting, s.connect_timeout + 1)
+        without_ignore_padding(conn)
         forward: asyncio.Server | None = None
         try:
             forward = await listen_forward(conn, s.local_socket, s.remote_socket)

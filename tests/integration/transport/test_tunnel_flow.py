@@ -1,4 +1,5 @@
-"""The tunnel's own channel sizes: big packets both ways, big messages, flow control, refusals."""
+"""The tunnel's use of the SSH wire: big packets both ways and no padding packets, big
+messages, flow control, refusals."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-from convocate.v1 import attach_pb2, attach_pb2_grpc
+from convocate.v1 import attach_pb2, attach_pb2_grpc, sessions_pb2, sessions_pb2_grpc
 
 from common.errors import UnavailableError
 from common.grpc_options import MAX_MESSAGE_BYTES
-from common.ssh_server import CHANNEL_MAX_PKTSIZE, CHANNEL_WINDOW, SSHServerSettings, SSHSocketServer
+from common.ssh_server import SSHServerSettings, SSHSocketServer
+from common.ssh_wire import CHANNEL_MAX_PKTSIZE, CHANNEL_WINDOW
 from common.tunnel import Tunnel, TunnelSettings
 from tests.integration.transport.conftest import HOST, Stack
 from tests.support.keys import make_peer_keys
@@ -48,6 +50,26 @@ async def test_channels_use_the_large_packets_both_ways(
     assert len(sizes) >= 4, sizes
     expected = f"Initial send window {CHANNEL_WINDOW}, packet size {CHANNEL_MAX_PKTSIZE}"
     assert all(s.endswith(expected) for s in sizes), sizes
+
+
+async def test_neither_end_sends_padding_packets(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+    """Once the tunnel is up, a call is only its own packets: no empty SSH_MSG_IGNORE before
+    each, from the client or from the server (asyncssh's packet log of both ends)."""
+    caplog.set_level(logging.DEBUG, logger="asyncssh")
+    async with Tunnel(stack.tunnel_settings()) as t:
+        await t.wait_up(10)
+        stub = sessions_pb2_grpc.SessionsStub(t.channel)
+        await stub.Ping(sessions_pb2.PingRequest(client_id="warm-up"), timeout=5)
+        asyncssh.set_debug_level(3)
+        try:
+            caplog.clear()
+            assert (await stub.Ping(sessions_pb2.PingRequest(client_id="test"), timeout=5)).agent_id
+        finally:
+            asyncssh.set_debug_level(1)
+    logged = [r.getMessage() for r in caplog.records]
+    sent = [m.split("] ", 1)[1].split(",")[0] for m in logged if "] Sent MSG_" in m]
+    assert any("Sent MSG_CHANNEL_DATA" in s for s in sent), sent
+    assert not [s for s in sent if "MSG_IGNORE" in s], sent
 
 
 async def test_messages_near_the_size_limit_echo_intact(stack: Stack) -> None:

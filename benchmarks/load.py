@@ -31,7 +31,14 @@ from typing import TypeVar
 import grpc
 
 from benchmarks import profile
-from benchmarks.proc_usage import cpu_by_command, machine_shares, machine_ticks, rss_mib, snapshot
+from benchmarks.proc_usage import (
+    cgroup_cpu_ns,
+    cpu_by_command,
+    machine_shares,
+    machine_ticks,
+    rss_mib,
+    snapshot,
+)
 from benchmarks.report import QUICK, Figures, Row, host_line, load_average, write_markdown
 from common.client.attach_call import AttachCall
 from common.client.calls import AgentCalls
@@ -108,6 +115,7 @@ class _Run:
     cpu: dict[str, float] = field(default_factory=dict)            # command -> % of one core
     machine: dict[str, float] = field(default_factory=dict)       # busy, irq, steal, idle: % of a core
     load_before: str = ""
+    cgroups: dict[str, float] = field(default_factory=dict)        # cgroup -> % of one core
     load_during: str = ""
     profile_lines: list[str] = field(default_factory=list)
     full_agent: tuple[int, float] = (0, float("nan"))               # sessions, MiB
@@ -225,7 +233,7 @@ async def _load_window(r: _Run, agents: list[AgentProcess], tasks: list[asyncio.
     if failed:
         print(f"load: {len(failed)} writers not started, first: {failed[0]!r}")
     await asyncio.sleep(max(0.0, start - time.time()))   # the writers' own start second
-    before, ticks0, t_start = snapshot(), machine_ticks(), time.monotonic()
+    before, ticks0, cg0, t_start = snapshot(), machine_ticks(), cgroup_cpu_ns(), time.monotonic()
     peak = list(_rss(agents))
 
     async def sample_rss() -> None:
@@ -243,8 +251,9 @@ async def _load_window(r: _Run, agents: list[AgentProcess], tasks: list[asyncio.
                                                    f"agent 1 of {AGENTS} with {PER_AGENT} loaded viewers")
         await asyncio.sleep(max(0.0, t_start + SECONDS - time.monotonic()))
         r.load_during = load_average()
-        after, ticks1 = snapshot(), machine_ticks()
+        after, ticks1, cg1 = snapshot(), machine_ticks(), cgroup_cpu_ns()
         window = time.monotonic() - t_start
+        r.cgroups = {k: (cg1[k] - cg0[k]) / 1e9 / window * 100 for k in cg0 if k in cg1}
         names = {a.proc.pid: f"agent ({AGENTS} processes)" for a in agents if a.proc is not None}
         names[os.getpid()] = f"benchmark client ({TOTAL} viewers, 1 process)"
         by_command = cpu_by_command(before, after, window, names)
@@ -363,6 +372,10 @@ def _report(r: _Run, started: float) -> Figures:
               "## Where the time goes: CPU per program over the window", "",
               "| program (comm) | % of one core |", "|---|---|"]
     lines += [f"| {comm} | {pct:.1f} |" for comm, pct in r.cpu.items()]
+    lines += ["", "By cgroup (these include processes that ended inside the window): " + "; ".join(
+        f"{name} {pct:.0f} % of one core" for name, pct in r.cgroups.items()) + ". All containers "
+        "are the sessions' (writers, tmux, the viewers' `tmux attach` execs) plus any other containers "
+        "on this shared machine."]
     lines += ["", "## Phase timings", "", "| phase | seconds |", "|---|---|"]
     lines += [f"| {k} | {s:.1f} |" for k, s in r.timings.items()]
     reasons = sorted({v.ended for v in cut} | {v.attach_error for v in r.viewers if v.attach_error})

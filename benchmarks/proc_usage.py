@@ -9,11 +9,13 @@ from ``/proc/stat``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import Counter
 from pathlib import Path
 
-__all__ = ["CpuSnapshot", "cpu_by_command", "machine_shares", "machine_ticks", "rss_mib", "snapshot"]
+__all__ = ["CpuSnapshot", "cgroup_cpu_ns", "cpu_by_command", "machine_shares", "machine_ticks", "rss_mib",
+           "snapshot"]
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -60,6 +62,19 @@ def machine_ticks() -> dict[str, int]:
 def machine_shares(before: dict[str, int], after: dict[str, int], seconds: float) -> dict[str, float]:
     """Percent of one core of each :func:`machine_ticks` figure over the window."""
     return {k: (after[k] - before[k]) / _TICK / seconds * 100 for k in before}
+
+
+def cgroup_cpu_ns() -> dict[str, int]:
+    """CPU nanoseconds of every task (the root cgroup) and of all containers (``docker``), cgroup v1.
+
+    Unlike per-process figures these include processes that ended; empty when not available.
+    """
+    root = Path("/sys/fs/cgroup/cpuacct")
+    out: dict[str, int] = {}
+    for name, path in (("all tasks", root), ("all containers", root / "docker")):
+        with contextlib.suppress(OSError, ValueError):
+            out[name] = int((path / "cpuacct.usage").read_text())
+    return out
 
 
 def rss_mib(pid: int) -> float:

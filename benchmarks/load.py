@@ -383,7 +383,11 @@ def _report(r: _Run, started: float) -> Figures:
         lines += ["", "## Why viewers ended early or never attached", "", *(f"- {x}" for x in reasons[:10])]
     lines += ["", *r.profile_lines]
     write_markdown("load", lines)
-    notes = [f"Load suite: {what}; details, memory per phase and CPU per program in load.md.", ""]
+    top = "; ".join(f"{comm} {pct:.0f} %" for comm, pct in list(r.cpu.items())[:6])
+    notes = ["## Load (200 sessions with a viewer each)", "",
+             (f"{what}: {limit}. CPU per program over the window (% of one core): {top}. The agents had "
+              f"{_pct(r.cpu.get(agent_label, 0.0), r.machine.get('busy', 0.0)):.0f} % of the busy CPU; "
+              "details, memory per phase and a profile of one agent in load.md."), ""]
     return Figures(rows, notes)
 
 

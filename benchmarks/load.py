@@ -13,6 +13,9 @@ agents' resident memory at start, with the sessions idle, under load and after, 
 of every program on the machine over the window (what limits it), and a py-spy profile
 of one agent under load. Then one agent is filled up to the whole session count for the
 issue's "agent with 200 sessions" memory figure. Writes results/load.md.
+
+``CONVOCATE_BENCH_LOAD=AGENTSxSESSIONSxSECONDS`` (e.g. ``2x25x30``) runs another size, to find
+how much load the machine keeps up with (written to results/load_2x25x30.md).
 """
 
 from __future__ import annotations
@@ -52,7 +55,19 @@ __all__ = ["figures", "run"]
 T = TypeVar("T")
 X = TypeVar("X")
 
-AGENTS, PER_AGENT, SECONDS = (2, 5, 10) if QUICK.on else (4, 50, 60)
+def _size() -> tuple[int, int, int]:
+    """Agents, sessions per agent, seconds: CONVOCATE_BENCH_LOAD ("4x50x60"), else by --quick."""
+    given = os.environ.get("CONVOCATE_BENCH_LOAD", "")
+    if given:
+        parts = given.lower().split("x")
+        if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            raise SystemExit(f"CONVOCATE_BENCH_LOAD={given!r}: expected AGENTSxSESSIONSxSECONDS, "
+                             "e.g. 4x50x60")
+        return int(parts[0]), int(parts[1]), int(parts[2])
+    return (2, 5, 10) if QUICK.on else (4, 50, 60)
+
+
+AGENTS, PER_AGENT, SECONDS = _size()
 TOTAL = AGENTS * PER_AGENT
 LINE = 1024            # bytes per write, newline included
 HZ = 100
@@ -382,7 +397,8 @@ def _report(r: _Run, started: float) -> Figures:
     if reasons:
         lines += ["", "## Why viewers ended early or never attached", "", *(f"- {x}" for x in reasons[:10])]
     lines += ["", *r.profile_lines]
-    write_markdown("load", lines)
+    size = os.environ.get("CONVOCATE_BENCH_LOAD", "")
+    write_markdown(f"load_{size.lower()}" if size else "load", lines)
     top = "; ".join(f"{comm} {pct:.0f} %" for comm, pct in list(r.cpu.items())[:6])
     notes = ["## Load (200 sessions with a viewer each)", "",
              (f"{what}: {limit}. CPU per program over the window (% of one core): {top}. The agents had "

@@ -21,14 +21,19 @@ __all__ = ["agent_session", "python_path"]
 
 @contextmanager
 def python_path(code: Path | None) -> Iterator[None]:
-    """Child processes started inside import ``code`` first (the generated protobuf stays ours)."""
+    """Child processes started inside import ``code`` first (the generated protobuf stays ours).
+
+    They also start without this process's GRPC_EXPERIMENTS, so ``code`` configures gRPC
+    core its own way (common.grpc_options), as it would on its own.
+    """
     if code is None:
         yield
         return
     # PYTHONSAFEPATH: `python -m` would otherwise put the working directory (this checkout)
     # ahead of PYTHONPATH.
-    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "PYTHONSAFEPATH")}
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "PYTHONSAFEPATH", "GRPC_EXPERIMENTS")}
     os.environ.update(PYTHONPATH=os.pathsep.join([str(code), str(PROTO)]), PYTHONSAFEPATH="1")
+    os.environ.pop("GRPC_EXPERIMENTS", None)
     try:
         yield
     finally:

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -44,7 +45,7 @@ from tests.support.images import ensure_offline_image
 from tests.support.sshd import Sshd, start_sshd
 
 __all__ = ["CHAIN", "OUTPUT_BASELINE", "OUTPUT_RAW", "WARMUP", "Hop", "KeystrokeResult", "hops", "measure",
-           "relay_argv", "run", "type_keys"]
+           "relay_argv", "run", "settle", "type_keys"]
 
 KEYS = 60 if QUICK.on else 200
 WARMUP = 10
@@ -90,9 +91,13 @@ async def settle(client: TermClient, quiet: float = 0.15, limit: float = 5.0) ->
     client.buf.clear()
 
 
-async def type_keys(client: TermClient, keys: int, warmup: int) -> list[float]:
-    """Type ``warmup + keys`` keys one at a time; the echo times (µs) of the last ``keys``."""
-    await settle(client)
+async def type_keys(client: TermClient, keys: int, warmup: int, *, settled: bool = False) -> list[float]:
+    """Type ``warmup + keys`` keys one at a time; the echo times (µs) of the last ``keys``.
+
+    ``settled``: the caller already waited for the prompt and the redraw (:func:`settle`).
+    """
+    if not settled:
+        await settle(client)
     out: list[float] = []
     for i in range(keys + warmup):
         key = KEYSET[i % len(KEYSET):i % len(KEYSET) + 1]
@@ -294,7 +299,10 @@ READING = [
     ("- The profiles count samples of running threads only. Time in `EpollSelector.select` and "
     "socket writes is the cost of waking up across processes and threads (one gRPC message is a "
     "hand-off from grpc's poller thread to the event loop on each side), not Python work: the "
-    "Python code of the relay, the servicer and the viewer is a few per cent of either process."),
+    "Python code of the relay, the servicer and the viewer is a few per cent of either process. "
+    "py-spy counts a thread as running from the moment it is woken, so on a loaded machine the "
+    "select share also holds the wait for a free core after each wake-up: fewer wake-ups per "
+    "key (processes, threads, event-loop turns) is what shortens the echo."),
     "",
 ]
 
@@ -376,6 +384,8 @@ def write(r: KeystrokeResult, extra: list[str]) -> None:
         "",
         *_output_table(r),
         *READING,
+        (f"- gRPC core of this process and its children: GRPC_EXPERIMENTS="
+         f"`{os.environ.get('GRPC_EXPERIMENTS', '')}` (common.grpc_options.configure_core)."), "",
         *r.profile,
         *extra,
     ]

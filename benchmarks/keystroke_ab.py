@@ -11,17 +11,21 @@ machine load. The console relay child runs the matching revision too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+import grpc
+
 from benchmarks.agent_session import agent_session, python_path
 from benchmarks.clients import GrpcClient, PtyClient, TermClient
-from benchmarks.keystroke import WARMUP, relay_argv, type_keys
-from benchmarks.report import QUICK, host_line, percentile, write_markdown
+from benchmarks.keystroke import WARMUP, relay_argv, settle, type_keys
+from benchmarks.report import QUICK, host_line, median, percentile, write_markdown
 from common.client.calls import AgentCalls
+from common.grpc_options import CLIENT_OPTIONS
 
 __all__ = ["base_revision", "export_tree", "run"]
 
@@ -47,15 +51,37 @@ def export_tree(rev: str, into: Path, *extra: str) -> None:
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True, timeout=60)
 
 
-async def _round(make: TermClient, code: Path | None, failures: list[str]) -> list[float]:
-    """One round of keys; a key that never echoes ends the round and is reported, not fatal."""
+def cpu_ns(pid: int) -> int:
+    """CPU time (ns) of every thread of ``pid`` so far (schedstat: finer than the 10 ms ticks of stat)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):   # a thread that ended meanwhile
+            total += int((task / "schedstat").read_text().split()[0])
+    return total
+
+
+async def _round(make: TermClient, code: Path | None, failures: list[str],
+                 cpu: dict[str, list[float]], pids: dict[str, int]) -> list[float]:
+    """One round of keys; a key that never echoes ends the round and is reported, not fatal.
+
+    ``cpu`` gets the CPU µs per key of each process in ``pids`` (and of the client's own
+    process when it is a child, as "relay"): what a loaded machine cannot inflate.
+    """
     with python_path(code):
         await make.open()
     try:
-        return await type_keys(make, KEYS, WARMUP)
+        if isinstance(make, PtyClient):
+            pids = {**pids, "relay": make.pid}
+        await settle(make)
+        before = {name: cpu_ns(pid) for name, pid in pids.items()}
+        out = await type_keys(make, KEYS, WARMUP, settled=True)
     except (TimeoutError, RuntimeError) as e:
         failures.append(str(e)[:200])
         return []
+    else:
+        for name, pid in pids.items():
+            cpu.setdefault(name, []).append((cpu_ns(pid) - before[name]) / 1000 / (KEYS + WARMUP))
+        return out
     finally:
         await make.close()
 
@@ -69,6 +95,7 @@ async def _main() -> None:
     rev, head = base_revision(), _head()
     samples: dict[tuple[str, str], list[float]] = {}
     failures: dict[str, list[str]] = {}
+    cpu: dict[tuple[str, str], dict[str, list[float]]] = {}   # (path, side) -> process -> µs per key
     with tempfile.TemporaryDirectory(prefix="cvab-") as d:
         base_code = Path(d) / "base"
         base_code.mkdir()
@@ -76,30 +103,51 @@ async def _main() -> None:
         async with agent_session("after", "127.0.0.2") as (a_agent, a_tunnel, a_s), \
                 agent_session("before", "127.0.0.3", base_code) as (b_agent, b_tunnel, b_s):
             sides = {"before": (b_agent, b_tunnel, b_s, base_code), "after": (a_agent, a_tunnel, a_s, None)}
-            for i in range(ROUNDS):
-                order = ["before", "after"] if i % 2 == 0 else ["after", "before"]
-                for side in order:
-                    agent, tunnel, s, code = sides[side]
-                    grpc_client = GrpcClient(lambda t=tunnel: t.channel, s.id)   # type: ignore[misc]
-                    lost = failures.setdefault(side, [])
-                    samples.setdefault(("gRPC Attach through the tunnel", side), []).extend(
-                        await _round(grpc_client, code, lost))
-                    relay = PtyClient(relay_argv(agent, Path(d) / f"r{side}.sock", s.id))
-                    samples.setdefault(("console relay on a pty + tunnel", side), []).extend(
-                        await _round(relay, code, lost))
-                    calls = AgentCalls(agent.agent_id, lambda t=tunnel: t.channel,  # type: ignore[misc]
-                                       call_timeout=60)
-                    for n in range(CREATES):
-                        t0 = time.perf_counter()
-                        await calls.create(f"ab{i}-{n}", 0, "tcp", "", start=True)
-                        samples.setdefault(("create + start through the tunnel", side), []).append(
-                            (time.perf_counter() - t0) * 1e6)
+            # Straight on each agent's UNIX socket: the agent's side alone, without the tunnel's noise.
+            channels = {side: grpc.aio.insecure_channel(f"unix:{v[0].socket_path}", options=CLIENT_OPTIONS)
+                        for side, v in sides.items()}
+            try:
+                for i in range(ROUNDS):
+                    order = ["before", "after"] if i % 2 == 0 else ["after", "before"]
+                    for side in order:
+                        agent, tunnel, s, code = sides[side]
+                        lost = failures.setdefault(side, [])
+                        assert agent.proc is not None
+                        pids = {"agent": agent.proc.pid}
+                        direct = GrpcClient(lambda c=channels[side]: c, s.id)   # type: ignore[misc]
+                        samples.setdefault(("gRPC Attach, agent socket (no tunnel)", side), []).extend(
+                            await _round(direct, code, lost, cpu.setdefault(("direct", side), {}), pids))
+                        grpc_client = GrpcClient(lambda t=tunnel: t.channel, s.id)   # type: ignore[misc]
+                        samples.setdefault(("gRPC Attach through the tunnel", side), []).extend(
+                            await _round(grpc_client, code, lost, cpu.setdefault(("tunnel", side), {}), pids))
+                        relay = PtyClient(relay_argv(agent, Path(d) / f"r{side}.sock", s.id))
+                        samples.setdefault(("console relay on a pty + tunnel", side), []).extend(
+                            await _round(relay, code, lost, cpu.setdefault(("relay", side), {}), pids))
+                        calls = AgentCalls(agent.agent_id, lambda t=tunnel: t.channel,  # type: ignore[misc]
+                                           call_timeout=60)
+                        for n in range(CREATES):
+                            t0 = time.perf_counter()
+                            await calls.create(f"ab{i}-{n}", 0, "tcp", "", start=True)
+                            samples.setdefault(("create + start through the tunnel", side), []).append(
+                                (time.perf_counter() - t0) * 1e6)
+            finally:
+                for ch in channels.values():
+                    await ch.close()
     rows = []
     for path in dict.fromkeys(p for p, _ in samples):
         before, after = samples[(path, "before")], samples[(path, "after")]
         for q in (50, 99):
             b, a = percentile(before, q), percentile(after, q)
             rows.append(f"| {path} p{q} | {b:.0f} | {a:.0f} | {a / b:.2f}x |")
+    names = {"direct": "gRPC Attach, agent socket (no tunnel)", "tunnel": "gRPC Attach through the tunnel",
+             "relay": "console relay on a pty + tunnel"}
+    for (path, side), per in cpu.items():
+        if side != "before" or (path, "after") not in cpu:
+            continue
+        for proc, values in per.items():
+            b, a = median(values), median(cpu[(path, "after")].get(proc, []))
+            rows.append(f"| {names[path]}: CPU µs of the {proc} per key (median of rounds) | {b:.0f} | "
+                        f"{a:.0f} | {a / b:.2f}x |")
     write_markdown("keystroke_ab", [
         "# Keystroke echo before/after the hot-path changes (same run)", "", host_line(), "",
         f"Before: agent and relay from {rev[:12]}; after: the working tree ({head}).", "",

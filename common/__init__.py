@@ -4,3 +4,7 @@ Domain types (:mod:`.domain`) and their wire conversion (:mod:`.proto_convert`),
 agent client (:mod:`.client`), errors, config, defaults, logging and the SSH-wrapped
 gRPC transport (:mod:`.ssh_server`, :mod:`.tunnel`, :mod:`.grpc_server`).
 """
+
+from common.grpc_options import configure_core
+
+configure_core()   # before anything imports grpc: gRPC reads its core settings on import

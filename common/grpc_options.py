@@ -4,11 +4,33 @@ Measured (reference/transport-measurements.md): keepalive needs
 ``grpc.http2.ping_timeout_ms`` or a frozen tunnel is never noticed; the server must
 permit the client's ping rate or it answers GOAWAY ``too_many_pings``; a channel per
 peer needs a local subchannel pool or all peers share one connection.
+
+:func:`configure_core` picks gRPC core's I/O engine; it only works before ``grpc`` is
+first imported, so :mod:`common` calls it when it loads (every process of the project
+imports :mod:`common` before gRPC).
 """
 
 from __future__ import annotations
 
-__all__ = ["CLIENT_OPTIONS", "MAX_MESSAGE_BYTES", "SERVER_OPTIONS"]
+import os
+
+__all__ = ["CLIENT_OPTIONS", "CORE_EXPERIMENTS", "MAX_MESSAGE_BYTES", "SERVER_OPTIONS", "configure_core"]
+
+# gRPC core's EventEngine (its default I/O since 1.6x) reads the sockets on threads of its
+# own and hands each completion on to grpc.aio's poller thread, which wakes the event loop:
+# one more thread hop per message than the classic I/O manager, where grpc.aio's poller
+# thread polls the sockets itself. Measured with the classic one: an Attach echo round trip
+# between two processes about 20 % shorter, and 12-16 % less CPU per keystroke in both the
+# agent and the console relay (benchmarks/results/keystroke_ab.md).
+CORE_EXPERIMENTS = "-event_engine_client,-event_engine_listener,-event_engine_for_all_other_endpoints"
+
+
+def configure_core() -> None:
+    """Select gRPC core's classic I/O manager, unless GRPC_EXPERIMENTS is already set.
+
+    gRPC reads the variable once, when ``grpc`` is first imported; child processes inherit it.
+    """
+    os.environ.setdefault("GRPC_EXPERIMENTS", CORE_EXPERIMENTS)
 
 # One message may carry at most this much (attach output is coalesced to 64 KiB).
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024

@@ -22,6 +22,7 @@ import asyncssh
 
 from common.errors import ConvocateError, InvalidArgumentError, UnavailableError
 from common.ssh_keys import read_private_key
+from common.ssh_server import ENCRYPTION_ALGS
 from common.tasks import cancel_and_wait
 from common.tunnel import describe_connect_error
 
@@ -201,7 +202,7 @@ class SSHRunner:
         try:
             self._conn = await asyncio.wait_for(asyncssh.connect(
                 t.host, t.port, username=t.user, client_keys=keys, known_hosts=str(t.known_hosts),
-                config=[], agent_path=None, preferred_auth="publickey",
+                config=[], agent_path=None, preferred_auth="publickey", encryption_algs=list(ENCRYPTION_ALGS),
                 connect_timeout=t.connect_timeout,
             ), t.connect_timeout + 1)
         except (OSError, asyncssh.Error, TimeoutError) as e:

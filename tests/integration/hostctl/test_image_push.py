@@ -164,6 +164,14 @@ def _images(engine: PrivateDockerd) -> set[str]:
     return set(engine.docker("image", "ls", "-aq", "--no-trunc").stdout.decode().split())
 
 
+def _emptied(engine: PrivateDockerd) -> PrivateDockerd:
+    """``engine`` without any image (tests before may have left layers a new image shares)."""
+    if ids := _images(engine):
+        engine.docker("rmi", "-f", *ids, timeout=120)
+    assert _images(engine) == set()
+    return engine
+
+
 def _runs(engine: PrivateDockerd, tag: str) -> bool:
     r = engine.docker("run", "--rm", "--network", "none", tag, "/bin/busybox", "true", check=False,
                       timeout=120)
@@ -183,6 +191,7 @@ async def test_push_loads_the_image_into_an_empty_engine_and_sets_the_pointer(
     sshd: Sshd, engine: PrivateDockerd, image: str, tmp_path: Path, staging: Path, codec: str
 ) -> None:
     """Every layer travels, the target's engine runs the image, the tag and pointer follow."""
+    _emptied(engine)
     pointer = tmp_path / "current-image"
     pointer.write_text("convocate:previous\n")
     stages = Stages()
@@ -207,6 +216,7 @@ async def test_an_update_sends_only_the_layers_the_target_lacks(
     sshd: Sshd, engine: PrivateDockerd, image: str, tmp_path: Path
 ) -> None:
     """The next release on top of the previous one: its base layers stay home, the image runs."""
+    _emptied(engine)
     (tmp_path / "ctx").mkdir()
     (tmp_path / "ctx" / "release").write_bytes(os.urandom(200_000))
     (tmp_path / "ctx" / "Dockerfile").write_text(f"FROM {image}\nCOPY release /release\n")
@@ -304,7 +314,7 @@ async def test_mangler_passes_an_intact_stream(
     mangler.set("flip", 1 << 40)
     runner = SSHRunner(_target(sshd, mangler.key))
     try:
-        result = await push_image(image, runner, codec="gzip", all_layers=True)
+        result = await push_image(image, runner, codec="gzip", all_layers=True)  # whatever is there
     finally:
         await runner.close()
     assert (result.layers_sent, result.layers_skipped) == (2, 0)

@@ -21,7 +21,6 @@ from common.config import load
 from common.logging import configure_logging
 from common.version import VERSION
 from shell.console.config import check_uid, load_shell_config
-from shell.install import InstallOptions, run_install
 
 __all__ = ["app", "main"]
 
@@ -87,6 +86,8 @@ def install(
     no_start: Annotated[bool, typer.Option("--no-start", help="Do not start the status service.")] = False,
 ) -> None:
     """Prepare this shell host: user, login shell, status service, dnsmasq, session image."""
+    from shell.install import InstallOptions, run_install  # noqa: PLC0415 - SSH set-up code, install only
+
     opts = InstallOptions(root=root, dry_run=dry_run, user=user, uid=uid, base=base, exec_path=exec_path,
                           build_image=not no_image, start_service=not no_start)
     run_install(opts, print)

@@ -81,6 +81,21 @@ def test_agent_version_loads_no_transport() -> None:
     _assert_absent(loaded, (*TRANSPORT, *PRETTY, *DOCKER))
 
 
+def test_shell_help_loads_no_transport() -> None:
+    """`convocate --help` loads neither SSH (the install command's) nor gRPC."""
+    loaded = _loaded(_run_main("shell.main", "--help"))
+    _assert_absent(loaded, (*TRANSPORT, *PRETTY, *DOCKER, "shell.install"))
+
+
+def test_console_and_status_service_load_no_pretty_printing() -> None:
+    """The console's and the status service's resident sets: no rich, pydantic or install code."""
+    loaded = _loaded("import shell.main, shell.status.server, shell.console.runner\n"
+                     "from common.logging import configure_logging\n"
+                     "configure_logging('service')\n")
+    assert {"grpc", "asyncssh", "prompt_toolkit"} <= loaded
+    _assert_absent(loaded, (*PRETTY, *RARE, "shell.install"))
+
+
 def test_structlog_import_leaves_rich_importable() -> None:
     """Hiding rich from structlog is temporary: rich itself still imports afterwards."""
     loaded = _loaded("import common.logging\n"

@@ -38,7 +38,7 @@ import tarfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from common.errors import ConvocateError, FailedPreconditionError, InvalidArgumentError, NotFoundError
 from common.tasks import cancel_and_wait
@@ -62,6 +62,7 @@ __all__ = [
 
 CHUNK = 1 << 20
 _PIPE_SIZE = 1 << 20
+_STEP_TIMEOUT = 3600.0  # the load step of a large image on a slow link
 _WIND_DOWN = 30.0  # seconds a failed push waits for the target's steps to end
 _F_SETPIPE_SZ = 1031  # Linux fcntl: grow a pipe's buffer (fewer wake-ups between the stages)
 
@@ -373,10 +374,14 @@ async def push_image(
         # the inventory, the load step (docker load waits for its input) and the commit step
         # (it waits for the verdict). Only the layers wait for the inventory.
         inventory = asyncio.ensure_future(_inventory(runner, c))
-        await stream.start()
-        load = asyncio.ensure_future(runner.run(load_argv, root=True, stdin=stream.chunks(), timeout=3600))
-        commit = asyncio.ensure_future(runner.run(commit_argv, root=True, stdin=commit_input(), timeout=3600))
+        steps: list[asyncio.Task[Any]] = [inventory]
         try:
+            await stream.start()
+            load = asyncio.ensure_future(runner.run(load_argv, root=True, stdin=stream.chunks(),
+                                                    timeout=_STEP_TIMEOUT))
+            commit = asyncio.ensure_future(runner.run(commit_argv, root=True, stdin=commit_input(),
+                                                      timeout=_STEP_TIMEOUT))
+            steps += [load, commit]
             before = await inventory
             stream.skip.set_result(frozenset() if all_layers else receiver.layers_to_skip(layers, before))
             stage_seconds["inventory"] = time.monotonic() - started
@@ -398,8 +403,8 @@ async def push_image(
             stream.abort()
             if not verdict.done():
                 verdict.set_result(False)  # the commit step changes nothing
-            await asyncio.wait([inventory, load, commit], timeout=_WIND_DOWN)
-            await cancel_and_wait([inventory, load, commit])
+            await asyncio.wait(steps, timeout=_WIND_DOWN)
+            await cancel_and_wait(steps)
             if before is not None:
                 await _discard(runner, loaded or image_id, before)
             raise

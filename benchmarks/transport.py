@@ -73,10 +73,13 @@ class TransportResult:
         return self.figures[(side, path)]
 
     def ratio(self, side: str) -> float:
-        """Tunnel bidi MB/s over direct bidi MB/s of one side: the median of the rounds' ratios
-        (each round measures both back to back, so load that drifts between rounds cancels)."""
+        """Median tunnel bidi MB/s over median direct bidi MB/s of one side (as the summary shows it)."""
+        return self.get(side, "tunnel").mbps / self.get(side, "direct").mbps
+
+    def round_ratios(self, side: str) -> list[float]:
+        """Each round's tunnel/direct MB/s (both back to back): their spread shows the load's noise."""
         pairs = zip(self.get(side, "tunnel").bidi_mbps, self.get(side, "direct").bidi_mbps, strict=True)
-        return median([t / d for t, d in pairs])
+        return sorted(t / d for t, d in pairs)
 
 
 class _Side:
@@ -165,17 +168,21 @@ async def measure(sides: tuple[str, ...] = tuple(SIDES)) -> TransportResult:
 def why_tunnel_throughput(r: TransportResult) -> str:
     """The summary's explanation of the bidi figure, from this run's measurements."""
     d, t, b = r.get("after", "direct"), r.get("after", "tunnel"), r.get("before", "tunnel")
-    text = (f"paired per round {r.ratio('after'):.2f}x; tunnel CPU {t.cpu_ms_per_mb:.1f} ms/MB (client "
-            f"{median(t.client_cpu_ms_per_mb):.1f}, server {median(t.server_cpu_ms_per_mb):.1f}) against "
-            f"{d.cpu_ms_per_mb:.1f} direct: each byte crosses two more sockets (gRPC to asyncssh at both "
-            "ends) and asyncssh frames, encrypts and copies it in Python; base revision "
-            f"{r.base[:12]} in the same run: {b.mbps:.0f} MB/s, {r.ratio('before'):.2f}x, "
-            f"{b.cpu_ms_per_mb:.1f} ms/MB")
+    client, server = median(t.client_cpu_ms_per_mb), median(t.server_cpu_ms_per_mb)
+    text = (f"the rounds' own ratios {_span(r.round_ratios('after'))}; tunnel CPU {t.cpu_ms_per_mb:.1f} "
+            f"ms/MB (client {client:.1f}, server {server:.1f}) against {d.cpu_ms_per_mb:.1f} direct: "
+            "each byte crosses two more sockets (gRPC to asyncssh at both ends) and asyncssh frames, "
+            f"encrypts and copies it in Python; base revision {r.base[:12]} in the same run: "
+            f"{b.mbps:.0f} MB/s, {r.ratio('before'):.2f}x, {b.cpu_ms_per_mb:.1f} ms/MB")
     if ("after, one process", "tunnel") in r.figures:
         one = r.ratio("after, one process")
         text += (f"; with client and server in one process and event loop {one:.2f}x "
                  f"(before: {r.ratio('before, one process'):.2f}x)")
     return text
+
+
+def _span(values: list[float]) -> str:
+    return f"{values[0]:.2f}-{values[-1]:.2f}x" if values else "n/a"
 
 
 def _rows(r: TransportResult, layout: str, suffix: str) -> list[str]:
@@ -184,6 +191,8 @@ def _rows(r: TransportResult, layout: str, suffix: str) -> list[str]:
     rows = [
         (f"| bidi echo MB/s, {layout} | {d.mbps:.1f} | {b.mbps:.1f} | {t.mbps:.1f} | "
          f"{r.ratio(before):.2f}x | {r.ratio(after):.2f}x |"),
+        (f"| bidi tunnel/direct of each round (both back to back), {layout} | | | | "
+         f"{_span(r.round_ratios(before))} | {_span(r.round_ratios(after))} |"),
         (f"| bidi CPU ms/MB (client + server), {layout} | {d.cpu_ms_per_mb:.1f} | {b.cpu_ms_per_mb:.1f} | "
          f"{t.cpu_ms_per_mb:.1f} | {b.cpu_ms_per_mb / d.cpu_ms_per_mb:.2f}x | "
          f"{t.cpu_ms_per_mb / d.cpu_ms_per_mb:.2f}x |"),
@@ -208,9 +217,8 @@ def write(r: TransportResult) -> None:
         "|---|---|---|---|---|---|", *rows, "",
         (f"- {PINGS} sequential Pings after 50 warm-up calls per round; {STREAM_MIB} MiB echoed in 64 KiB "
          f"frames (MB/s one way); {ROUNDS} rounds, the sides in turn, after one warm-up each; medians "
-         "(latency percentiles over all rounds). The direct column is the after side's. Each MB/s ratio "
-         "is the median of the rounds' tunnel/direct ratios of its own side (both back to back in the "
-         "same round); latency and CPU ratios are against the direct column."),
+         "(latency percentiles over all rounds). The direct column is the after side's; each MB/s ratio "
+         "is against its own side's direct median, latency and CPU ratios against the direct column."),
         ("- own processes: client (tunnel + gRPC client, as the console) and server (SSH + gRPC server, "
          "as the agent) in two processes; one process: both in one event loop, as the earlier figures."),
         "- CPU: every thread of the client and server processes, from /proc schedstat.",

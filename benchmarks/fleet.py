@@ -18,7 +18,9 @@ status service process, and the real console on a pty. At each fleet size, in on
 
 At the largest size, one agent is stopped and started again, repeatedly: from the
 moment its SSH port accepts a connection to the moment this process's Router (the
-console's fleet code, with its reconnect logic and defaults) reports it reachable.
+console's fleet code, with its reconnect logic and defaults) reports it reachable; a
+second Router sees the same restarts with the tunnels' exponential backoff alone (the
+reconnect logic before the recovery window), side by side.
 
 Writes results/fleet.md; :func:`figures` gives summary.md its rows and the measured
 per-agent costs that :mod:`benchmarks.scale` turns into "scale on paper".
@@ -42,6 +44,7 @@ from dataclasses import dataclass, field
 from benchmarks.fleet_stack import SESSIONS, FleetStack, cpu_seconds, fd_count, rss_mib
 from benchmarks.report import QUICK, Figures, Row, host_line, median, percentile, write_markdown
 from benchmarks.scale import ShellCosts
+from common.backoff import Backoff
 from common.logging import configure_logging
 from shell.fleet.router import Router, RouterConfig
 
@@ -54,6 +57,8 @@ RESTARTS = 2 if QUICK.on else 5
 IDLE_WINDOW = 3.0 if QUICK.on else 10.0
 RSS_SAMPLES = 8            # the console's RSS: the largest of this many samples, 0.25 s apart
 READY_TIMEOUT = 180.0
+NOW = "console Router"
+BEFORE = "the same without fast retries after a drop (before)"
 
 
 @dataclass
@@ -80,15 +85,15 @@ class FleetResult:
     """Every stage, the restart figures and how long the suite took."""
 
     stages: list[Stage]
-    restart_ms: list[float]
+    restart_ms: dict[str, list[float]]    # NOW and BEFORE: the same restarts seen by both routers
     restart_down_s: list[float]           # how long the agent was away each time
     setup_s: dict[int, float]
     seconds: float = 0.0
 
 
-def _router_config(stack: FleetStack) -> RouterConfig:
+def _router_config(stack: FleetStack, name: str = "drv") -> RouterConfig:
     """The console's router configuration (its defaults), with this run's paths."""
-    return RouterConfig(registry_dir=stack.registry, runtime_dir=stack.root / "drv",
+    return RouterConfig(registry_dir=stack.registry, runtime_dir=stack.root / name,
                         status_socket=stack.status.socket, client_id=f"bench-console:{os.getpid()}")
 
 
@@ -193,42 +198,65 @@ class _PortProbe:
         self._thread.join(5)
 
 
-async def _restarts(stack: FleetStack, router: Router, result: FleetResult) -> None:
-    """Stop and start one agent; time from its port accepting to the router's reachable."""
+def _without_recovery(router: Router) -> None:
+    """The "before" arm: every tunnel backs off exponentially only (no fast retries after a drop)."""
+    for client in router.clients.values():   # the tunnel's private backoff: this arm only
+        t = client.tunnel.settings
+        client.tunnel._backoff = Backoff(initial=t.backoff_initial, maximum=t.backoff_max)
+
+
+async def _restarts(stack: FleetStack, routers: dict[str, Router], result: FleetResult) -> None:
+    """Stop and start one agent; time from its port accepting to each router's reachable."""
     agent = stack.agents[len(stack.agents) // 2]
-    client = router.clients[agent.agent_id]
-    up_at: list[float] = []
+    clients = {label: r.clients[agent.agent_id] for label, r in routers.items()}
+    up_at: dict[str, float] = {}
 
-    def changed() -> None:
-        if client.reachable and not up_at:
-            up_at.append(time.monotonic())
+    def listener(label: str) -> Callable[[], None]:
+        def changed() -> None:
+            if clients[label].reachable and label not in up_at:
+                up_at[label] = time.monotonic()
+        return changed
 
-    unsubscribe = router.subscribe(changed)
+    unsubscribe = [r.subscribe(listener(label)) for label, r in routers.items()]
     try:
         for _ in range(RESTARTS):
             down_at = time.monotonic()
             await agent.astop()
-            await _wait(lambda: not client.reachable, 30, "the router to see the agent down")
+            await _wait(lambda: not any(c.reachable for c in clients.values()), 30,
+                        "the routers to see the agent down")
             up_at.clear()
             probe = _PortProbe(agent.host, agent.port, 60)
             try:
                 await agent.astart(60)
-                await _wait(lambda: bool(up_at), 60, "the router to see the agent again")
+                await _wait(lambda: len(up_at) == len(routers), 90, "the routers to see the agent again")
             finally:
                 probe.close()
             if probe.accepted is None:
                 raise RuntimeError("the restarted agent's port never accepted a connection")
-            result.restart_ms.append((up_at[0] - probe.accepted) * 1000)
+            for label, at in up_at.items():
+                result.restart_ms.setdefault(label, []).append((at - probe.accepted) * 1000)
             result.restart_down_s.append(probe.accepted - down_at)
     finally:
-        unsubscribe()
+        for u in unsubscribe:
+            u()
+
+
+async def _restarts_side_by_side(stack: FleetStack, router: Router, result: FleetResult) -> None:
+    before = Router(_router_config(stack, "drv-b"))
+    await before.start()
+    try:
+        await _wait(lambda: _all_reachable(before, len(stack.agents)), READY_TIMEOUT, "the before arm")
+        _without_recovery(before)
+        await _restarts(stack, {NOW: router, BEFORE: before}, result)
+    finally:
+        await before.close()
 
 
 async def measure() -> FleetResult:
     """Run every stage (see the module docstring); every process is stopped before returning."""
     configure_logging("cli", level="ERROR")   # the restarts would log every reconnect
     t_start = time.monotonic()
-    result = FleetResult([], [], [], {})
+    result = FleetResult([], {}, [], {})
     stack = FleetStack()
     try:
         await stack.start_status()
@@ -246,7 +274,7 @@ async def measure() -> FleetResult:
                 await _refreshes(router, stage)
                 await asyncio.to_thread(_cli_runs, stack, stage)
                 if n == STAGES[-1]:
-                    await _restarts(stack, router, result)
+                    await _restarts_side_by_side(stack, router, result)
             finally:
                 await router.close()
     finally:
@@ -289,11 +317,11 @@ def _detail_lines(r: FleetResult) -> list[str]:
 
 
 def _restart_why(r: FleetResult) -> str:
-    if not r.restart_ms or max(r.restart_ms) <= 1000:
-        return ("the tunnel retries a lost agent every ≤ 0.5 s for its first minute away, then backs off; "
-                "a reachable tunnel pings at once")
-    return ("the tunnel's reconnect delay had grown past 1 s by the time the agent listened (exponential "
-            "backoff from 0.2 s while the agent was away)")
+    before = r.restart_ms.get(BEFORE, [])
+    shown = (f"; before (exponential backoff alone, same restarts): p50 {median(before):.0f} ms, worst "
+             f"{max(before):.0f} ms") if before else ""
+    return ("after an established connection drops, the tunnel retries every ≤ 0.5 s for a minute, then "
+            "backs off (from 0.2 s, doubling, to 30 s); once up, the client pings at once" + shown)
 
 
 def rows(r: FleetResult) -> list[Row]:
@@ -321,11 +349,12 @@ def rows(r: FleetResult) -> list[Row]:
                    big.cold_s * 1000, one.cold_s * 1000, "ms", "(no target)", lambda _x: True,
                    f"{costs.handshake_cpu_ms:.1f} ms of client CPU per agent (handshake, forward, "
                    "first Ping)"))
-    if r.restart_ms:
-        out.append(Row(f"agent seen again after it restarts, p50 of {len(r.restart_ms)} (port accepts -> "
-                       "router reachable)", "(target)", median(r.restart_ms), 1000, "ms", "≤ 1 s",
+    now = r.restart_ms.get(NOW, [])
+    if now:
+        out.append(Row(f"agent seen again after it restarts, p50 of {len(now)} (port accepts -> "
+                       "router reachable)", "(target)", median(now), 1000, "ms", "≤ 1 s",
                        lambda x: x <= 1.0, _restart_why(r)))
-        out.append(Row("agent seen again after it restarts, worst", "(target)", max(r.restart_ms), 1000,
+        out.append(Row("agent seen again after it restarts, worst", "(target)", max(now), 1000,
                        "ms", "≤ 1 s", lambda x: x <= 1.0, _restart_why(r)))
     out.append(Row(f"resident memory: status service with {big.n} agents", "(target)", big.status_mib, 100,
                    "MiB", "≤ 100 MB", lambda x: x <= 1.0,
@@ -338,7 +367,8 @@ def rows(r: FleetResult) -> list[Row]:
 
 
 def _notes(r: FleetResult) -> list[str]:
-    restarts = ", ".join(f"{ms:.0f}" for ms in r.restart_ms)
+    restarts = "; ".join(f"{label}: " + ", ".join(f"{ms:.0f}" for ms in values)
+                         for label, values in r.restart_ms.items())
     down = ", ".join(f"{s:.1f}" for s in r.restart_down_s)
     setup = ", ".join(f"{n}: {s:.0f} s" for n, s in r.setup_s.items())
     return [

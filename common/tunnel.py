@@ -3,7 +3,8 @@
 One :class:`Tunnel` per peer. It keeps one asyncssh connection up (pinned host key,
 key-only auth, keepalives), forwards a private local UNIX socket to the peer's gRPC
 socket, and hands out a ``grpc.aio`` channel dialled on that socket. When the
-connection drops it reconnects with capped, jittered exponential backoff and makes a
+connection drops it reconnects with capped, jittered exponential backoff (every
+<= 0.5 s for the first minute after an established connection drops) and makes a
 **new** gRPC channel (measured: 6-18 ms to the first good call, against ~2 s when
 waiting out gRPC's own reconnect backoff). Read :attr:`Tunnel.channel` per call; do
 not keep a channel across reconnects.
@@ -54,6 +55,10 @@ class TunnelSettings:
     keepalive_count_max: int = 3
     backoff_initial: float = 0.2   # first reconnect delay (s); doubles, jittered, up to backoff_max
     backoff_max: float = 30.0
+    # After an established connection drops, retry every <= recovery_max s for this long
+    # (a restarting peer is seen again within ~0.5 s of listening), then back off as above.
+    reconnect_recovery: float = 60.0
+    recovery_max: float = 0.5
     encryption_algs: tuple[str, ...] = tuple(ENCRYPTION_ALGS)   # in order of preference
 
 
@@ -141,7 +146,8 @@ class Tunnel:
         self.last_error = "not connected yet"
         self.connects = 0
         self._listeners: list[StateListener] = []
-        self._backoff = Backoff(initial=settings.backoff_initial, maximum=settings.backoff_max)
+        self._backoff = Backoff(initial=settings.backoff_initial, maximum=settings.backoff_max,
+                                recovery=settings.reconnect_recovery, recovery_max=settings.recovery_max)
 
     # --- public API -------------------------------------------------------------------
     def add_listener(self, listener: StateListener) -> None:
@@ -282,6 +288,7 @@ class Tunnel:
             log.info("tunnel up", peer=s.name, host=s.host, port=s.port, connects=self.connects)
             self._set_state(up=True)
             await conn.wait_closed()
+            backoff.lost()
             owner = conn.get_owner()
             exc = owner.lost if isinstance(owner, _LossRecorder) else None
             reason = "connection lost" if exc is None else f"connection lost: {exc}"

@@ -24,6 +24,22 @@ def test_backoff_grows_caps_jitters_and_resets() -> None:
     assert b.next_delay() <= 1.0
 
 
+def test_backoff_stays_short_for_the_recovery_window_after_a_lost_connection() -> None:
+    """After lost(), delays stay at or under recovery_max for the window, then grow again."""
+    now = [100.0]
+    b = Backoff(initial=0.2, maximum=30.0, jitter=0.0, recovery=60.0, recovery_max=0.5, clock=lambda: now[0])
+    assert [b.next_delay() for _ in range(4)] == pytest.approx([0.2, 0.4, 0.8, 1.6])  # never connected
+    b.reset()
+    b.lost()
+    assert [b.next_delay() for _ in range(10)] == pytest.approx([0.2, 0.4] + [0.5] * 8)
+    now[0] += 61
+    assert b.next_delay() == pytest.approx(30.0)   # 0.2 * 2**10, capped: the window is over
+    b.lost()
+    assert b.next_delay() == pytest.approx(0.2)    # a new drop starts a new window
+    b.reset()
+    assert [b.next_delay() for _ in range(4)] == pytest.approx([0.2, 0.4, 0.8, 1.6])
+
+
 def test_socket_path_limit() -> None:
     """A socket path over 107 bytes is refused with the reason."""
     assert check_socket_path("/run/x/agent.sock") == Path("/run/x/agent.sock")

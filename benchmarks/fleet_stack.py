@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from common.client.calls import AgentCalls
+from common.errors import UnavailableError
 from common.registry import register_agent
 from common.tunnel import Tunnel
 from shell.fleet.status_client import StatusClient
@@ -46,6 +47,7 @@ __all__ = ["SESSIONS", "ConsoleProcess", "FleetStack", "cpu_seconds", "fd_count"
 
 SESSIONS = 20          # session records per agent
 START_PARALLEL = 4     # agents starting at once (each is a Python start-up: CPU-bound)
+FILL_ATTEMPTS = 5
 
 
 def rss_mib(pid: int) -> float:
@@ -148,9 +150,10 @@ class FleetStack:
     """The status service and a growing set of real agents, all under one temporary directory."""
 
     def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="cvf-"))
-        self.run_id = self.root.name.removeprefix("cvf-").lower().replace("_", "-")
+        self.root = Path(tempfile.mkdtemp(prefix="cvfl-"))
+        self.run_id = self.root.name.removeprefix("cvfl-").lower().replace("_", "-")
         self.registry = self.root / "registry"
+        self.registry_one = self.root / "registry-1"   # the first agent only: the baseline's
         self.image = ensure_offline_image()
         self.status: StatusConfig = status_config(self.root / "st", heartbeat_interval=30.0)
         self.status_proc: subprocess.Popen[bytes] | None = None
@@ -224,12 +227,24 @@ class FleetStack:
         return agent
 
     async def _fill(self, agent: AgentProcess) -> None:
-        """Create the session records (not started) through the agent's API."""
+        """Create the session records (not started) through the agent's API.
+
+        On a loaded machine a call can fail to connect in time; the records already there
+        are counted again (a create that timed out may have happened) and the rest retried.
+        """
         async with Tunnel(agent.tunnel_settings()) as tunnel:
-            await tunnel.wait_up(30)
             calls = AgentCalls(agent.agent_id, lambda: tunnel.channel, call_timeout=60)
-            for i in range(SESSIONS):
-                await calls.create(f"s{i:02d}", 0, "tcp", "", start=False)
+            for attempt in range(FILL_ATTEMPTS):
+                try:
+                    await tunnel.wait_up(30)
+                    for i in range(len(await calls.list_sessions()), SESSIONS):
+                        await calls.create(f"s{i:02d}", 0, "tcp", "", start=False)
+                except UnavailableError:
+                    if attempt == FILL_ATTEMPTS - 1:
+                        raise
+                    await asyncio.sleep(1.0)
+                else:
+                    return
 
     async def grow(self, n: int) -> list[AgentProcess]:
         """Start agents until there are ``n``, each with its sessions, registered; return the new ones."""
@@ -246,8 +261,9 @@ class FleetStack:
         return new
 
     def _register(self, agent: AgentProcess) -> None:
-        register_agent(self.registry, agent.agent_id, agent.host, agent.port, agent.keys.client_key,
-                       Path(f"{agent.keys.host_key}.pub").read_text())
+        for registry in [self.registry] + ([self.registry_one] if agent is self.agents[0] else []):
+            register_agent(registry, agent.agent_id, agent.host, agent.port, agent.keys.client_key,
+                           Path(f"{agent.keys.host_key}.pub").read_text())
 
     def console(self, name: str) -> ConsoleProcess:
         """Start a real console over the registry (closed by :meth:`close` if not before)."""

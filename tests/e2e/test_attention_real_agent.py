@@ -32,6 +32,9 @@ from tests.support.waiting import assert_eventually
 pytestmark = [pytest.mark.docker]
 
 HEARTBEAT = 0.5
+# A hang guard on each router call, not a speed check: Create starts a container, which takes
+# longer than 5 s on a loaded machine.
+CALL_TIMEOUT = 30.0
 
 
 @dataclass
@@ -80,8 +83,9 @@ async def hooked(offline_image: str) -> AsyncIterator[Hooked]:  # noqa: F811 - f
             await asyncio.to_thread(agent.start)
             router_config = RouterConfig(registry_dir=root / "registry", runtime_dir=root / "run",
                                          orphans_root=None, status_socket=config.socket,
-                                         heartbeat_interval=HEARTBEAT, call_timeout=5.0, list_timeout=1.0,
-                                         connect_timeout=1.0, keepalive_interval=0.5, backoff_max=0.5)
+                                         heartbeat_interval=HEARTBEAT, call_timeout=CALL_TIMEOUT,
+                                         list_timeout=1.0, connect_timeout=1.0, keepalive_interval=0.5,
+                                         backoff_max=0.5)
             async with Router(router_config) as router:
                 yield Hooked(agent, router, server, posts)
         finally:

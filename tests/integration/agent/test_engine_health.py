@@ -37,7 +37,10 @@ from tests.support.waiting import assert_eventually
 
 HOST = "127.0.0.2"
 AGENT_ID = "engine-health"
-DETECT = 8.0      # "within a few seconds"
+# A hang guard on each wait for a change to show, not a speed check: nominally a few seconds
+# (health_interval 1 s plus the 3 s engine probe), far more on a loaded machine; the test prints
+# how long detection took.
+DETECT = 30.0
 
 
 @dataclass
@@ -133,7 +136,7 @@ async def test_engine_down_is_reported_and_sessions_are_unknown_until_it_is_back
     print(f"engine down seen by Ping {detected:.1f} s after SIGTERM to dockerd")
 
     await asyncio.to_thread(rig.engine.start)
-    await assert_eventually(lambda: _engine_up(rig), timeout=DETECT + 5)
+    await assert_eventually(lambda: _engine_up(rig), timeout=DETECT)
     back = await assert_eventually(lambda: _known(rig, session.id), timeout=DETECT)
     assert back.status is SessionStatus.STOPPED   # the engine's shutdown stopped it: the real state
     again = await rig.calls.restart(session.id)

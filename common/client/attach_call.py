@@ -10,6 +10,7 @@ which knows whether it asked for it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
@@ -37,6 +38,10 @@ class AttachCall:
         self._stub = attach_pb2_grpc.AttachStub(channel)
         self._call: grpc.aio.StreamStreamCall[attach_pb2.AttachRequest, attach_pb2.AttachResponse] | None
         self._call = None
+        # grpc.aio takes one write at a time on a call: a second write while one is in flight
+        # fails the call ("Internal error from Core"). Keys, a resize and a detach may come
+        # from different tasks, so writes wait their turn (uncontended, this costs nothing).
+        self._writing = asyncio.Lock()
 
     def _require(self) -> grpc.aio.StreamStreamCall[attach_pb2.AttachRequest, attach_pb2.AttachResponse]:
         if self._call is None:
@@ -50,7 +55,8 @@ class AttachCall:
             raise from_rpc_error(e, peer=self.peer) from None
 
     async def _write(self, request: attach_pb2.AttachRequest) -> None:
-        await self._translate(self._require().write(request))
+        async with self._writing:
+            await self._translate(self._require().write(request))
 
     async def start(self, session_id: str, *, rows: int, cols: int, term: str,
                     mode: AttachMode = AttachMode.DRIVE) -> None:
@@ -75,7 +81,8 @@ class AttachCall:
 
     async def done_writing(self) -> None:
         """Half-close the stream (the agent treats it as a detach)."""
-        await self._translate(self._require().done_writing())
+        async with self._writing:
+            await self._translate(self._require().done_writing())
 
     async def read(self) -> AttachFrame | None:
         """The next frame; None when the stream ended without one.

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from common.agent_id import new_agent_id
 from common.errors import ConvocateError, ResourceExhaustedError
 from common.registry import AgentRecord, register_agent
 from common.ssh_keys import generate_keypair, public_key_text, read_private_key
@@ -113,7 +114,10 @@ def pair(sshd: Sshd, offline_image: str) -> Iterator[Pair]:
     """Agents a (127.0.0.7) and b (127.0.0.8), both serving, registered in a registry here."""
     with tempfile.TemporaryDirectory(prefix="cvmg-") as d:
         root = Path(d)
-        agents = [AgentProcess(root / n, host=h, image=offline_image, name=n, agent_id=f"mig-{n}")
+        # Ids of this run only: closing an agent removes every container labelled with its id,
+        # on the one Docker Engine that other runs of these tests may be using at the same time.
+        run = new_agent_id()[:8]
+        agents = [AgentProcess(root / n, host=h, image=offline_image, name=n, agent_id=f"mig-{n}-{run}")
                   for n, h in (("a", "127.0.0.7"), ("b", "127.0.0.8"))]
         records = [register_agent(root / "reg", x.agent_id, x.host, x.port, x.keys.client_key,
                                   read_private_key(x.keys.host_key)) for x in agents]
@@ -217,8 +221,8 @@ async def test_a_failure_at_each_step_leaves_the_session_whole_on_the_source(
         key = fault.key
     src, tgt = pair.side(pair.a), pair.side(pair.b, key)
     try:
-        with pytest.raises(ConvocateError, match=f"stays on mig-a|{sid}") as failed:
-            await migrate_session(src, tgt, sid, Report("migrate-session", sid), timeout=8)
+        with pytest.raises(ConvocateError, match=f"stays on {pair.ra.agent_id}|{sid}") as failed:
+            await migrate_session(src, tgt, sid, Report("migrate-session", sid))
         if step == "check":
             assert isinstance(failed.value, ResourceExhaustedError)
     finally:
@@ -268,11 +272,11 @@ async def test_drain_moves_every_session(pair: Pair) -> None:
     two, files_two = await _session(pair, running=False)
     src, tgt = pair.side(pair.a), pair.side(pair.b)
     try:
-        report = Report("drain", "mig-a")
+        report = Report("drain", pair.ra.agent_id)
         failed = await drain_agent(src, tgt, report)
     finally:
         await _close(src, tgt)
-    assert failed == []
+    assert failed == [], report.as_dict()
     assert sorted(report.data["moved"]) == sorted([one, two])
     assert _files(pair.b, one) == files_one
     assert _files(pair.b, two) == files_two
@@ -285,8 +289,9 @@ def test_cli_migrate_dry_run_json(pair: Pair) -> None:
     """`migrate-session --dry-run --json` parses and changes nothing; a bad id is one line, exit 1."""
     s = pair.sshd
     reg = pair.a.root.parent / "reg"
-    base = [sys.executable, "-m", "hostctl", "migrate-session", "--from", "mig-a", "--to", "mig-b",
-            "--registry", str(reg), "--from-host", s.host, "--to-host", s.host, "--ssh-port", str(s.port),
+    base = [sys.executable, "-m", "hostctl", "migrate-session",
+            "--from", pair.ra.agent_id, "--to", pair.rb.agent_id, "--registry", str(reg),
+            "--from-host", s.host, "--to-host", s.host, "--ssh-port", str(s.port),
             "--user", s.user, "--key", str(s.client_key), "--known-hosts", str(s.known_hosts)]
     bad = subprocess.run([*base, "--session", "nope", "--json"], capture_output=True, text=True, timeout=60,
                          check=False)

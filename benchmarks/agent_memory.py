@@ -11,13 +11,11 @@ the summary takes its rows (``summary.EXTRA``).
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
+from benchmarks.agent_session import environ
 from benchmarks.before_tree import before_tree
 from benchmarks.report import QUICK, Figures, Row, host_line, median, write_markdown
 from tests.support.agent_proc import AgentProcess
@@ -33,21 +31,6 @@ FIELDS = ("VmRSS", "RssAnon", "RssFile")
 BEFORE, NOW, ARENAS = "before", "now", "now, MALLOC_ARENA_MAX=2"
 
 
-@contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
-    """Set ``values`` in this process's environment (the agent inherits it), then restore."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def _status_mib(pid: int) -> dict[str, float]:
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -59,7 +42,7 @@ def _status_mib(pid: int) -> dict[str, float]:
 
 def _idle_agent(root: Path, image: str, env: dict[str, str]) -> dict[str, float]:
     agent = AgentProcess(root, host=HOST, image=image, name="mem")
-    with _environ(env):
+    with environ(env):
         agent.start()
     try:
         time.sleep(SETTLE)   # nothing to wait on: the agent is idle, its start-up garbage settles

@@ -16,7 +16,7 @@ from tests.support.images import ensure_offline_image
 
 PROTO = Path(__file__).resolve().parent.parent / "proto"
 
-__all__ = ["agent_session", "python_path"]
+__all__ = ["agent_session", "environ", "python_path"]
 
 
 @contextmanager
@@ -31,9 +31,19 @@ def python_path(code: Path | None) -> Iterator[None]:
         return
     # PYTHONSAFEPATH: `python -m` would otherwise put the working directory (this checkout)
     # ahead of PYTHONPATH.
-    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "PYTHONSAFEPATH", "GRPC_EXPERIMENTS")}
-    os.environ.update(PYTHONPATH=os.pathsep.join([str(code), str(PROTO)]), PYTHONSAFEPATH="1")
-    os.environ.pop("GRPC_EXPERIMENTS", None)
+    with environ({"PYTHONPATH": os.pathsep.join([str(code), str(PROTO)]), "PYTHONSAFEPATH": "1"},
+                 unset=("GRPC_EXPERIMENTS",)):
+        yield
+
+
+@contextmanager
+def environ(values: dict[str, str], unset: tuple[str, ...] = ()) -> Iterator[None]:
+    """Set ``values`` and remove ``unset`` in this process's environment (children inherit it);
+    restore both after."""
+    saved = {k: os.environ.get(k) for k in (*values, *unset)}
+    os.environ.update(values)
+    for key in unset:
+        os.environ.pop(key, None)
     try:
         yield
     finally:

@@ -7,8 +7,6 @@ minutes (debootstrap, the Debian toolset, the Claude CLI from npm); a cached one
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,14 +18,14 @@ from agent.identity import new_agent_id
 from agent.install import SKEL_README
 from agent.production_image import BuiltImage, ProductionOptions, build_production_image
 from common.registry import register_agent
-from shell.status.server import StatusConfig
 from tests.support.agent_proc import AgentProcess
+from tests.support.console_fleet import start_console, start_status
 from tests.support.env import require_docker, require_tool
-from tests.support.status_stack import agent_status_keys, status_config
+from tests.support.processes import stop_process
+from tests.support.status_stack import agent_status_keys
 from tests.support.tmux import TmuxTerminal
 from tests.support.waiting import wait_for_sync
 
-REPO = Path(__file__).resolve().parents[2]
 REPOSITORY = "convocate-prodtest"          # never the operator's `convocate` tags
 CLI_STATE = '{"hasCompletedOnboarding": true, "bypassPermissionsModeAccepted": true}\n'
 SHARED_SETTINGS = '{"theme": "dark", "convocateTest": "shared-settings"}\n'
@@ -53,21 +51,6 @@ class ProdFleet:
     status_socket: Path
 
 
-def _start_status(root: Path) -> tuple[subprocess.Popen[bytes], Path, StatusConfig]:
-    config = status_config(root / "status", heartbeat_interval=1.0)
-    toml = root / "status.toml"
-    toml.write_text(
-        "[status]\n"
-        f'host = "{config.host}"\nport = {config.port}\nhost_key = "{config.host_key}"\n'
-        f'authorized_keys = "{config.authorized_keys}"\nsocket = "{config.socket}"\n'
-        "heartbeat_interval = 1.0\n")
-    config.authorized_keys.touch(mode=0o600)
-    with (root / "status.log").open("ab") as log:  # the child keeps its own descriptor
-        argv = [sys.executable, "-m", "shell.main", "status", "serve", "--config", str(toml)]
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    return proc, config.socket, config
-
-
 @pytest.fixture
 def prod_fleet(production_image: BuiltImage) -> Iterator[ProdFleet]:
     """An agent on 127.0.0.4 whose session image is the production image; skel and shared settings
@@ -75,7 +58,7 @@ def prod_fleet(production_image: BuiltImage) -> Iterator[ProdFleet]:
     require_tool("tmux")
     with tempfile.TemporaryDirectory(prefix="cvp-") as d:
         root = Path(d)
-        status, socket, config = _start_status(root)
+        status, socket, config = start_status(root)
         agent: AgentProcess | None = None
         try:
             wait_for_sync(socket.exists, timeout=20)
@@ -104,34 +87,18 @@ def prod_fleet(production_image: BuiltImage) -> Iterator[ProdFleet]:
         finally:
             if agent is not None:
                 agent.close()
-            status.terminate()
-            try:
-                status.wait(10)
-            except subprocess.TimeoutExpired:
-                status.kill()
-                status.wait(5)
+            stop_process(status)
 
 
 @pytest.fixture
 def open_console(prod_fleet: ProdFleet) -> Iterator[Callable[[], TmuxTerminal]]:
     """Start consoles in private tmux servers at 110x30; kill them all afterwards."""
     terms: list[TmuxTerminal] = []
-    empty = prod_fleet.root / "empty.toml"
-    empty.write_text("")
-    env = {
-        "CONVOCATE_CONFIG": str(empty), "CONVOCATE_SHELL_ORPHANS_ROOT": str(prod_fleet.root / "none"),
-        "CONVOCATE_SHELL_DNSMASQ_HOSTS": str(prod_fleet.root / "dnsmasq-hosts"),
-        "CONVOCATE_SHELL_RUNTIME_DIR": str(prod_fleet.root), "CI": "",
-    }
 
     def start() -> TmuxTerminal:
         t = TmuxTerminal(require_tool("tmux"), width=110, height=30)
         terms.append(t)
-        argv = [sys.executable, "-c", "from shell.main import main; main()",
-                "--registry-dir", str(prod_fleet.registry), "--status-socket", str(prod_fleet.status_socket),
-                "--log-file", str(prod_fleet.root / f"console-{len(terms)}.log"), "--expected-uid", "-1"]
-        t.start(argv, env, cwd=str(REPO))
-        return t
+        return start_console(prod_fleet, t, f"console-{len(terms)}.log")
 
     try:
         yield start

@@ -18,16 +18,18 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from agent.identity import new_agent_id
 from common.registry import register_agent
 from shell.status.server import StatusConfig
 from tests.support.agent_proc import AgentProcess
+from tests.support.processes import stop_process
 from tests.support.status_stack import agent_status_keys, status_config
 from tests.support.tmux import TmuxTerminal
 from tests.support.waiting import wait_for_sync
 
-__all__ = ["Fleet", "console_fleet", "start_console"]
+__all__ = ["ConsoleTarget", "Fleet", "console_fleet", "start_console", "start_status"]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,7 +45,16 @@ class Fleet:
     status_socket: Path
 
 
-def _start_status(root: Path) -> tuple[subprocess.Popen[bytes], Path, StatusConfig]:
+class ConsoleTarget(Protocol):
+    """What a console needs to find: a scratch root, the agent registry, the status socket."""
+
+    root: Path
+    registry: Path
+    status_socket: Path
+
+
+def start_status(root: Path) -> tuple[subprocess.Popen[bytes], Path, StatusConfig]:
+    """Start a status service process under ``root``; return it, its local socket and config."""
     config = status_config(root / "status", heartbeat_interval=1.0)
     toml = root / "status.toml"
     toml.write_text(
@@ -61,7 +72,7 @@ def _start_status(root: Path) -> tuple[subprocess.Popen[bytes], Path, StatusConf
 @contextmanager
 def console_fleet(root: Path, hosts: Sequence[str], image: str) -> Iterator[Fleet]:
     """Start the status service and one agent per loopback address in ``hosts``; stop all after."""
-    status, socket, config = _start_status(root)
+    status, socket, config = start_status(root)
     agents: list[AgentProcess] = []
     try:
         wait_for_sync(socket.exists, timeout=20)
@@ -83,15 +94,10 @@ def console_fleet(root: Path, hosts: Sequence[str], image: str) -> Iterator[Flee
     finally:
         for agent in agents:
             agent.close()
-        status.terminate()
-        try:
-            status.wait(10)
-        except subprocess.TimeoutExpired:
-            status.kill()
-            status.wait(5)
+        stop_process(status)
 
 
-def start_console(fleet: Fleet, term: TmuxTerminal, log_name: str) -> TmuxTerminal:
+def start_console(fleet: ConsoleTarget, term: TmuxTerminal, log_name: str) -> TmuxTerminal:
     """Run the console against ``fleet`` in ``term`` (a fresh private tmux server)."""
     empty = fleet.root / "empty.toml"
     empty.write_text("")

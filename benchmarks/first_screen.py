@@ -108,7 +108,9 @@ def _exec_attach(host: TmuxTerminal, container: str, t: _Times) -> None:
 
 def _detach(term: TmuxTerminal, name: str) -> None:
     term.send_keys("C-b", "d")
-    term.wait_for(rf'Detached from "{name}"', timeout=20)
+    # The table is back: its notice, or its help line if a newer notice (a late heartbeat, say)
+    # has already replaced it.
+    term.wait_for(rf'Detached from "{name}"|\(N\)ew \(C\)lone', timeout=20)
 
 
 def _round(term: TmuxTerminal, i: int, t: _Times) -> None:

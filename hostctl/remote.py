@@ -211,9 +211,9 @@ class SSHRunner:
                 connect_timeout=t.connect_timeout)) from None
         return self._conn
 
-    async def run(self, argv: Sequence[str], *, root: bool = False,
-                  stdin: AsyncIterator[bytes] | None = None, timeout: float = 600) -> CommandResult:
-        """Run ``argv`` remotely (quoted here); stream ``stdin``; return its result."""
+    async def _process(self, argv: Sequence[str], *, root: bool) -> asyncssh.SSHClientProcess[bytes]:
+        """Start ``argv`` remotely (quoted here; through ``sudo -n`` for ``root`` unless logged in
+        as root, which is asked once per connection)."""
         conn = await self._connection()
         if root and self._is_root is None:
             who = await conn.run("id -u", check=False, timeout=30)
@@ -221,7 +221,12 @@ class SSHRunner:
         command = shlex.join(argv)
         if root and not self._is_root:
             command = "sudo -n -- " + command
-        proc = await conn.create_process(command, encoding=None)
+        return await conn.create_process(command, encoding=None)
+
+    async def run(self, argv: Sequence[str], *, root: bool = False,
+                  stdin: AsyncIterator[bytes] | None = None, timeout: float = 600) -> CommandResult:
+        """Run ``argv`` remotely (quoted here); stream ``stdin``; return its result."""
+        proc = await self._process(argv, root=root)
         async with proc:
             pump = asyncio.create_task(_pump(stdin, proc.stdin, proc.close)) if stdin else None
             if pump is None:
@@ -244,14 +249,7 @@ class SSHRunner:
     @contextlib.asynccontextmanager
     async def output(self, argv: Sequence[str], *, root: bool = False) -> AsyncIterator[OutputStream]:
         """Run ``argv`` remotely and stream its stdout; the channel is closed if the block leaves early."""
-        conn = await self._connection()
-        if root and self._is_root is None:
-            who = await conn.run("id -u", check=False, timeout=30)
-            self._is_root = str(who.stdout).strip() == "0"
-        command = shlex.join(argv)
-        if root and not self._is_root:
-            command = "sudo -n -- " + command
-        proc = await conn.create_process(command, encoding=None)
+        proc = await self._process(argv, root=root)
         proc.stdin.write_eof()
 
         async def chunks() -> AsyncIterator[bytes]:

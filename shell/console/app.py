@@ -7,6 +7,7 @@ a fake router and a fake attacher); :func:`run_console` runs it on the caller's 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,9 @@ from shell.console.state import ConsoleState
 from shell.console.style import console_style
 from shell.fleet.model import RouterAPI
 
-__all__ = ["ConsoleApplication", "ConsoleParts", "build_console", "run_console"]
+__all__ = ["CHANGE_INTERVAL", "ConsoleApplication", "ConsoleParts", "build_console", "run_console"]
+
+CHANGE_INTERVAL = 0.05   # seconds between renders caused by router changes (a burst costs one)
 
 
 class ConsoleApplication(Application[None]):
@@ -39,6 +42,12 @@ class ConsoleApplication(Application[None]):
     resize_hook: Callable[[], None] | None = None
     suspended: Callable[[], bool] = staticmethod(lambda: False)
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._change_timer: asyncio.TimerHandle | None = None
+        self._last_render = 0.0
+        self.after_render += self._rendered
+
     def _on_resize(self) -> None:
         if self.suspended():
             if self.resize_hook is not None:
@@ -50,14 +59,37 @@ class ConsoleApplication(Application[None]):
         """Install (or remove) the relay's resize callback."""
         self.resize_hook = hook
 
-    def redraw_at_once(self, _processor: object = None) -> None:
-        """Let the next redraw happen at once (wired to every key press).
+    def invalidate_soon(self) -> None:
+        """Redraw for a router change: at most one render per ``CHANGE_INTERVAL``.
 
-        ``min_redraw_interval`` spaces redraws out so a burst of router changes costs one
-        render per interval; a key should not wait behind it: the screen answers a key
-        within one render, not up to an interval later.
+        A burst of router changes (events of many sessions, agents coming and going)
+        costs one render per interval. Everything else the operator caused (a key, an
+        operation that ended) calls :meth:`invalidate` and is drawn at once: it never
+        waits behind this interval (prompt_toolkit's own ``min_redraw_interval`` would
+        hold back every redraw, a key's and an ended create's included).
         """
-        self._last_redraw_time = 0.0
+        if self._change_timer is not None or not self.is_running:
+            return
+        wait = self._last_render + CHANGE_INTERVAL - time.monotonic()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:   # not on the console's loop: invalidate() is the thread-safe way
+            wait = 0.0
+        if wait <= 0:
+            self.invalidate()
+            return
+        self._change_timer = loop.call_later(wait, self._change_due)
+
+    def _change_due(self) -> None:
+        self._change_timer = None
+        self.invalidate()
+
+    def _rendered(self, _app: object = None) -> None:
+        """After each render: it drew every change so far, so a pending change redraw is moot."""
+        self._last_render = time.monotonic()
+        if self._change_timer is not None:
+            self._change_timer.cancel()
+            self._change_timer = None
 
 
 @dataclass
@@ -100,12 +132,10 @@ def build_console(
         full_screen=True,
         mouse_support=False,
         refresh_interval=1.0,
-        min_redraw_interval=0.05,
         input=input,
         output=output,
     )
     app.ttimeoutlen = 0.1
-    app.key_processor.before_key_press += app.redraw_at_once
     app.suspended = lambda: state.suspended
     state.invalidate = app.invalidate
     real_attacher = attacher or StreamAttacher(router, app.set_resize_hook)
@@ -122,7 +152,7 @@ def build_console(
 
     def changed() -> None:
         attention.update(router.rows())
-        app.invalidate()
+        app.invalidate_soon()
 
     return ConsoleParts(app, state, console, router.subscribe(changed), attention)
 

@@ -1,0 +1,70 @@
+"""When the console redraws: router changes are batched, what the operator caused is drawn at once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from shell.console import app as console_app
+from tests.fakes.fake_router import make_row
+from tests.unit.shell.conftest import Start, agent
+
+TAB = "\t"
+
+
+@pytest.fixture
+def slow_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hold router-change redraws for 30 s, far longer than any test waits."""
+    monkeypatch.setattr(console_app, "CHANGE_INTERVAL", 30.0)
+
+
+async def _loop_turns(n: int = 50) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+@pytest.mark.usefixtures("slow_changes")
+async def test_a_burst_of_router_changes_waits_for_one_render(make_console: Start) -> None:
+    """100 watch events inside the interval leave one redraw pending, not 100 renders."""
+    h = await make_console([agent("agent-a")], [make_row("web")])
+    app = h.parts.app
+    await h.until(lambda: app.render_counter > 0)
+    before = app.render_counter
+    for i in range(100):
+        h.router.set_rows([make_row(f"s{i}")])
+    await _loop_turns()
+    # At most the 1 s auto-refresh may have drawn in between; the changes themselves did not.
+    assert app.render_counter - before <= 1
+    assert app._change_timer is not None or app.render_counter - before == 1
+
+
+@pytest.mark.usefixtures("slow_changes")
+async def test_a_key_and_an_ended_create_draw_at_once(make_console: Start) -> None:
+    """A pending change redraw never holds back a key or the end of an operation (N to first screen)."""
+    h = await make_console([agent("agent-a")], [make_row("web"), make_row("db")])
+    app = h.parts.app
+    await h.until(lambda: app.render_counter > 0)
+    h.router.set_rows([*h.router.rows(), make_row("extra")])   # a change: its redraw waits 30 s
+    await _loop_turns()
+    before = app.render_counter
+    h.send("n")
+    await h.until(lambda: h.dialog_title() == "Create on agent agent-a")
+    await h.until(lambda: app.render_counter > before)          # the key drew the form
+    drawn = app.render_counter
+    h.send("new-one" + TAB + TAB + TAB + "\r")
+    await h.until(lambda: h.state.message.startswith('Created session "new-one"'))
+    await h.until(lambda: app.render_counter > drawn)           # the ended create drew itself
+    assert app._change_timer is None
+
+
+async def test_a_change_after_a_quiet_spell_draws_at_once(make_console: Start) -> None:
+    """With the real interval, a change long after the last render is drawn without a timer."""
+    h = await make_console([agent("agent-a")], [make_row("web")])
+    app = h.parts.app
+    await h.until(lambda: app.render_counter > 0)
+    app._last_render -= console_app.CHANGE_INTERVAL
+    before = app.render_counter
+    h.router.set_rows([make_row("later")])
+    assert app._change_timer is None
+    await h.until(lambda: app.render_counter > before)

@@ -146,6 +146,7 @@ def _ab(terms: dict[str, TmuxTerminal], t: _Times) -> None:
     for i in range(AB_ROUNDS):
         order = list(terms.items()) if i % 2 == 0 else list(reversed(terms.items()))
         for side, term in order:
+            _quiet(_console_pid(term))    # the other console's create has been drawn here too
             t0 = _send(term, t, "n")
             t.ab["form"][side].append(_until(term, r"Create on agent", t) - t0)
             name = f"ab-{side}-{i}"
@@ -195,6 +196,22 @@ def _console_pid(term: TmuxTerminal) -> int:
     raise RuntimeError("the console process was not found in its pane")
 
 
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])     # utime + stime
+
+
+def _quiet(pid: int, timeout: float = 5.0) -> None:
+    """Wait (bounded) until the console has used no CPU for two 50 ms looks in a row."""
+    deadline = time.monotonic() + timeout
+    last, still = _cpu_ticks(pid), 0
+    while still < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = _cpu_ticks(pid)
+        still = still + 1 if now == last else 0
+        last = now
+
+
 def _container(agent_id: str) -> str:
     out = subprocess.run(["docker", "ps", "--latest", "--format", "{{.Names}}", "--filter",
                           f"label=convocate.agent={agent_id}"], capture_output=True, text=True, timeout=30,
@@ -211,20 +228,25 @@ async def _rounds(fleet: Fleet, term: TmuxTerminal, host: TmuxTerminal, image: s
     async with Tunnel(agent.tunnel_settings()) as tunnel:
         await tunnel.wait_up(30)
         calls = AgentCalls(agent.agent_id, lambda: tunnel.channel, call_timeout=60)
+        console = _console_pid(term)
         for i in range(ROUNDS):
-            t.docker_run.append(await asyncio.to_thread(_docker_run, image, label))
-            t0 = time.monotonic()
-            await calls.create(f"direct-{i}", 0, "tcp", "", start=True)
-            t.direct_create.append(time.monotonic() - t0)
+            await asyncio.to_thread(_quiet, console)
             await asyncio.to_thread(_round, term, i, t)
             container = _container(agent.agent_id)
             await asyncio.to_thread(_exec_attach, host, container, t)
             for _ in range(REATTACH):
                 session_id = container.removeprefix("convocate-session-")
                 t.direct_attach.append(await _direct_attach(tunnel, session_id))
+            # The baselines last: the console digests the direct create's watch events before the
+            # next round's N (a round measures the operator's keys, not that create's redraws).
+            t.docker_run.append(await asyncio.to_thread(_docker_run, image, label))
+            t0 = time.monotonic()
+            await calls.create(f"direct-{i}", 0, "tcp", "", start=True)
+            t.direct_create.append(time.monotonic() - t0)
     if not QUICK.on and profile.available():
         assert agent.proc is not None
-        targets: dict[str, int | None] = {"console": _console_pid(term), "agent": agent.proc.pid}
+        await asyncio.to_thread(_quiet, console)
+        targets: dict[str, int | None] = {"console": console, "agent": agent.proc.pid}
         extra = asyncio.to_thread(_round, term, ROUNDS, _Times())
         prof = await profile.sample(targets, extra, fleet.root / "prof",
                                     f"one more round (N, create, attach, {REATTACH} re-attaches)")

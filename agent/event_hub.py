@@ -3,6 +3,8 @@
 ``publish`` never blocks: each watcher has a bounded queue, and a watcher whose queue
 is full is marked as fallen behind; its stream then ends (RESOURCE_EXHAUSTED) so the
 client re-subscribes and gets a fresh snapshot, instead of slowing the agent down.
+:meth:`EventHub.close` (the agent is stopping) ends every stream at once, so the gRPC
+server's grace period waits only for the calls that end by themselves.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ log = get_logger(__name__)
 
 @dataclass(eq=False)
 class Watcher:
-    """One WatchSessions stream's queue."""
+    """One WatchSessions stream's queue; ``None`` in it means the hub closed (the agent is stopping)."""
 
-    queue: asyncio.Queue[AgentEvent]
+    queue: asyncio.Queue[AgentEvent | None]
     fell_behind: bool = False
     dropped: int = field(default=0)
 
@@ -34,6 +36,7 @@ class EventHub:
         self.queue_size = queue_size
         self._sinks: list[EventSink] = []
         self._watchers: set[Watcher] = set()
+        self.closed = False
 
     def add_sink(self, sink: EventSink) -> None:
         """Forward every event to ``sink`` too (the status emitter)."""
@@ -43,7 +46,17 @@ class EventHub:
         """Register a new watcher (call :meth:`unwatch` when its stream ends)."""
         w = Watcher(asyncio.Queue(maxsize=self.queue_size))
         self._watchers.add(w)
+        if self.closed:
+            w.queue.put_nowait(None)
         return w
+
+    def close(self) -> None:
+        """End every watcher's stream (and any opened later): each gets ``None`` next."""
+        self.closed = True
+        for w in self._watchers:
+            if w.queue.full():
+                w.queue.get_nowait()   # the stream ends anyway: its oldest event makes room
+            w.queue.put_nowait(None)
 
     def unwatch(self, watcher: Watcher) -> None:
         """Forget ``watcher``."""
@@ -62,6 +75,8 @@ class EventHub:
             except Exception:
                 log.exception("event sink failed", event_type=event.type)
         for w in list(self._watchers):
+            if self.closed:
+                break
             try:
                 w.queue.put_nowait(event)
             except asyncio.QueueFull:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from common.domain import SessionLogEntry
-from common.errors import ResourceExhaustedError
+from common.errors import ResourceExhaustedError, UnavailableError
 from common.logging import get_logger
 from common.session_rules import printable
 
@@ -67,6 +67,7 @@ class EventLog:
         self.root = root
         self.max_bytes = max_bytes
         self._followers: dict[str, set[asyncio.Queue[SessionLogEntry | None]]] = {}
+        self._closing = False
 
     def path(self, session_id: str) -> Path:
         """``<root>/<uuid>/events.log``."""
@@ -90,6 +91,15 @@ class EventLog:
                 queue.get_nowait()
                 queue.put_nowait(None)   # ends that follower: it fell behind
         return entry
+
+    def close(self) -> None:
+        """End every follower (the agent is stopping): each raises UnavailableError next."""
+        self._closing = True
+        for followers in self._followers.values():
+            for queue in followers:
+                if queue.full():
+                    queue.get_nowait()
+                queue.put_nowait(None)
 
     def _append(self, path: Path, line: bytes) -> None:
         try:
@@ -124,7 +134,10 @@ class EventLog:
 
         Raises:
             ResourceExhaustedError: the caller fell behind (it may follow again).
+            UnavailableError: the agent is stopping (:meth:`close`).
         """
+        if self._closing:
+            raise UnavailableError("the agent is stopping: follow again once it is back")
         queue: asyncio.Queue[SessionLogEntry | None] = asyncio.Queue(maxsize=_FOLLOW_QUEUE)
         self._followers.setdefault(session_id, set()).add(queue)   # before reading: nothing falls between
         try:
@@ -134,6 +147,8 @@ class EventLog:
                 yield entry
             while True:
                 entry_ = await queue.get()
+                if entry_ is None and self._closing:
+                    raise UnavailableError("the agent is stopping: follow again once it is back")
                 if entry_ is None:
                     raise ResourceExhaustedError("the log follower fell behind: follow again")
                 if (entry_.time, entry_.kind, entry_.detail) in seen:

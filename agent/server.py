@@ -5,7 +5,8 @@ Start order: uid check, agent id, session re-adoption and the Docker
 events follower, the gRPC server on its UNIX socket, the SSH server, then systemd
 ``READY=1`` (and the watchdog pings when ``WatchdogSec`` is set).
 
-Stop: the first SIGTERM/SIGINT ends every viewer with AGENT_SHUTDOWN, stops gRPC with a
+Stop: the first SIGTERM/SIGINT ends every viewer with AGENT_SHUTDOWN and every watch or log
+follow stream with UNAVAILABLE ("the agent is stopping"), stops gRPC with a
 grace period and closes SSH; a second signal exits at once. Containers are never
 stopped by the agent stopping.
 """
@@ -140,8 +141,9 @@ async def serve(config: AgentConfig, runtime: ContainerRuntime, stop: asyncio.Ev
 
     The caller owns ``runtime`` (``convocate-agent serve`` passes the Docker runtime, tests
     the fake one) and closes it after this returns. Everything started here is entered
-    into one exit stack, so it stops in the reverse order: viewers (end frames), gRPC
-    (grace), SSH, events, the attach manager, the status emitter, the watchdog.
+    into one exit stack, so it stops in the reverse order: viewers (end frames), watch and
+    log-follow streams, gRPC (grace for the calls in flight), SSH, events, the attach
+    manager, the status emitter, the watchdog.
 
     Args:
         config: the agent configuration.
@@ -201,6 +203,10 @@ async def serve(config: AgentConfig, runtime: ContainerRuntime, stop: asyncio.Ev
         ])
         await grpc_server.start()
         stack.push_async_callback(grpc_server.stop, GRPC_GRACE)
+        # Before the grace: the streams that never end by themselves end now (UNAVAILABLE, "watch
+        # again"), so the grace waits only for calls that do; a stop takes well under a second.
+        stack.callback(manager.event_log.close)
+        stack.callback(hub.close)
         await ssh.start()
         stack.push_async_callback(attach.shutdown)  # first: viewers get their end frames
         log.info("agent serving", agent_id=agent_id, host=config.listen_host, port=ssh.port,

@@ -21,7 +21,7 @@ from agent.events import InboundLinkTracker, session_event
 from agent.manager import SessionManager
 from agent.sessions import SessionView
 from common.domain import HostHealth, SessionEvent, SessionEventKind
-from common.errors import InvalidArgumentError, ResourceExhaustedError
+from common.errors import InvalidArgumentError, ResourceExhaustedError, UnavailableError
 from common.proto_convert import (
     host_health_to_proto,
     log_entry_to_proto,
@@ -162,6 +162,8 @@ class SessionsService(sessions_pb2_grpc.SessionsServicer):
             yield session_event_to_proto(SessionEvent(SessionEventKind.SYNCED, time=now))
             while True:
                 event = await watcher.queue.get()
+                if event is None:
+                    raise UnavailableError("the agent is stopping: watch again once it is back")
                 if watcher.fell_behind:
                     raise ResourceExhaustedError(
                         f"watch stream fell behind ({watcher.dropped} events dropped): watch again"

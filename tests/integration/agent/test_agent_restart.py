@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
-from convocate.v1 import attach_pb2
+from convocate.v1 import attach_pb2, sessions_pb2
 
 from tests.integration.agent.conftest import open_client
 from tests.support.agent_proc import AgentProcess
@@ -80,5 +83,45 @@ async def test_sigterm_ends_viewers_with_agent_shutdown_and_keeps_containers(
         assert end.reason == attach_pb2.END_REASON_AGENT_SHUTDOWN
         await view.close()
         assert _running(s.id)
+    finally:
+        await client.tunnel.close()
+
+
+async def _drain(call: grpc.aio.UnaryStreamCall[Any, Any]) -> None:
+    async with asyncio.timeout(30):
+        for _ in range(10_000):
+            if await call.read() is grpc.aio.EOF:
+                return
+
+
+async def _stream_end(call: grpc.aio.UnaryStreamCall[Any, Any]) -> grpc.aio.AioRpcError:
+    """Read a server stream to its end; the error it ended with (it must end with one)."""
+    with pytest.raises(grpc.aio.AioRpcError) as ended:
+        await _drain(call)
+    return ended.value
+
+
+async def test_sigterm_ends_watch_and_log_follow_streams_at_once(own_agent: AgentProcess) -> None:
+    """Open WatchSessions and a following SessionLog end with UNAVAILABLE "the agent is stopping".
+
+    They never end by themselves: without this the stop waits out gRPC's whole grace period and
+    the clients learn of it only when the connection drops.
+    """
+    client = await open_client(own_agent)
+    try:
+        s = await client.create("watched")
+        watch = client.sessions.WatchSessions(sessions_pb2.WatchSessionsRequest())
+        follow = client.sessions.SessionLog(sessions_pb2.SessionLogRequest(id=s.id, follow=True))
+        first = await asyncio.wait_for(watch.read(), 30)
+        assert isinstance(first, sessions_pb2.SessionEvent)
+        assert first.kind == sessions_pb2.SESSION_EVENT_KIND_EXISTING
+        await asyncio.wait_for(follow.read(), 30)     # the "created" entry: the follow is open
+        stopping = asyncio.create_task(own_agent.astop())
+        calls: tuple[grpc.aio.UnaryStreamCall[Any, Any], ...] = (watch, follow)
+        for call in calls:
+            end = await _stream_end(call)
+            assert end.code() == grpc.StatusCode.UNAVAILABLE
+            assert "the agent is stopping" in (end.details() or "")
+        assert await stopping == 0
     finally:
         await client.tunnel.close()

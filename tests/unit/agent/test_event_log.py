@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from agent.event_log import LOG_FILE, EventLog
+from common.errors import UnavailableError
 from tests.support.waiting import assert_eventually
 
 SID = "11111111-2222-4333-8444-555555555555"
@@ -56,3 +59,25 @@ async def test_follow_gives_the_backlog_then_new_entries(tmp_path: Path) -> None
         await assert_eventually(lambda: seen == ["one", "two"])
     finally:
         task.cancel()
+
+
+async def test_close_ends_followers_and_refuses_new_ones(tmp_path: Path) -> None:
+    """The agent stopping: a follower (even one with a full queue) ends UNAVAILABLE; so does a late one."""
+    log = EventLog(tmp_path)
+    (tmp_path / SID).mkdir()
+    log.record(SID, "created")
+    seen: list[str] = []
+
+    async def follow() -> None:
+        seen.extend([entry.kind async for entry in log.follow(SID)])
+
+    task = asyncio.create_task(follow())
+    await assert_eventually(lambda: log._followers.get(SID))
+    for i in range(200):               # more than its queue holds, unread
+        log.record(SID, f"e{i}")
+    log.close()
+    with pytest.raises(UnavailableError, match="the agent is stopping"):
+        await asyncio.wait_for(task, 10)
+    assert seen == []     # the comprehension never finished: the follow ended in the error
+    with pytest.raises(UnavailableError, match="the agent is stopping"):
+        await anext(aiter(log.follow(SID)))

@@ -88,3 +88,20 @@ async def test_event_hub_never_blocks_and_marks_slow_watchers() -> None:
     hub.unwatch(w)
     assert hub.watcher_count == 0
     await asyncio.sleep(0)
+
+
+async def test_event_hub_close_ends_every_watcher_even_a_full_one() -> None:
+    """Closing (the agent stopping) queues the end for each watcher, a full one and a later one too."""
+    hub = EventHub(queue_size=2)
+    full, idle = hub.watch(), hub.watch()
+    for _ in range(2):
+        hub.publish(AgentEvent(EventType.SESSION_CREATED, session_id="x"))
+    for _ in range(2):
+        idle.queue.get_nowait()        # read: its queue is empty, the other one's is full
+    hub.close()
+    hub.publish(AgentEvent(EventType.SESSION_DELETED, session_id="x"))   # after close: not queued
+    assert [e.type if e else None for e in (full.queue.get_nowait(), full.queue.get_nowait())] == [
+        EventType.SESSION_CREATED, None]
+    assert idle.queue.get_nowait() is None
+    assert idle.queue.empty()
+    assert hub.watch().queue.get_nowait() is None

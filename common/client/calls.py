@@ -10,7 +10,9 @@ the only places on the client side where a ``grpc.RpcError`` becomes a domain er
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
@@ -27,10 +29,29 @@ from common.proto_convert import (
     session_from_proto,
 )
 
-__all__ = ["AgentCalls"]
+__all__ = ["AgentCalls", "Listing"]
 
 T = TypeVar("T")
 M = TypeVar("M")
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One ListSessions answer: a fingerprint of what it says, and its sessions when asked.
+
+    Two answers with the same fingerprint list the same sessions with the same fields,
+    except when a state that is known was read (the agent stamps ``state_known_at`` at
+    every list; here it is kept only for sessions whose state is unknown, where it says
+    since when). A caller that already holds the answer a fingerprint names skips
+    :meth:`sessions`, the conversion of every session.
+    """
+
+    fingerprint: bytes
+    convert: Callable[[], list[Session]]
+
+    def sessions(self) -> list[Session]:
+        """The sessions of this answer."""
+        return self.convert()
 
 
 def _cancelled_by_caller() -> bool:
@@ -65,6 +86,7 @@ class AgentCalls:
         self.ping_timeout = ping_timeout or call_timeout
         self.client_id = client_id
         self._unavailable_hook = on_unavailable
+        self._stub_of: tuple[grpc.aio.Channel, sessions_pb2_grpc.SessionsAsyncStub] | None = None
 
     def _on_unavailable(self) -> None:
         if self._unavailable_hook is not None:
@@ -84,10 +106,16 @@ class AgentCalls:
     def _unreachable(self) -> UnavailableError:
         return UnavailableError(f"agent {self.agent_id} is unreachable: {self._unreachable_reason()}")
 
+    def _stub(self) -> sessions_pb2_grpc.SessionsAsyncStub:
+        """The stub on the current channel (made once per channel: a stub builds every method)."""
+        channel = self._channel()
+        if self._stub_of is None or self._stub_of[0] is not channel:
+            self._stub_of = (channel, sessions_pb2_grpc.SessionsStub(channel))
+        return self._stub_of[1]
+
     async def _call(self, fn: Callable[[sessions_pb2_grpc.SessionsAsyncStub], Awaitable[T]]) -> T:
-        stub = sessions_pb2_grpc.SessionsStub(self._channel())
         try:
-            return await fn(stub)
+            return await fn(self._stub())
         except grpc.RpcError as e:
             err = from_rpc_error(e, peer=self.agent_id)
             if isinstance(err, UnavailableError):
@@ -125,11 +153,22 @@ class AgentCalls:
         request = sessions_pb2.PingRequest(client_id=self.client_id)
         return agent_info_from_proto(await self._call(lambda s: s.Ping(request, timeout=self.ping_timeout)))
 
+    async def _list(self, timeout: float | None) -> sessions_pb2.ListSessionsResponse:
+        t = timeout or self.call_timeout
+        return await self._call(lambda s: s.ListSessions(sessions_pb2.ListSessionsRequest(), timeout=t))
+
     async def list_sessions(self, timeout: float | None = None) -> list[Session]:
         """Every session of this agent (deadline ``timeout`` or the call timeout)."""
-        t = timeout or self.call_timeout
-        reply = await self._call(lambda s: s.ListSessions(sessions_pb2.ListSessionsRequest(), timeout=t))
-        return [session_from_proto(m, self.agent_id) for m in reply.sessions]
+        return [session_from_proto(m, self.agent_id) for m in (await self._list(timeout)).sessions]
+
+    async def listing(self, timeout: float | None = None) -> Listing:
+        """Every session of this agent as a :class:`Listing` (deadline ``timeout`` or the call timeout)."""
+        reply = await self._list(timeout)
+        for m in reply.sessions:
+            if not m.state_unknown:
+                m.ClearField("state_known_at")
+        digest = hashlib.blake2b(reply.SerializeToString(deterministic=True), digest_size=16).digest()
+        return Listing(digest, lambda: [session_from_proto(m, self.agent_id) for m in reply.sessions])
 
     async def get(self, session_id: str) -> Session:
         """One session."""
@@ -201,7 +240,7 @@ class AgentCalls:
             ConvocateError: the stream failed (translated from gRPC).
         """
         req = sessions_pb2.SessionLogRequest(id=session_id, limit=limit, follow=True)
-        async for message in self._stream(sessions_pb2_grpc.SessionsStub(self._channel()).SessionLog(req)):
+        async for message in self._stream(self._stub().SessionLog(req)):
             yield log_entry_from_proto(message)
 
     async def watch_sessions(self) -> AsyncIterator[SessionEvent]:
@@ -214,8 +253,7 @@ class AgentCalls:
         Raises:
             ConvocateError: the stream failed (translated from gRPC).
         """
-        call = sessions_pb2_grpc.SessionsStub(self._channel()).WatchSessions(
-            sessions_pb2.WatchSessionsRequest())
+        call = self._stub().WatchSessions(sessions_pb2.WatchSessionsRequest())
         async for message in self._stream(call):
             event = session_event_from_proto(message, self.agent_id)
             if event is not None:

@@ -145,19 +145,27 @@ class AgentFleet:
             await asyncio.sleep(delay)
             delay = min(delay * 2, slowest)
 
-    async def _list_one(self, client: AgentClient, timeout: float) -> None:
+    async def _list_one(self, client: AgentClient, timeout: float) -> bool:
+        """List one agent into its cache; True if its rows changed."""
         try:
             async with asyncio.timeout(timeout + 0.5):
-                sessions = await client.list_sessions(timeout)
+                listing = await client.listing(timeout)
         except (ConvocateError, TimeoutError) as e:
             log.info("list failed", agent=client.agent_id, error=str(e))
-            return
-        if self.sessions[client.agent_id].replace(sessions):
-            self._on_change()
+            return False
+        cache = self.sessions.get(client.agent_id)
+        if cache is None or listing.fingerprint == cache.listed:  # removed meanwhile, or nothing new
+            return False
+        return cache.replace(listing.sessions(), listing.fingerprint)
 
-    async def list_all(self, timeout: float) -> None:
+    async def list_all(self, timeout: float) -> bool:
         """List every connected agent concurrently, each with deadline ``timeout``.
 
         An agent that fails or is down keeps its cached sessions; none can stall the rest.
+        The caller reports the change (once for all agents, not once per agent).
+
+        Returns:
+            True if any agent's rows changed.
         """
-        await asyncio.gather(*(self._list_one(c, timeout) for c in self.clients.values() if c.tunnel.up))
+        up = [c for c in self.clients.values() if c.tunnel.up]
+        return any(await asyncio.gather(*(self._list_one(c, timeout) for c in up)))

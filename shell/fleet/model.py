@@ -70,12 +70,16 @@ class SessionRow:
 
     @classmethod
     def of(cls, s: Session, agent_id: str = "") -> SessionRow:
-        """The row of session ``s`` (``agent_id`` fills an empty ``s.agent_id``)."""
+        """The row of session ``s`` (``agent_id`` fills an empty ``s.agent_id``).
+
+        ``known_at`` is kept for a state that is unknown only: for a known state it is the
+        moment the agent answered, which changes at every list and says nothing.
+        """
         return cls(
             id=s.id, name=s.name, agent_id=s.agent_id or agent_id, created_at=s.created_at,
             last_accessed=s.last_accessed, port=s.port, protocol=s.protocol or "tcp",
             dns_name=s.dns_name, running=s.running, attached=s.attached, viewer_count=s.viewer_count,
-            unknown=s.state_unknown, known_at=s.state_known_at,
+            unknown=s.state_unknown, known_at=s.state_known_at if s.state_unknown else None,
             activity=s.activity.state.value, activity_reason=s.activity.reason.value,
             activity_since=s.activity.since, activity_message=s.activity.message,
         )

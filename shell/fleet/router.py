@@ -194,6 +194,8 @@ class Router:
     async def refresh(self) -> list[SessionRow]:
         """Re-read the registry, list every agent concurrently (per-agent deadline), rescan orphans.
 
+        Listeners hear of it once, whatever the number of agents.
+
         Returns:
             The rows afterwards; an agent that failed keeps its cached rows.
         """

@@ -5,6 +5,11 @@ session is this agent's, whatever its ``agent_id`` field claims; an id that is n
 canonical UUID, or that another agent already holds, is dropped with a logged error
 (so a compromised agent cannot take over another agent's sessions and receive the
 keystrokes meant for them); and one agent holds at most :data:`MAX_SESSIONS` sessions.
+
+A refresh lists every agent again, and mostly hears what the cache already holds: the
+cache keeps the fingerprint of the listing its rows were built from
+(:class:`common.client.calls.Listing`, :attr:`AgentSessions.listed`), forgotten at any
+other change, so an identical answer is recognised without converting a session.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ class AgentSessions:
         self.known = False
         self._owner_of = owner_of
         self._rows: dict[str, SessionRow] = {}
+        self._sorted: list[SessionRow] | None = None   # rows(), until the next change
+        self.listed: bytes | None = None    # the fingerprint of the listing the rows are (None: not one)
         self._snapshot: list[Session] = []
         self._reported: set[str] = set()  # refusals already logged (bounded)
         self.refused = 0
@@ -56,22 +63,37 @@ class AgentSessions:
         log.error("session from agent refused", agent=self.agent_id, session=safe_display(session_id, 80),
                   reason=why, refused=self.refused)
 
+    def _changed(self) -> None:
+        self._sorted = None
+        self.listed = None
+
     def _row(self, session: Session) -> SessionRow | None:
-        """The row for ``session`` as this agent's, or None (refused and logged)."""
-        if not is_session_id(session.id):
-            self._refuse(session.id, "session id is not a canonical UUID")
-            return None
-        owner = self._owner_of(session.id, self.agent_id) if self._owner_of is not None else None
-        if owner is not None:
-            self._refuse(session.id, f"session id already belongs to agent {owner}")
-            return None
+        """The row for ``session`` as this agent's, or None (refused and logged).
+
+        An id this agent already holds was checked against the others when it came: no
+        other agent can have taken it since (it would have been refused).
+        """
+        if session.id not in self._rows:
+            if not is_session_id(session.id):
+                self._refuse(session.id, "session id is not a canonical UUID")
+                return None
+            owner = self._owner_of(session.id, self.agent_id) if self._owner_of is not None else None
+            if owner is not None:
+                self._refuse(session.id, f"session id already belongs to agent {owner}")
+                return None
         if session.agent_id and session.agent_id != self.agent_id:
             self._refuse(session.id, f"it claims agent {safe_display(session.agent_id, 80)}; kept as "
                                      f"{self.agent_id}'s")
-        return replace(SessionRow.of(session, self.agent_id), agent_id=self.agent_id)
+            return replace(SessionRow.of(session, self.agent_id), agent_id=self.agent_id)
+        return SessionRow.of(session, self.agent_id)
 
-    def replace(self, sessions: list[Session]) -> bool:
-        """Replace everything with a full list; return True if anything changed."""
+    def replace(self, sessions: list[Session], listed: bytes | None = None) -> bool:
+        """Replace everything with a full list; return True if anything changed.
+
+        ``listed``: the fingerprint of the listing ``sessions`` came from, kept as
+        :attr:`listed` when every session was taken (a refusal may not hold next time).
+        """
+        refused = self.refused
         if len(sessions) > MAX_SESSIONS:
             self._refuse(f"{len(sessions)} sessions", f"more than {MAX_SESSIONS}: the rest are ignored")
             sessions = sessions[:MAX_SESSIONS]
@@ -81,7 +103,10 @@ class AgentSessions:
             if row is not None and row.id not in rows:
                 rows[row.id] = row
         changed = rows != self._rows or not self.known
+        if changed:
+            self._changed()
         self._rows, self.known = rows, True
+        self.listed = listed if self.refused == refused else None
         return changed
 
     def put(self, session: Session) -> SessionRow:
@@ -98,12 +123,17 @@ class AgentSessions:
         if row.id not in self._rows and len(self._rows) >= MAX_SESSIONS:
             self._refuse(row.id, f"the agent already has {MAX_SESSIONS} sessions")
             raise FailedPreconditionError(f"agent {self.agent_id} has more than {MAX_SESSIONS} sessions")
-        self._rows[row.id] = row
+        if self._rows.get(row.id) != row:
+            self._rows[row.id] = row
+            self._changed()
         return row
 
     def remove(self, session_id: str) -> bool:
         """Forget one session; return True if it was there."""
-        return self._rows.pop(session_id, None) is not None
+        if self._rows.pop(session_id, None) is None:
+            return False
+        self._changed()
+        return True
 
     def apply(self, event: SessionEvent) -> bool:
         """Apply one WatchSessions event; return True if the rows changed."""
@@ -139,4 +169,7 @@ class AgentSessions:
 
     def rows(self) -> list[SessionRow]:
         """The rows, most recently accessed first."""
-        return sorted(self._rows.values(), key=lambda r: (r.last_accessed or _EPOCH, r.id), reverse=True)
+        if self._sorted is None:
+            self._sorted = sorted(self._rows.values(), key=lambda r: (r.last_accessed or _EPOCH, r.id),
+                                  reverse=True)
+        return list(self._sorted)

@@ -178,3 +178,24 @@ async def test_registry_changes_are_picked_up_and_bad_entries_shown(fleet: Fleet
         assert made.id not in {r.id for r in fleet.router.rows()}
     finally:
         late.kill()
+
+
+async def test_an_unchanged_listing_keeps_the_rows_and_a_row_lost_behind_the_cache_comes_back(
+        fleet: Fleet) -> None:
+    """Listing agents whose sessions did not change changes nothing (the agents stamp a new read time
+    at every list); a row the cache lost without its agent saying so comes back at the next refresh."""
+    router = fleet.router
+    await assert_eventually(lambda: all(a.reachable for a in router.agents()))
+    made = {a: await router.create(a, f"s-{a}", 0, "tcp", "") for a in fleet.agents}
+    for _ in range(20):   # the watch streams' events for the creates may still arrive
+        if not await router.fleet.list_all(2.0):
+            break
+    held = {agent_id: router.fleet.sessions[agent_id].get(s.id) for agent_id, s in made.items()}
+    assert not await router.fleet.list_all(2.0)
+    assert all(router.fleet.sessions[a].get(s.id) is held[a] for a, s in made.items())  # not rebuilt
+
+    lost = made["agent-b"]
+    assert router.fleet.sessions["agent-b"].remove(lost.id)   # as if an event had been missed
+    assert lost.id not in {r.id for r in router.rows()}
+    rows = await router.refresh()
+    assert lost.id in {r.id for r in rows if r.agent_id == "agent-b"}

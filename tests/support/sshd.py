@@ -76,7 +76,8 @@ def start_sshd(root: Path, host: str = "127.0.0.1", env: dict[str, str] | None =
         f"AuthorizedKeysFile {authorized}\nPubkeyAuthentication yes\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nStrictModes no\n"
         "UsePAM no\nAllowTcpForwarding no\nX11Forwarding no\nPrintMotd no\nLogLevel VERBOSE\n"
-        + "".join(f"SetEnv {k}={v}\n" for k, v in (env or {}).items())
+        # One SetEnv line: sshd keeps only the first SetEnv line it reads.
+        + ("SetEnv " + " ".join(f'"{k}={v}"' for k, v in env.items()) + "\n" if env else "")
     )
     proc, log = run_sshd(config, host, port)
     user = getpass.getuser() if os.geteuid() != 0 else "root"

@@ -12,14 +12,21 @@ run of every pipeline (rounds alternate the pipelines; the first round is a warm
 
 A floor runs beside them: ``docker save | docker load`` straight into the target's engine
 (no compression, no SSH), the least any pipeline that ends in ``docker load`` needs.
+
+With ``CONVOCATE_BENCH_BASE=REV`` set, the push of revision REV (exported to a temporary
+tree, run in a child process that times its own ``push_image``, as this process times
+this tree's) takes its turn in every round too: before and after in the same run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -27,6 +34,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.agent_session import PROTO
+from benchmarks.keystroke_ab import export_tree
 from benchmarks.report import QUICK, Figures, Row, host_line, median, write_markdown
 from hostctl.image_transfer import CODECS, PushResult, push_image
 from hostctl.remote import SSHRunner, SSHTarget
@@ -39,6 +48,25 @@ ROUNDS = 2 if QUICK.on else 5   # measured rounds per scenario, after one warm-u
 BASELINE = "docker save | gzip | ssh | docker load (baseline)"
 FLOOR = "docker save | docker load, no compression or SSH (floor)"
 SCENARIOS = ("fresh", "update")
+# The stages a push reports (PushResult.stage_seconds), as the detail table shows them.
+STAGES = ("save", "inventory", "send", "load", "commit")
+# Runs one push of the base revision; prints its result as JSON (the base tree's own timing).
+_BEFORE_PUSH = """
+import asyncio, dataclasses, json, sys, time
+from pathlib import Path
+from hostctl.image_transfer import push_image
+from hostctl.remote import SSHRunner, SSHTarget
+host, port, user, key, known, tag, codec = sys.argv[1:]
+async def main():
+    runner = SSHRunner(SSHTarget(host, int(port), user, Path(key), Path(known)))
+    t0 = time.perf_counter()
+    try:
+        result = await push_image(tag, runner, codec=codec)
+    finally:
+        await runner.close()
+    print(json.dumps({**dataclasses.asdict(result), "seconds": time.perf_counter() - t0}))
+asyncio.run(main())
+"""
 
 
 @dataclass
@@ -46,7 +74,7 @@ class Scenario:
     """The seconds of each pipeline in one scenario, and what our pushes reported."""
 
     seconds: dict[str, list[float]] = field(default_factory=dict)
-    pushes: dict[str, list[PushResult]] = field(default_factory=dict)
+    pushes: dict[str, list[PushResult]] = field(default_factory=dict)   # by pipeline name
     wire_bytes: dict[str, int] = field(default_factory=dict)
 
 
@@ -57,6 +85,10 @@ def _md(text: str) -> str:
 
 def _ours(codec: str) -> str:
     return f"convocate-host image push --codec {codec}"
+
+
+def _before(codec: str, rev: str) -> str:
+    return f"{_ours(codec)}, before ({rev})"
 
 
 def _build(ctx: Path, tag: str, dockerfile: str, files: dict[str, bytes]) -> None:
@@ -91,12 +123,12 @@ def _build_images(root: Path) -> tuple[str, str, str]:
 
 
 class _Bench:
-    def __init__(self, sshd: Sshd, engine: PrivateDockerd) -> None:
-        self.sshd, self.engine = sshd, engine
+    def __init__(self, sshd: Sshd, engine: PrivateDockerd, base: Path | None) -> None:
+        self.sshd, self.engine, self.base = sshd, engine, base
         self.ssh = (f"ssh -p {sshd.port} -i {sshd.client_key} -o UserKnownHostsFile={sshd.known_hosts} "
                     f"-o StrictHostKeyChecking=yes -o BatchMode=yes {sshd.user}@{sshd.host}")
 
-    async def shell(self, command: str) -> float:
+    async def shell(self, command: str) -> tuple[float, None]:
         t0 = time.perf_counter()
         proc = await asyncio.create_subprocess_exec("bash", "-c", f"set -o pipefail; {command}",
                                                     stdout=asyncio.subprocess.DEVNULL,
@@ -104,15 +136,33 @@ class _Bench:
         _, err = await proc.communicate()
         if proc.returncode != 0:
             raise RuntimeError(f"{command} failed: {err.decode(errors='replace')}")
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, None
 
-    async def push(self, tag: str, codec: str) -> PushResult:
+    async def push(self, tag: str, codec: str) -> tuple[float, PushResult]:
         s = self.sshd
         runner = SSHRunner(SSHTarget(s.host, s.port, s.user, s.client_key, s.known_hosts))
+        t0 = time.perf_counter()
         try:
-            return await push_image(tag, runner, codec=codec)
+            result = await push_image(tag, runner, codec=codec)
         finally:
             await runner.close()
+        return time.perf_counter() - t0, result
+
+    async def push_before(self, tag: str, codec: str) -> tuple[float, PushResult]:
+        """The base revision's push, in a child process that imports the base tree."""
+        s = self.sshd
+        path = os.pathsep.join([str(self.base), str(PROTO)])
+        env = {**os.environ, "PYTHONPATH": path, "PYTHONSAFEPATH": "1"}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _BEFORE_PUSH, s.host, str(s.port), s.user, str(s.client_key),
+            str(s.known_hosts), tag, codec, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env=env, cwd=self.base)
+        out, err = await asyncio.wait_for(proc.communicate(), 600)
+        if proc.returncode != 0:
+            raise RuntimeError(f"the base revision's push failed: {err.decode(errors='replace')}")
+        done = json.loads(out)
+        names = {f.name for f in dataclasses.fields(PushResult)}
+        return done["seconds"], PushResult(**{k: v for k, v in done.items() if k in names})
 
     def reset(self, keep: str | None) -> None:
         """Leave the target's engine with only ``keep`` (or nothing), no dangling layers."""
@@ -127,27 +177,33 @@ class _Bench:
 async def _scenario(bench: _Bench, release: str, keep: str | None) -> Scenario:
     floor = f"docker save {release} | docker -H {bench.engine.url} load"
     baseline = f"docker save {release} | gzip | {bench.ssh} docker load"
-    pipelines: dict[str, Callable[[], Awaitable[float | PushResult]]] = {
+    pipelines: dict[str, Callable[[], Awaitable[tuple[float, PushResult | None]]]] = {
         FLOOR: lambda: bench.shell(floor),
         BASELINE: lambda: bench.shell(baseline),
         **{_ours(c): (lambda c=c: bench.push(release, c)) for c in CODECS},  # type: ignore[misc]
     }
-    out = Scenario({name: [] for name in pipelines}, {c: [] for c in CODECS})
+    if bench.base is not None:
+        pipelines.update({_before(c, _base_rev()): (lambda c=c: bench.push_before(release, c))  # type: ignore[misc]
+                          for c in CODECS})
+    out = Scenario({name: [] for name in pipelines}, {name: [] for name in pipelines})
     for round_no in range(ROUNDS + 1):
         for name, go in pipelines.items():
             await asyncio.to_thread(bench.reset, keep)
-            t0 = time.perf_counter()
-            done = await go()
-            elapsed = time.perf_counter() - t0
+            elapsed, done = await go()
             if round_no == 0:
                 continue  # warm-up: page cache, the engine's first load
             out.seconds[name].append(elapsed)
-            if isinstance(done, PushResult):
-                out.pushes[done.codec].append(done)
+            if done is not None:
+                out.pushes[name].append(done)
     out.wire_bytes[BASELINE] = int(await asyncio.to_thread(_out, f"docker save {release} | gzip | wc -c"))
-    for codec, results in out.pushes.items():
-        out.wire_bytes[_ours(codec)] = results[-1].compressed_bytes
+    for name, results in out.pushes.items():
+        if results:
+            out.wire_bytes[name] = results[-1].compressed_bytes
     return out
+
+
+def _base_rev() -> str:
+    return os.environ.get("CONVOCATE_BENCH_BASE", "")
 
 
 async def measure() -> tuple[dict[str, Scenario], int, int]:
@@ -155,13 +211,18 @@ async def measure() -> tuple[dict[str, Scenario], int, int]:
     with tempfile.TemporaryDirectory(prefix="cvbi-") as d:
         root = Path(d)
         base, previous, release = await asyncio.to_thread(_build_images, root)
+        before: Path | None = None
+        if _base_rev():
+            before = root / "before"
+            before.mkdir()
+            await asyncio.to_thread(export_tree, _base_rev(), before, "hostctl")
         engine = PrivateDockerd()
         sshd: Sshd | None = None
         try:
             await asyncio.to_thread(engine.start)
             env = {"DOCKER_HOST": engine.url, **QUIET_SHELL}
             sshd = await asyncio.to_thread(start_sshd, root / "sshd", env=env)
-            bench = _Bench(sshd, engine)
+            bench = _Bench(sshd, engine, before)
             fmt = "'{{.Size}} {{len .RootFS.Layers}}'"
             size, layers = map(int, (await asyncio.to_thread(
                 _out, f"docker image inspect -f {fmt} {release}")).split())
@@ -184,20 +245,23 @@ def _rows(results: dict[str, Scenario], size: int, layers: int) -> list[Row]:
         for codec in CODECS:
             name = _ours(codec)
             ours = median(sc.seconds[name])
-            pushes = sc.pushes[codec]
+            pushes = sc.pushes[name]
             sent = median([p.layers_sent for p in pushes])
             goal = 2.0 if codec == "zstd" else 1.0
             speed = base / ours
             wire, base_wire = sc.wire_bytes[name] / 1e6, sc.wire_bytes[BASELINE] / 1e6
             inv, sl, cm = (median([p.stage_seconds[k] for p in pushes]) for k in ("inventory", "send+load",
                                                                                   "commit"))
+            before = sc.seconds.get(_before(codec, _base_rev()))
             why = (f"{speed:.2f}x; {sent:.0f} of {layers} layers sent, {wire:.1f} MB on the wire (baseline "
                    f"{base_wire:.1f} MB); ours: until the target's image list {inv:.2f} s, send and load "
                    f"{sl:.2f} s, tag {cm:.2f} s; docker save | docker load alone {floor:.2f} s")
+            if before:
+                why += f"; before ({_base_rev()}, same run) {base / median(before):.2f}x"
             if speed < goal:
                 why += (f": that floor is {base / floor:.2f}x the baseline, so {goal:.1f}x is out of reach "
                         "of any pipeline ending in docker load" if base / floor < goal else
-                        f": the wait for the image list (docker image ls + inspect there, {inv:.2f} s) and "
+                        f": the wait for the image list ({inv:.2f} s) and "
                         f"compression, hashing and SSH ({max(0.0, sl - floor):.2f} s above the floor) on "
                         f"{os.cpu_count()} cores shared with other work")
             figure = f"image push, {codec}, {scenario} target ({size / 1e6:.0f} MB image)"
@@ -207,22 +271,26 @@ def _rows(results: dict[str, Scenario], size: int, layers: int) -> list[Row]:
     return rows
 
 
+def _stage(pushes: list[PushResult], key: str) -> str:
+    """The median of one stage over ``pushes`` (a base revision may not report it: "-")."""
+    values = [p.stage_seconds[key] for p in pushes if key in p.stage_seconds]
+    return f"{median(values):.2f}" if values else "-"
+
+
 def _detail(results: dict[str, Scenario], size: int, layers: int) -> list[str]:
     lines = [
         "# Image transfer: convocate-host image push (zstd, gzip) vs. the plain pipeline", "",
         host_line(), "",
         ("| scenario | pipeline | median s | MB/s (image bytes) | MB on the wire | layers sent | "
-         "inventory / send+load / commit s | speed vs. baseline |"),
+         f"{' / '.join(STAGES)} s | speed vs. baseline |"),
         "|---|---|---|---|---|---|---|---|",
     ]
     for scenario, sc in results.items():
         base = median(sc.seconds[BASELINE])
         for name, secs in sc.seconds.items():
             m = median(secs)
-            codec = name.rsplit(" ", 1)[-1] if name.startswith("convocate") else ""
-            pushes = sc.pushes.get(codec, [])
-            stages = " / ".join(f"{median([p.stage_seconds[k] for p in pushes]):.2f}"
-                                for k in ("inventory", "send+load", "commit")) if pushes else "-"
+            pushes = sc.pushes.get(name, [])
+            stages = " / ".join(_stage(pushes, k) for k in STAGES) if pushes else "-"
             sent = f"{pushes[-1].layers_sent} of {layers}" if pushes else f"{layers} of {layers}"
             wire = sc.wire_bytes.get(name)
             shown = _md(name)
@@ -238,10 +306,14 @@ def _detail(results: dict[str, Scenario], size: int, layers: int) -> list[str]:
          "the shared engine, on the same cores. The sshd's sessions set SHLVL=1 so that bash skips root's "
          "~/.bashrc (here it runs pyenv init, 0.2-1 s per exec under load; not so on a provisioned host), "
          "for the baseline's one exec and the push's three alike."),
-        ("- push: the target lists its images' layers (inventory), the sender streams `docker save`, "
-         "untagged and without the layers whose chain the target has, through zstd -T0 -3 or gzip -1 and "
-         "SHA-256 into one exec that decompresses into `docker load` while sha256sum hashes the same bytes "
-         "(send+load); tag and pointer only after both digests and the image id match (commit)."),
+        ("- push: the target lists its images' layers (inventory: the Docker API through one python3), the "
+         "sender streams `docker save`, untagged and without the layers whose chain the target has, through "
+         f"`{' '.join(CODECS['zstd'].compress(None))}` or `{' '.join(CODECS['gzip'].compress(None))}` and "
+         "SHA-256 into one exec that decompresses into `docker load` while sha256sum hashes the same bytes; "
+         "tag and pointer only after both digests and the image id match (commit). Stages: save = from the "
+         "push's start until docker save was read whole; inventory = from the start until the target's "
+         "list was in (layers wait for it, the rest not); send = from then until the last compressed byte "
+         "went to SSH; load = from that byte until the load step reported; commit = tag and pointer."),
         ("- The baseline (gzip -6, OpenSSH client) loads whatever arrives, unchecked, and sends every layer "
          "in both scenarios; docker load then skips storing the layers the target has."),
         "",

@@ -190,6 +190,8 @@ class _CompressedSave:
         self._comp: asyncio.subprocess.Process | None = None
         self._edit_done: asyncio.Future[TarEdit] | None = None
         self._aborted = False
+        # time.monotonic() when the edit had read all of docker save, and after the last chunk
+        self.saved_at = self.ended_at = 0.0
 
     def abort(self) -> None:
         """End the stream early and quietly: :meth:`chunks` returns (the reader sees EOF)."""
@@ -227,6 +229,7 @@ class _CompressedSave:
                 raise ConvocateError("docker save gave no output stream")
             return edit_save_stream(save.stdout, out, self.skip, advance)
         finally:
+            self.saved_at = time.monotonic()
             os.close(out)
 
     async def start(self) -> None:
@@ -257,6 +260,7 @@ class _CompressedSave:
             self.sha.update(chunk)
             self.compressed_bytes += len(chunk)
             yield chunk
+        self.ended_at = time.monotonic()
         if self._aborted:
             return
         try:
@@ -278,8 +282,7 @@ def _stderr_of(proc: subprocess.Popen[bytes]) -> str:
 
 
 async def _inventory(runner: Runner, c: Codec) -> dict[str, list[str]]:
-    script = receiver.inventory_script(c.decompress_argv[0])
-    result = await runner.run(["bash", "-c", script], root=True, timeout=120)
+    result = await runner.run(receiver.inventory_script(c.decompress_argv[0]), root=True, timeout=120)
     if result.status == receiver.MISSING_TOOL:
         raise FailedPreconditionError(
             f"{c.decompress_argv[0]} is not installed on {runner.name}: install the {c.package!r} package "
@@ -353,13 +356,8 @@ async def push_image(
     show = progress or _NoProgress()
     started = time.monotonic()
     stage_seconds: dict[str, float] = {}
-    inspected = await _local("docker", "image", "inspect", "--format",
-                             "{{.Id}} {{.Size}} {{json .RootFS.Layers}}", tag)
-    if inspected.status != 0:
-        raise NotFoundError(f"no local image {tag!r}: build it first (convocate install)")
-    image_id, size, layers_json = inspected.text().split(" ", 2)
-    layers: list[str] = json.loads(layers_json) or []
     verdict: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    image_id = ""
 
     async def commit_input() -> AsyncIterator[bytes]:
         if await verdict:
@@ -368,29 +366,40 @@ async def push_image(
     loaded = ""
     before: dict[str, list[str]] | None = None
     load_argv = ["bash", "-c", receiver.load_script(c.decompress_argv), staging_dir.rstrip("/") or "/"]
-    commit_argv = ["bash", "-c", receiver.COMMIT, image_id, tag, set_current or ""]
     async with _CompressedSave(tag, compress, show) as stream:
-        # Everything that can wait for the stream starts at once: docker save here, and there
-        # the inventory, the load step (docker load waits for its input) and the commit step
-        # (it waits for the verdict). Only the layers wait for the inventory.
+        # Everything starts at once: here docker save and the image's inspect, there the
+        # inventory and the load step (docker load waits for its input), then the commit
+        # step (it waits for the verdict). Only the layers wait for the inventory.
         inventory = asyncio.ensure_future(_inventory(runner, c))
         steps: list[asyncio.Task[Any]] = [inventory]
         try:
+            inspect = asyncio.ensure_future(_local("docker", "image", "inspect", "--format",
+                                                   "{{.Id}} {{.Size}} {{json .RootFS.Layers}}", tag))
+            steps.append(inspect)
             await stream.start()
-            load = asyncio.ensure_future(runner.run(load_argv, root=True, stdin=stream.chunks(),
-                                                    timeout=_STEP_TIMEOUT))
+            steps.append(asyncio.ensure_future(runner.run(load_argv, root=True, stdin=stream.chunks(),
+                                                          timeout=_STEP_TIMEOUT)))
+            load = steps[-1]
+            inspected = await inspect
+            if inspected.status != 0:
+                raise NotFoundError(f"no local image {tag!r}: build it first (convocate install)")
+            image_id, size, layers_json = inspected.text().split(" ", 2)
+            layers: list[str] = json.loads(layers_json) or []
+            commit_argv = ["bash", "-c", receiver.COMMIT, image_id, tag, set_current or ""]
             commit = asyncio.ensure_future(runner.run(commit_argv, root=True, stdin=commit_input(),
                                                       timeout=_STEP_TIMEOUT))
-            steps += [load, commit]
+            steps.append(commit)
             before = await inventory
             stream.skip.set_result(frozenset() if all_layers else receiver.layers_to_skip(layers, before))
-            stage_seconds["inventory"] = time.monotonic() - started
             t0 = time.monotonic()
+            stage_seconds["inventory"] = t0 - started
             show.stage("send", int(size) if size.isdigit() else None)
             result = await load
             got, loaded = receiver.parse_load(result)
             expected = stream.sha.hexdigest()
-            stage_seconds["send+load"] = time.monotonic() - t0
+            done = time.monotonic()
+            stage_seconds.update({"send+load": done - t0, "save": stream.saved_at - started,
+                                  "send": stream.ended_at - t0, "load": done - stream.ended_at})
             show.stage("verify", None)
             _check_load(result, runner.name, got, expected, loaded, tag, image_id)
             t0 = time.monotonic()

@@ -29,6 +29,7 @@ import pytest
 
 from common.errors import ConvocateError, FailedPreconditionError, NotFoundError
 from common.ssh_keys import generate_keypair, public_key_text
+from hostctl.image_receiver import inventory_script, parse_inventory
 from hostctl.image_transfer import CODECS, push_image
 from hostctl.remote import SSHRunner, SSHTarget
 from tests.support.env import require_root, require_tool
@@ -341,8 +342,69 @@ async def test_a_target_without_zstd_is_told_what_to_do(
     assert list(staging.iterdir()) == []
 
 
+STEP_TOOLS = ("sh", "bash", "mktemp", "mkfifo", "rm", "tee", "sha256sum", "cut", "sed", "tail", "mv", "sort",
+              "id", "zstd", "gzip")
+
+
+def _bin(tmp_path: Path, name: str, *tools: str) -> Path:
+    """A directory for PATH with only ``tools`` in it."""
+    bin_dir = tmp_path / name
+    bin_dir.mkdir()
+    for tool in tools:
+        (bin_dir / tool).symlink_to(shutil.which(tool) or f"/bin/{tool}")
+    return bin_dir
+
+
+def _bin_without_python(tmp_path: Path) -> Path:
+    """Every tool the three steps use (docker too), but no python3."""
+    return _bin(tmp_path, "no-python", *STEP_TOOLS, "docker")
+
+
+def test_the_docker_api_and_the_docker_cli_list_the_same_images(
+    engine: PrivateDockerd, image: str, tmp_path: Path
+) -> None:
+    """The inventory asks the Docker API through python3; without python3 the docker CLI
+    answers: both give every image of the engine with its layers, bottom first."""
+    engine.docker("image", "rm", "-f", image, check=False)
+    subprocess.run(f"docker save {image} | docker -H {engine.url} load -q", shell=True, check=True,
+                   capture_output=True, timeout=120)
+    argv = inventory_script("zstd")
+    # Without the docker CLI only the Docker API can answer; without python3, only the CLI.
+    env = {"DOCKER_HOST": engine.url, "PATH": str(_bin(tmp_path, "no-docker", *STEP_TOOLS, "python3"))}
+    api = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60, check=True)
+    env["PATH"] = str(_bin_without_python(tmp_path))
+    cli = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60, check=True)
+    listed = parse_inventory(api.stdout)
+    assert listed == parse_inventory(cli.stdout)
+    expected = json.loads(engine.docker("image", "inspect", "-f", "{{json .RootFS.Layers}}", image).stdout)
+    assert listed[_image_id(image, engine) or ""] == expected
+    assert _images(engine) == set(listed)
+
+
+async def test_an_update_to_a_target_without_python3_still_leaves_out_its_layers(
+    sshd: Sshd, engine: PrivateDockerd, mangler: Mangler, image: str, tmp_path: Path
+) -> None:
+    """No python3 there: the docker CLI lists the images, the update sends only its new layer."""
+    _emptied(engine)
+    runner = SSHRunner(_target(sshd))
+    try:
+        await push_image(image, runner)
+    finally:
+        await runner.close()
+    update = _rebuilt(image, tmp_path)
+    mangler.set("path", str(_bin_without_python(tmp_path)))
+    runner = SSHRunner(_target(sshd, mangler.key))
+    try:
+        result = await push_image(update, runner)
+    finally:
+        await runner.close()
+    assert (result.layers_sent, result.layers_skipped) == (1, 2)
+    assert _image_id(update, engine) == result.image_id == _image_id(update)
+    assert _runs(engine, update)
+
+
 async def test_missing_image_is_a_clear_error(sshd: Sshd) -> None:
-    """Pushing an image that does not exist here says so before connecting anywhere."""
+    """Pushing an image that does not exist here says so; nothing is loaded or tagged there."""
     runner = SSHRunner(_target(sshd))
     try:
         with pytest.raises(NotFoundError, match="no local image 'convocate-nope:0'"):

@@ -33,7 +33,7 @@ from asyncssh.forward import SSHForwarder
 from common.logging import get_logger
 from common.ssh_keys import fingerprint, load_or_create_host_key
 from common.ssh_limits import Admission, RefusalLog, SSHLimits
-from common.ssh_wire import CHANNEL_MAX_PKTSIZE, CHANNEL_WINDOW, without_ignore_padding
+from common.ssh_wire import CHANNEL_MAX_PKTSIZE, CHANNEL_WINDOW, quiet_packet_log, tune_connection
 
 __all__ = ["ENCRYPTION_ALGS", "SOCKET_ALIAS", "SSHLimits", "SSHServerSettings", "SSHSocketServer"]
 
@@ -112,7 +112,7 @@ class _Guard(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
-        without_ignore_padding(conn)
+        tune_connection(conn)
         self._shared.live.add(conn)
         peer = conn.get_extra_info("peername")
         self._addr = str(peer[0]) if peer else ""
@@ -206,6 +206,7 @@ class _Guard(asyncssh.SSHServer):
                                             f"at most {self._limits.max_channels} channels per connection")
         self._channels += 1
         channel = self._conn.create_unix_channel(window=CHANNEL_WINDOW, max_pktsize=CHANNEL_MAX_PKTSIZE)
+        quiet_packet_log(channel)
         return channel, self._forward(real)
 
     async def _forward(self, real: str) -> SSHForwarder:

@@ -1,9 +1,12 @@
-"""How both ends of the tunnel use the SSH wire: channel sizes and no padding packets.
+"""How both ends of the tunnel use the SSH wire: channel sizes, no padding packets, no
+per-packet bookkeeping that does nothing.
 
 asyncssh moves every SSH packet in Python (frame, encrypt, one ``send`` each), so the
 cost of the tunnel grows with the number of packets, not the bytes. Two settings cut
 that number, and both ends apply them: the agent's and status service's servers
 (:mod:`common.ssh_server`) and the client (:mod:`common.tunnel`).
+:func:`tune_connection` then takes out per-packet work that has no effect (see each
+helper), on that one connection only.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from typing import Any
 
 import asyncssh
 from asyncssh.constants import MSG_IGNORE
+from asyncssh.logging import SSHLogger
 from asyncssh.packet import String
 
-__all__ = ["CHANNEL_MAX_PKTSIZE", "CHANNEL_WINDOW", "without_ignore_padding"]
+__all__ = ["CHANNEL_MAX_PKTSIZE", "CHANNEL_WINDOW", "quiet_packet_log", "tune_connection",
+           "without_ignore_padding"]
 
 # Flow control of each tunnel channel, the same at both ends: the bytes a sender may
 # have in flight before the receiver acknowledges, and the most one SSH packet carries.
@@ -49,3 +54,78 @@ def without_ignore_padding(conn: asyncssh.SSHClientConnection | asyncssh.SSHServ
         send_packet(pkttype, *args, handler=handler)
 
     conn.send_packet = send_unpadded  # type: ignore[method-assign]
+
+
+# asyncssh writes each packet to its log at debug level 3 and above (asyncssh.set_debug_level).
+_PACKET_LOG_LEVEL = 3
+
+
+def quiet_packet_log(handler: Any) -> None:
+    """Let ``handler`` (a connection or a channel) format its packet log lines only when logged.
+
+    asyncssh builds each packet's log line (the type's name, the byte count: two formatted
+    strings) before its logger checks the debug level, for every packet sent and received.
+    The level is checked first here, at each packet, so ``asyncssh.set_debug_level(3)``
+    still logs every packet.
+    """
+    log_sent, log_received = handler.log_sent_packet, handler.log_received_packet
+
+    def sent(pkttype: int, pktid: int | None, packet: Any, note: str = "") -> None:
+        if SSHLogger._debug_level >= _PACKET_LOG_LEVEL:
+            log_sent(pkttype, pktid, packet, note)
+
+    def received(pkttype: int, pktid: int | None, packet: Any, note: str = "") -> None:
+        if SSHLogger._debug_level >= _PACKET_LOG_LEVEL:
+            log_received(pkttype, pktid, packet, note)
+
+    handler.log_sent_packet = sent
+    handler.log_received_packet = received
+
+
+def _keepalive_timer_kept(conn: Any) -> None:
+    """Keep one keepalive timer running instead of replacing it at every read.
+
+    asyncssh cancels its keepalive timer and schedules a new one each time data arrives:
+    two timer-heap operations per read, and cancelled timers pile up in the heap until the
+    loop sweeps them. Here a read only notes the time; the timer, when it fires, schedules
+    itself again for the rest of the interval if anything arrived meanwhile, and otherwise
+    runs asyncssh's keepalive as before (a request, and the connection closes after
+    ``keepalive_count_max`` unanswered ones). Same rule: ``keepalive_interval`` without
+    any incoming data triggers a keepalive.
+    """
+    loop = conn._loop
+    keepalive = conn._keepalive_timer_callback
+    last_read = loop.time()
+
+    def read() -> None:
+        nonlocal last_read
+        last_read = loop.time()
+        if (conn._auth_complete and conn._keepalive_timer is None
+                and conn._keepalive_interval):
+            conn._keepalive_timer = loop.call_later(conn._keepalive_interval, fire)
+
+    def fire() -> None:
+        conn._keepalive_timer = None
+        interval = conn._keepalive_interval
+        if not interval:
+            return
+        quiet = loop.time() - last_read
+        if quiet < interval:
+            conn._keepalive_timer = loop.call_later(interval - quiet, fire)
+        else:
+            keepalive()
+
+    conn._reset_keepalive_timer = read
+    conn._keepalive_timer_callback = fire
+    if conn._keepalive_timer is not None:   # armed before this (the client logs in first)
+        conn._keepalive_timer.cancel()
+        conn._keepalive_timer = None
+        read()
+
+
+def tune_connection(conn: asyncssh.SSHClientConnection | asyncssh.SSHServerConnection) -> None:
+    """Everything both ends change on one tunnel connection (nothing on the wire changes
+    but the padding packets :func:`without_ignore_padding` leaves out)."""
+    without_ignore_padding(conn)
+    quiet_packet_log(conn)
+    _keepalive_timer_kept(conn)

@@ -30,7 +30,7 @@ from common.logging import get_logger
 from common.paths import check_socket_path, private_dir
 from common.ssh_keys import read_private_key
 from common.ssh_server import ENCRYPTION_ALGS, SOCKET_ALIAS
-from common.ssh_wire import CHANNEL_MAX_PKTSIZE, CHANNEL_WINDOW, without_ignore_padding
+from common.ssh_wire import CHANNEL_MAX_PKTSIZE, CHANNEL_WINDOW, quiet_packet_log, tune_connection
 from common.tasks import cancel_and_wait
 
 __all__ = ["Tunnel", "TunnelSettings", "describe_connect_error", "listen_forward"]
@@ -104,8 +104,10 @@ async def listen_forward(conn: asyncssh.SSHClientConnection, local: Path, remote
     async def open_channel(
         session_factory: SSHUNIXSessionFactory[bytes],
     ) -> tuple[asyncssh.SSHUNIXChannel[bytes], asyncssh.SSHUNIXSession[bytes]]:
-        return await conn.create_unix_connection(session_factory, remote, encoding=None,
-                                                 window=CHANNEL_WINDOW, max_pktsize=CHANNEL_MAX_PKTSIZE)
+        channel, session = await conn.create_unix_connection(
+            session_factory, remote, encoding=None, window=CHANNEL_WINDOW, max_pktsize=CHANNEL_MAX_PKTSIZE)
+        quiet_packet_log(channel)
+        return channel, session
 
     return await asyncio.get_running_loop().create_unix_server(
         lambda: SSHLocalPathForwarder(conn, open_channel), str(local))
@@ -244,7 +246,7 @@ class Tunnel:
         # own; retrieve that outcome so asyncio does not log it as never retrieved.
         connecting.add_done_callback(lambda t: t.cancelled() or t.exception())
         conn = await asyncio.wait_for(connecting, s.connect_timeout + 1)
-        without_ignore_padding(conn)
+        tune_connection(conn)
         forward: asyncio.Server | None = None
         try:
             forward = await listen_forward(conn, s.local_socket, s.remote_socket)

@@ -101,6 +101,42 @@ async def test_messages_near_the_size_limit_echo_intact(stack: Stack) -> None:
     assert [hashlib.sha256(e).digest() for e in echoed] == [hashlib.sha256(m).digest() for m in messages]
 
 
+async def test_reads_keep_the_one_keepalive_timer(stack: Stack) -> None:
+    """Traffic leaves each end's keepalive timer in place (no cancel and reschedule per read)."""
+    async with Tunnel(stack.tunnel_settings(keepalive_interval=60)) as t:
+        await t.wait_up(10)
+        client = t._conn
+        assert client is not None
+        (server,) = stack.ssh._live
+        timers = client._keepalive_timer, server._keepalive_timer
+        assert None not in timers
+        stub = sessions_pb2_grpc.SessionsStub(t.channel)
+        for i in range(50):
+            await stub.Ping(sessions_pb2.PingRequest(client_id=f"c{i}"), timeout=5)
+        assert (client._keepalive_timer, server._keepalive_timer) == timers
+        assert not any(timer.cancelled() for timer in timers)
+
+
+async def test_a_quiet_connection_still_sends_keepalives_and_stays_up(
+    stack: Stack, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With nothing to read for an interval, the client asks the server for a keepalive; the
+    answers keep the tunnel up and the next call works."""
+    caplog.set_level(logging.DEBUG, logger="asyncssh")
+    async with Tunnel(stack.tunnel_settings(keepalive_interval=0.2, keepalive_count_max=3)) as t:
+        await t.wait_up(10)
+        stub = sessions_pb2_grpc.SessionsStub(t.channel)
+        await stub.Ping(sessions_pb2.PingRequest(client_id="before"), timeout=5)
+
+        def answered() -> int:
+            return sum("Got keepalive response" in r.getMessage() for r in caplog.records)
+
+        await assert_eventually(lambda: answered() >= 3, timeout=30, interval=0.1)
+        assert t.up
+        assert t.connects == 1
+        assert (await stub.Ping(sessions_pb2.PingRequest(client_id="after"), timeout=5)).agent_id
+
+
 class _SlowSink:
     """A UNIX socket server that reads nothing until released, then hashes what it got."""
 

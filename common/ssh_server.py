@@ -31,9 +31,10 @@ import asyncssh
 from asyncssh.forward import SSHForwarder
 
 from common.logging import get_logger
+from common.ssh_data_path import DataPath
 from common.ssh_keys import fingerprint, load_or_create_host_key
 from common.ssh_limits import Admission, RefusalLog, SSHLimits
-from common.ssh_wire import CHANNEL_MAX_PKTSIZE, CHANNEL_WINDOW, quiet_packet_log, tune_connection
+from common.ssh_wire import CHANNEL_MAX_PKTSIZE, CHANNEL_WINDOW, tune_channel, tune_connection
 
 __all__ = ["ENCRYPTION_ALGS", "SOCKET_ALIAS", "SSHLimits", "SSHServerSettings", "SSHSocketServer"]
 
@@ -102,6 +103,7 @@ class _Guard(asyncssh.SSHServer):
         self._settings = shared.settings
         self._limits = shared.settings.limits
         self._conn: asyncssh.SSHServerConnection | None = None
+        self._data_path: DataPath | None = None
         self._addr = ""
         self._peer = "?"
         self._key_fp = ""
@@ -112,7 +114,7 @@ class _Guard(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
-        tune_connection(conn)
+        self._data_path = tune_connection(conn)
         self._shared.live.add(conn)
         peer = conn.get_extra_info("peername")
         self._addr = str(peer[0]) if peer else ""
@@ -206,7 +208,8 @@ class _Guard(asyncssh.SSHServer):
                                             f"at most {self._limits.max_channels} channels per connection")
         self._channels += 1
         channel = self._conn.create_unix_channel(window=CHANNEL_WINDOW, max_pktsize=CHANNEL_MAX_PKTSIZE)
-        quiet_packet_log(channel)
+        if self._data_path is not None:
+            tune_channel(self._data_path, channel)
         return channel, self._forward(real)
 
     async def _forward(self, real: str) -> SSHForwarder:

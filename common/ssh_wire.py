@@ -18,7 +18,9 @@ from asyncssh.constants import MSG_IGNORE
 from asyncssh.logging import SSHLogger
 from asyncssh.packet import String
 
-__all__ = ["CHANNEL_MAX_PKTSIZE", "CHANNEL_WINDOW", "quiet_packet_log", "tune_connection",
+from common.ssh_data_path import DataPath
+
+__all__ = ["CHANNEL_MAX_PKTSIZE", "CHANNEL_WINDOW", "quiet_packet_log", "tune_channel", "tune_connection",
            "without_ignore_padding"]
 
 # Flow control of each tunnel channel, the same at both ends: the bytes a sender may
@@ -123,9 +125,20 @@ def _keepalive_timer_kept(conn: Any) -> None:
         read()
 
 
-def tune_connection(conn: asyncssh.SSHClientConnection | asyncssh.SSHServerConnection) -> None:
+def tune_connection(conn: asyncssh.SSHClientConnection | asyncssh.SSHServerConnection) -> DataPath:
     """Everything both ends change on one tunnel connection (nothing on the wire changes
-    but the padding packets :func:`without_ignore_padding` leaves out)."""
+    but the padding packets :func:`without_ignore_padding` leaves out).
+
+    Returns the connection's :class:`~common.ssh_data_path.DataPath`: give each forwarding
+    channel to :func:`tune_channel`.
+    """
     without_ignore_padding(conn)
     quiet_packet_log(conn)
     _keepalive_timer_kept(conn)
+    return DataPath(conn)
+
+
+def tune_channel(data_path: DataPath, channel: Any) -> None:
+    """What both ends change on each forwarding channel of a tuned connection."""
+    quiet_packet_log(channel)
+    data_path.add(channel)

@@ -28,9 +28,10 @@ from common.errors import InvalidArgumentError, UnavailableError
 from common.grpc_options import CLIENT_OPTIONS
 from common.logging import get_logger
 from common.paths import check_socket_path, private_dir
+from common.ssh_data_path import DataPath
 from common.ssh_keys import read_private_key
 from common.ssh_server import ENCRYPTION_ALGS, SOCKET_ALIAS
-from common.ssh_wire import CHANNEL_MAX_PKTSIZE, CHANNEL_WINDOW, quiet_packet_log, tune_connection
+from common.ssh_wire import CHANNEL_MAX_PKTSIZE, CHANNEL_WINDOW, tune_channel, tune_connection
 from common.tasks import cancel_and_wait
 
 __all__ = ["Tunnel", "TunnelSettings", "describe_connect_error", "listen_forward"]
@@ -93,20 +94,23 @@ def describe_connect_error(
 StateListener = Callable[[bool, str], None]
 
 
-async def listen_forward(conn: asyncssh.SSHClientConnection, local: Path, remote: str) -> asyncio.Server:
+async def listen_forward(conn: asyncssh.SSHClientConnection, local: Path, remote: str,
+                         data_path: DataPath | None = None) -> asyncio.Server:
     """Listen on ``local`` and carry each accepted connection over its own channel to ``remote``.
 
     What ``forward_local_path`` does, except that the channels are opened with the
     window and packet size the servers use (``CHANNEL_WINDOW``, ``CHANNEL_MAX_PKTSIZE``)
-    instead of asyncssh's fixed 32 KiB packets. Closing the returned server stops
-    accepting; open channels end with the connection.
+    instead of asyncssh's fixed 32 KiB packets, and tuned (:func:`common.ssh_wire.tune_channel`)
+    when ``data_path`` (from :func:`common.ssh_wire.tune_connection`) is given. Closing the
+    returned server stops accepting; open channels end with the connection.
     """
     async def open_channel(
         session_factory: SSHUNIXSessionFactory[bytes],
     ) -> tuple[asyncssh.SSHUNIXChannel[bytes], asyncssh.SSHUNIXSession[bytes]]:
         channel, session = await conn.create_unix_connection(
             session_factory, remote, encoding=None, window=CHANNEL_WINDOW, max_pktsize=CHANNEL_MAX_PKTSIZE)
-        quiet_packet_log(channel)
+        if data_path is not None:
+            tune_channel(data_path, channel)
         return channel, session
 
     return await asyncio.get_running_loop().create_unix_server(
@@ -246,10 +250,10 @@ class Tunnel:
         # own; retrieve that outcome so asyncio does not log it as never retrieved.
         connecting.add_done_callback(lambda t: t.cancelled() or t.exception())
         conn = await asyncio.wait_for(connecting, s.connect_timeout + 1)
-        tune_connection(conn)
+        data_path = tune_connection(conn)
         forward: asyncio.Server | None = None
         try:
-            forward = await listen_forward(conn, s.local_socket, s.remote_socket)
+            forward = await listen_forward(conn, s.local_socket, s.remote_socket, data_path)
             # Probe the forward once: a server that refuses our socket refuses here.
             reader, writer = await conn.open_unix_connection(s.remote_socket, window=CHANNEL_WINDOW,
                                                              max_pktsize=CHANNEL_MAX_PKTSIZE)

@@ -73,7 +73,7 @@ def push(
         help="zstd (multi-threaded; convocate hosts have it) or gzip (for hosts without zstd).",
     )] = DEFAULT_CODEC,
     level: Annotated[int | None, typer.Option(
-        min=1, max=19, help="Compression level (default: zstd 3, gzip 1; gzip allows 1-9)."
+        min=1, max=19, help="Compression level (default: zstd 1, gzip 1; gzip allows 1-9)."
     )] = None,
     staging_dir: Annotated[str, typer.Option(
         help="Directory on the target for the load step's FIFO and digest (a few bytes)."

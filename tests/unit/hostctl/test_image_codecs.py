@@ -16,7 +16,8 @@ from hostctl.remote import CommandResult
 
 def test_zstd_is_the_multithreaded_default() -> None:
     assert DEFAULT_CODEC == "zstd"
-    assert CODECS["zstd"].compress(None) == ["zstd", "-q", "-T0", "-3", "-c"]
+    assert CODECS["zstd"].compress(None) == ["zstd", "-q", "-T0", "-1", "-c"]
+    assert CODECS["zstd"].compress(3) == ["zstd", "-q", "-T0", "-3", "-c"]
     assert CODECS["gzip"].compress(6) == ["gzip", "-n", "-6", "-c"]
     assert set(RECEIVER_PACKAGES) == {"zstd", "gzip"}
 

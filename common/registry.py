@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,6 +48,7 @@ __all__ = [
     "DEFAULT_REGISTRY_DIR",
     "KNOWN_HOSTS_NAME",
     "AgentRecord",
+    "RegistryScanner",
     "load_registry",
     "read_agent",
     "register_agent",
@@ -203,11 +205,16 @@ def read_agent(directory: Path) -> AgentRecord:
     return AgentRecord(agent_id, address.strip(), port, files["client_key"], files["known_hosts"])
 
 
-def scan_registry(registry_dir: Path) -> tuple[list[AgentRecord], dict[str, str]]:
+def scan_registry(registry_dir: Path, read: Callable[[Path], AgentRecord] = read_agent,
+                  ) -> tuple[list[AgentRecord], dict[str, str]]:
     """Every complete agent in ``registry_dir``, and the malformed entries with their errors.
 
     For long-running readers (the router) that must keep serving the good agents and
     show the bad entries instead of refusing to start.
+
+    Args:
+        registry_dir: the registry.
+        read: reads one agent directory (:func:`read_agent`, or a :class:`RegistryScanner`'s).
 
     Returns:
         (records sorted by id, directory name -> error message).
@@ -218,13 +225,50 @@ def scan_registry(registry_dir: Path) -> tuple[list[AgentRecord], dict[str, str]
         return records, broken
     for directory in sorted(p for p in registry_dir.iterdir() if p.is_dir()):
         try:
-            records.append(read_agent(directory))
+            records.append(read(directory))
         except NotFoundError as e:
             log.info("agent registration incomplete, skipped", directory=str(directory), reason=str(e))
         except InvalidArgumentError as e:
             log.warning("agent registration invalid", directory=str(directory), error=str(e))
             broken[directory.name] = str(e)
     return records, broken
+
+
+class RegistryScanner:
+    """:func:`scan_registry` for a reader that scans again and again (the router, at every refresh).
+
+    An entry whose ``agent.toml`` is the same file as at the last scan (inode, size,
+    modification time: every write replaces the file) and whose key files are still there
+    is not parsed and validated again; anything else is read as :func:`read_agent` reads it.
+    """
+
+    def __init__(self, registry_dir: Path) -> None:
+        self.registry_dir = registry_dir
+        self._seen: dict[Path, tuple[tuple[int, int, int], AgentRecord]] = {}
+        self._next: dict[Path, tuple[tuple[int, int, int], AgentRecord]] = {}
+
+    def scan(self) -> tuple[list[AgentRecord], dict[str, str]]:
+        """What :func:`scan_registry` returns for the registry now."""
+        self._next = {}
+        try:
+            return scan_registry(self.registry_dir, self._read)
+        finally:
+            self._seen, self._next = self._next, {}
+
+    def _read(self, directory: Path) -> AgentRecord:
+        try:
+            st = (directory / AGENT_FILE).stat()
+        except OSError:
+            return read_agent(directory)   # says what is wrong
+        signature = (st.st_ino, st.st_size, st.st_mtime_ns)
+        seen = self._seen.get(directory)
+        if seen is not None and seen[0] == signature and seen[1].client_key.is_file() \
+                and seen[1].known_hosts.is_file():
+            record = seen[1]
+        else:
+            record = read_agent(directory)
+        self._next[directory] = (signature, record)
+        return record
 
 
 def load_registry(registry_dir: Path) -> list[AgentRecord]:

@@ -17,7 +17,7 @@ from typing import Any
 from common.client.agent_client import AgentClient, ClientSettings
 from common.errors import ConvocateError, UnavailableError
 from common.logging import get_logger
-from common.registry import AgentRecord, scan_registry
+from common.registry import AgentRecord, RegistryScanner
 from common.tasks import TaskSet, cancel_and_wait
 from shell.fleet.dns import resolve_address
 from shell.fleet.session_cache import AgentSessions
@@ -40,6 +40,7 @@ class AgentFleet:
     def __init__(self, registry_dir: Path, settings: ClientSettings, on_change: Callable[[], None],
                  on_client_change: Callable[[AgentClient], None]) -> None:
         self.registry_dir = registry_dir
+        self._registry = RegistryScanner(registry_dir)
         self.settings = settings
         self._on_change = on_change
         self._on_client_change = on_client_change
@@ -68,7 +69,7 @@ class AgentFleet:
             await self._reload()
 
     async def _reload(self) -> None:
-        records, broken = scan_registry(self.registry_dir)
+        records, broken = self._registry.scan()
         changed = broken != self.broken
         self.broken = broken
         wanted = {r.agent_id: r for r in records}

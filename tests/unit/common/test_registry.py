@@ -10,6 +10,7 @@ import pytest
 from common.errors import InvalidArgumentError
 from common.registry import (
     AGENT_FILE,
+    RegistryScanner,
     load_registry,
     read_agent,
     register_agent,
@@ -105,3 +106,26 @@ def test_scan_keeps_good_agents_and_names_bad_entries(tmp_path: Path, keys: tupl
     assert "not a TCP port" in broken["bad"]
     with pytest.raises(InvalidArgumentError, match="not a TCP port"):
         load_registry(registry)
+
+
+def test_a_rescan_reads_only_entries_that_changed(tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    """The router's scanner keeps an unchanged entry's record, reads a rewritten one and sees a lost key."""
+    client, _host = keys
+    registry = tmp_path / "registry"
+    host_pub = (tmp_path / "host_key.pub").read_text()
+    register_agent(registry, "alpha", "127.0.0.2", 2222, client, host_pub)
+    register_agent(registry, "beta", "127.0.0.3", 2222, client, host_pub)
+    scanner = RegistryScanner(registry)
+    first, broken = scanner.scan()
+    assert ([r.agent_id for r in first], broken) == (["alpha", "beta"], {})
+    again, _ = scanner.scan()
+    assert all(a is b for a, b in zip(first, again, strict=True))   # not parsed again
+    register_agent(registry, "beta", "127.0.0.3", 2200, client, host_pub)
+    changed, _ = scanner.scan()
+    assert changed[0] is first[0]
+    assert changed[1].port == 2200
+    changed[1].client_key.unlink()
+    records, broken = scanner.scan()
+    assert [r.agent_id for r in records] == ["alpha"]
+    assert "client_key file" in broken["beta"]
+    assert (records, broken) == scan_registry(registry)

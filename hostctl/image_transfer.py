@@ -144,7 +144,7 @@ def push_plan(tag: str, target: str, *, codec: str = DEFAULT_CODEC, set_current:
         (f"docker save {tag} | untag, leave out the layers {target} has | "
          f"{' '.join(c.compress(None))} | sha256 (here)"),
         (f"stream to {target}: tee | {' '.join(c.decompress_argv)} | docker load (untagged), "
-         f"sha256sum in the same pass (FIFO under {staging_dir})"),
+         f"sha256 in the same pass (FIFO under {staging_dir})"),
         "compare the two sha256 digests and the loaded image id; on a mismatch remove what was loaded",
         f"docker tag ID {tag} on {target}, only if all matched",
     ]

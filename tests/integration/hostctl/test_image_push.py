@@ -356,7 +356,7 @@ def _bin(tmp_path: Path, name: str, *tools: str) -> Path:
 
 
 def _bin_without_python(tmp_path: Path) -> Path:
-    """Every tool the three steps use (docker too), but no python3."""
+    """Every tool the three steps need (docker too), but not python3 or openssl (used when there)."""
     return _bin(tmp_path, "no-python", *STEP_TOOLS, "docker")
 
 
@@ -384,7 +384,8 @@ def test_the_docker_api_and_the_docker_cli_list_the_same_images(
 async def test_an_update_to_a_target_without_python3_still_leaves_out_its_layers(
     sshd: Sshd, engine: PrivateDockerd, mangler: Mangler, image: str, tmp_path: Path
 ) -> None:
-    """No python3 there: the docker CLI lists the images, the update sends only its new layer."""
+    """No python3 or openssl there: the docker CLI lists the images, sha256sum hashes the stream;
+    the update sends only its new layer and is verified as usual."""
     _emptied(engine)
     runner = SSHRunner(_target(sshd))
     try:

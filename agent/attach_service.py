@@ -95,8 +95,10 @@ class AttachService(attach_pb2_grpc.AttachServicer):
                 kind = req.WhichOneof("frame")
                 if kind == "input":
                     # Observers' keys go to tmux too: a read-only client ignores all but detach.
+                    viewer.note_input()
                     await viewer.terminal.write(req.input)
                 elif kind == "window_change":
+                    viewer.note_input()
                     await self.attach.resize(viewer, req.window_change.rows, req.window_change.cols)
                 elif kind == "detach":
                     break

@@ -4,12 +4,19 @@ Backpressure is per viewer: a reader task moves the exec's output into the viewe
 bounded queue; when that queue stays full for ``slow_timeout`` seconds the viewer is
 cut off (its queue is emptied and it ends with ``ERROR``). Nothing a viewer does can
 stall another viewer or the agent: every viewer has its own exec, queue and task.
+
+Frames: what is queued goes out as one frame (up to 64 KiB). While output streams with
+nobody typing (a build log, ``seq``), tmux writes a few hundred bytes at a time and each
+would be a frame of its own, every one costing each process on the way its wake-ups;
+there a frame waits ``linger`` (1 ms) for more output to share it. An echo of a key, or
+anything within ``input_quiet`` of input, goes out at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -55,7 +62,14 @@ class Viewer:
     end_message: str = ""
     exited: bool = False               # the exec (tmux client) ended by itself
     queue: asyncio.Queue[Frame | None] = field(init=False)
+    # Streaming: a frame that follows the previous one within ``linger_after`` s, with no
+    # input for ``input_quiet`` s, waits ``linger`` s for more output to join it.
+    linger: float = 0.001
+    linger_after: float = 0.005
+    input_quiet: float = 0.05
     _reader: asyncio.Task[None] | None = field(default=None, init=False)
+    _last_frame: float = field(default=-math.inf, init=False)
+    _last_input: float = field(default=-math.inf, init=False)
     _held: list[Frame | None] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
@@ -113,6 +127,10 @@ class Viewer:
             if self.end_reason is None:
                 self.finish(EndReason.ERROR, "viewer too slow")
 
+    def note_input(self) -> None:
+        """The client just typed or resized: its echo or redraw must not wait for company."""
+        self._last_input = asyncio.get_running_loop().time()
+
     def notify_size(self, size: Size) -> None:
         """Queue a size notice (skipped when the viewer is too slow to take it)."""
         with contextlib.suppress(asyncio.QueueFull):
@@ -130,6 +148,11 @@ class Viewer:
         if isinstance(item, Size):
             return item
         parts, size = [item], len(item)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if (size < max_bytes and now - self._last_frame < self.linger_after
+                and now - self._last_input >= self.input_quiet):
+            await asyncio.sleep(self.linger)    # streaming: let the reader queue what follows
         while size < max_bytes and not self.queue.empty():
             nxt = self.queue.get_nowait()
             if not isinstance(nxt, bytes):
@@ -137,6 +160,7 @@ class Viewer:
                 break
             parts.append(nxt)
             size += len(nxt)
+        self._last_frame = loop.time()
         return b"".join(parts)
 
     async def close(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from agent.viewers import EndReason, Mode, Size, Viewer, ViewerRegistry
 from tests.fakes.fake_runtime import FakeTerminal
 from tests.support.waiting import assert_eventually
@@ -46,6 +48,61 @@ async def test_size_notices_keep_their_place_between_outputs() -> None:
     assert await v.next_frame() == b"before"
     assert await v.next_frame() == Size(40, 120)
     assert await v.next_frame() == b"after"
+    await v.close()
+
+
+async def _first_frame(term: FakeTerminal, v: Viewer) -> None:
+    """Start the reader and take a first frame, so the next one follows it."""
+    v.start_reader(_classify)
+    term.feed(b"first")
+    assert await asyncio.wait_for(v.next_frame(), 10) == b"first"
+
+
+async def test_streaming_output_waits_briefly_to_share_a_frame() -> None:
+    """A frame right after the previous one, nobody typing, takes output that arrives within
+    ``linger`` (0.5 s here) into the same frame instead of going out alone."""
+    term = FakeTerminal()
+    v = Viewer("s", Mode.DRIVE, term, linger=0.5, linger_after=30)
+    await _first_frame(term, v)
+    term.feed(b"a" * 300)
+    await assert_eventually(lambda: term.reads >= 2, timeout=5)      # queued
+    asyncio.get_running_loop().call_later(0.01, term.feed, b"b" * 300)
+    frame = await asyncio.wait_for(v.next_frame(), 10)
+    assert frame == b"a" * 300 + b"b" * 300
+    await v.close()
+
+
+async def test_output_after_input_goes_out_at_once() -> None:
+    """Within ``input_quiet`` of a key (its echo), a frame never waits for more output."""
+    term = FakeTerminal()
+    v = Viewer("s", Mode.DRIVE, term, linger=30, linger_after=30, input_quiet=30)
+    await _first_frame(term, v)
+    v.note_input()
+    term.feed(b"k")
+    assert await asyncio.wait_for(v.next_frame(), 10) == b"k"
+    await v.close()
+
+
+async def test_an_isolated_frame_goes_out_at_once() -> None:
+    """Output after a pause longer than ``linger_after`` does not wait either."""
+    term = FakeTerminal()
+    v = Viewer("s", Mode.DRIVE, term, linger=30, linger_after=0)
+    await _first_frame(term, v)
+    term.feed(b"later")
+    assert await asyncio.wait_for(v.next_frame(), 10) == b"later"
+    await v.close()
+
+
+async def test_lingering_stops_at_a_size_notice_and_keeps_it_in_order() -> None:
+    """A size notice ends a lingering frame and comes next, before later output."""
+    term = FakeTerminal()
+    v = Viewer("s", Mode.DRIVE, term, linger=0.5, linger_after=30)
+    await _first_frame(term, v)
+    term.feed(b"out")
+    await assert_eventually(lambda: term.reads >= 2, timeout=5)
+    asyncio.get_running_loop().call_later(0.01, v.notify_size, Size(30, 100))
+    assert await asyncio.wait_for(v.next_frame(), 10) == b"out"
+    assert await asyncio.wait_for(v.next_frame(), 10) == Size(30, 100)
     await v.close()
 
 

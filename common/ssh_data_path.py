@@ -146,9 +146,18 @@ class DataPath:
     def _deliver(self, buffer: bytes, enc: GCMEncryption) -> tuple[int, bool]:
         """Hand on the data of each complete data packet at the start of ``buffer``.
 
-        Returns how many bytes were used, and whether what is left is only the start of a
-        packet (else asyncssh has a packet to read, or an error to find).
+        Consecutive packets for one channel are handed on together (one write to its
+        socket instead of one per packet). Returns how many bytes were used, and whether
+        what is left is only the start of a packet (else asyncssh has a packet to read,
+        or an error to find).
         """
+        batch = _Batch()
+        try:
+            return self._decrypt_all(buffer, enc, batch)
+        finally:
+            batch.flush()
+
+    def _decrypt_all(self, buffer: bytes, enc: GCMEncryption, batch: _Batch) -> tuple[int, bool]:
         conn = self._conn
         if self._recv_key is None or self._recv_key[0] is not enc:
             self._recv_key = (enc, AESGCM(enc._cipher._key))
@@ -169,7 +178,7 @@ class DataPath:
                 aead.decrypt_into(cipher._iv, view[pos + _LENGTH:stop], view[pos:pos + _LENGTH], packet)
             except (InvalidTag, ValueError):
                 return pos, False
-            channel = self._channel_for(packet, length)
+            channel = self._channel_for(packet, length, batch)
             if channel is None:
                 return pos, False
             cipher._update_iv()
@@ -177,10 +186,13 @@ class DataPath:
             conn._auth_final = True
             size = int.from_bytes(packet[6:_DATA_HEADER], "big")
             pos = stop
-            channel._accept_data(memoryview(packet)[_DATA_HEADER:_DATA_HEADER + size])
+            batch.add(channel, memoryview(packet)[_DATA_HEADER:_DATA_HEADER + size])
 
-    def _channel_for(self, packet: bytearray, length: int) -> Any:
-        """The channel a well-formed data packet within its window is for, else None."""
+    def _channel_for(self, packet: bytearray, length: int, batch: _Batch) -> Any:
+        """The channel a well-formed data packet within its window is for, else None.
+
+        The window left is what the channel has, less what ``batch`` holds for it.
+        """
         if length < _DATA_HEADER or packet[1] != MSG_CHANNEL_DATA:
             return None
         size = int.from_bytes(packet[6:_DATA_HEADER], "big")
@@ -188,6 +200,34 @@ class DataPath:
             return None
         channel = self._conn._channels.get(int.from_bytes(packet[2:6], "big"))
         if (channel is None or channel not in self._channels or channel._recv_state != "open"
-                or size > channel._recv_window):
+                or size > channel._recv_window - batch.held(channel)):
             return None
         return channel
+
+
+class _Batch:
+    """Data read for one channel, handed on at once when another channel's comes or at the end."""
+
+    def __init__(self) -> None:
+        self._channel: Any = None
+        self._parts: list[memoryview] = []
+        self._size = 0
+
+    def held(self, channel: Any) -> int:
+        """Bytes held for ``channel`` (they already count against its window)."""
+        return self._size if channel is self._channel else 0
+
+    def add(self, channel: Any, data: memoryview) -> None:
+        """Hold ``data`` for ``channel`` (handing on what another channel's batch held)."""
+        if channel is not self._channel:
+            self.flush()
+            self._channel = channel
+        self._parts.append(data)
+        self._size += len(data)
+
+    def flush(self) -> None:
+        """Hand what is held to its channel (asyncssh's accounting: window, pause, session)."""
+        channel, parts = self._channel, self._parts
+        self._channel, self._parts, self._size = None, [], 0
+        if parts:
+            channel._accept_data(parts[0] if len(parts) == 1 else b"".join(parts))

@@ -21,6 +21,7 @@ from benchmarks import (  # noqa: E402
     keystroke,
     keystroke_ab,
     load,
+    output_ab,
     summary,
     transport,
 )
@@ -29,6 +30,7 @@ SUITES = {
     "summary": summary.run,
     "keystroke": keystroke.run,
     "keystroke_ab": keystroke_ab.run,
+    "output_ab": output_ab.run,
     "transport": transport.run,
     "attach": attach.run,
     "attach_rtt": attach_rtt.run,

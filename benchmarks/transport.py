@@ -171,8 +171,10 @@ def why_tunnel_throughput(r: TransportResult) -> str:
     client, server = median(t.client_cpu_ms_per_mb), median(t.server_cpu_ms_per_mb)
     text = (f"the rounds' own ratios {_span(r.round_ratios('after'))}; tunnel CPU {t.cpu_ms_per_mb:.1f} "
             f"ms/MB (client {client:.1f}, server {server:.1f}) against {d.cpu_ms_per_mb:.1f} direct: "
-            "each byte crosses two more sockets (gRPC to asyncssh at both ends) and asyncssh frames, "
-            f"encrypts and copies it in Python; base revision {r.base[:12]} in the same run: "
+            "each message crosses two more sockets (gRPC to asyncssh at both ends) and TCP, each hop a "
+            "read, a send and a wake-up per process (common.ssh_data_path frames and encrypts the data "
+            "packets with two copies, asyncssh's own path with about nine); "
+            f"base revision {r.base[:12]} in the same run: "
             f"{b.mbps:.0f} MB/s, {r.ratio('before'):.2f}x, {b.cpu_ms_per_mb:.1f} ms/MB")
     if ("after, one process", "tunnel") in r.figures:
         one = r.ratio("after, one process")

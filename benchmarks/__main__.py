@@ -22,6 +22,7 @@ from benchmarks import (  # noqa: E402
     keystroke_ab,
     load,
     output_ab,
+    startup,
     summary,
     transport,
 )
@@ -39,6 +40,7 @@ SUITES = {
     "load": load.run,
     "first_screen": first_screen.run,
     "agent_memory": agent_memory.run,
+    "startup": startup.run,
 }
 
 

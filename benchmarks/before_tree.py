@@ -1,9 +1,10 @@
 """The "before" side of start-up and memory comparisons: the base revision's code and packages.
 
 :func:`before_tree` exports the base revision (``CONVOCATE_BENCH_BASE``, default: main
-before issue 13's changes) and installs, next to it, the packages that revision resolved
-where this one pins them differently (typer 0.29, which parses options through pydantic),
-so a process started with the returned PYTHONPATH runs what the base revision ran.
+before issue 13's changes) and, when its pyproject's dependencies differ from this one's,
+installs next to it the packages that revision resolved where this one pins them
+differently (typer 0.29, which parses options through pydantic), so a process started
+with the returned PYTHONPATH runs what the base revision ran.
 Bytecode is compiled for both trees and the installed packages, as ``pip install`` does
 on a host (without it, each process would compile its modules at start).
 """
@@ -14,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from pathlib import Path
 
 from benchmarks.agent_session import PROTO
@@ -33,11 +35,23 @@ def compile_bytecode(*trees: Path) -> None:
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=900)
 
 
+def _dependencies(rev: str | None) -> list[str]:
+    """The ``[project] dependencies`` of ``rev``'s pyproject.toml (None: the working tree's)."""
+    text = (ROOT / "pyproject.toml").read_text() if rev is None else subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{rev}:pyproject.toml"], capture_output=True, text=True,
+        check=True, timeout=60).stdout
+    deps: list[str] = tomllib.loads(text)["project"]["dependencies"]
+    return deps
+
+
 def before_tree(into: Path) -> tuple[str, str]:
     """Export the base revision into ``into``; return its PYTHONPATH and a note on its packages."""
     code, deps = into / "code", into / "deps"
     code.mkdir(parents=True)
     export_tree(base_revision(), code, "hostctl")
+    if _dependencies(base_revision()) == _dependencies(None):
+        compile_bytecode(code, PROTO)   # a base that pins what this revision pins: the same packages
+        return f"{code}:{PROTO}", f"before = {base_revision()} (same packages)"
     uv = shutil.which("uv")
     installed = uv is not None and subprocess.run(
         [uv, "pip", "install", "-q", "--python", sys.executable, "--target", str(deps), *BEFORE_PACKAGES],

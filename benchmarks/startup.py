@@ -3,10 +3,13 @@
 Each command runs as a fresh process, interleaved with the others, after warm-up runs:
 ``python -c pass`` (the floor), ``convocate-host --help``, ``convocate-host agents --json``
 on an empty registry and on a registry of one reachable agent (a fake-runtime agent on
-loopback: start-up, one SSH handshake and one Ping), and ``import asyncssh, grpc.aio``
+loopback: start-up, one SSH handshake and one Ping), and ``import common, asyncssh, grpc.aio``
 alone (what any command that talks to an agent must load). The "before" rows run the base
 revision's code and packages through PYTHONPATH (:mod:`benchmarks.before_tree`), with
 bytecode compiled for both as an installed ``convocate-host`` has it.
+
+``python -m benchmarks startup`` runs this suite alone and writes ``results/startup.md``;
+``CONVOCATE_BENCH_BASE=REV`` picks the "before" revision (an A/B of one change).
 """
 
 from __future__ import annotations
@@ -23,15 +26,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from benchmarks.before_tree import before_tree
-from benchmarks.report import QUICK, Row, median
+from benchmarks.report import QUICK, Row, host_line, median, write_markdown
 from tests.support.fleet import prepare_agent
 
-__all__ = ["COMMANDS", "FLOOR", "IMPORTS", "measure", "rows"]
+__all__ = ["COMMANDS", "FLOOR", "IMPORTS", "measure", "rows", "run"]
 
 RUNS = 5 if QUICK.on else 15
 WARMUP = 2
 FLOOR = "python -c pass (baseline)"
-IMPORTS = "import asyncssh, grpc.aio (what talking to an agent loads)"
+IMPORTS = "import common, asyncssh, grpc.aio (what talking to an agent loads)"
 HELP, EMPTY, ONE = ("convocate-host --help", "convocate-host agents --json, empty registry",
                     "convocate-host agents --json, one reachable agent")
 COMMANDS = (HELP, EMPTY, ONE)
@@ -75,7 +78,7 @@ def _measure_sync() -> tuple[dict[str, list[float]], str]:
         with _one_agent(root) as one:
             cases: dict[str, tuple[list[str], dict[str, str]]] = {
                 FLOOR: ([sys.executable, "-c", "pass"], now),
-                IMPORTS: ([sys.executable, "-c", "import asyncssh, grpc.aio"], now),
+                IMPORTS: ([sys.executable, "-c", "import common, asyncssh, grpc.aio"], now),
             }
             for name, args in ((HELP, ["--help"]), (EMPTY, ["agents", "--json", "--registry", str(empty)]),
                                (ONE, ["agents", "--json", "--registry", str(one)])):
@@ -109,8 +112,8 @@ def rows(st: dict[str, list[float]], note: str) -> list[Row]:
                f"{floor_cpu:.0f} ms); wall before {wall_before:.0f} ms ({note}). Wall time on a shared "
                "machine includes waiting for a core; CPU time does not")
         if cmd == ONE:
-            why += (f". Loading asyncssh and grpc.aio alone takes {imports_cpu:.0f} ms CPU: the floor of any "
-                    "command that talks to an agent, before its SSH handshake")
+            why += (f". Loading common, asyncssh and grpc.aio alone takes {imports_cpu:.0f} ms CPU: the "
+                    "floor of any command that talks to an agent, before its SSH handshake")
 
         def within(_ratio: float, value: float = wall) -> bool:
             return value <= TARGET_MS
@@ -118,3 +121,24 @@ def rows(st: dict[str, list[float]], note: str) -> list[Row]:
         out.append(Row(f"`{cmd}` start-up (wall)", "python -c pass", wall, floor, "ms", "≤ 150 ms wall",
                        within, why))
     return out
+
+
+def run() -> None:
+    """Measure start-up alone (now against CONVOCATE_BENCH_BASE) and write results/startup.md."""
+    st, note = asyncio.run(measure())
+    names = [FLOOR, IMPORTS, *COMMANDS]
+    table = ["| command | wall p50 (ms) | CPU p50 (ms) | before: wall p50 (ms) | before: CPU p50 (ms) |",
+             "|---|---|---|---|---|"]
+    for name in names:
+        before = [f"{median(st[f'{name}, before{k}']):.0f}" if f"{name}, before{k}" in st else "-"
+                  for k in ("", " (CPU)")]
+        table.append(f"| {name} | {median(st[name]):.0f} | {median(st[f'{name} (CPU)']):.0f} | "
+                     f"{' | '.join(before)} |")
+    write_markdown("startup", [
+        "# `convocate-host` start-up, now and before, in the same run", "", host_line(), "",
+        (f"{RUNS} runs of each, interleaved, after {WARMUP} warm-up rounds; CPU is user + system time of "
+         f"the process and its children. Before: {note}."), "", *table, "",
+        "| figure | baseline | measured | baseline value | ratio | target | met or missed, and why |",
+        "|---|---|---|---|---|---|---|",
+        *("| " + " | ".join(r.cells()) + " |" for r in rows(st, note)),
+    ])

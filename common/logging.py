@@ -8,6 +8,10 @@ This is the one module that imports structlog, and it does so with rich hidden: 
 imports rich, when it is installed (typer's dependency), for pretty tracebacks on a
 terminal, which costs every process about 45 ms of start-up and 5 MiB of memory (issue
 13). On a terminal tracebacks are therefore rendered plainly, as Python prints them.
+
+structlog itself (with the asyncio it imports) is loaded when first needed, not with this
+module: a command line calls :func:`configure_logging_on_first_use`, and a command that
+never logs nor loads a module that logs never pays for it.
 """
 
 from __future__ import annotations
@@ -18,11 +22,14 @@ import os
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Literal, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO, cast
 
 from common.text import safe_display
 
-__all__ = ["Mode", "bind_context", "configure_logging", "escape_strings", "get_logger", "unbind_context"]
+__all__ = [
+    "Mode", "bind_context", "configure_logging", "configure_logging_on_first_use", "escape_strings",
+    "get_logger", "unbind_context",
+]
 
 _RICH = ("rich", "better_exceptions")  # structlog's optional pretty-printers
 
@@ -46,8 +53,6 @@ def _structlog_without_rich() -> ModuleType:
 
 if TYPE_CHECKING:
     import structlog
-else:
-    structlog = _structlog_without_rich()
 
 Mode = Literal["service", "cli", "tui"]
 
@@ -73,6 +78,7 @@ def escape_strings(
 
 
 _log_stream: TextIO | None = None  # a log file configure_logging opened (it closes it)
+_pending: tuple[Mode, str | None] | None = None   # configure_logging_on_first_use's arguments
 
 
 def configure_logging(
@@ -92,11 +98,10 @@ def configure_logging(
         json: force JSON (True) or console (False); default: JSON when not on a tty or
             under systemd.
     """
-    global _log_stream  # noqa: PLW0603 - the one file this process logs to, closed on reconfiguring
-    level_name = (level or os.environ.get("CONVOCATE_LOG_LEVEL") or "INFO").upper()
-    numeric = logging.getLevelName(level_name)
-    if not isinstance(numeric, int):
-        numeric = logging.INFO
+    global _log_stream, _pending  # noqa: PLW0603 - this process's one logging set-up
+    _pending = None
+    sl = _structlog_without_rich()
+    numeric = _numeric_level(level)
     if mode == "tui":
         if log_file is None:
             msg = "tui logging needs a log file: the console never logs to the screen"
@@ -112,29 +117,28 @@ def configure_logging(
         use_json = (not stream.isatty() or _under_systemd()) if json is None else json
 
     shared: list[structlog.types.Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.StackInfoRenderer(),
+        sl.contextvars.merge_contextvars,
+        sl.stdlib.add_log_level,
+        sl.stdlib.add_logger_name,
+        sl.processors.TimeStamper(fmt="iso", utc=True),
+        sl.processors.StackInfoRenderer(),
     ]
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer()
+        sl.processors.JSONRenderer()
         if use_json
-        else structlog.dev.ConsoleRenderer(colors=stream.isatty(),
-                                           exception_formatter=structlog.dev.plain_traceback)
+        else sl.dev.ConsoleRenderer(colors=stream.isatty(), exception_formatter=sl.dev.plain_traceback)
     )
-    structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+    sl.configure(
+        processors=[*shared, sl.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=sl.stdlib.LoggerFactory(),
+        wrapper_class=sl.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    formatter = structlog.stdlib.ProcessorFormatter(
+    formatter = sl.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
         processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
+            sl.stdlib.ProcessorFormatter.remove_processors_meta,
+            sl.processors.format_exc_info,
             *([] if use_json else [escape_strings]),
             renderer,
         ],
@@ -146,23 +150,97 @@ def configure_logging(
     if _log_stream is not None and _log_stream is not stream:
         _log_stream.close()
     _log_stream = stream if stream not in (sys.stdout, sys.stderr) else None
-    root.setLevel(numeric)
+    _set_levels(numeric)
+
+
+def _numeric_level(level: str | None) -> int:
+    numeric = logging.getLevelName((level or os.environ.get("CONVOCATE_LOG_LEVEL") or "INFO").upper())
+    return numeric if isinstance(numeric, int) else logging.INFO
+
+
+def _set_levels(numeric: int) -> None:
+    logging.getLogger().setLevel(numeric)
     # Chatty libraries: keep their warnings, drop their per-packet info.
     for noisy in ("asyncssh", "aiohttp", "grpc"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
 
 
+class _ConfigureOnFirstRecord(logging.Handler):
+    """The root logger's handler until a stdlib logger first emits: configures, then passes it on."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _configure_pending()
+        for handler in logging.getLogger().handlers:
+            if handler is not self and record.levelno >= handler.level:
+                handler.handle(record)
+
+
+def configure_logging_on_first_use(mode: Mode = "cli", *, level: str | None = None) -> None:
+    """:func:`configure_logging` (``mode``, ``level``), done when first needed.
+
+    That is, when a logger from :func:`get_logger` or a stdlib logger (asyncssh, grpc) is
+    first called at ``level`` or above. Levels apply at once; a command that logs nothing
+    at its level never loads structlog.
+    """
+    global _pending  # noqa: PLW0603 - this process's one logging set-up
+    _pending = (mode, level)
+    logging.getLogger().handlers[:] = [_ConfigureOnFirstRecord()]
+    _set_levels(_numeric_level(level))
+
+
+def _configure_pending() -> None:
+    if _pending is not None:
+        mode, level = _pending
+        configure_logging(mode, level=level)
+
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "warn": logging.WARNING,
+           "error": logging.ERROR, "exception": logging.ERROR, "critical": logging.CRITICAL,
+           "fatal": logging.CRITICAL}
+
+
+def _dropped(*_args: object, **_kwargs: object) -> None:
+    """A log call below the logger's level."""
+
+
+class _LoggerOnFirstUse:
+    """What :func:`get_logger` returns while logging waits for its first use: a call at a level
+    the stdlib logger drops is dropped here; anything else loads structlog and goes to the
+    real logger (structlog's own filtering goes through the same stdlib logger)."""
+
+    __slots__ = ("_name", "_real")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._real: structlog.stdlib.BoundLogger | None = None
+
+    def __getattr__(self, attr: str) -> object:
+        level = _LEVELS.get(attr)
+        if level is not None and not logging.getLogger(self._name).isEnabledFor(level):
+            return _dropped
+        if self._real is None:
+            _configure_pending()
+            self._real = _structlog_without_rich().stdlib.get_logger(self._name)
+        return getattr(self._real, attr)
+
+
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    """Return a structlog logger named ``name``."""
-    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+    """Return a structlog logger named ``name``.
+
+    While :func:`configure_logging_on_first_use` waits, a stand-in that loads structlog
+    only for a call that logs.
+    """
+    if _pending is not None:
+        return cast("structlog.stdlib.BoundLogger", _LoggerOnFirstUse(name))
+    logger: structlog.stdlib.BoundLogger = _structlog_without_rich().stdlib.get_logger(name)
     return logger
 
 
 def bind_context(**values: object) -> None:
     """Add ``values`` to every line this task logs from now on (e.g. ``rpc=...``)."""
-    structlog.contextvars.bind_contextvars(**values)
+    _structlog_without_rich().contextvars.bind_contextvars(**values)
 
 
 def unbind_context(*keys: str) -> None:
     """Remove ``keys`` bound by :func:`bind_context`."""
-    structlog.contextvars.unbind_contextvars(*keys)
+    _structlog_without_rich().contextvars.unbind_contextvars(*keys)

@@ -37,9 +37,11 @@ app.add_typer(logs_app, name="logs")
 
 @app.callback()
 def _logging() -> None:
-    """Log to stderr (warnings and up unless CONVOCATE_LOG_LEVEL says otherwise); stdout is output."""
-    from common.logging import configure_logging  # noqa: PLC0415
-    configure_logging("cli", level=os.environ.get("CONVOCATE_LOG_LEVEL", "WARNING"))
+    """Log to stderr (warnings and up unless CONVOCATE_LOG_LEVEL says otherwise); stdout is output.
+
+    structlog loads with the first module that logs: a command that logs nothing skips it."""
+    from common.logging import configure_logging_on_first_use  # noqa: PLC0415
+    configure_logging_on_first_use("cli", level=os.environ.get("CONVOCATE_LOG_LEVEL", "WARNING"))
 
 fleet_commands.register(app)
 provision_commands.register(app)

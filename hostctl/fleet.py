@@ -10,19 +10,20 @@ its CLI does (working, needs_input with a reason, idle, stopped, unknown) and si
 
 from __future__ import annotations
 
-import asyncio
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from common.domain import HostHealth, Session, rfc3339
 from common.errors import ConvocateError
 
 if TYPE_CHECKING:
+    from common.domain import HostHealth, Session
     from common.registry import AgentRecord
 
-__all__ = ["AgentReport", "survey"]
+# asyncio, the domain types, SSH and gRPC are loaded by the first agent asked: a registry
+# with no agents is answered without them (issue 13: start-up).
+
+__all__ = ["AgentReport", "survey", "survey_now"]
 
 
 @dataclass
@@ -48,6 +49,7 @@ class AgentReport:
 
 
 def _health_dict(h: HostHealth) -> dict[str, object]:
+    from common.domain import rfc3339  # noqa: PLC0415 - see the note on imports above
     return {
         "engine_up": h.engine_up, "engine_version": h.engine_version, "engine_error": h.engine_error,
         "disk_free_bytes": h.disk_free_bytes, "disk_total_bytes": h.disk_total_bytes, "disk_low": h.disk_low,
@@ -63,6 +65,7 @@ def _state(s: Session) -> str:
 
 
 def _session_dict(s: Session) -> dict[str, object]:
+    from common.domain import rfc3339  # noqa: PLC0415 - see the note on imports above
     return {
         "id": s.id, "name": s.name, "agent_id": s.agent_id, "running": s.running,
         "attached": s.attached, "viewers": s.viewer_count, "port": s.port,
@@ -75,7 +78,8 @@ def _session_dict(s: Session) -> dict[str, object]:
 
 
 async def _ask(record: AgentRecord, sock_dir: Path, timeout: float, with_sessions: bool) -> AgentReport:
-    # SSH and gRPC are loaded by the first agent asked, not by the command line (issue 13).
+    import asyncio  # noqa: PLC0415 - see the note on imports above
+
     from common.client.calls import AgentCalls  # noqa: PLC0415
     from common.tunnel import Tunnel, TunnelSettings  # noqa: PLC0415
 
@@ -119,5 +123,18 @@ async def _ask(record: AgentRecord, sock_dir: Path, timeout: float, with_session
 async def survey(records: list[AgentRecord], *, timeout: float = 10.0,
                  with_sessions: bool = False) -> list[AgentReport]:
     """Ask every agent concurrently; return one report per agent, in registry order."""
+    import asyncio  # noqa: PLC0415 - see the note on imports above
+    import tempfile  # noqa: PLC0415
+
     with tempfile.TemporaryDirectory(prefix="cvh-") as d:
         return list(await asyncio.gather(*(_ask(r, Path(d), timeout, with_sessions) for r in records)))
+
+
+def survey_now(records: list[AgentRecord], *, timeout: float = 10.0,
+               with_sessions: bool = False) -> list[AgentReport]:
+    """:func:`survey` on an event loop of its own, for a command line; no agents, no loop."""
+    if not records:
+        return []
+    import asyncio  # noqa: PLC0415 - see the note on imports above
+
+    return asyncio.run(survey(records, timeout=timeout, with_sessions=with_sessions))

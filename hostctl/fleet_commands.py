@@ -131,12 +131,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Every registered agent, whether it answers, its engine and host (exit 3 if some do not or an
         engine is down)."""
-        import asyncio  # noqa: PLC0415
-
         from common.registry import load_registry  # noqa: PLC0415
-        from hostctl.fleet import survey  # noqa: PLC0415
+        from hostctl.fleet import survey_now  # noqa: PLC0415
 
-        surveyed = asyncio.run(survey(load_registry(registry), timeout=timeout))
+        surveyed = survey_now(load_registry(registry), timeout=timeout)
         reports = [dataclasses.asdict(r) for r in surveyed]
         for r in reports:
             r.pop("sessions")
@@ -165,13 +163,11 @@ def register(app: typer.Typer) -> None:
         (exit 3 if some agents do not answer or an engine is down)."""
         if ctx.invoked_subcommand is not None:
             return
-        import asyncio  # noqa: PLC0415
-
         from common.domain import last_known, session_status  # noqa: PLC0415
         from common.registry import load_registry  # noqa: PLC0415
-        from hostctl.fleet import survey  # noqa: PLC0415
+        from hostctl.fleet import survey_now  # noqa: PLC0415
 
-        reports = asyncio.run(survey(load_registry(registry), timeout=timeout, with_sessions=True))
+        reports = survey_now(load_registry(registry), timeout=timeout, with_sessions=True)
         rows = [s for r in reports for s in r.sessions]
         down = [{"agent_id": r.agent_id, "error": r.error} for r in reports if not r.reachable]
         if as_json:

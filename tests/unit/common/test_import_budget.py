@@ -51,10 +51,10 @@ def test_host_help_loads_no_transport_logging_or_pretty_printing() -> None:
 
 
 def test_host_agents_on_an_empty_registry_loads_no_transport(tmp_path: Path) -> None:
-    """`agents --json` loads SSH and gRPC only for an agent it asks (none here)."""
+    """`agents --json` loads SSH, gRPC, asyncio and structlog only for an agent it asks (none here)."""
     loaded = _loaded(_run_main("hostctl.cli", "agents", "--json", "--registry", str(tmp_path)))
     assert "hostctl.fleet" in loaded
-    _assert_absent(loaded, (*TRANSPORT, *PRETTY, *DOCKER))
+    _assert_absent(loaded, (*TRANSPORT, *PRETTY, *DOCKER, "asyncio", "structlog", "common.domain"))
 
 
 def test_talking_to_an_agent_loads_no_pretty_printing() -> None:
@@ -99,6 +99,7 @@ def test_console_and_status_service_load_no_pretty_printing() -> None:
 def test_structlog_import_leaves_rich_importable() -> None:
     """Hiding rich from structlog is temporary: rich itself still imports afterwards."""
     loaded = _loaded("import common.logging\n"
+                     "common.logging.get_logger('t')\n"
                      "assert all(sys.modules.get(m, 1) is not None for m in ('rich', 'better_exceptions'))\n"
                      "import rich\n")
     assert {"rich", "structlog"} <= loaded

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,3 +55,31 @@ def test_tui_without_file_is_refused() -> None:
     """Asking for TUI logging without a file is a programming error, said plainly."""
     with pytest.raises(ValueError, match="never logs to the screen"):
         configure_logging("tui")
+
+
+# A command line's logging set up on first use, in a fresh interpreter (structlog not loaded yet).
+_ON_FIRST_USE = """
+import logging, sys
+from common.logging import configure_logging_on_first_use, get_logger
+configure_logging_on_first_use("cli", level="WARNING")
+log = get_logger("t")
+log.info("below the level")
+logging.getLogger("asyncssh").info("below its level")
+print("structlog after quiet calls:", "structlog" in sys.modules)
+{first}
+print("structlog after a warning:", "structlog" in sys.modules)
+log.warning("second", n=2)
+"""
+
+
+@pytest.mark.parametrize("first", ['log.warning("first", n=1)',
+                                   'logging.getLogger("asyncssh").warning("first")'])
+def test_command_line_logging_loads_structlog_only_to_log(first: str) -> None:
+    """Calls below the level load nothing; the first that logs (ours or a library's) sets structlog up."""
+    done = subprocess.run([sys.executable, "-c", _ON_FIRST_USE.format(first=first)], capture_output=True,
+                          text=True, timeout=60, check=True, env={**os.environ, "CONVOCATE_LOG_LEVEL": ""})
+    assert done.stdout.splitlines() == ["structlog after quiet calls: False",
+                                        "structlog after a warning: True"]
+    lines = [json.loads(x) for x in done.stderr.splitlines()]
+    assert [(x["event"], x["level"]) for x in lines] == [("first", "warning"), ("second", "warning")]
+    assert lines[1]["n"] == 2

@@ -43,7 +43,11 @@ CLIENT_OPTIONS: list[tuple[str, int]] = [
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.use_local_subchannel_pool", 1),
     ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
+    # Not a delay: gRPC core gives each connection attempt this long to receive the peer's
+    # HTTP/2 SETTINGS. At 200 ms, a loaded host (50 agents answering at once on 2 cores)
+    # failed one agent's first call in five, and the console pinged it again only after
+    # a whole heartbeat interval. A dead peer ends the tunnel long before this runs out.
+    ("grpc.min_reconnect_backoff_ms", 10_000),
     ("grpc.max_reconnect_backoff_ms", 2_000),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -76,6 +76,7 @@ class Scenario:
     seconds: dict[str, list[float]] = field(default_factory=dict)
     pushes: dict[str, list[PushResult]] = field(default_factory=dict)   # by pipeline name
     wire_bytes: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)   # a base revision's push that failed: why
 
 
 def _md(text: str) -> str:
@@ -162,7 +163,9 @@ class _Bench:
             raise RuntimeError(f"the base revision's push failed: {err.decode(errors='replace')}")
         done = json.loads(out)
         names = {f.name for f in dataclasses.fields(PushResult)}
-        return done["seconds"], PushResult(**{k: v for k, v in done.items() if k in names})
+        # An older revision may not count layers: -1 shows as "-".
+        known = {"layers_sent": -1, "layers_skipped": -1, **{k: v for k, v in done.items() if k in names}}
+        return done["seconds"], PushResult(**known)
 
     def reset(self, keep: str | None) -> None:
         """Leave the target's engine with only ``keep`` (or nothing), no dangling layers."""
@@ -188,8 +191,16 @@ async def _scenario(bench: _Bench, release: str, keep: str | None) -> Scenario:
     out = Scenario({name: [] for name in pipelines}, {name: [] for name in pipelines})
     for round_no in range(ROUNDS + 1):
         for name, go in pipelines.items():
+            if name in out.failed:
+                continue
             await asyncio.to_thread(bench.reset, keep)
-            elapsed, done = await go()
+            try:
+                elapsed, done = await go()
+            except RuntimeError as e:
+                if bench.base is None or not name.endswith(f"before ({_base_rev()})"):
+                    raise
+                out.failed[name] = str(e).strip().splitlines()[-1]   # the base revision's; ours go on
+                continue
             if round_no == 0:
                 continue  # warm-up: page cache, the engine's first load
             out.seconds[name].append(elapsed)
@@ -290,10 +301,15 @@ def _detail(results: dict[str, Scenario], size: int, layers: int) -> list[str]:
     for scenario, sc in results.items():
         base = median(sc.seconds[BASELINE])
         for name, secs in sc.seconds.items():
+            if not secs:
+                lines.append(f"| {scenario} | {_md(name)} | failed: {_md(sc.failed.get(name, '?'))} "
+                             "| | | | | |")
+                continue
             m = median(secs)
             pushes = sc.pushes.get(name, [])
             stages = " / ".join(_stage(pushes, k) for k in STAGES) if pushes else "-"
-            sent = f"{pushes[-1].layers_sent} of {layers}" if pushes else f"{layers} of {layers}"
+            sent = (f"{layers} of {layers}" if not pushes else "-" if pushes[-1].layers_sent < 0 else
+                    f"{pushes[-1].layers_sent} of {layers}")
             wire = sc.wire_bytes.get(name)
             shown = _md(name)
             lines.append(f"| {scenario} | {shown} | {m:.2f} | {size / m / 1e6:.1f} | "

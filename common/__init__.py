@@ -5,8 +5,8 @@ agent client (:mod:`.client`), errors, config, defaults, logging and the SSH-wra
 gRPC transport (:mod:`.ssh_server`, :mod:`.tunnel`, :mod:`.grpc_server`).
 """
 
-from common import native_libs
+from common import asyncssh_import
 from common.grpc_options import configure_core
 
 configure_core()   # before anything imports grpc: gRPC reads its core settings on import
-native_libs.install()   # before anything imports asyncssh: it looks up liboqs and libnettle on import
+asyncssh_import.install()   # before anything imports asyncssh: what it loads on import (issue 13)

@@ -12,9 +12,8 @@ standard library directories (where gcc and ld would find it), keeping only file
 this interpreter's machine. A liboqs installed by a package or by ``make install`` is
 therefore still found and used. A cache it cannot read sends the question on to ctypes.
 
-:func:`install` arranges that the first ``import asyncssh`` of the process sees this look-up
-for asyncssh's names only; every other name still goes to ctypes. :mod:`common` calls it
-when it loads, which every process of the project does before it imports asyncssh.
+:func:`answer_asyncssh_lookups` puts it in ctypes' place for asyncssh's names only;
+:mod:`common.asyncssh_import` does so just before asyncssh is first imported.
 """
 
 from __future__ import annotations
@@ -24,13 +23,9 @@ import struct
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from importlib.machinery import ModuleSpec
-    from types import ModuleType
-
-__all__ = ["ASYNCSSH_LIBRARIES", "find_library", "install", "read_ld_cache"]
+__all__ = ["ASYNCSSH_LIBRARIES", "UnreadableCacheError", "answer_asyncssh_lookups", "find_library",
+           "read_ld_cache"]
 
 # What asyncssh 2.x looks up (asyncssh/crypto/pq.py and umac.py).
 ASYNCSSH_LIBRARIES = frozenset({"oqs", "liboqs", "nettle", "libnettle", "libnettle-6"})
@@ -139,19 +134,14 @@ def find_library(name: str, *, cache: Path = LD_CACHE,
     return None
 
 
-class _BeforeAsyncssh:
-    """A meta-path finder that installs the look-up when ``asyncssh`` is first imported, then leaves."""
+def answer_asyncssh_lookups() -> None:
+    """Make :func:`ctypes.util.find_library` answer asyncssh's names with :func:`find_library`.
 
-    def find_spec(self, fullname: str, _path: object = None, _target: ModuleType | None = None,
-                  ) -> ModuleSpec | None:
-        if fullname == "asyncssh":
-            sys.meta_path.remove(self)
-            _wrap_ctypes()
-        return None   # the regular finders load asyncssh
-
-
-def _wrap_ctypes() -> None:
-    import ctypes.util  # noqa: PLC0415 - asyncssh imports it next anyway
+    Every other name still goes to ctypes' own look-up. Linux only; idempotent.
+    """
+    if sys.platform != "linux":
+        return
+    import ctypes.util  # noqa: PLC0415 - only when asyncssh is about to be imported (it imports this too)
 
     original = ctypes.util.find_library
     if getattr(original, "answers_asyncssh", False):
@@ -164,14 +154,3 @@ def _wrap_ctypes() -> None:
 
     lookup.answers_asyncssh = True  # type: ignore[attr-defined]
     ctypes.util.find_library = lookup
-
-
-def install() -> None:
-    """Answer asyncssh's library look-ups from the linker cache (Linux; once per process).
-
-    Cheap: nothing is imported or read until asyncssh itself is imported.
-    """
-    if sys.platform != "linux" or "asyncssh" in sys.modules:
-        return
-    if not any(isinstance(f, _BeforeAsyncssh) for f in sys.meta_path):
-        sys.meta_path.insert(0, _BeforeAsyncssh())

@@ -1,4 +1,5 @@
-"""asyncssh imported after common starts no process, and still finds an installed liboqs (issue 13)."""
+"""asyncssh imported after common starts no process, still finds an installed liboqs and leaves
+X.509 out (issue 13)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ sys.addaudithook(lambda event, args: started.append(repr(args[:2])) if event in 
 importlib.import_module(sys.argv[1])
 import asyncssh.crypto, asyncssh.mac
 print(json.dumps({"started": started, "umac": asyncssh.mac._umac_available,
-                  "sntrup": asyncssh.crypto.sntrup_available}))
+                  "sntrup": asyncssh.crypto.sntrup_available,
+                  "x509": sorted(m for m in sys.modules if "x509" in m and sys.modules[m] is not None)}))
 """
 
 # Just enough of liboqs' ABI for asyncssh to offer sntrup761 (it looks the symbols up).
@@ -48,6 +50,7 @@ def test_importing_asyncssh_starts_no_process(module: str) -> None:
     seen = _probe(module)
     assert seen["started"] == []
     assert seen["umac"] == (ctypes.util.find_library("nettle") is not None)
+    assert seen["x509"] == []   # neither asyncssh's X.509 support nor cryptography.x509 loaded
 
 
 def _build_fake_liboqs(into: Path, soname: str) -> Path:

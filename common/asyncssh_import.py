@@ -23,8 +23,6 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from common.native_libs import answer_asyncssh_lookups
-
 if TYPE_CHECKING:
     from importlib.machinery import ModuleSpec
     from types import ModuleType
@@ -42,6 +40,9 @@ class _BeforeAsyncssh:
                   ) -> ModuleSpec | None:
         if fullname == "asyncssh":
             sys.meta_path.remove(self)
+            # Here, not at the top: `import common` (every process, --help included) stays light.
+            from common.native_libs import answer_asyncssh_lookups  # noqa: PLC0415
+
             answer_asyncssh_lookups()
             for name in LEFT_OUT:
                 sys.modules.setdefault(name, None)  # type: ignore[arg-type] # None: its import raises ImportError

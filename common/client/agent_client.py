@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from common.backoff import Backoff
 from common.client.calls import AgentCalls
 from common.domain import AgentInfo, HostHealth, LinkState
 from common.errors import ConvocateError
@@ -160,18 +161,24 @@ class AgentClient(AgentCalls):
         self._set(True)
 
     async def _heartbeat(self) -> None:
+        # A Ping that fails while the link is up (an agent too busy to answer in time) is
+        # tried again soon, backing off up to the interval, not only a whole interval later.
+        retry = Backoff(initial=self.settings.backoff_initial, maximum=self.settings.heartbeat_interval)
         while True:
+            wait = self.settings.heartbeat_interval
             if self.tunnel.up:
                 try:
                     self._pinged(await self.ping())
+                    retry.reset()
                 except ConvocateError as e:
                     self._set(False, str(e))
+                    wait = retry.next_delay()
             else:  # the tunnel's latest reason (e.g. "refused our key" after "connection lost")
                 self._set(False, self.tunnel.last_error)
             self._kick.clear()
             # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.settings.heartbeat_interval):
+                async with asyncio.timeout(wait):
                     await self._kick.wait()
 
     def kick(self) -> None:

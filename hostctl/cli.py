@@ -7,11 +7,14 @@ exits 1; a traceback appears only with ``CONVOCATE_DEBUG=1``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.main import get_command_name
 
 from common.cli_boundary import run_with_error_boundary
 from common.version import VERSION
@@ -21,7 +24,7 @@ from hostctl.log_commands import logs_app
 
 # Each command imports what it runs when it runs (SSH, gRPC, logging): --help stays fast.
 
-__all__ = ["app", "main"]
+__all__ = ["app", "app_for", "main"]
 
 app = typer.Typer(
     name="convocate-host",
@@ -80,6 +83,35 @@ def tunnel(
         asyncio.run(run_tunnel(settings, ready_timeout=timeout, once=once))
 
 
+def _name(entry: object) -> str | None:
+    """The name a registered command or sub-app is called by (None: typer derives it, not said here)."""
+    name = getattr(entry, "name", None)
+    if isinstance(name, str):
+        return name
+    callback = getattr(entry, "callback", None)
+    return get_command_name(callback.__name__) if callback is not None and name is None else None
+
+
+def app_for(argv: list[str]) -> typer.Typer:
+    """The app with only the command ``argv`` names, or the whole app.
+
+    typer builds the parser of every command before it parses one (all their options'
+    annotations evaluated: tens of ms, issue 13); a command line names one command, so the
+    others are left out. ``--help``, no command, or a name it does not know: the whole app,
+    so the listing and typer's own "No such command" stay as they are.
+    """
+    if not argv or argv[0].startswith("-"):
+        return app
+    wanted = argv[0]
+    commands = [c for c in app.registered_commands if _name(c) in (wanted, None)]
+    groups = [g for g in app.registered_groups if _name(g) in (wanted, None)]
+    if not any(_name(e) == wanted for e in (*commands, *groups)):
+        return app
+    one = copy.copy(app)
+    one.registered_commands, one.registered_groups = commands, groups
+    return one
+
+
 def main() -> None:
     """Entry point: known errors become one line on stderr and exit 1."""
-    run_with_error_boundary(app)
+    run_with_error_boundary(app_for(sys.argv[1:]))

@@ -35,6 +35,7 @@ RUNS = 5 if QUICK.on else 15
 WARMUP = 2
 FLOOR = "python -c pass (baseline)"
 IMPORTS = "import common, asyncssh, grpc.aio (what talking to an agent loads)"
+BARE = "convocate-host version (the command line alone)"
 HELP, EMPTY, ONE = ("convocate-host --help", "convocate-host agents --json, empty registry",
                     "convocate-host agents --json, one reachable agent")
 COMMANDS = (HELP, EMPTY, ONE)
@@ -79,6 +80,7 @@ def _measure_sync() -> tuple[dict[str, list[float]], str]:
             cases: dict[str, tuple[list[str], dict[str, str]]] = {
                 FLOOR: ([sys.executable, "-c", "pass"], now),
                 IMPORTS: ([sys.executable, "-c", "import common, asyncssh, grpc.aio"], now),
+                BARE: ([*host, "version"], now),
             }
             for name, args in ((HELP, ["--help"]), (EMPTY, ["agents", "--json", "--registry", str(empty)]),
                                (ONE, ["agents", "--json", "--registry", str(one)])):
@@ -103,6 +105,7 @@ def rows(st: dict[str, list[float]], note: str) -> list[Row]:
     """One row per command: wall time against the 150 ms target, CPU (the robust figure) in the why."""
     floor, floor_cpu = median(st[FLOOR]), median(st[f"{FLOOR} (CPU)"])
     imports_cpu = median(st[f"{IMPORTS} (CPU)"])
+    bare_cpu = median(st[f"{BARE} (CPU)"])
     out = []
     for cmd in COMMANDS:
         wall, wall_before = median(st[cmd]), median(st[f"{cmd}, before"])
@@ -111,9 +114,16 @@ def rows(st: dict[str, list[float]], note: str) -> list[Row]:
         why = (f"CPU {cpu:.0f} ms ({cpu_verdict} 150 ms; before {cpu_before:.0f} ms, python -c pass "
                f"{floor_cpu:.0f} ms); wall before {wall_before:.0f} ms ({note}). Wall time on a shared "
                "machine includes waiting for a core; CPU time does not")
+        if cmd == EMPTY:
+            why += (f". The command line alone (`version`) takes {bare_cpu:.0f} ms CPU; reading the empty "
+                    f"registry and printing add {cpu - bare_cpu:.0f} ms")
         if cmd == ONE:
-            why += (f". Loading common, asyncssh and grpc.aio alone takes {imports_cpu:.0f} ms CPU: the "
-                    "floor of any command that talks to an agent, before its SSH handshake")
+            rest = cpu - imports_cpu - (bare_cpu - floor_cpu)
+            why += (f". Where the CPU goes: loading common, asyncssh and grpc.aio alone {imports_cpu:.0f} ms "
+                    f"(python's own start included: the floor of any command that talks to an agent), "
+                    f"the command line (`version` minus python -c pass) {bare_cpu - floor_cpu:.0f} ms, the "
+                    f"rest {rest:.0f} ms (the client's protobuf and domain modules, SSH handshake, forward "
+                    "and Ping)")
 
         def within(_ratio: float, value: float = wall) -> bool:
             return value <= TARGET_MS
@@ -126,7 +136,7 @@ def rows(st: dict[str, list[float]], note: str) -> list[Row]:
 def run() -> None:
     """Measure start-up alone (now against CONVOCATE_BENCH_BASE) and write results/startup.md."""
     st, note = asyncio.run(measure())
-    names = [FLOOR, IMPORTS, *COMMANDS]
+    names = [FLOOR, IMPORTS, BARE, *COMMANDS]
     table = ["| command | wall p50 (ms) | CPU p50 (ms) | before: wall p50 (ms) | before: CPU p50 (ms) |",
              "|---|---|---|---|---|"]
     for name in names:

@@ -123,7 +123,7 @@ def rows(st: dict[str, list[float]], note: str) -> list[Row]:
                     f"(python's own start included: the floor of any command that talks to an agent), "
                     f"the command line (`version` minus python -c pass) {bare_cpu - floor_cpu:.0f} ms, the "
                     f"rest {rest:.0f} ms (the client's protobuf and domain modules, SSH handshake, forward "
-                    "and Ping)")
+                    "and Ping, less the standard modules the first two both count)")
 
         def within(_ratio: float, value: float = wall) -> bool:
             return value <= TARGET_MS
@@ -147,7 +147,7 @@ def run() -> None:
     write_markdown("startup", [
         "# `convocate-host` start-up, now and before, in the same run", "", host_line(), "",
         (f"{RUNS} runs of each, interleaved, after {WARMUP} warm-up rounds; CPU is user + system time of "
-         f"the process and its children. Before: {note}."), "", *table, "",
+         f"the process and its children; {note}."), "", *table, "",
         "| figure | baseline | measured | baseline value | ratio | target | met or missed, and why |",
         "|---|---|---|---|---|---|---|",
         *("| " + " | ".join(r.cells()) + " |" for r in rows(st, note)),

@@ -33,6 +33,8 @@ _DETACH_ONE = (
 _OBSERVE_FLAGS = "-f read-only,ignore-size"
 _ENDED_MARKS = (b"[exited]", b"[server exited]", b"[lost server]", b"[terminated]")
 _EXEC_TIMEOUT = 10.0
+_STOP_LOOKS = 20             # an attach that ends unexplained: looks at its container, ...
+_STOP_LOOK_INTERVAL = 0.1    # ... this far apart, before calling it an error
 
 
 class AttachManager:
@@ -167,11 +169,16 @@ class AttachManager:
             return EndReason.SESSION_ENDED, "the session ended"
         if b"[detached" in tail:
             return EndReason.DETACHED, "detached"
-        info = None
-        with contextlib.suppress(ConvocateError):
-            info = await self.runtime.inspect(session_id)
-        if info is None or not info.running:
-            return EndReason.SESSION_ENDED, "the session's container stopped"
+        # tmux can exit a moment before its container does: look again for a while before
+        # calling it an error (a busy host takes a few hundred ms to stop the container).
+        for look in range(_STOP_LOOKS):
+            if look:
+                await asyncio.sleep(_STOP_LOOK_INTERVAL)
+            info = None
+            with contextlib.suppress(ConvocateError):
+                info = await self.runtime.inspect(session_id)
+            if info is None or not info.running:
+                return EndReason.SESSION_ENDED, "the session's container stopped"
         last = tail.decode(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
         return EndReason.ERROR, f"tmux attach ended: {last[0][:200]}"
 

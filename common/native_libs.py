@@ -95,11 +95,14 @@ _own_kind: list[bytes | None] = []
 
 
 def _loadable(path: str) -> bool:
-    """Whether ``path`` is a library for this interpreter's machine (32/64-bit, architecture)."""
+    """Whether ``path`` is a library for this interpreter's machine (32/64-bit, architecture).
+
+    Any ELF file passes when the interpreter's own kind cannot be read.
+    """
     if not _own_kind:
-        _own_kind.append(_elf_kind(os.path.realpath(sys.executable)))
+        _own_kind.append(_elf_kind("/proc/self/exe") or _elf_kind(os.path.realpath(sys.executable)))
     kind = _elf_kind(path)
-    return kind is not None and kind == _own_kind[0]
+    return kind is not None and _own_kind[0] in (None, kind)
 
 
 def find_library(name: str, *, cache: Path = LD_CACHE,

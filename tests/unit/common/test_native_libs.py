@@ -54,3 +54,20 @@ def test_a_truncated_cache_is_unreadable(tmp_path: Path) -> None:
     cut.write_bytes(Path("/etc/ld.so.cache").read_bytes()[:200])
     with pytest.raises(UnreadableCacheError):
         list(read_ld_cache(cut))
+
+
+def test_a_library_on_the_library_path_must_be_built_for_this_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """lib<name>.so in LD_LIBRARY_PATH is answered by its path, unless it is for another machine."""
+    header = bytearray(Path("/proc/self/exe").read_bytes()[:64])
+    ours, foreign = tmp_path / "ours", tmp_path / "foreign"
+    ours.mkdir()
+    foreign.mkdir()
+    (ours / "libcvx-probe.so").write_bytes(header)
+    header[18:20] = b"\xfe\xfe" if header[18:20] != b"\xfe\xfe" else b"\xfd\xfd"   # another e_machine
+    (foreign / "libcvx-probe.so").write_bytes(header)
+    monkeypatch.setenv("LD_LIBRARY_PATH", f"{foreign}:{ours}")
+    assert find_library("cvx-probe") == str(ours / "libcvx-probe.so")
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(foreign))
+    assert find_library("cvx-probe") is None

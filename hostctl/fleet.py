@@ -77,7 +77,7 @@ def _session_dict(s: Session) -> dict[str, object]:
     }
 
 
-async def _ask(record: AgentRecord, sock_dir: Path, timeout: float, with_sessions: bool) -> AgentReport:
+async def _ask(record: AgentRecord, local_socket: Path, timeout: float, with_sessions: bool) -> AgentReport:
     import asyncio  # noqa: PLC0415 - see the note on imports above
 
     from common.client.calls import AgentCalls  # noqa: PLC0415
@@ -86,7 +86,7 @@ async def _ask(record: AgentRecord, sock_dir: Path, timeout: float, with_session
     report = AgentReport(record.agent_id, record.address, record.port)
     settings = TunnelSettings(
         name=record.agent_id, host=record.address, port=record.port, client_key=record.client_key,
-        known_hosts=record.known_hosts, local_socket=sock_dir / record.agent_id[:40] / "g.sock",
+        known_hosts=record.known_hosts, local_socket=local_socket,
         connect_timeout=timeout,
     )
     try:
@@ -127,7 +127,9 @@ async def survey(records: list[AgentRecord], *, timeout: float = 10.0,
     import tempfile  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory(prefix="cvh-") as d:
-        return list(await asyncio.gather(*(_ask(r, Path(d), timeout, with_sessions) for r in records)))
+        # One private directory for every agent's socket (not one directory each to make and remove).
+        return list(await asyncio.gather(*(_ask(r, Path(d) / f"{i}.sock", timeout, with_sessions)
+                                           for i, r in enumerate(records))))
 
 
 def survey_now(records: list[AgentRecord], *, timeout: float = 10.0,

@@ -25,6 +25,9 @@ def build_tiny_image(tag_prefix: str = "convocate-tiny") -> str:
         (ctx / "Dockerfile").write_text(
             'FROM scratch\nCOPY busybox /bin/busybox\nCOPY stamp /stamp\nCMD ["/bin/busybox", "true"]\n'
         )
-        subprocess.run(["docker", "build", "-q", "-t", tag, str(ctx)], check=True,
-                       capture_output=True, timeout=120)
+        out = subprocess.run(["docker", "build", "-q", "-t", tag, str(ctx)], check=False,
+                             capture_output=True, timeout=120)
+    if out.returncode != 0:   # the engine's own words, not only the exit status
+        detail = (out.stderr or out.stdout).decode(errors="replace").strip()[-2000:]
+        raise RuntimeError(f"docker build of {tag} failed (exit {out.returncode}): {detail}")
     return tag

@@ -1,10 +1,10 @@
 """The "before" side of start-up and memory comparisons: the base revision's code and packages.
 
 :func:`before_tree` exports the base revision (``CONVOCATE_BENCH_BASE``, default: main
-before issue 13's changes) and, when its pyproject's dependencies differ from this one's,
-installs next to it the packages that revision resolved where this one pins them
-differently (typer 0.29, which parses options through pydantic), so a process started
-with the returned PYTHONPATH runs what the base revision ran.
+before issue 13's changes). For that default base it installs, next to it, the packages
+that revision resolved where this one pins them differently (typer 0.29, which parses
+options through pydantic), so a process started with the returned PYTHONPATH runs what the
+base revision ran; any other base runs with this revision's packages.
 Bytecode is compiled for both trees and the installed packages, as ``pip install`` does
 on a host (without it, each process would compile its modules at start).
 """
@@ -19,7 +19,7 @@ import tomllib
 from pathlib import Path
 
 from benchmarks.agent_session import PROTO
-from benchmarks.keystroke_ab import ROOT, base_revision, export_tree
+from benchmarks.keystroke_ab import BEFORE_ISSUE_13, ROOT, base_revision, export_tree
 
 __all__ = ["BEFORE_PACKAGES", "before_tree", "compile_bytecode"]
 
@@ -49,9 +49,13 @@ def before_tree(into: Path) -> tuple[str, str]:
     code, deps = into / "code", into / "deps"
     code.mkdir(parents=True)
     export_tree(base_revision(), code, "hostctl")
-    if _dependencies(base_revision()) == _dependencies(None):
-        compile_bytecode(code, PROTO)   # a base that pins what this revision pins: the same packages
-        return f"{code}:{PROTO}", f"before = {base_revision()} (same packages)"
+    if base_revision() != BEFORE_ISSUE_13:
+        # BEFORE_PACKAGES is what the revision before issue 13 resolved differently; for
+        # any other base, this revision's packages (the note says whether its pins differ).
+        compile_bytecode(code, PROTO)
+        same = _dependencies(base_revision()) == _dependencies(None)
+        pins = "the same pins" if same else "this revision's packages; its pins differ"
+        return f"{code}:{PROTO}", f"before = {base_revision()} ({pins})"
     uv = shutil.which("uv")
     installed = uv is not None and subprocess.run(
         [uv, "pip", "install", "-q", "--python", sys.executable, "--target", str(deps), *BEFORE_PACKAGES],

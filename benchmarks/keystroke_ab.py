@@ -16,6 +16,7 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -25,11 +26,15 @@ from benchmarks.clients import GrpcClient, PtyClient, TermClient
 from benchmarks.keystroke import WARMUP, relay_argv, settle, type_keys
 from benchmarks.report import QUICK, host_line, median, percentile, write_markdown
 from common.client.calls import AgentCalls
+from common.domain import Session
 from common.grpc_options import CLIENT_OPTIONS
+from common.tunnel import Tunnel
+from tests.support.agent_proc import AgentProcess
 
-__all__ = ["base_revision", "export_tree", "run"]
+__all__ = ["base_revision", "before_after_sessions", "export_tree", "run"]
 
 ROOT = Path(__file__).resolve().parent.parent
+Side = tuple[AgentProcess, Tunnel, Session]     # an agent, a tunnel to it, a session on it
 KEYS = 60 if QUICK.on else 200
 ROUNDS = 2 if QUICK.on else 8
 CREATES = 2   # sessions created (and started) per side per round
@@ -49,6 +54,23 @@ def export_tree(rev: str, into: Path, *extra: str) -> None:
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "agent", "common", "shell", *extra],
                              capture_output=True, check=True, timeout=60).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True, timeout=60)
+
+
+@contextlib.asynccontextmanager
+async def before_after_sessions(rev: str, after: str = "after", before: str = "before",
+                                ) -> AsyncIterator[tuple[Path, Path, Side, Side]]:
+    """A scratch directory, ``rev``'s code exported into it, and an agent session on each side.
+
+    Yields the directory, the exported tree, then (agent, tunnel, session) of this tree's
+    agent on 127.0.0.2 ("after") and of ``rev``'s on 127.0.0.3 ("before").
+    """
+    with tempfile.TemporaryDirectory(prefix="cvab-") as d:
+        base_code = Path(d) / "base"
+        base_code.mkdir()
+        export_tree(rev, base_code)
+        async with agent_session(after, "127.0.0.2") as a_side, \
+                agent_session(before, "127.0.0.3", base_code) as b_side:
+            yield Path(d), base_code, a_side, b_side
 
 
 def cpu_ns(pid: int) -> int:
@@ -96,43 +118,39 @@ async def _main() -> None:
     samples: dict[tuple[str, str], list[float]] = {}
     failures: dict[str, list[str]] = {}
     cpu: dict[tuple[str, str], dict[str, list[float]]] = {}   # (path, side) -> process -> µs per key
-    with tempfile.TemporaryDirectory(prefix="cvab-") as d:
-        base_code = Path(d) / "base"
-        base_code.mkdir()
-        export_tree(rev, base_code)
-        async with agent_session("after", "127.0.0.2") as (a_agent, a_tunnel, a_s), \
-                agent_session("before", "127.0.0.3", base_code) as (b_agent, b_tunnel, b_s):
-            sides = {"before": (b_agent, b_tunnel, b_s, base_code), "after": (a_agent, a_tunnel, a_s, None)}
-            # Straight on each agent's UNIX socket: the agent's side alone, without the tunnel's noise.
-            channels = {side: grpc.aio.insecure_channel(f"unix:{v[0].socket_path}", options=CLIENT_OPTIONS)
-                        for side, v in sides.items()}
-            try:
-                for i in range(ROUNDS):
-                    order = ["before", "after"] if i % 2 == 0 else ["after", "before"]
-                    for side in order:
-                        agent, tunnel, s, code = sides[side]
-                        lost = failures.setdefault(side, [])
-                        assert agent.proc is not None
-                        pids = {"agent": agent.proc.pid}
-                        direct = GrpcClient(lambda c=channels[side]: c, s.id)   # type: ignore[misc]
-                        samples.setdefault(("gRPC Attach, agent socket (no tunnel)", side), []).extend(
-                            await _round(direct, code, lost, cpu.setdefault(("direct", side), {}), pids))
-                        grpc_client = GrpcClient(lambda t=tunnel: t.channel, s.id)   # type: ignore[misc]
-                        samples.setdefault(("gRPC Attach through the tunnel", side), []).extend(
-                            await _round(grpc_client, code, lost, cpu.setdefault(("tunnel", side), {}), pids))
-                        relay = PtyClient(relay_argv(agent, Path(d) / f"r{side}.sock", s.id))
-                        samples.setdefault(("console relay on a pty + tunnel", side), []).extend(
-                            await _round(relay, code, lost, cpu.setdefault(("relay", side), {}), pids))
-                        calls = AgentCalls(agent.agent_id, lambda t=tunnel: t.channel,  # type: ignore[misc]
-                                           call_timeout=60)
-                        for n in range(CREATES):
-                            t0 = time.perf_counter()
-                            await calls.create(f"ab{i}-{n}", 0, "tcp", "", start=True)
-                            samples.setdefault(("create + start through the tunnel", side), []).append(
-                                (time.perf_counter() - t0) * 1e6)
-            finally:
-                for ch in channels.values():
-                    await ch.close()
+    async with before_after_sessions(rev) as (
+            d, base_code, (a_agent, a_tunnel, a_s), (b_agent, b_tunnel, b_s)):
+        sides = {"before": (b_agent, b_tunnel, b_s, base_code), "after": (a_agent, a_tunnel, a_s, None)}
+        # Straight on each agent's UNIX socket: the agent's side alone, without the tunnel's noise.
+        channels = {side: grpc.aio.insecure_channel(f"unix:{v[0].socket_path}", options=CLIENT_OPTIONS)
+                    for side, v in sides.items()}
+        try:
+            for i in range(ROUNDS):
+                order = ["before", "after"] if i % 2 == 0 else ["after", "before"]
+                for side in order:
+                    agent, tunnel, s, code = sides[side]
+                    lost = failures.setdefault(side, [])
+                    assert agent.proc is not None
+                    pids = {"agent": agent.proc.pid}
+                    direct = GrpcClient(lambda c=channels[side]: c, s.id)   # type: ignore[misc]
+                    samples.setdefault(("gRPC Attach, agent socket (no tunnel)", side), []).extend(
+                        await _round(direct, code, lost, cpu.setdefault(("direct", side), {}), pids))
+                    grpc_client = GrpcClient(lambda t=tunnel: t.channel, s.id)   # type: ignore[misc]
+                    samples.setdefault(("gRPC Attach through the tunnel", side), []).extend(
+                        await _round(grpc_client, code, lost, cpu.setdefault(("tunnel", side), {}), pids))
+                    relay = PtyClient(relay_argv(agent, Path(d) / f"r{side}.sock", s.id))
+                    samples.setdefault(("console relay on a pty + tunnel", side), []).extend(
+                        await _round(relay, code, lost, cpu.setdefault(("relay", side), {}), pids))
+                    calls = AgentCalls(agent.agent_id, lambda t=tunnel: t.channel,  # type: ignore[misc]
+                                       call_timeout=60)
+                    for n in range(CREATES):
+                        t0 = time.perf_counter()
+                        await calls.create(f"ab{i}-{n}", 0, "tcp", "", start=True)
+                        samples.setdefault(("create + start through the tunnel", side), []).append(
+                            (time.perf_counter() - t0) * 1e6)
+        finally:
+            for ch in channels.values():
+                await ch.close()
     rows = []
     for path in dict.fromkeys(p for p, _ in samples):
         before, after = samples[(path, "before")], samples[(path, "after")]

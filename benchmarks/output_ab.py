@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from benchmarks.agent_session import agent_session, python_path
+from benchmarks.agent_session import python_path
 from benchmarks.clients import PtyClient
 from benchmarks.keystroke import MARK, SEQ_N, USER, relay_argv, settle
-from benchmarks.keystroke_ab import base_revision, cpu_ns, export_tree
+from benchmarks.keystroke_ab import base_revision, before_after_sessions, cpu_ns
 from benchmarks.report import QUICK, host_line, median, write_markdown
 from tests.support.agent_proc import AgentProcess
 
@@ -69,20 +68,16 @@ async def measure() -> tuple[str, dict[str, list[_Run]]]:
     """``ROUNDS`` alternating rounds; runs keyed by "<side> <client>"."""
     rev = base_revision()
     runs: dict[str, list[_Run]] = {}
-    with tempfile.TemporaryDirectory(prefix="cvo-") as d:
-        base_code = Path(d) / "base"
-        base_code.mkdir()
-        export_tree(rev, base_code)
-        async with agent_session("out-after", "127.0.0.2") as (a_agent, _, a_s), \
-                agent_session("out-before", "127.0.0.3", base_code) as (b_agent, _, b_s):
-            sides = [("after", a_agent, a_s.id, None), ("before", b_agent, b_s.id, base_code)]
-            for n in range(ROUNDS):
-                for side, agent, session_id, code in sides[n % 2:] + sides[:n % 2]:
-                    container = f"convocate-session-{session_id}"
-                    tmux = PtyClient(_tmux_argv(container))
-                    runs.setdefault(f"{side} tmux", []).append(await _watch(tmux, agent, None, n))
-                    relay = PtyClient(relay_argv(agent, Path(d) / f"r-{side}.sock", session_id))
-                    runs.setdefault(f"{side} relay", []).append(await _watch(relay, agent, code, n))
+    async with before_after_sessions(rev, "out-after", "out-before") as (
+            d, base_code, (a_agent, _, a_s), (b_agent, _, b_s)):
+        sides = [("after", a_agent, a_s.id, None), ("before", b_agent, b_s.id, base_code)]
+        for n in range(ROUNDS):
+            for side, agent, session_id, code in sides[n % 2:] + sides[:n % 2]:
+                container = f"convocate-session-{session_id}"
+                tmux = PtyClient(_tmux_argv(container))
+                runs.setdefault(f"{side} tmux", []).append(await _watch(tmux, agent, None, n))
+                relay = PtyClient(relay_argv(agent, d / f"r-{side}.sock", session_id))
+                runs.setdefault(f"{side} relay", []).append(await _watch(relay, agent, code, n))
     return rev, runs
 
 

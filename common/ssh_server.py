@@ -93,6 +93,7 @@ class _Shared:
     live: set[asyncssh.SSHServerConnection]
     admission: Admission
     refusals: RefusalLog
+    closing: bool = False       # close() was called: a connection still arriving is dropped
 
 
 class _Guard(asyncssh.SSHServer):
@@ -124,6 +125,9 @@ class _Guard(asyncssh.SSHServer):
         def drop() -> None:
             loop.call_soon(conn.abort)
 
+        if self._shared.closing:     # accepted just before the listener closed: nobody would close it
+            drop()
+            return
         if not self._shared.admission.admit(conn, self._addr, drop):
             self._shared.refusals.warning("ssh connection refused: too many unauthenticated from this source",
                                           peer=self._peer,
@@ -263,8 +267,9 @@ class SSHSocketServer:
                                RefusalLog(settings.limits.log_interval))
 
     async def start(self) -> None:
-        """Load (or create) the host key and start listening."""
+        """Load (or create) the host key and start listening (again, after a close)."""
         s = self.settings
+        self._shared.closing = False
         host_key = load_or_create_host_key(s.host_key, s.host_key_comment)
         self._acceptor = await asyncssh.create_server(
             lambda: _Guard(self._shared),
@@ -294,6 +299,7 @@ class SSHSocketServer:
 
     def close(self) -> None:
         """Stop accepting and close every open connection."""
+        self._shared.closing = True
         if self._acceptor is not None:
             self._acceptor.close()
         for conn in list(self._live):
@@ -305,8 +311,12 @@ class SSHSocketServer:
         if self._acceptor is not None:
             await self._acceptor.wait_closed()
             self._acceptor = None
-        for conn in list(self._live):
-            await conn.wait_closed()
+        # Until none is left: one accepted just before the close is dropped a turn later.
+        for _ in range(1000):
+            if not self._live:
+                break
+            await next(iter(self._live)).wait_closed()
+            await asyncio.sleep(0)
 
     async def __aenter__(self) -> SSHSocketServer:
         await self.start()

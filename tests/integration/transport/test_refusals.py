@@ -11,6 +11,7 @@ from common.errors import UnavailableError
 from common.ssh_keys import generate_keypair, pin_host_key
 from common.tunnel import Tunnel
 from tests.integration.transport.conftest import HOST, Stack
+from tests.support.waiting import assert_eventually
 
 
 async def _connect(stack: Stack) -> asyncssh.SSHClientConnection:
@@ -102,3 +103,15 @@ async def test_unknown_host_is_refused(stack: Stack) -> None:
     async with Tunnel(stack.tunnel_settings(known_hosts=empty)) as t:
         with pytest.raises(UnavailableError, match="pinned key"):
             await t.wait_up(2)
+
+
+async def test_a_connection_arriving_while_the_server_closes_is_dropped(stack: Stack) -> None:
+    """One the listener took just before close() is dropped as it arrives, never left open.
+
+    close() closes the connections it knows; one accepted a moment earlier reaches the guard
+    only afterwards, and nothing else would ever close it.
+    """
+    stack.ssh._shared.closing = True      # close() has begun; the listener still takes this one
+    with pytest.raises((asyncssh.Error, OSError)):
+        await _connect(stack)
+    await assert_eventually(lambda: not stack.ssh._live, timeout=10)

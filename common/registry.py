@@ -234,6 +234,10 @@ def scan_registry(registry_dir: Path, read: Callable[[Path], AgentRecord] = read
     return records, broken
 
 
+# A scan's entries: directory -> (agent.toml's inode, size, mtime; the record read from it).
+_Seen = dict[Path, tuple[tuple[int, int, int], AgentRecord]]
+
+
 class RegistryScanner:
     """:func:`scan_registry` for a reader that scans again and again (the router, at every refresh).
 
@@ -244,30 +248,30 @@ class RegistryScanner:
 
     def __init__(self, registry_dir: Path) -> None:
         self.registry_dir = registry_dir
-        self._seen: dict[Path, tuple[tuple[int, int, int], AgentRecord]] = {}
-        self._next: dict[Path, tuple[tuple[int, int, int], AgentRecord]] = {}
+        self._seen: _Seen = {}
 
     def scan(self) -> tuple[list[AgentRecord], dict[str, str]]:
         """What :func:`scan_registry` returns for the registry now."""
-        self._next = {}
+        seen: _Seen = {}
         try:
-            return scan_registry(self.registry_dir, self._read)
+            return scan_registry(self.registry_dir, lambda directory: self._read(directory, seen))
         finally:
-            self._seen, self._next = self._next, {}
+            self._seen = seen
 
-    def _read(self, directory: Path) -> AgentRecord:
+    def _read(self, directory: Path, seen: _Seen) -> AgentRecord:
+        """One entry, from the last scan when its file is unchanged; noted in ``seen`` for the next."""
         try:
             st = (directory / AGENT_FILE).stat()
         except OSError:
             return read_agent(directory)   # says what is wrong
         signature = (st.st_ino, st.st_size, st.st_mtime_ns)
-        seen = self._seen.get(directory)
-        if seen is not None and seen[0] == signature and seen[1].client_key.is_file() \
-                and seen[1].known_hosts.is_file():
-            record = seen[1]
+        last = self._seen.get(directory)
+        if last is not None and last[0] == signature and last[1].client_key.is_file() \
+                and last[1].known_hosts.is_file():
+            record = last[1]
         else:
             record = read_agent(directory)
-        self._next[directory] = (signature, record)
+        seen[directory] = (signature, record)
         return record
 
 

@@ -17,6 +17,7 @@ import typer
 from typer.main import get_command_name
 
 from common.cli_boundary import run_with_error_boundary
+from common.startup_gc import freeze_at_exit
 from common.version import VERSION
 from hostctl import fleet_commands, migrate_commands, provision_commands
 from hostctl.image_commands import image_app
@@ -114,4 +115,7 @@ def app_for(argv: list[str]) -> typer.Typer:
 
 def main() -> None:
     """Entry point: known errors become one line on stderr and exit 1."""
-    run_with_error_boundary(app_for(sys.argv[1:]))
+    try:
+        run_with_error_boundary(app_for(sys.argv[1:]))
+    finally:
+        freeze_at_exit()   # the process ends here: its exit skips collecting what it loaded

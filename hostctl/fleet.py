@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from common.registry import AgentRecord
 
 # asyncio, the domain types, SSH and gRPC are loaded by the first agent asked: a registry
-# with no agents is answered without them (issue 13: start-up).
+# with no agents is answered without them (issue 13: start-up). A command line loads them
+# up front, with the garbage collector paused (survey_now).
+_TRANSPORT = ("asyncio", "common.tunnel", "common.client.calls", "common.domain")
 
 __all__ = ["AgentReport", "survey", "survey_now"]
 
@@ -138,5 +140,11 @@ def survey_now(records: list[AgentRecord], *, timeout: float = 10.0,
     if not records:
         return []
     import asyncio  # noqa: PLC0415 - see the note on imports above
+    import importlib  # noqa: PLC0415
 
+    from common.startup_gc import paused_while_loading  # noqa: PLC0415
+
+    with paused_while_loading():
+        for name in _TRANSPORT:
+            importlib.import_module(name)
     return asyncio.run(survey(records, timeout=timeout, with_sessions=with_sessions))

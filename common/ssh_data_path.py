@@ -12,7 +12,7 @@ Python around them are a large part of what each end spends per byte.
 Here, on the tunnel's own connections only, the one kind of packet that carries the bytes,
 ``SSH_MSG_CHANNEL_DATA``, takes a short path when the connection is in its steady state
 (logged in, no key exchange under way, no compression) and its cipher is AES-GCM (the
-one we prefer, :data:`common.ssh_server.ENCRYPTION_ALGS`):
+one we prefer, :data:`common.ssh_wire.ENCRYPTION_ALGS`):
 
 * sending: the payload is joined once (header fields, data, random padding) and
   encrypted straight into the buffer that goes to the socket (``AESGCM.encrypt_into``);

@@ -34,20 +34,17 @@ from common.logging import get_logger
 from common.ssh_data_path import DataPath
 from common.ssh_keys import fingerprint, load_or_create_host_key
 from common.ssh_limits import Admission, RefusalLog, SSHLimits
-from common.ssh_wire import CHANNEL_MAX_PKTSIZE, CHANNEL_WINDOW, tune_channel, tune_connection
+from common.ssh_wire import (  # the two names both ends share are defined there: a client loads no server
+    CHANNEL_MAX_PKTSIZE,
+    CHANNEL_WINDOW,
+    ENCRYPTION_ALGS,
+    SOCKET_ALIAS,
+    tune_channel,
+    tune_connection,
+)
 
 __all__ = ["ENCRYPTION_ALGS", "SOCKET_ALIAS", "SSHLimits", "SSHServerSettings", "SSHSocketServer"]
 
-SOCKET_ALIAS = "convocate"
-# aes128-gcm costs about 40 % less tunnel CPU than asyncssh's default chacha20 on
-# AES-NI hosts; the others stay as fallbacks for peers without it.
-ENCRYPTION_ALGS = [
-    "aes128-gcm@openssh.com",
-    "aes256-gcm@openssh.com",
-    "chacha20-poly1305@openssh.com",
-    "aes128-ctr",
-    "aes256-ctr",
-]
 log = get_logger(__name__)
 
 

@@ -30,8 +30,14 @@ from common.logging import get_logger
 from common.paths import check_socket_path, private_dir
 from common.ssh_data_path import DataPath
 from common.ssh_keys import read_private_key
-from common.ssh_server import ENCRYPTION_ALGS, SOCKET_ALIAS
-from common.ssh_wire import CHANNEL_MAX_PKTSIZE, CHANNEL_WINDOW, tune_channel, tune_connection
+from common.ssh_wire import (
+    CHANNEL_MAX_PKTSIZE,
+    CHANNEL_WINDOW,
+    ENCRYPTION_ALGS,
+    SOCKET_ALIAS,
+    tune_channel,
+    tune_connection,
+)
 from common.tasks import cancel_and_wait
 
 __all__ = ["Tunnel", "TunnelSettings", "describe_connect_error", "listen_forward"]

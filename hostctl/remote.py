@@ -22,7 +22,7 @@ import asyncssh
 
 from common.errors import ConvocateError, InvalidArgumentError, UnavailableError
 from common.ssh_keys import read_private_key
-from common.ssh_server import ENCRYPTION_ALGS
+from common.ssh_wire import ENCRYPTION_ALGS
 from common.tasks import cancel_and_wait
 from common.tunnel import describe_connect_error
 

@@ -58,7 +58,7 @@ def test_host_agents_on_an_empty_registry_loads_no_transport(tmp_path: Path) -> 
 
 
 def test_talking_to_an_agent_loads_no_pretty_printing() -> None:
-    """What asking an agent loads (tunnel, client, logging) stays free of rich, pydantic and the SSH server."""
+    """What asking an agent loads (tunnel, client, logging) has no rich, pydantic or SSH server."""
     loaded = _loaded("import hostctl.cli, hostctl.fleet, common.tunnel, common.client.calls\n"
                      "from common.logging import configure_logging\n"
                      "configure_logging('cli')\n")

@@ -23,9 +23,9 @@ if TYPE_CHECKING:
 # asyncio, the domain types, SSH and gRPC are loaded by the first agent asked: a registry
 # with no agents is answered without them (issue 13: start-up). A command line loads them
 # up front, with the garbage collector paused (survey_now).
-_TRANSPORT = ("asyncio", "common.tunnel", "common.client.calls", "common.domain")
+TRANSPORT = ("asyncio", "common.tunnel", "common.client.calls", "common.domain")
 
-__all__ = ["AgentReport", "survey", "survey_now"]
+__all__ = ["TRANSPORT", "AgentReport", "survey", "survey_now"]
 
 
 @dataclass
@@ -145,6 +145,6 @@ def survey_now(records: list[AgentRecord], *, timeout: float = 10.0,
     from common.startup_gc import paused_while_loading  # noqa: PLC0415
 
     with paused_while_loading():
-        for name in _TRANSPORT:
+        for name in TRANSPORT:
             importlib.import_module(name)
     return asyncio.run(survey(records, timeout=timeout, with_sessions=with_sessions))

@@ -91,8 +91,10 @@ async def _ask(record: AgentRecord, local_socket: Path, timeout: float, with_ses
         known_hosts=record.known_hosts, local_socket=local_socket,
         connect_timeout=timeout,
     )
+    tunnel: Tunnel | None = None
     try:
-        async with asyncio.timeout(timeout), Tunnel(settings) as tunnel:
+        tunnel = Tunnel(settings)
+        async with asyncio.timeout(timeout), tunnel:
             await tunnel.wait_up(timeout)
             calls = AgentCalls(record.agent_id, lambda: tunnel.channel, call_timeout=timeout,
                                client_id="convocate-host")
@@ -115,6 +117,8 @@ async def _ask(record: AgentRecord, local_socket: Path, timeout: float, with_ses
                 report.sessions = [_session_dict(s) for s in await listing]
     except TimeoutError:
         report.error = report.error or f"no answer within {timeout:g} s"
+        if tunnel is not None and tunnel.connects == 0:   # never up: why the attempts failed
+            report.error += f": {tunnel.last_error}"
     except ConvocateError as e:
         report.error = str(e)
     if report.error:

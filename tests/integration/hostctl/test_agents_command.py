@@ -64,18 +64,19 @@ def test_a_reachable_agent_is_one_row_with_its_version_and_engine_and_exit_0(
 
 
 def test_an_agent_that_is_down_is_a_row_saying_so_and_exit_3(registry: tuple[Path, AgentProcess]) -> None:
-    """Not started: the row says it did not answer within the deadline; exit 3 (partial)."""
+    """Not started: the row says it did not answer within the deadline and why; exit 3 (partial)."""
     path, agent = registry
     done = _agents(path, "--timeout", "2")
     assert done.returncode == 3, done.stderr
     [row] = json.loads(done.stdout)
     assert (row["agent_id"], row["reachable"], row["health"]) == (agent.name, False, None)
-    assert row["error"] == "no answer within 2 s"
+    assert row["error"] == (f"no answer within 2 s: {agent.name} ({agent.host}:{agent.port}) refused the "
+                            "connection: start its agent there (`systemctl start convocate-agent`)")
 
 
 def test_an_agent_whose_host_key_differs_from_the_pinned_one_is_refused(
         registry: tuple[Path, AgentProcess]) -> None:
-    """The host key stays pinned: with another key pinned for its address the agent is not reached."""
+    """The host key stays pinned: with another key pinned for its address the row names the mismatch."""
     path, agent = registry
     agent.start()
     [record] = load_registry(path)
@@ -84,3 +85,4 @@ def test_an_agent_whose_host_key_differs_from_the_pinned_one_is_refused(
     assert done.returncode == 3, done.stderr
     [row] = json.loads(done.stdout)
     assert (row["reachable"], row["version"], row["health"]) == (False, "", None)
+    assert "does not match the pinned key" in row["error"]

@@ -5,6 +5,8 @@ Each viewer is a TTY exec of ``tmux attach-session -t claude`` (read-only and
 writes its tty name to ``/tmp/.convocate-viewer-<id>`` in the container, so one viewer
 can later be detached on its own (closing a Docker exec stream does not end the
 process inside). tmux redraws the screen on attach and serves several viewers at once.
+The first attach after an operator's start usually takes a viewer started ahead
+(:mod:`agent.viewer_prime`), skipping the engine's exec start.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import secrets
 from collections.abc import Coroutine
 from typing import Any
 
-from agent.runtime import ContainerRuntime
+from agent.runtime import ContainerRuntime, TerminalExec
+from agent.viewer_prime import PrimeRequest, ViewerPrimes
 from agent.viewers import EndReason, Mode, Size, Viewer, ViewerRegistry
 from common.errors import ConvocateError, UnavailableError
 from common.logging import get_logger
@@ -48,6 +51,7 @@ class AttachManager:
         user: str,
         buffer_chunks: int = 256,
         slow_timeout: float = 10.0,
+        prime_ttl: float = 0.0,
     ) -> None:
         self.runtime = runtime
         self.registry = registry
@@ -55,6 +59,15 @@ class AttachManager:
         self.buffer_chunks = buffer_chunks
         self.slow_timeout = slow_timeout
         self._tasks = TaskSet("attach")
+        self.primes = ViewerPrimes(runtime, user, ttl=prime_ttl)
+
+    def prime(self, session_id: str) -> None:
+        """Start a viewer ahead for the session's next attach (see :mod:`agent.viewer_prime`)."""
+        self.primes.prime(session_id)
+
+    def unprime(self, session_id: str) -> None:
+        """Drop the session's viewer started ahead (its container stopped)."""
+        self.primes.discard(session_id)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         self._tasks.create_task(coro)
@@ -89,22 +102,30 @@ class AttachManager:
             for other in self.registry.of(session_id):
                 other.finish(EndReason.TAKEN_OVER, "another viewer took the session over")
             await self.detach_all(session_id)
-        viewer_env = {"TERM": term or "xterm-256color", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8",
-                      "HOME": "/home/claude"}
         viewer_id = secrets.token_hex(6)
+        rows, cols, term = rows or 24, cols or 80, term or "xterm-256color"
+        terminal = await self.primes.take(session_id, PrimeRequest(viewer_id, rows, cols, mode, term))
+        if terminal is None:
+            terminal = await self._exec_viewer(session_id, viewer_id, mode, rows, cols, term)
+        viewer = Viewer(session_id, mode, terminal, buffer_chunks=self.buffer_chunks,
+                        slow_timeout=self.slow_timeout, id=viewer_id)
+        viewer.start_reader(lambda tail: self._classify(session_id, tail))
+        self.registry.add(viewer)
+        if not viewer.read_only:
+            self._broadcast(session_id, Size(rows, cols))
+        return viewer
+
+    async def _exec_viewer(self, session_id: str, viewer_id: str, mode: Mode, rows: int, cols: int,
+                           term: str) -> TerminalExec:
+        """A fresh viewer exec of ``tmux attach-session``, sized."""
+        viewer_env = {"TERM": term, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", "HOME": "/home/claude"}
         flags = _OBSERVE_FLAGS if mode is Mode.OBSERVE else ""
         terminal = await self.runtime.exec_terminal(
             session_id, ["/bin/sh", "-c", _ATTACH, "sh", viewer_id, flags], self.user, viewer_env
         )
-        viewer = Viewer(session_id, mode, terminal, buffer_chunks=self.buffer_chunks,
-                        slow_timeout=self.slow_timeout, id=viewer_id)
         # Engine 20.10 ignores the initial console size: resize right after the start.
-        await viewer.terminal.resize(rows or 24, cols or 80)
-        viewer.start_reader(lambda tail: self._classify(session_id, tail))
-        self.registry.add(viewer)
-        if not viewer.read_only:
-            self._broadcast(session_id, Size(rows or 24, cols or 80))
-        return viewer
+        await terminal.resize(rows, cols)
+        return terminal
 
     async def resize(self, viewer: Viewer, rows: int, cols: int) -> None:
         """Apply a window change: observers resize only their own view."""
@@ -159,7 +180,9 @@ class AttachManager:
             await cancel_and_wait(late)  # a stream that did not end in time is not left running
 
     async def close(self) -> None:
-        """Wait for background cleanup (bounded), then cancel what is left."""
+        """End the viewers started ahead; wait for background cleanup (bounded), then cancel
+        what is left."""
+        await self.primes.close()
         await self._tasks.join(timeout=5)
         await self._tasks.aclose()
 

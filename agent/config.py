@@ -88,6 +88,7 @@ class AgentConfig:
     watch_queue_size: int = 1024
     viewer_buffer_chunks: int = 256
     slow_viewer_timeout: float = 10.0
+    viewer_prime_ttl: float = 20.0              # s a viewer started ahead after a start waits (0: none)
 
     @property
     def agent_id_path(self) -> Path:

@@ -277,6 +277,8 @@ class SessionManager:
         else:
             self._running.pop(session_id, None)
         now = session_id in self._running
+        if was and not now:
+            self.attach.unprime(session_id)
         if was != now:
             if session_id in self._records:  # first, so the event carries the new activity
                 self._log_run(session_id, info if now else None, exit_code)
@@ -396,7 +398,7 @@ class SessionManager:
         if not start:
             return self._view(record)
         async with self._lock:
-            await self._launch(record)
+            await self._launch(record, prime=True)
         return self._view(record)
 
     async def update(
@@ -518,17 +520,23 @@ class SessionManager:
             except OSError as e:  # best effort, as in v2.0.0
                 log.warning("last_accessed and desired state not updated", session=session_id, error=str(e))
             self._records[session_id] = record
-            await self._launch(record)
+            await self._launch(record, prime=check_engine)   # an operator's restart, not a bring-back
         return self._view(record)
 
-    async def _launch(self, record: SessionRecord) -> None:
-        """Start the container of ``record`` with the current image (caller holds the lock)."""
+    async def _launch(self, record: SessionRecord, *, prime: bool = False) -> None:
+        """Start the container of ``record`` with the current image (caller holds the lock).
+
+        ``prime``: an operator asked for this start, so an attach is likely to follow: a
+        viewer is started ahead for it (not for the sessions brought back at agent start).
+        """
         await asyncio.to_thread(self._prepare_cli, record.id)
         spec = container_spec(self.config, record, agent_id=self.agent_id,
                               image=read_current_image(self.config),
                               session_dir=self.store.home_dir(record.id),
                               hooks_dir=self.activity.spool_dir(record.id))
         self._mark(record.id, await self.runtime.start(spec))
+        if prime and record.id in self._running:
+            self.attach.prime(record.id)
 
     def _prepare_cli(self, session_id: str) -> None:
         """Before a start: an empty hook spool, and the CLI's settings with our hooks (blocking).

@@ -162,7 +162,8 @@ async def serve(config: AgentConfig, runtime: ContainerRuntime, stop: asyncio.Ev
     agent_id = load_or_create_agent_id(config.agent_id_path)
     hub, tracker, registry = EventHub(config.watch_queue_size), InboundLinkTracker(), ViewerRegistry()
     attach = AttachManager(runtime, registry, user=config.container_user,
-                           buffer_chunks=config.viewer_buffer_chunks, slow_timeout=config.slow_viewer_timeout)
+                           buffer_chunks=config.viewer_buffer_chunks, slow_timeout=config.slow_viewer_timeout,
+                           prime_ttl=config.viewer_prime_ttl)
     health = HealthMonitor(runtime, config.sessions_root, interval=config.health_interval,
                            thresholds=DiskThresholds(config.disk_low_bytes, config.disk_low_percent))
 

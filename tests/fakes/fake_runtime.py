@@ -53,6 +53,7 @@ class FakeRuntime:
         self.containers: dict[str, ContainerInfo] = {}
         self.specs: dict[str, ContainerSpec] = {}
         self.execs: list[list[str]] = []
+        self.terminals: list[tuple[list[str], FakeTerminal]] = []   # exec_terminal's argv and terminal
         self.event_queue: asyncio.Queue[ContainerEvent] = asyncio.Queue()
         self._n = 0
         self.engine_error = ""          # set: the engine "does not answer" with this message
@@ -97,8 +98,10 @@ class FakeRuntime:
 
     async def exec_terminal(self, session_id: str, argv: list[str], user: str,
                             env: dict[str, str]) -> FakeTerminal:
-        """A fake terminal."""
-        return FakeTerminal()
+        """A fake terminal (kept in :attr:`terminals` with its argv)."""
+        terminal = FakeTerminal()
+        self.terminals.append((argv, terminal))
+        return terminal
 
     async def events(self, agent_id: str) -> AsyncIterator[ContainerEvent]:
         """A resync, then whatever the test pushes.

@@ -10,7 +10,7 @@ the detach frame to the viewer, while the handler sends the viewer's output
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import grpc
@@ -42,9 +42,13 @@ class AttachService(attach_pb2_grpc.AttachServicer):
     async def Attach(  # noqa: N802 - gRPC method name
         self,
         request_iterator: AsyncIterator[attach_pb2.AttachRequest],
-        context: grpc.aio.ServicerContext[Any, Any],  # noqa: ARG002 - gRPC signature
-    ) -> AsyncIterator[attach_pb2.AttachResponse]:
-        """Attach one terminal; see the module docstring for the frame order."""
+        context: grpc.aio.ServicerContext[Any, Any] | None,  # noqa: ARG002 - gRPC signature
+    ) -> AsyncGenerator[attach_pb2.AttachResponse, None]:
+        """Attach one terminal; see the module docstring for the frame order.
+
+        The attach channel (``agent.attach_channel``) drives this same generator with no
+        gRPC context: nothing here may depend on one.
+        """
         requests = aiter(request_iterator)
         try:
             first = await asyncio.wait_for(anext(requests), START_TIMEOUT)

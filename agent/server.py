@@ -24,6 +24,7 @@ from typing import Protocol
 
 from convocate.v1 import attach_pb2_grpc, link_pb2, sessions_pb2_grpc
 
+from agent.attach_channel import AttachChannels
 from agent.attach_manager import AttachManager
 from agent.attach_service import AttachService
 from agent.config import AgentConfig
@@ -188,10 +189,15 @@ async def serve(config: AgentConfig, runtime: ContainerRuntime, stop: asyncio.Ev
         stack.push_async_callback(health.close)
         await health.start()
         log.info("sessions adopted", agent_id=agent_id, sessions=len(records), running=len(running))
+        attach_service = AttachService(manager, attach)
+        # Attach streams on the in-process SSH channel: the same servicer, without gRPC's hops.
+        channels = AttachChannels(attach_service)
+        stack.push_async_callback(channels.aclose)      # after SSH closed every channel
         ssh = SSHSocketServer(SSHServerSettings(
             host=config.listen_host, port=config.listen_port, host_key=config.host_key_path,
             authorized_keys=config.authorized_keys_path, socket_path=config.socket_path,
             banner="convocate-agent", host_key_comment=f"convocate-agent-{agent_id}",
+            attach_channel=channels,
         ))
         stack.push_async_callback(_close_quietly, ssh.wait_closed, "ssh", 5)
         stack.callback(ssh.close)  # after gRPC's grace: calls in flight come through SSH
@@ -199,8 +205,7 @@ async def serve(config: AgentConfig, runtime: ContainerRuntime, stop: asyncio.Ev
                                    health=lambda: health.current)
         grpc_server = UnixGrpcServer(config.socket_path, [
             Service("convocate.v1.Sessions", sessions_pb2_grpc.add_SessionsServicer_to_server, sessions),
-            Service("convocate.v1.Attach", attach_pb2_grpc.add_AttachServicer_to_server,
-                    AttachService(manager, attach)),
+            Service("convocate.v1.Attach", attach_pb2_grpc.add_AttachServicer_to_server, attach_service),
         ])
         await grpc_server.start()
         stack.push_async_callback(grpc_server.stop, GRPC_GRACE)

@@ -19,7 +19,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from common.errors import ConvocateError, status_code_for
+from common.errors import ConvocateError, error_status
 from common.grpc_options import SERVER_OPTIONS
 from common.logging import bind_context, get_logger, unbind_context
 from common.paths import check_socket_path, private_dir
@@ -39,12 +39,12 @@ class Service:
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], err: BaseException, method: str) -> None:
+    name, message = error_status(err, method)
     if isinstance(err, ConvocateError):
-        code = status_code_for(err)
-        log.info("rpc failed", method=method, code=code.name, error=str(err))
-        await context.abort(code, str(err))
-    log.error("rpc crashed", method=method, exc_info=err)
-    await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(err).__name__}")
+        log.info("rpc failed", method=method, code=name, error=message)
+    else:
+        log.error("rpc crashed", method=method, exc_info=err)
+    await context.abort(grpc.StatusCode[name], message)
 
 
 def _wrap_unary(fn: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:

@@ -3,9 +3,13 @@
 It accepts public-key authentication only and opens exactly one kind of channel:
 ``direct-streamlocal`` to its own gRPC socket. The client may name that socket by its
 real path or by the alias :data:`SOCKET_ALIAS`, so it never needs to know the remote
-path. Shell, exec, subsystems, pty, X11, agent and TCP forwarding, remote listeners and
-every other socket path (``/var/run/docker.sock`` above all) are refused, and refusals
-are logged with the client's address and key fingerprint (rate-limited).
+path. A server given an ``attach_channel`` handler (the agent) also accepts the virtual
+name :data:`common.attach_wire.CHANNEL_NAME`, answered in-process by that handler rather
+than forwarded (the attach stream without gRPC's socket and thread hops); without one,
+that name is refused like any other. Shell, exec, subsystems, pty, X11, agent and TCP
+forwarding, remote listeners and every other socket path (``/var/run/docker.sock``
+above all) are refused, and refusals are logged with the client's address and key
+fingerprint (rate-limited).
 
 The authorized-keys file is read at each authentication, so adding or revoking a key
 takes effect without a restart. Its lines may carry OpenSSH options (init-agent writes
@@ -30,6 +34,7 @@ from typing import Any
 import asyncssh
 from asyncssh.forward import SSHForwarder
 
+from common.attach_wire import CHANNEL_NAME
 from common.logging import get_logger
 from common.ssh_data_path import DataPath
 from common.ssh_keys import fingerprint, load_or_create_host_key
@@ -43,9 +48,15 @@ from common.ssh_wire import (  # the two names both ends share are defined there
     tune_connection,
 )
 
-__all__ = ["ENCRYPTION_ALGS", "SOCKET_ALIAS", "SSHLimits", "SSHServerSettings", "SSHSocketServer"]
+__all__ = ["ENCRYPTION_ALGS", "SOCKET_ALIAS", "ChannelHandler", "SSHLimits", "SSHServerSettings",
+           "SSHSocketServer"]
 
 log = get_logger(__name__)
+
+# Answers a channel opened to CHANNEL_NAME in-process: called with who opened it (peer
+# and key, for its logs) and a callback the session must call once when the channel
+# closes (the channel count); returns the session that handles the channel's bytes.
+ChannelHandler = Callable[[str, Callable[[], None]], asyncssh.SSHUNIXSession[bytes]]
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,8 @@ class SSHServerSettings:
     # Connects the guarded socket for the authenticated key instead of a plain connect
     # (the status service binds each agent's stream to the agent its key names).
     open_socket: Callable[[asyncssh.SSHKey], Awaitable[socket.socket]] | None = None
+    # The in-process attach channel (the agent's); None refuses CHANNEL_NAME.
+    attach_channel: ChannelHandler | None = None
 
 
 class _Counted(SSHForwarder):
@@ -197,7 +210,8 @@ class _Guard(asyncssh.SSHServer):
     # --- channels: exactly one kind ----------------------------------------------------
     def unix_connection_requested(self, dest_path: str) -> Any:
         real = str(self._settings.socket_path)
-        if dest_path not in (real, SOCKET_ALIAS) or self._conn is None:
+        handler = self._settings.attach_channel if dest_path == CHANNEL_NAME else None
+        if (dest_path not in (real, SOCKET_ALIAS) and handler is None) or self._conn is None:
             self._refuse("direct-streamlocal", path=dest_path)
             raise asyncssh.ChannelOpenError(
                 asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
@@ -211,13 +225,16 @@ class _Guard(asyncssh.SSHServer):
         channel = self._conn.create_unix_channel(window=CHANNEL_WINDOW, max_pktsize=CHANNEL_MAX_PKTSIZE)
         if self._data_path is not None:
             tune_channel(self._data_path, channel)
+        if handler is not None:
+            return channel, handler(f"{self._peer} key {self._key_fp}", self._channel_closed)
         return channel, self._forward(real)
+
+    def _channel_closed(self) -> None:
+        self._channels -= 1
 
     async def _forward(self, real: str) -> SSHForwarder:
         """Connect one channel to the gRPC socket, counting it until it closes."""
-        def closed() -> None:
-            self._channels -= 1
-
+        closed = self._channel_closed
         loop = asyncio.get_running_loop()
         try:
             if self._settings.open_socket is not None and self._key is not None:

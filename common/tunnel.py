@@ -8,6 +8,11 @@ connection drops it reconnects with capped, jittered exponential backoff (every
 **new** gRPC channel (measured: 6-18 ms to the first good call, against ~2 s when
 waiting out gRPC's own reconnect backoff). Read :attr:`Tunnel.channel` per call; do
 not keep a channel across reconnects.
+
+:meth:`Tunnel.open_channel` opens an SSH channel on the same connection for a caller
+that handles its bytes in-process (the attach channel, ``common.attach_wire``), sized
+and tuned like the forward's; a name the peer refuses is remembered until the next
+connection (:meth:`Tunnel.refuses`), so callers fall back once per connection.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar, cast
 
 import asyncssh
 import grpc
@@ -43,6 +49,7 @@ from common.tasks import cancel_and_wait
 __all__ = ["Tunnel", "TunnelSettings", "describe_connect_error", "listen_forward"]
 
 log = get_logger(__name__)
+S = TypeVar("S", bound=asyncssh.SSHUNIXSession[bytes])
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,8 @@ class Tunnel:
             )
         self._channel: grpc.aio.Channel | None = None
         self._conn: asyncssh.SSHClientConnection | None = None
+        self._data_path: DataPath | None = None
+        self._refused: set[str] = set()       # channel names the current connection refused
         self._forward: asyncio.Server | None = None
         self._task: asyncio.Task[None] | None = None
         self._up = asyncio.Event()
@@ -181,6 +190,36 @@ class Tunnel:
         if self._channel is None or not self.up:
             raise UnavailableError(f"agent {self.settings.name} is unreachable: {self.last_error}")
         return self._channel
+
+    def refuses(self, name: str) -> bool:
+        """True if the current connection's peer refused a channel to ``name`` (see :meth:`open_channel`)."""
+        return name in self._refused
+
+    async def open_channel(self, factory: Callable[[], S],
+                           name: str) -> tuple[asyncssh.SSHUNIXChannel[bytes], S]:
+        """Open a channel to the peer's ``name`` on this connection, its bytes handled by ``factory()``.
+
+        Sized like the forward's channels and on the AES-GCM data path when the connection is.
+
+        Raises:
+            UnavailableError: the tunnel is down, or the connection failed while opening.
+            asyncssh.ChannelOpenError: the peer refused the channel (an administrative refusal
+                is remembered until the next connection: :meth:`refuses`).
+        """
+        conn, data_path = self._conn, self._data_path
+        if conn is None or data_path is None or not self.up:
+            raise UnavailableError(f"agent {self.settings.name} is unreachable: {self.last_error}")
+        try:
+            channel, session = await conn.create_unix_connection(
+                factory, name, encoding=None, window=CHANNEL_WINDOW, max_pktsize=CHANNEL_MAX_PKTSIZE)
+        except asyncssh.ChannelOpenError as e:
+            if e.code == asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED and conn is self._conn:
+                self._refused.add(name)
+            raise
+        except (OSError, asyncssh.Error) as e:
+            raise UnavailableError(f"agent {self.settings.name} is unreachable: {e}") from None
+        tune_channel(data_path, channel)
+        return channel, cast("S", session)
 
     async def start(self) -> None:
         """Start the supervisor task (returns at once; see :meth:`wait_up`)."""
@@ -232,7 +271,7 @@ class Tunnel:
                 except Exception:
                     log.exception("tunnel state listener failed", peer=self.settings.name)
 
-    async def _connect_once(self) -> tuple[asyncssh.SSHClientConnection, asyncio.Server]:
+    async def _connect_once(self) -> tuple[asyncssh.SSHClientConnection, DataPath, asyncio.Server]:
         s = self.settings
         connecting = asyncio.ensure_future(
             asyncssh.connect(
@@ -273,14 +312,14 @@ class Tunnel:
             conn.abort()
             raise
         s.local_socket.chmod(0o600)
-        return conn, forward
+        return conn, data_path, forward
 
     async def _supervise(self) -> None:
         s = self.settings
         backoff = self._backoff
         while not self._closing:
             try:
-                conn, self._forward = await self._connect_once()
+                conn, data_path, self._forward = await self._connect_once()
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -293,7 +332,8 @@ class Tunnel:
                 self._set_state(up=False, error=message)
                 await asyncio.sleep(backoff.next_delay())
                 continue
-            self._conn = conn
+            self._conn, self._data_path = conn, data_path
+            self._refused = set()
             self._channel = grpc.aio.insecure_channel(f"unix:{s.local_socket}", options=CLIENT_OPTIONS)
             self.connects += 1
             backoff.reset()
@@ -313,6 +353,7 @@ class Tunnel:
     async def _teardown(self) -> None:
         channel, self._channel = self._channel, None
         conn, self._conn = self._conn, None
+        self._data_path = None
         forward, self._forward = self._forward, None
         if forward is not None:
             forward.close()

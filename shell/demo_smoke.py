@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from common.client.attach_call import AttachCall
+from common.client.attach_call import AttachHandle
 from common.domain import AttachEnded, AttachStarted
 from common.errors import UnavailableError
 from shell.console.config import ShellConfig
@@ -38,7 +38,7 @@ def _row(router: Router, session_id: str) -> SessionRow | None:
     return next((r for r in router.rows() if r.id == session_id), None)
 
 
-async def _type_and_read(call: AttachCall, session_id: str) -> str:
+async def _type_and_read(call: AttachHandle, session_id: str) -> str:
     """Attach, run ``echo``, wait for its output, detach; return what was seen."""
     await call.start(session_id, rows=24, cols=80, term="xterm")
     seen = b""

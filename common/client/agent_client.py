@@ -5,7 +5,9 @@ with capped, jittered backoff and a fresh gRPC channel), pings it every
 ``heartbeat_interval`` s with a deadline, and tracks the health of the shell → agent
 link, plus the agent's own view of its status link (from PingResponse). Every call
 has a deadline. The calls (:class:`common.client.calls.AgentCalls`) return
-:mod:`common.domain` types and raise domain errors only.
+:mod:`common.domain` types and raise domain errors only. Attach streams go on the
+in-process attach channel of the tunnel's connection
+(:mod:`common.client.attach_channel_call`), over gRPC where the agent refuses it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from common.attach_wire import CHANNEL_NAME
 from common.backoff import Backoff
+from common.client.attach_call import AttachCall, AttachHandle
+from common.client.attach_channel_call import AttachChannelCall
 from common.client.calls import AgentCalls
 from common.domain import AgentInfo, HostHealth, LinkState
 from common.errors import ConvocateError
@@ -186,5 +191,20 @@ class AgentClient(AgentCalls):
         self._kick.set()
 
     # --- calls -----------------------------------------------------------------------------
+    def attach(self) -> AttachHandle:
+        """A new attach stream: on the attach channel, or gRPC where this connection's agent refused it.
+
+        Raises:
+            UnavailableError: the agent is unreachable (with the reason).
+        """
+        channel = self._channel()
+        if self.tunnel.refuses(CHANNEL_NAME):
+            return AttachCall(channel, self.agent_id, self.client_id)
+
+        def over_grpc() -> AttachHandle:
+            return AttachCall(self._channel(), self.agent_id, self.client_id)
+
+        return AttachChannelCall(self.tunnel, self.agent_id, self.client_id, fallback=over_grpc)
+
     def _unreachable_reason(self) -> str:
         return self.tunnel.last_error

@@ -6,13 +6,17 @@ frames and domain errors only. A failed call raises the matching
 :class:`common.errors.ConvocateError` (``UnavailableError`` when the agent is
 unreachable); a cancellation of the call by a closed channel is left to the caller,
 which knows whether it asked for it.
+
+:class:`AttachHandle` is that interface, which the attach channel's call
+(:class:`common.client.attach_channel_call.AttachChannelCall`) offers too: users take
+either.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import grpc
 from convocate.v1 import attach_pb2, attach_pb2_grpc
@@ -21,9 +25,41 @@ from common.domain import AttachFrame, AttachMode
 from common.errors import from_rpc_error
 from common.proto_convert import attach_frame_from_proto, attach_mode_to_proto
 
-__all__ = ["AttachCall"]
+__all__ = ["AttachCall", "AttachHandle"]
 
 T = TypeVar("T")
+
+
+class AttachHandle(Protocol):
+    """One attach stream, whatever carries it: domain frames in and out, domain errors."""
+
+    peer: str
+
+    async def start(self, session_id: str, *, rows: int, cols: int, term: str,
+                    mode: AttachMode = AttachMode.DRIVE) -> None:
+        """Open the stream and send the start frame."""
+
+    async def send_input(self, data: bytes) -> None:
+        """Keys for the session."""
+
+    async def resize(self, rows: int, cols: int) -> None:
+        """The terminal's new size."""
+
+    async def detach(self) -> None:
+        """Ask the agent to end the stream (it answers with an end frame, DETACHED)."""
+
+    async def done_writing(self) -> None:
+        """Half-close the stream (the agent treats it as a detach)."""
+
+    async def read(self) -> AttachFrame | None:
+        """The next frame; None when the stream ended without one."""
+
+    def frames(self) -> AsyncIterator[AttachFrame]:
+        """Every frame until the stream ends."""
+        ...
+
+    def cancel(self) -> None:
+        """End the stream (safe at any time, also before :meth:`start`)."""
 
 
 class AttachCall:

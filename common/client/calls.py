@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import grpc
 from convocate.v1 import sessions_pb2, sessions_pb2_grpc
 
-from common.client.attach_call import AttachCall
+from common.client.attach_call import AttachCall, AttachHandle
 from common.domain import AgentInfo, Screen, Session, SessionEvent, SessionLogEntry
 from common.errors import UnavailableError, from_rpc_error
 from common.proto_convert import (
@@ -92,7 +92,7 @@ class AgentCalls:
         if self._unavailable_hook is not None:
             self._unavailable_hook()
 
-    def attach(self) -> AttachCall:
+    def attach(self) -> AttachHandle:
         """A new Attach stream to this agent (opened by :meth:`AttachCall.start`).
 
         Raises:

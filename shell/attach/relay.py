@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from prompt_toolkit.application import in_terminal
 
-from common.client.attach_call import AttachCall
+from common.client.attach_call import AttachHandle
 from common.domain import AttachEnded, AttachMode, AttachStarted, TerminalSize
 from common.errors import ConvocateError
 from common.logging import get_logger
@@ -52,7 +52,7 @@ _Out = bytes | TerminalSize | None
 class AttachRelay:
     """Relays one started Attach call between the terminal fds and the stream."""
 
-    def __init__(self, call: AttachCall, *, agent_id: str, mode: AttachMode, pending: bytes = b"",
+    def __init__(self, call: AttachHandle, *, agent_id: str, mode: AttachMode, pending: bytes = b"",
                  in_fd: int = 0, out_fd: int = 1, early_output: bytes = b"") -> None:
         self.call = call
         self.agent_id = agent_id
@@ -216,7 +216,7 @@ class StreamAttacher:
 
     async def __call__(self, row: SessionRow, mode: AttachMode, pending: bytes) -> AttachOutcome:
         """Attach to ``row`` in ``mode``; ``pending`` is typeahead for the session."""
-        call: AttachCall | None = None
+        call: AttachHandle | None = None
         try:
             call = self.router.attach_call(row.id)
             rows, cols = terminal_size(self.out_fd)

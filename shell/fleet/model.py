@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from common.client.attach_call import AttachCall
+from common.client.attach_call import AttachHandle
 from common.domain import ActivityState, HostHealth, Screen, Session, session_status
 
 __all__ = ["AgentRow", "RouterAPI", "SessionRow"]
@@ -110,7 +110,7 @@ class RouterAPI(Protocol):
     async def kill(self, session_id: str) -> None: ...
     async def background(self, session_id: str) -> None: ...
     async def restart(self, session_id: str) -> SessionRow: ...
-    def attach_call(self, session_id: str) -> AttachCall:
+    def attach_call(self, session_id: str) -> AttachHandle:
         """A new Attach stream to the session's agent (raises UnavailableError/NotFound)."""
         ...
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from common.client.agent_client import AgentClient, ClientSettings
-from common.client.attach_call import AttachCall
+from common.client.attach_call import AttachHandle
 from common.domain import HostHealth, Screen, Session
 from common.errors import ConvocateError, InvalidArgumentError, NotFoundError
 from common.logging import get_logger
@@ -353,8 +353,8 @@ class Router:
         client, session = await self._on_agent(session_id, "restart", lambda c: c.restart(session_id))
         return self._put(client.agent_id, session)
 
-    def attach_call(self, session_id: str) -> AttachCall:
-        """A new Attach stream to the session's agent (opened by ``AttachCall.start``).
+    def attach_call(self, session_id: str) -> AttachHandle:
+        """A new attach stream to the session's agent (opened by its ``start``; see ``AgentClient.attach``).
 
         Raises:
             UnavailableError: the agent is unreachable.

@@ -7,6 +7,7 @@ import logging
 import asyncssh
 import pytest
 
+from common.attach_wire import CHANNEL_NAME
 from common.errors import UnavailableError
 from common.ssh_keys import generate_keypair, pin_host_key
 from common.tunnel import Tunnel
@@ -36,7 +37,8 @@ async def test_shell_exec_subsystem_and_pty_are_refused(stack: Stack) -> None:
             await conn.start_sftp_client()
 
 
-@pytest.mark.parametrize("path", ["/var/run/docker.sock", "/run/convocate/other.sock", "convocate2", ""])
+@pytest.mark.parametrize("path", ["/var/run/docker.sock", "/run/convocate/other.sock", "convocate2", "",
+                                  CHANNEL_NAME])
 async def test_other_socket_paths_are_refused(
     stack: Stack, path: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -56,3 +56,18 @@ def test_unknown_code_is_base_error() -> None:
     err = errors.from_rpc_error(_FakeRpcError(grpc.StatusCode.DATA_LOSS, "lost"))
     assert type(err) is errors.ConvocateError
     assert str(err) == "lost"
+
+
+def test_error_status_is_what_both_transports_send() -> None:
+    """A domain error keeps its message; anything else is INTERNAL naming only its type."""
+    assert errors.error_status(errors.NotFoundError("gone"), "/m") == ("NOT_FOUND", "gone")
+    unexpected = errors.error_status(KeyError("secret detail"), "/m")
+    assert unexpected == ("INTERNAL", "internal error in /m: KeyError")
+
+
+def test_from_status_is_the_same_table_as_from_rpc_error() -> None:
+    """A status name and message become the error a failed gRPC call with that code becomes."""
+    for code in grpc.StatusCode:
+        by_name = errors.from_status(code.name, "m", peer="a1")
+        by_rpc = errors.from_rpc_error(_FakeRpcError(code, "m"), peer="a1")
+        assert (type(by_name), str(by_name)) == (type(by_rpc), str(by_rpc))

@@ -22,9 +22,12 @@ from collections.abc import Callable
 import grpc
 
 from agent.docker_runtime import DockerRuntime, DockerTerminal
-from common.client.attach_call import AttachCall
+from common.attach_wire import CHANNEL_NAME
+from common.client.attach_call import AttachCall, AttachHandle
+from common.client.attach_channel_call import AttachChannelCall
+from common.tunnel import Tunnel
 
-__all__ = ["DockerClient", "GrpcClient", "PtyClient", "TermClient"]
+__all__ = ["AttachClient", "ChannelClient", "DockerClient", "GrpcClient", "PtyClient", "TermClient"]
 
 DETACH_KEYS = b"\x02d"   # tmux's Ctrl-B d
 
@@ -162,13 +165,13 @@ class DockerClient(TermClient):
             await asyncio.gather(self._reader, return_exceptions=True)
 
 
-class GrpcClient(TermClient):
-    """The Attach stream on ``channel`` (the agent's socket directly, or through a tunnel)."""
+class AttachClient(TermClient):
+    """One attach stream (``call``: gRPC or the attach channel), made from this process."""
 
-    def __init__(self, channel: Callable[[], grpc.aio.Channel], session_id: str) -> None:
+    def __init__(self, call: AttachHandle, session_id: str) -> None:
         super().__init__()
         self.session_id = session_id
-        self.call = AttachCall(channel(), "bench")
+        self.call = call
         self._reader: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
 
@@ -199,3 +202,29 @@ class GrpcClient(TermClient):
         if self._reader is not None:
             self._reader.cancel()
             await asyncio.gather(self._reader, *self._sends, return_exceptions=True)
+
+
+class GrpcClient(AttachClient):
+    """The gRPC Attach stream on ``channel`` (the agent's socket directly, or through a tunnel)."""
+
+    def __init__(self, channel: Callable[[], grpc.aio.Channel], session_id: str) -> None:
+        super().__init__(AttachCall(channel(), "bench"), session_id)
+
+
+class ChannelClient(AttachClient):
+    """The stream as the console opens it (``AgentClient.attach``): on the tunnel's attach channel.
+
+    ``fallback``: an agent that refuses the channel (a revision before it) is attached over
+    gRPC, as the console would; without it, a refusal fails the path.
+    """
+
+    def __init__(self, tunnel: Tunnel, session_id: str, *, fallback: bool = False) -> None:
+        def over_grpc() -> AttachHandle:
+            return AttachCall(tunnel.channel, "bench")
+
+        call: AttachHandle
+        if fallback and tunnel.refuses(CHANNEL_NAME):
+            call = over_grpc()
+        else:
+            call = AttachChannelCall(tunnel, "bench", fallback=over_grpc if fallback else None)
+        super().__init__(call, session_id)

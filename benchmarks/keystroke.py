@@ -8,11 +8,15 @@ attaches to the same tmux session of the same container, in interleaved rounds:
 3. the agent's own Docker call (aiodocker TTY exec of tmux attach) made from here;
 4. the gRPC Attach stream on the agent's UNIX socket, no tunnel;
 5. the same through the asyncssh tunnel (aes128-gcm, as shipped) and with chacha20;
-6. the console's relay (``AttachRelay`` on a pty) through the tunnel.
+6. the same Attach messages on the tunnel's attach channel (``common.attach_wire``: no gRPC,
+   no UNIX socket, the agent's servicer in its SSH server's loop), what the console uses;
+7. the console's relay (``AttachRelay`` on a pty) through the tunnel, opening its stream
+   as the console does (the attach channel).
 
-Each step adds hops to the one before, so the differences of their medians are the
-per-hop costs. Timestamps are taken here, in the harness, never in the product's code.
-Then py-spy samples the agent and this process during a further tunnel run.
+The console's chain (3, 6, 7) adds hops step by step, so the differences of their
+medians are the per-hop costs; 4 and 5 show the gRPC path beside it. Timestamps are
+taken here, in the harness, never in the product's code. Then py-spy samples the agent
+and this process during a further run on the attach channel.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import grpc
 from agent.docker_runtime import DockerRuntime
 from benchmarks import profile
 from benchmarks.agent_session import agent_session
-from benchmarks.clients import DockerClient, GrpcClient, PtyClient, TermClient
+from benchmarks.clients import ChannelClient, DockerClient, GrpcClient, PtyClient, TermClient
 from benchmarks.report import QUICK, host_line, median, percentile, write_markdown
 from common.client.calls import AgentCalls
 from common.domain import Session
@@ -44,8 +48,8 @@ from tests.support.agent_proc import AgentProcess, remove_labelled_containers
 from tests.support.images import ensure_offline_image
 from tests.support.sshd import Sshd, start_sshd
 
-__all__ = ["CHAIN", "OUTPUT_BASELINE", "OUTPUT_RAW", "WARMUP", "Hop", "KeystrokeResult", "hops", "measure",
-           "relay_argv", "run", "settle", "type_keys"]
+__all__ = ["CHAIN", "CHANNEL", "OUTPUT_BASELINE", "OUTPUT_RAW", "WARMUP", "Hop", "KeystrokeResult", "hops",
+           "measure", "relay_argv", "run", "settle", "type_keys"]
 
 KEYS = 60 if QUICK.on else 200
 WARMUP = 10
@@ -57,6 +61,7 @@ CREATES = 3 if QUICK.on else 5   # sessions created per round
 # Letters that neither the prompt nor tmux's status line print.
 KEYSET = b"kmnpqrtvwxz"
 USER = "claude"
+CHANNEL = "attach channel, tunnel aes128-gcm"     # the console's own stream, without its relay
 
 
 @dataclasses.dataclass
@@ -160,6 +165,7 @@ async def measure(*, with_profile: bool = True) -> KeystrokeResult:
                     "gRPC Attach, agent socket direct": lambda: GrpcClient(direct, s.id),
                     "gRPC Attach, tunnel aes128-gcm": lambda: GrpcClient(lambda: tunnel.channel, s.id),
                     "gRPC Attach, tunnel chacha20-poly1305": lambda: GrpcClient(lambda: chacha.channel, s.id),
+                    CHANNEL: lambda: ChannelClient(tunnel, s.id),
                     "console relay on a pty + tunnel": lambda: PtyClient(
                         relay_argv(agent, root / "relay.sock", s.id)),
                 }
@@ -185,12 +191,14 @@ async def measure(*, with_profile: bool = True) -> KeystrokeResult:
                             relay_argv(agent, root / "relay.sock", s.id)),
                         "gRPC Attach through the tunnel (in the session)": lambda: GrpcClient(
                             lambda: tunnel.channel, s.id),
+                        "attach channel through the tunnel (in the session)": lambda: ChannelClient(
+                            tunnel, s.id),
                     })
                     rss = {"agent, one session": _rss_mib(agent)}
                     creates = await _create_rounds(agent, tunnel, image_of(s))
                     rss[f"agent, {1 + CREATES * ROUNDS} running sessions"] = _rss_mib(agent)
                     if with_profile and profile.available():
-                        prof = await _profile(agent, lambda: GrpcClient(lambda: tunnel.channel, s.id), root)
+                        prof = await _profile(agent, lambda: ChannelClient(tunnel, s.id), root)
                 finally:
                     await direct_ch.close()
         finally:
@@ -280,7 +288,7 @@ async def _profile(agent: AgentProcess, make: Callable[[], TermClient], root: Pa
     try:
         return await profile.sample({"agent": agent.proc.pid, "client (bench process)": None},
                                     type_keys(client, PROFILE_KEYS, WARMUP), root / "prof",
-                                    f"{PROFILE_KEYS} keys through the tunnel")
+                                    f"{PROFILE_KEYS} keys on the attach channel through the tunnel")
     finally:
         await client.close()
 
@@ -296,10 +304,15 @@ READING = [
     "tunnel socket, the agent's SSH server to its gRPC socket) are UNIX sockets, where Nagle does "
     "not apply. uvloop is not used: with it in every process the console measured within the "
     "noise (shared transport measurements), and grpc.aio polls from its own thread either way."),
+    ("- The attach channel carries the gRPC Attach's own protobuf messages, length-prefixed, in an "
+    "SSH channel both ends handle in their event loop: a key goes console loop -> asyncssh -> TCP -> "
+    "the agent's asyncssh -> servicer -> Docker exec, without the local tunnel socket, the agent's "
+    "gRPC socket or grpc core's poller thread at either end (each one a wake-up per message)."),
     ("- The profiles count samples of running threads only. Time in `EpollSelector.select` and "
-    "socket writes is the cost of waking up across processes and threads (one gRPC message is a "
-    "hand-off from grpc's poller thread to the event loop on each side), not Python work: the "
-    "Python code of the relay, the servicer and the viewer is a few per cent of either process. "
+    "socket writes is the cost of waking up across processes and threads (on the gRPC path one "
+    "message is also a hand-off from grpc's poller thread to the event loop on each side), not "
+    "Python work: the Python code of the relay, the servicer and the viewer is a few per cent of "
+    "either process. "
     "py-spy counts a thread as running from the moment it is woken, so on a loaded machine the "
     "select share also holds the wait for a free core after each wake-up: fewer wake-ups per "
     "key (processes, threads, event-loop turns) is what shortens the echo."),
@@ -317,14 +330,13 @@ class Hop:
     added: float
 
 
-# Each path adds hops to the one before it: (path label, short name, what the added hops are).
+# The console's path, each step adding hops to the one before it: (path label, short name,
+# what the added hops are). The gRPC rows of the table are the path before the attach channel.
 CHAIN = [
     ("aiodocker TTY exec (the agent's call)", "Docker exec + tmux",
      "dockerd exec stream + tmux client/server + shell echo"),
-    ("gRPC Attach, agent socket direct", "gRPC + agent servicer",
-     "gRPC client + HTTP/2 + agent servicer, viewer queue"),
-    ("gRPC Attach, tunnel aes128-gcm", "SSH tunnel",
-     "tunnel: local socket + asyncssh client + TCP + asyncssh server + agent socket"),
+    (CHANNEL, "attach channel + agent servicer",
+     "attach channel: asyncssh client + TCP + asyncssh server (the agent's loop) + servicer, viewer queue"),
     ("console relay on a pty + tunnel", "console relay",
      "console relay: its own process on a pty, input queue, terminal writer"),
 ]

@@ -5,7 +5,10 @@ against the working tree's.
 default: main before issue 13's changes) to a temporary tree and runs one agent from
 it (127.0.0.3) and one from the working tree (127.0.0.2), each with its own session. The
 keystroke paths then alternate between the two, round after round, so both see the same
-machine load. The console relay child runs the matching revision too.
+machine load. The console relay child runs the matching revision too, and opens its
+stream as that revision's console does (the attach channel, or gRPC before it); the row
+"attach as the console does" is the same in this process (the working tree's client,
+which attaches an agent that refuses the channel over gRPC).
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from pathlib import Path
 import grpc
 
 from benchmarks.agent_session import agent_session, python_path
-from benchmarks.clients import GrpcClient, PtyClient, TermClient
+from benchmarks.clients import ChannelClient, GrpcClient, PtyClient, TermClient
 from benchmarks.keystroke import WARMUP, relay_argv, settle, type_keys
 from benchmarks.report import QUICK, host_line, median, percentile, write_markdown
+from common.client.attach_channel_call import AttachChannelCall
 from common.client.calls import AgentCalls
 from common.domain import Session
 from common.grpc_options import CLIENT_OPTIONS
@@ -38,6 +42,7 @@ Side = tuple[AgentProcess, Tunnel, Session]     # an agent, a tunnel to it, a se
 KEYS = 60 if QUICK.on else 200
 ROUNDS = 2 if QUICK.on else 8
 CREATES = 2   # sessions created (and started) per side per round
+CONSOLE = "attach as the console does, through the tunnel"
 
 
 # main just before issue 13's changes (the keystroke harness landed on top of it).
@@ -118,6 +123,7 @@ async def _main() -> None:
     samples: dict[tuple[str, str], list[float]] = {}
     failures: dict[str, list[str]] = {}
     cpu: dict[tuple[str, str], dict[str, list[float]]] = {}   # (path, side) -> process -> µs per key
+    on_channel: dict[str, bool] = {}
     async with before_after_sessions(rev) as (
             d, base_code, (a_agent, a_tunnel, a_s), (b_agent, b_tunnel, b_s)):
         sides = {"before": (b_agent, b_tunnel, b_s, base_code), "after": (a_agent, a_tunnel, a_s, None)}
@@ -138,6 +144,10 @@ async def _main() -> None:
                     grpc_client = GrpcClient(lambda t=tunnel: t.channel, s.id)   # type: ignore[misc]
                     samples.setdefault(("gRPC Attach through the tunnel", side), []).extend(
                         await _round(grpc_client, code, lost, cpu.setdefault(("tunnel", side), {}), pids))
+                    console = ChannelClient(tunnel, s.id, fallback=True)
+                    samples.setdefault((CONSOLE, side), []).extend(
+                        await _round(console, code, lost, cpu.setdefault(("console", side), {}), pids))
+                    on_channel[side] = isinstance(console.call, AttachChannelCall) and console.call.on_channel
                     relay = PtyClient(relay_argv(agent, Path(d) / f"r{side}.sock", s.id))
                     samples.setdefault(("console relay on a pty + tunnel", side), []).extend(
                         await _round(relay, code, lost, cpu.setdefault(("relay", side), {}), pids))
@@ -148,6 +158,7 @@ async def _main() -> None:
                         await calls.create(f"ab{i}-{n}", 0, "tcp", "", start=True)
                         samples.setdefault(("create + start through the tunnel", side), []).append(
                             (time.perf_counter() - t0) * 1e6)
+            opened = {side: v[0].log_text().count("attach channel opened") for side, v in sides.items()}
         finally:
             for ch in channels.values():
                 await ch.close()
@@ -158,7 +169,7 @@ async def _main() -> None:
             b, a = percentile(before, q), percentile(after, q)
             rows.append(f"| {path} p{q} | {b:.0f} | {a:.0f} | {a / b:.2f}x |")
     names = {"direct": "gRPC Attach, agent socket (no tunnel)", "tunnel": "gRPC Attach through the tunnel",
-             "relay": "console relay on a pty + tunnel"}
+             "console": CONSOLE, "relay": "console relay on a pty + tunnel"}
     for (path, side), per in cpu.items():
         if side != "before" or (path, "after") not in cpu:
             continue
@@ -174,6 +185,10 @@ async def _main() -> None:
          f"warm-up keys, then {CREATES} sessions created and started on each side (that row in µs "
          "too); the in-process gRPC client is the working tree's on both sides."),
         "- The two agents run side by side (127.0.0.2 and .3), each with its own session container.",
+        (f'- "{CONSOLE}" went on the attach channel: '
+         + ", ".join(f"{side} {'yes' if on else 'no (gRPC)'}" for side, on in on_channel.items())
+         + "; the relay child opens its stream the way its revision's console does (attach channels "
+         + "the agents opened in the run: " + ", ".join(f"{side} {n}" for side, n in opened.items()) + ")."),
         *(f"- A round of {side} ended early (its samples are left out): {msg}"
           for side, msgs in failures.items() for msg in msgs),
     ])

@@ -1,10 +1,13 @@
 """The console's attach relay on a pty, for the keystroke benchmark (run as a child process).
 
 ``python -m benchmarks.relay_child SETTINGS_JSON SESSION_ID`` opens a tunnel to the agent,
-starts an Attach stream the way the console's ``StreamAttacher`` does and runs the real
-:class:`shell.attach.relay.AttachRelay` on stdin/stdout (the pty the benchmark holds), so
-the measured path includes the relay's raw terminal, input queue and output writer.
-It exits when the stream ends (the benchmark detaches with Ctrl-B d).
+starts an attach stream the way the console's ``StreamAttacher`` does (the call
+``AgentClient.attach`` makes: the attach channel, or gRPC in a revision before it or with
+an agent that refuses it) and runs the real :class:`shell.attach.relay.AttachRelay` on
+stdin/stdout (the pty the benchmark holds), so the measured path includes the relay's raw
+terminal, input queue and output writer. It exits when the stream ends (the benchmark
+detaches with Ctrl-B d). Run with an older revision's code first on the path, it uses
+that revision's modules throughout.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from common.client.attach_call import AttachCall
 from common.domain import AttachMode, AttachStarted
@@ -21,10 +25,19 @@ from common.tunnel import Tunnel, TunnelSettings
 from shell.attach.relay import AttachRelay
 
 
+def _console_call(tunnel: Tunnel, name: str) -> Any:
+    """The stream the console's ``AgentClient.attach`` makes in the revision that runs this."""
+    try:
+        from common.client.attach_channel_call import AttachChannelCall  # noqa: PLC0415 - absent before it
+    except ImportError:         # a revision before the attach channel: its console attached over gRPC
+        return AttachCall(tunnel.channel, name)
+    return AttachChannelCall(tunnel, name, fallback=lambda: AttachCall(tunnel.channel, name))
+
+
 async def _main(settings: TunnelSettings, session_id: str) -> int:
     async with Tunnel(settings) as tunnel:
         await tunnel.wait_up(15)
-        call = AttachCall(tunnel.channel, settings.name)
+        call = _console_call(tunnel, settings.name)
         try:
             await call.start(session_id, rows=24, cols=80, term="xterm")
             early = b""

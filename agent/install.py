@@ -26,7 +26,8 @@ from common.paths import atomic_write, chown_tree, private_dir, user_ids
 from common.ssh_keys import load_or_create_host_key
 from common.sshd_dropin import AGENT_ROLE, KEY_OPTIONS, DropIn, install_dropin, reload_sshd
 
-__all__ = ["UNITS", "InstallOptions", "install_agent", "render_slice", "slice_values"]
+__all__ = ["UNITS", "InstallOptions", "host_slice_values", "install_agent", "render_slice", "render_units",
+           "slice_values"]
 
 UNITS = ("convocate-agent.service", "convocate-image-prune.service", "convocate-image-prune.timer")
 SLICE = "convocate-sessions.slice"
@@ -73,6 +74,28 @@ def slice_values(nproc: int, meminfo: str) -> tuple[int, int]:
 def render_slice(template: str, cpu_quota: int, memory_max: int) -> str:
     """The slice unit from its template."""
     return template.replace("@CPU_QUOTA@", str(cpu_quota)).replace("@MEMORY_MAX@", str(memory_max))
+
+
+def host_slice_values() -> tuple[int, int]:
+    """:func:`slice_values` of the host this runs on."""
+    return slice_values(os.cpu_count() or 1, Path("/proc/meminfo").read_text())
+
+
+def render_units(units_dir: Path, binary: str, cpu_quota: int, memory_max: int) -> dict[str, str]:
+    """Every systemd file the agent role installs: its name under ``/etc/systemd/system`` -> text.
+
+    The one rendering of the agent's units: ``install`` writes them, and ``convocate-agent
+    units`` prints them for ``convocate-host update`` (which applies a new release's units).
+
+    Raises:
+        FailedPreconditionError: a unit template is missing from ``units_dir``.
+    """
+    for name in (*UNITS, f"{SLICE}.in"):
+        if not (units_dir / name).is_file():
+            raise FailedPreconditionError(f"unit template {units_dir / name} is missing")
+    slice_text = render_slice((units_dir / f"{SLICE}.in").read_text(), cpu_quota, memory_max)
+    return {SLICE: slice_text,
+            **{name: (units_dir / name).read_text().replace(DEFAULT_BINARY, binary) for name in UNITS}}
 
 
 class _Steps:
@@ -189,9 +212,8 @@ def install_agent(config: AgentConfig, opts: InstallOptions, out: Callable[[str]
     s = _Steps(opts, out)
     real = opts.root == Path("/")
     etc_systemd = s.p(Path("/etc/systemd/system"))
-    for name in (*UNITS, f"{SLICE}.in"):
-        if not (opts.units_dir / name).is_file():
-            raise FailedPreconditionError(f"unit template {opts.units_dir / name} is missing")
+    cpu, mem = host_slice_values()
+    units = render_units(opts.units_dir, opts.binary, cpu, mem)
     user = opts.user
 
     def ids() -> tuple[int, int]:
@@ -225,13 +247,9 @@ def install_agent(config: AgentConfig, opts: InstallOptions, out: Callable[[str]
         )
     checked = "(dry run: not checked)" if opts.dry_run else "ok"
     out(f"[convocate-agent] check claude CLI at {config.claude_cli}... {checked}")
-    cpu, mem = slice_values(os.cpu_count() or 1, Path("/proc/meminfo").read_text())
-    slice_text = render_slice((opts.units_dir / f"{SLICE}.in").read_text(), cpu, mem)
-    s.run(f"install {SLICE} (CPUQuota={cpu}%, MemoryMax={mem})",
-          lambda: _install_file(etc_systemd / SLICE, slice_text))
-    for name in UNITS:
-        text = (opts.units_dir / name).read_text().replace(DEFAULT_BINARY, opts.binary)
-        s.run(f"install {name}", partial(_install_file, etc_systemd / name, text))
+    for name, text in units.items():
+        title = f"install {name}" + (f" (CPUQuota={cpu}%, MemoryMax={mem})" if name == SLICE else "")
+        s.run(title, partial(_install_file, etc_systemd / name, text))
     dropin = DropIn(user, "/bin/false", permit_tty=False, role=AGENT_ROLE)
     s.run(f"install {SSHD_DROPIN} (Match User {user}: no forwarding, ForceCommand /bin/false)",
           lambda: install_dropin(s.p(SSHD_DROPIN), dropin, system=real))

@@ -1,4 +1,4 @@
-"""The ``convocate-agent`` command: serve, install, build-image, prune-images, version.
+"""The ``convocate-agent`` command: serve, install, units, build-image, prune-images, version.
 
 Heavy modules (gRPC, asyncssh, aiodocker) are imported inside the commands that need
 them, so ``version`` and ``--help`` answer at once.
@@ -83,6 +83,27 @@ def install(
     if units_dir is not None:
         opts = replace(opts, units_dir=units_dir)
     install_agent(cfg, opts, print)
+
+
+@app.command()
+def units(
+    units_dir: Annotated[Path | None, typer.Option(help="Where the unit templates are.")] = None,
+    binary: Annotated[str, typer.Option(help="Path of convocate-agent in the units.")] = (
+        "/usr/local/bin/convocate-agent"
+    ),
+) -> None:
+    """Print the systemd files install writes, rendered for this host, as one JSON object.
+
+    Names are relative to /etc/systemd/system; convocate-host update writes the ones that
+    differ when it rolls this release out.
+    """
+    import json  # noqa: PLC0415
+
+    from agent.install import host_slice_values, render_units  # noqa: PLC0415 - see the module docstring
+    from common.deploy_files import deploy_dir  # noqa: PLC0415
+
+    print(json.dumps(render_units(units_dir or deploy_dir() / "systemd", binary, *host_slice_values()),
+                     sort_keys=True))
 
 
 @app.command("build-image")

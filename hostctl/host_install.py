@@ -8,8 +8,9 @@ throwaway-hosts tests (``tests/hosts``) run them one by one on systemd hosts:
 * :func:`ensure_packages` — ``apt-get install`` of what is missing from :data:`PACKAGES`
   (Docker Engine, tmux, zstd, rsyslog + gnutls, python3-venv, ...), then Docker enabled;
 * :func:`ensure_user` — the service user (uid 1337, no login shell until a role gives it one);
-* :func:`ensure_firewall` — accept rules for 22, 222 and 223 (iptables, or an nftables
-  table of our own; skipped with a note when the host has neither);
+* :func:`~hostctl.firewall.ensure_firewall` — accept rules for 22, 222 and 223 (iptables,
+  or an nftables table of our own; skipped with a note when the host has neither), applied
+  again at every boot by ``convocate-firewall.service`` (the same script);
 * :func:`ensure_release` — the bundle installed as a release under ``/opt/convocate``
   and switched to (see :mod:`hostctl.bundle`).
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 from common import defaults
 from common.errors import FailedPreconditionError
 from hostctl import bundle as bundles
+from hostctl.firewall import ensure_firewall
 from hostctl.image_transfer import RECEIVER_PACKAGES
 from hostctl.logforward import HOST_PACKAGES as LOG_PACKAGES
 from hostctl.remote import Runner
@@ -46,7 +48,6 @@ PACKAGES = tuple(sorted({
     "busybox-static",  # the offline session image (init-shell without a registry) is built from it
 }))
 PORTS = (22, defaults.AGENT_PORT, defaults.STATUS_PORT)
-NFT_TABLE = "convocate"
 
 
 @dataclass(frozen=True)
@@ -109,54 +110,6 @@ async def ensure_user(runner: Runner, user: str, uid: int, report: Report) -> No
     if not report.dry_run:
         await run_checked(runner, argv, f"creating user {user}")
     report.add("user", changed=True, detail=shlex.join(argv))
-
-
-# $@ = ports. Prints what it added; exit 4 when the host has neither tool.
-_FIREWALL = """
-set -e
-mode="$0"
-if command -v iptables >/dev/null 2>&1 && iptables -S INPUT >/dev/null 2>&1; then
-  for p in "$@"; do
-    iptables -C INPUT -p tcp --dport "$p" -m comment --comment convocate -j ACCEPT 2>/dev/null && continue
-    [ "$mode" = plan ] || iptables -I INPUT -p tcp --dport "$p" -m comment --comment convocate -j ACCEPT
-    echo "iptables: accept tcp/$p"
-  done
-elif command -v nft >/dev/null 2>&1; then
-  tag="convocate ports $(echo "$@" | tr ' ' ',')"
-  want="tcp dport { $(echo "$@" | tr ' ' ',') } accept comment \"$tag\""
-  nft list chain inet convocate input 2>/dev/null | grep -qF "$tag" && exit 0
-  if [ "$mode" != plan ]; then
-    nft add table inet convocate
-    nft 'add chain inet convocate input { type filter hook input priority -10; policy accept; }'
-    nft flush chain inet convocate input
-    nft add rule inet convocate input "$want"
-  fi
-  echo "nftables: table inet convocate: $want"
-else
-  exit 4
-fi
-"""
-
-
-async def ensure_firewall(runner: Runner, ports: tuple[int, ...], report: Report) -> None:
-    """Accept rules for ``ports`` (iptables first, else nftables); a note if there is neither.
-
-    The rules are inserted at the top of INPUT (iptables) or in a base chain of our own
-    that runs before ``filter`` (nftables); a host whose own rules drop in a later chain
-    still needs those ports opened there. They are not persisted across a reboot unless
-    the host saves its rule set (``netfilter-persistent``).
-    """
-    argv = ["sh", "-c", _FIREWALL, "plan" if report.dry_run else "apply", *map(str, ports)]
-    result = await runner.run(argv, root=True)
-    if result.status == 4:
-        report.add("firewall", changed=False, detail="skipped: neither iptables nor nft on the host; "
-                   f"keep tcp {', '.join(map(str, ports))} reachable by hand")
-        return
-    if result.status != 0:
-        await run_checked(runner, argv, "firewall rules")  # raises with the host's words
-    added = result.text()
-    report.add("firewall", changed=bool(added),
-               detail=added.replace("\n", "; ") or f"tcp {', '.join(map(str, ports))} accepted already")
 
 
 async def ensure_release(runner: Runner, bundle: bundles.Bundle, report: Report, *,

@@ -2,20 +2,27 @@
 
 1. **release**: the bundle installed as a new release *beside* the running one
    (:func:`hostctl.bundle.install_release`; nothing running is touched);
-2. **sessions**: the agent's sessions listed (when the host is a registered agent);
-3. **switch**: ``current`` renamed to the new release (``previous`` keeps the old);
-4. **restart**: the services restarted (``systemctl try-restart`` of the units that run).
+2. **units**: the new release renders the systemd files of each role the host has
+   (:mod:`hostctl.units`: the installers' own rendering) and they are compared with the
+   host's; nothing is written yet;
+3. **sessions**: the agent's sessions listed (when the host is a registered agent);
+4. **switch**: ``current`` renamed to the new release (``previous`` keeps the old), then
+   the unit files that differ written atomically and ``systemctl daemon-reload``;
+5. **restart**: the services restarted (``systemctl try-restart`` of the units that run).
    The agent's unit has ``KillMode=mixed`` and its containers live in
    ``convocate-sessions.slice`` under dockerd, so running sessions keep running on their
    image; the new agent adopts them;
-5. **check**: the agent answers ``Ping`` with the new version within the wait;
-   otherwise ``current`` goes back to the previous release, the services are restarted
-   on it, and the command fails with :class:`RolledBackError` (exit 4);
-6. **image**: the session image pushed and the pointer rewritten (used from each
+6. **check**: the agent answers ``Ping`` with the new version within the wait;
+   otherwise ``current`` goes back to the previous release, the unit files get back what
+   they held (daemon-reload), the services that ran before are restarted on it, and the
+   command fails with :class:`RolledBackError` (exit 4);
+7. **image**: the session image pushed and the pointer rewritten (used from each
    session's next restart: sessions roll forward one by one);
-7. **sessions** listed again: every session that ran before still runs.
+8. **sessions** listed again: every session that ran before still runs.
 
-A host already on this release (and image) changes nothing and says so.
+A host already on this release (its units as the release renders them, and the image)
+changes nothing and says so; a host on this release whose units differ (an earlier
+update left them) gets them written and its services restarted, with the same fallback.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from pathlib import Path
 from common.errors import ConvocateError
 from common.registry import AgentRecord
 from hostctl import bundle as bundles
+from hostctl import units
 from hostctl.agent_link import agent_calls
 from hostctl.agent_setup import AgentSetup, image_step
 from hostctl.remote import Runner
@@ -36,6 +44,8 @@ from hostctl.report import Report
 __all__ = ["RolledBackError", "UpdateSpec", "update_host"]
 
 RESTART = ("systemctl", "try-restart", "convocate-agent.service", "convocate-status.service")
+RELOAD = ("systemctl", "daemon-reload")
+RUNNING = frozenset({"active", "activating", "reloading"})   # states a rollback brings back
 
 
 class RolledBackError(ConvocateError):
@@ -51,6 +61,9 @@ class UpdateSpec:
     bin_dir: Path = bundles.DEFAULT_BIN_DIR
     python: str = "python3"
     restart_argv: tuple[str, ...] = RESTART
+    reload_argv: tuple[str, ...] = RELOAD            # after unit files were written or put back
+    rollback_argv: tuple[str, ...] | None = None     # None: `systemctl restart` of the services that ran
+    systemd_dir: Path = units.SYSTEMD_DIR
     agent: AgentRecord | None = None             # the host's agent, if it is one (checked and listed)
     image: AgentSetup | None = None              # the image step's settings (None: no image push)
     wait_timeout: float = 60.0
@@ -94,22 +107,26 @@ async def update_host(runner: Runner, spec: UpdateSpec, report: Report) -> None:
     if not current and not await bundles.linked_release(runner, spec.prefix):
         raise ConvocateError(f"no convocate release on {runner.name} under {spec.prefix}: "
                              "run `convocate-host install` there first")
+    rendered = True
     if current == b.digest:
         report.add("release", changed=False, detail=f"convocate {b.version} ({b.release}) is current")
     else:
-        await bundles.install_release(runner, b, report, prefix=spec.prefix, python=spec.python)
+        rendered = not await bundles.install_release(runner, b, report, prefix=spec.prefix,
+                                                     python=spec.python) or not dry
         report.add("release", changed=True, detail=f"install convocate {b.version} ({b.release}) beside "
                    f"the running release")
+    plan = await _units(runner, spec, rendered, report)
     before = await _sessions(spec.agent, spec.wait_timeout) if spec.agent and not dry else {}
-    if current != b.digest:
-        previous = await bundles.linked_release(runner, spec.prefix)
-        if not dry:
-            await bundles.switch_release(runner, b.release, prefix=spec.prefix, bin_dir=spec.bin_dir)
-        report.add("switch", changed=True, detail=f"current -> releases/{b.release} (previous: {previous})")
-        if not dry:
-            await _restart_and_check(runner, spec, previous, report)
-        else:
+    switching = current != b.digest
+    if switching or plan.changes:
+        previous = await bundles.linked_release(runner, spec.prefix) if switching else ""
+        if switching:
+            report.add("switch", changed=True,
+                       detail=f"current -> releases/{b.release} (previous: {previous})")
+        if dry:
             report.add("restart", changed=True, detail=" ".join(spec.restart_argv))
+        else:
+            await _switch_restart_and_check(runner, spec, previous if switching else None, plan, report)
     if spec.image is not None:
         await image_step(runner, spec.image, report)
     if spec.agent is not None and not dry:
@@ -124,9 +141,54 @@ async def update_host(runner: Runner, spec: UpdateSpec, report: Report) -> None:
                           "as before")
 
 
-async def _restart_and_check(runner: Runner, spec: UpdateSpec, previous: str, report: Report) -> None:
+async def _units(runner: Runner, spec: UpdateSpec, rendered: bool, report: Report) -> units.UnitPlan:
+    """The new release's units against the host's (``rendered`` False: a dry run before its install)."""
+    roles = await units.host_roles(runner, spec.systemd_dir)
+    names = ", ".join(r.name for r in roles)
+    if not roles:
+        report.add("units", changed=False, detail="no role installed yet (init-agent/init-shell install "
+                   "the units)")
+        return units.UnitPlan((), ())
+    if not rendered:
+        report.add("units", changed=True, detail=f"the {names} units as the new release renders them "
+                   "(known once it is installed), then systemctl daemon-reload")
+        return units.UnitPlan(roles, ())
+    release_bin = spec.prefix / "releases" / spec.bundle.release / "venv" / "bin"
+    plan = await units.plan_units(runner, release_bin, roles, spec.systemd_dir)
+    report.data["units"] = {"roles": [r.name for r in roles], "changed": plan.names}
+    if plan.note:
+        report.add("units", changed=False, detail=plan.note)
+    elif plan.changes:
+        report.add("units", changed=True, detail=f"write {', '.join(plan.names)} in {spec.systemd_dir}, "
+                   "then " + " ".join(spec.reload_argv))
+    else:
+        report.add("units", changed=False, detail=f"the {names} units are as this release renders them")
+    return plan
+
+
+async def _active_services(runner: Runner, roles: tuple[units.Role, ...]) -> list[str]:
+    """The roles' services that run now (they run again after a rollback)."""
+    services = [r.service for r in roles]
+    if not services:
+        return []
+    states = (await runner.run(["systemctl", "is-active", *services])).text().splitlines()
+    return [svc for svc, state in zip(services, states, strict=False) if state.strip() in RUNNING]
+
+
+async def _switch_restart_and_check(runner: Runner, spec: UpdateSpec, previous: str | None,
+                                    plan: units.UnitPlan, report: Report) -> None:
+    """Switch (``previous`` None: the host is on this release already), write the units, restart, check;
+    on a failure put back the release, the units and the services that ran, and raise."""
+    rollback = spec.rollback_argv
+    if rollback is None:
+        active = await _active_services(runner, plan.roles)
+        rollback = ("systemctl", "restart", *active) if active else None
     failure = ""
     try:
+        if previous is not None:
+            await bundles.switch_release(runner, spec.bundle.release, prefix=spec.prefix,
+                                         bin_dir=spec.bin_dir)
+        await units.apply_units(runner, plan.changes, spec.reload_argv, spec.systemd_dir)
         await run_checked(runner, list(spec.restart_argv), "restarting the services")
     except ConvocateError as e:
         failure = str(e)
@@ -137,14 +199,19 @@ async def _restart_and_check(runner: Runner, spec: UpdateSpec, previous: str, re
         report.add("restart", changed=True, detail=" ".join(spec.restart_argv) +
                    (f"; {spec.agent.agent_id} answers" if spec.agent else ""))
         return
-    if not previous:
+    await units.restore_units(runner, plan.changes, spec.reload_argv, spec.systemd_dir)
+    if previous == "":
         raise ConvocateError(f"update on {runner.name}: {failure}; there is no previous release "
                              "to go back to")
-    await bundles.switch_release(runner, previous, prefix=spec.prefix, bin_dir=spec.bin_dir)
-    await run_checked(runner, list(spec.restart_argv), "restarting the services on the previous release")
+    if previous is not None:
+        await bundles.switch_release(runner, previous, prefix=spec.prefix, bin_dir=spec.bin_dir)
+    if rollback is not None:
+        await run_checked(runner, list(rollback), "restarting the services on the previous release")
     back = "" if spec.agent is None else await _check(spec.agent, None, spec.wait_timeout)
+    release = previous or spec.bundle.release
+    units_back = f" with its units ({', '.join(plan.names)}) as they were" if plan.changes else ""
     raise RolledBackError(
-        f"update on {runner.name} failed: {failure}; release {previous} is current again"
+        f"update on {runner.name} failed: {failure}; release {release} is current again{units_back}"
         + (" and answers" if not back else f" but the agent does not answer ({back})")
         + ": fix the cause (see the service's journal) and re-run update"
     )

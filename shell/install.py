@@ -38,7 +38,10 @@ from common.paths import atomic_write, private_dir, user_ids
 from common.sshd_dropin import SHELL_ROLE, DropIn, install_dropin, reload_sshd
 from common.version import VERSION
 
-__all__ = ["InstallOptions", "Step", "plan_install", "render_status_unit", "run_install", "with_base"]
+__all__ = ["InstallOptions", "Step", "plan_install", "render_status_unit", "render_units", "run_install",
+           "with_base"]
+
+STATUS_UNIT = "convocate-status.service"
 
 DNSMASQ_HEADER = "# Managed by convocate.\n"
 
@@ -74,6 +77,15 @@ TimeoutStopSec=15s
 [Install]
 WantedBy=multi-user.target
 """
+
+
+def render_units(exec_path: str = "/usr/local/bin/convocate", user: str = "claude") -> dict[str, str]:
+    """Every systemd file the shell role installs: its name under ``/etc/systemd/system`` -> text.
+
+    The one rendering: ``install`` writes them, and ``convocate units`` prints them for
+    ``convocate-host update`` (which applies a new release's units).
+    """
+    return {STATUS_UNIT: render_status_unit(exec_path, user)}
 
 
 def with_base(dockerfile: str, base: str) -> str:
@@ -228,15 +240,17 @@ def plan_install(opts: InstallOptions, run: Callable[[list[str]], None] | None =
     steps.append(Step("Creating directories", directories,
                       [f"{AGENT_KEYS_DIR} (0700)", f"{SHELL_STATE_DIR} (0755)"]))
 
-    unit = _path(opts, "/etc/systemd/system/convocate-status.service")
+    systemd_dir = _path(opts, "/etc/systemd/system")
+    units = render_units(opts.exec_path, user)
 
     def status_unit() -> None:
-        _write(unit, render_status_unit(opts.exec_path, user), 0o644)
+        for name, text in units.items():
+            _write(systemd_dir / name, text, 0o644)
         if live and opts.start_service and shutil.which("systemctl"):
             run(["systemctl", "daemon-reload"])
-            run(["systemctl", "enable", "--now", "convocate-status.service"])
+            run(["systemctl", "enable", "--now", STATUS_UNIT])
 
-    steps.append(Step("Installing convocate-status.service", status_unit, [str(unit)]))
+    steps.append(Step(f"Installing {STATUS_UNIT}", status_unit, [str(systemd_dir / n) for n in units]))
 
     hosts = _path(opts, str(DNSMASQ_HOSTS_FILE))
     dropin = _path(opts, "/etc/dnsmasq.d/convocate.conf")

@@ -1,4 +1,4 @@
-"""``convocate``: the operator's console (no arguments), plus install, status, demo, version.
+"""``convocate``: the operator's console (no arguments), plus install, units, status, demo, version.
 
 ``main()`` is the error boundary: a known error prints one line ``error: ...`` and exits
 1; a traceback appears only with ``CONVOCATE_DEBUG=1``. The console itself logs to a
@@ -71,6 +71,22 @@ def status_serve(
                overrides={"host": host, "port": port, "socket": socket})
     with contextlib.suppress(asyncio.CancelledError):
         asyncio.run(serve_status(cfg))
+
+
+@app.command()
+def units(
+    user: Annotated[str, typer.Option(help="The console user.")] = "claude",
+    exec_path: Annotated[str, typer.Option(help="Installed path of convocate.")] = "/usr/local/bin/convocate",
+) -> None:
+    """Print the systemd files install writes, as one JSON object (names under /etc/systemd/system).
+
+    convocate-host update writes the ones that differ when it rolls this release out.
+    """
+    import json  # noqa: PLC0415
+
+    from shell.install import render_units  # noqa: PLC0415 - SSH set-up code, install only
+
+    print(json.dumps(render_units(exec_path, user), sort_keys=True))
 
 
 @app.command()

@@ -44,6 +44,7 @@ from tests.hosts.provision import (
     prepare_operator_on_shell,
     shell_role,
 )
+from tests.hosts.releases import AGENT_UNIT_TEMPLATE, with_edited_file
 from tests.hosts.steps import RUN_LOG
 from tests.support.env import require_tool
 from tests.support.net import free_port
@@ -286,9 +287,60 @@ def _shell_hostctl(p: Provisioned, command: str) -> dict[str, object]:
     return parsed
 
 
+UNIT_MARK = "Environment=CONVOCATE_E2E_RELEASE=unit-two"
+AGENT_UNIT = "convocate-agent.service"
+
+
+@dataclass(frozen=True)
+class Releases:
+    """Two more releases of this checkout: its agent unit changed, and changed so it cannot start."""
+
+    changed_unit: Path
+    broken_unit: Path
+
+
+@pytest.fixture(scope="module")
+def releases(wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Releases:
+    root = tmp_path_factory.mktemp("releases")
+
+    def mark(text: str, extra: str = "") -> str:
+        return text.replace("[Service]\n", f"[Service]\n{UNIT_MARK}\n{extra}", 1)
+
+    return Releases(
+        with_edited_file(wheelhouse, root / "changed", AGENT_UNIT_TEMPLATE, mark),
+        with_edited_file(wheelhouse, root / "broken", AGENT_UNIT_TEMPLATE,
+                         lambda t: mark(t, "ExecStartPre=/bin/false\n")),
+    )
+
+
+@dataclass(frozen=True)
+class UnitView:
+    """The agent's unit as systemd runs it, and its file."""
+
+    environment: str
+    exec_start_pre: str
+    need_daemon_reload: str
+    process_environment: str
+    file: str
+
+
+def _agent_unit(host: Host) -> UnitView:
+    props = ("Environment", "ExecStartPre", "NeedDaemonReload", "MainPID")
+    out = host.run(f"systemctl show {AGENT_UNIT} " + " ".join(f"-p {p}" for p in props)).stdout
+    values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    environ = host.sudo(f"tr '\\0' '\\n' < /proc/{values['MainPID']}/environ").stdout
+    return UnitView(values["Environment"], values["ExecStartPre"], values["NeedDaemonReload"], environ,
+                    host.run(f"cat /etc/systemd/system/{AGENT_UNIT}").stdout)
+
+
+def _current_release(host: Host) -> str:
+    return host.run("readlink /opt/convocate/current").stdout.strip()
+
+
 def test_update_keeps_a_running_session_on_its_image_until_restart(
-    provisioned: Provisioned, wheelhouse: Path,
+    provisioned: Provisioned, releases: Releases,
 ) -> None:
+    """The new release changes the agent's unit: the update writes it and the agent runs with it."""
     agent = provisioned.agents[0]
     host = agent.host
     session = create_session(host, "before-update")
@@ -300,12 +352,18 @@ def test_update_keeps_a_running_session_on_its_image_until_restart(
                            f"docker build -q -t {tag} -", timeout=120)
     # The release as a wheelhouse on the shell (`--bundle`: the shell host has no checkout).
     provisioned.shell.run("rm -rf /tmp/convocate-bundle")
-    provisioned.shell.put(wheelhouse, "/tmp/convocate-bundle")
+    provisioned.shell.put(releases.changed_unit, "/tmp/convocate-bundle")
     with RUN_LOG.step("convocate-host update", host.name):
-        _shell_hostctl(provisioned, f"update --host {host.internal_ip} --user {host.user} "
-                                    f"--key {OPERATOR_KEY_ON_SHELL} --known-hosts {KNOWN_HOSTS_ON_SHELL} "
-                                    f"--bundle /tmp/convocate-bundle --image-tag {tag}")
+        report = _shell_hostctl(provisioned, f"update --host {host.internal_ip} --user {host.user} "
+                                f"--key {OPERATOR_KEY_ON_SHELL} --known-hosts {KNOWN_HOSTS_ON_SHELL} "
+                                f"--bundle /tmp/convocate-bundle --image-tag {tag}")
     assert unit_state(host, "convocate-agent.service") == "active"
+    assert report["units"] == {"roles": ["agent"], "changed": [AGENT_UNIT]}, report
+    unit = _agent_unit(host)
+    assert UNIT_MARK in unit.file.splitlines()
+    assert "CONVOCATE_E2E_RELEASE=unit-two" in unit.environment.split(), unit
+    assert "CONVOCATE_E2E_RELEASE=unit-two" in unit.process_environment.splitlines(), "not restarted on it"
+    assert unit.need_daemon_reload == "no"
     assert _image_of(host, session) == (old_image, started), "the update touched a running session"
     assert agent_sessions(host).get(session) is True
     new_image = host.sudo(f"docker image inspect -f '{{{{.Id}}}}' {tag}").stdout.strip()
@@ -313,6 +371,33 @@ def test_update_keeps_a_running_session_on_its_image_until_restart(
     kill_session(host, session)
     restart_session(host, session)
     assert _image_of(host, session)[0] == new_image
+
+
+def test_a_failed_update_puts_back_the_release_and_its_units(
+    provisioned: Provisioned, releases: Releases,
+) -> None:
+    """A release whose agent unit cannot start: exit 4, the running release and its unit as they were."""
+    agent = provisioned.agents[0]
+    host = agent.host
+    before, release = _agent_unit(host), _current_release(host)
+    provisioned.shell.run("rm -rf /tmp/convocate-bundle-broken")
+    provisioned.shell.put(releases.broken_unit, "/tmp/convocate-bundle-broken")
+    with RUN_LOG.step("convocate-host update, rolled back", host.name):
+        done = provisioned.shell.sudo(
+            f"convocate-host update --host {host.internal_ip} --user {host.user} "
+            f"--key {OPERATOR_KEY_ON_SHELL} --known-hosts {KNOWN_HOSTS_ON_SHELL} "
+            "--bundle /tmp/convocate-bundle-broken --wait 30 --json",
+            check=False, timeout=HOSTCTL_TIMEOUT)
+    assert done.returncode == 4, f"{done.stdout}{done.stderr}"
+    assert f"with its units ({AGENT_UNIT}) as they were and answers" in done.stderr, done.stderr
+    assert _current_release(host) == release
+    assert unit_state(host, AGENT_UNIT) == "active"
+    after = _agent_unit(host)
+    assert after.file == before.file
+    assert (after.environment, after.exec_start_pre, after.need_daemon_reload) == (
+        before.environment, before.exec_start_pre, "no"), after
+    out = provisioned.shell.sudo("convocate-host agents --json", timeout=90).stdout
+    assert {r["agent_id"]: r["reachable"] for r in json.loads(out)}[agent.agent_id] is True
 
 
 def test_migrate_session_moves_it_with_its_files(provisioned: Provisioned) -> None:
@@ -328,3 +413,40 @@ def test_migrate_session_moves_it_with_its_files(provisioned: Provisioned) -> No
     assert wait_for_sync(lambda: agent_sessions(target.host).get(session), timeout=90, interval=1.0)
     assert session not in agent_sessions(source.host)
     assert target.host.sudo(f"cat {marker}").stdout == "files travel\n"
+
+
+# --- the firewall's accept rules, at every boot ----------------------------------------------
+
+def _accepted_ports(host: Host) -> list[int]:
+    """The ports of convocate's accept rules in INPUT, one entry per rule."""
+    out = host.sudo("iptables -S INPUT").stdout
+    return sorted(int(line.split("--dport ")[1].split()[0]) for line in out.splitlines()
+                  if "--comment convocate" in line)
+
+
+def test_the_boot_unit_puts_flushed_rules_back_exactly_once(provisioned: Provisioned) -> None:
+    for host in (provisioned.shell, provisioned.agents[1].host):
+        assert host.run("systemctl is-enabled convocate-firewall.service").stdout.strip() == "enabled"
+        assert unit_state(host, "convocate-firewall.service") == "active"
+        assert _accepted_ports(host) == [22, 222, 223]
+        host.sudo("iptables -F INPUT")
+        assert _accepted_ports(host) == []
+        for _ in range(2):   # a second run adds nothing
+            host.sudo("systemctl restart convocate-firewall.service")
+            assert _accepted_ports(host) == [22, 222, 223]
+
+
+def test_the_rules_are_back_after_a_reboot(fleet: HostFleet, provisioned: Provisioned) -> None:
+    """A restart of the host starts its network afresh (no rules): the boot unit applies them again."""
+    agent = provisioned.agents[1]
+    fleet.reboot(agent.host)
+    wait_for_sync(lambda: unit_state(agent.host, "convocate-firewall.service") == "active",
+                  timeout=120, interval=1.0)
+    assert _accepted_ports(agent.host) == [22, 222, 223]
+    wait_for_sync(lambda: unit_state(agent.host, AGENT_UNIT) == "active", timeout=120, interval=1.0)
+
+    def reachable() -> bool:
+        out = provisioned.shell.sudo("convocate-host agents --json", timeout=90).stdout
+        return {r["agent_id"]: r["reachable"] for r in json.loads(out)}.get(agent.agent_id) is True
+
+    assert wait_for_sync(reachable, timeout=90, interval=2.0)

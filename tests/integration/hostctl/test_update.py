@@ -5,6 +5,10 @@ checkout's wheelhouse), so a restart after the switch really runs the new releas
 A second release is the same wheelhouse plus one marker wheel (a different bundle, as
 far as releases go). The failed update is injected from outside: the restart command
 refuses to start the third release, as a broken unit or package would.
+
+The host's systemd directory is a temporary one holding an older agent unit (so the
+host has the agent role): the update writes the release's units there, as
+``convocate-agent units`` renders them, and the failed one puts back what was there.
 """
 
 from __future__ import annotations
@@ -49,6 +53,14 @@ def _variant(base: bundles.Bundle, root: Path, marker: str) -> bundles.Bundle:
     return bundles.load_bundle(out)
 
 
+def _rendered_units(release_bin: Path) -> dict[str, str]:
+    done = subprocess.run([str(release_bin / "convocate-agent"), "units"], capture_output=True, text=True,
+                          timeout=60, check=True)
+    parsed = json.loads(done.stdout)
+    assert isinstance(parsed, dict)
+    return parsed
+
+
 def _container_id(session_id: str) -> str:
     done = subprocess.run(["docker", "inspect", "--format", "{{.Id}} {{.State.Running}}",
                            f"convocate-session-{session_id}"], capture_output=True, text=True, timeout=30,
@@ -81,13 +93,22 @@ async def test_update_while_a_session_runs_then_a_failed_update_rolls_back(
             assert running_in.endswith("true"), running_in
             pid = h.pidfile.read_text()
 
+            systemd_dir, reloads = root / "systemd", root / "reloads"
+            systemd_dir.mkdir()
+            (systemd_dir / "convocate-agent.service").write_text("# an older unit\n")
+            reload = ("sh", "-c", f"echo reload >> {reloads}")
             spec = UpdateSpec(v2, prefix=prefix, bin_dir=bin_dir, restart_argv=h.start_argv(agent_cmd),
-                              agent=record, wait_timeout=45)
+                              agent=record, wait_timeout=45, systemd_dir=systemd_dir, reload_argv=reload,
+                              rollback_argv=h.start_argv(agent_cmd))
             first = Report("update", HOST)
             await update_host(runner, spec, first)
             steps = {s.step: s.changed for s in first.steps}
-            want = {"release": True, "switch": True, "restart": True, "sessions": False}
+            want = {"release": True, "units": True, "switch": True, "restart": True, "sessions": False}
             assert steps == want, h.describe()
+            rendered = _rendered_units(prefix / "current" / "venv" / "bin")
+            assert first.data["units"] == {"roles": ["agent"], "changed": sorted(rendered)}
+            assert {p.name: p.read_text() for p in systemd_dir.iterdir()} == rendered
+            assert reloads.read_text() == "reload\n"
             assert (prefix / "current").readlink().name == v2.release
             assert h.pidfile.read_text() != pid                  # the agent was restarted ...
             assert _container_id(session.id) == running_in       # ... the session's container was not
@@ -96,16 +117,24 @@ async def test_update_while_a_session_runs_then_a_failed_update_rolls_back(
             again = Report("update", HOST)
             await update_host(runner, spec, again)
             assert not again.changed, again.as_dict()
+            assert reloads.read_text() == "reload\n"
+
+            # Someone edited the unit: the next update writes it again, and its rollback puts it back.
+            (systemd_dir / "convocate-agent.service").write_text("# edited by hand\n")
 
             # The restart refuses the third release (a broken unit, from outside the code).
             script = (f'case "$(readlink {prefix}/current)" in *{v3.release}) '
                       'echo "unit failed to start" >&2; exit 1;; esac; exec "$@"')
             refuse = ("sh", "-c", script, "refuse", *spec.restart_argv)
             failing = UpdateSpec(v3, prefix=prefix, bin_dir=bin_dir, restart_argv=refuse, agent=record,
-                                 wait_timeout=45)
-            with pytest.raises(RolledBackError, match="is current again and answers"):
+                                 wait_timeout=45, systemd_dir=systemd_dir, reload_argv=reload,
+                                 rollback_argv=refuse)
+            back = r"is current again with its units \(convocate-agent\.service\) as they were and answers"
+            with pytest.raises(RolledBackError, match=back):
                 await update_host(runner, failing, Report("update", HOST))
             assert (prefix / "current").readlink().name == v2.release
+            assert (systemd_dir / "convocate-agent.service").read_text() == "# edited by hand\n"
+            assert reloads.read_text() == "reload\n" * 3     # written, then put back
             assert _container_id(session.id) == running_in
             async with agent_calls(record) as calls:
                 assert (await calls.ping()).version == release_bundle.version

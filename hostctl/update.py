@@ -8,7 +8,7 @@
 3. **sessions**: the agent's sessions listed (when the host is a registered agent);
 4. **switch**: ``current`` renamed to the new release (``previous`` keeps the old), then
    the unit files that differ written atomically and ``systemctl daemon-reload``;
-5. **restart**: the services restarted (``systemctl try-restart`` of the units that run).
+5. **restart**: the roles' services restarted (``systemctl try-restart`` of the ones that run).
    The agent's unit has ``KillMode=mixed`` and its containers live in
    ``convocate-sessions.slice`` under dockerd, so running sessions keep running on their
    image; the new agent adopts them;
@@ -43,7 +43,6 @@ from hostctl.report import Report
 
 __all__ = ["RolledBackError", "UpdateSpec", "update_host"]
 
-RESTART = ("systemctl", "try-restart", "convocate-agent.service", "convocate-status.service")
 RELOAD = ("systemctl", "daemon-reload")
 RUNNING = frozenset({"active", "activating", "reloading"})   # states a rollback brings back
 
@@ -60,7 +59,7 @@ class UpdateSpec:
     prefix: Path = bundles.DEFAULT_PREFIX
     bin_dir: Path = bundles.DEFAULT_BIN_DIR
     python: str = "python3"
-    restart_argv: tuple[str, ...] = RESTART
+    restart_argv: tuple[str, ...] | None = None      # None: `systemctl try-restart` of the roles' services
     reload_argv: tuple[str, ...] = RELOAD            # after unit files were written or put back
     rollback_argv: tuple[str, ...] | None = None     # None: `systemctl restart` of the services that ran
     systemd_dir: Path = units.SYSTEMD_DIR
@@ -124,7 +123,7 @@ async def update_host(runner: Runner, spec: UpdateSpec, report: Report) -> None:
             report.add("switch", changed=True,
                        detail=f"current -> releases/{b.release} (previous: {previous})")
         if dry:
-            report.add("restart", changed=True, detail=" ".join(spec.restart_argv))
+            report.add("restart", changed=True, detail=" ".join(_restart_argv(spec, plan) or ("nothing",)))
         else:
             await _switch_restart_and_check(runner, spec, previous if switching else None, plan, report)
     if spec.image is not None:
@@ -166,6 +165,14 @@ async def _units(runner: Runner, spec: UpdateSpec, rendered: bool, report: Repor
     return plan
 
 
+def _restart_argv(spec: UpdateSpec, plan: units.UnitPlan) -> tuple[str, ...] | None:
+    """How the services restart on the new release (None: the host runs none of ours yet)."""
+    if spec.restart_argv is not None:
+        return spec.restart_argv
+    services = [r.service for r in plan.roles]
+    return ("systemctl", "try-restart", *services) if services else None
+
+
 async def _active_services(runner: Runner, roles: tuple[units.Role, ...]) -> list[str]:
     """The roles' services that run now (they run again after a rollback)."""
     services = [r.service for r in roles]
@@ -183,20 +190,22 @@ async def _switch_restart_and_check(runner: Runner, spec: UpdateSpec, previous: 
     if rollback is None:
         active = await _active_services(runner, plan.roles)
         rollback = ("systemctl", "restart", *active) if active else None
-    failure = ""
+    restart, failure = _restart_argv(spec, plan), ""
     try:
         if previous is not None:
             await bundles.switch_release(runner, spec.bundle.release, prefix=spec.prefix,
                                          bin_dir=spec.bin_dir)
         await units.apply_units(runner, plan.changes, spec.reload_argv, spec.systemd_dir)
-        await run_checked(runner, list(spec.restart_argv), "restarting the services")
+        if restart is not None:
+            await run_checked(runner, list(restart), "restarting the services")
     except ConvocateError as e:
         failure = str(e)
     if not failure and spec.agent is not None:
         seen = await _check(spec.agent, spec.bundle.version, spec.wait_timeout)
         failure = f"the agent did not come back on {spec.bundle.version} ({seen})" if seen else ""
     if not failure:
-        report.add("restart", changed=True, detail=" ".join(spec.restart_argv) +
+        said = " ".join(restart or ("nothing to restart",))
+        report.add("restart", changed=restart is not None, detail=said +
                    (f"; {spec.agent.agent_id} answers" if spec.agent else ""))
         return
     await units.restore_units(runner, plan.changes, spec.reload_argv, spec.systemd_dir)

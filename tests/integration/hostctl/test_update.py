@@ -125,7 +125,7 @@ async def test_update_while_a_session_runs_then_a_failed_update_rolls_back(
             # The restart refuses the third release (a broken unit, from outside the code).
             script = (f'case "$(readlink {prefix}/current)" in *{v3.release}) '
                       'echo "unit failed to start" >&2; exit 1;; esac; exec "$@"')
-            refuse = ("sh", "-c", script, "refuse", *spec.restart_argv)
+            refuse = ("sh", "-c", script, "refuse", *h.start_argv(agent_cmd))
             failing = UpdateSpec(v3, prefix=prefix, bin_dir=bin_dir, restart_argv=refuse, agent=record,
                                  wait_timeout=45, systemd_dir=systemd_dir, reload_argv=reload,
                                  rollback_argv=refuse)

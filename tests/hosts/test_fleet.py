@@ -329,8 +329,9 @@ def _agent_unit(host: Host) -> UnitView:
     out = host.run(f"systemctl show {AGENT_UNIT} " + " ".join(f"-p {p}" for p in props)).stdout
     values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     environ = host.sudo(f"tr '\\0' '\\n' < /proc/{values['MainPID']}/environ").stdout
-    return UnitView(values["Environment"], values["ExecStartPre"], values["NeedDaemonReload"], environ,
-                    host.run(f"cat /etc/systemd/system/{AGENT_UNIT}").stdout)
+    file = host.run(f"cat /etc/systemd/system/{AGENT_UNIT}").stdout
+    return UnitView(values["Environment"], values.get("ExecStartPre", ""),  # absent when there is none
+                    values["NeedDaemonReload"], environ, file)
 
 
 def _current_release(host: Host) -> str:
@@ -439,9 +440,13 @@ def test_the_boot_unit_puts_flushed_rules_back_exactly_once(provisioned: Provisi
 def test_the_rules_are_back_after_a_reboot(fleet: HostFleet, provisioned: Provisioned) -> None:
     """A restart of the host starts its network afresh (no rules): the boot unit applies them again."""
     agent = provisioned.agents[1]
+    marker = "INPUT -p tcp --dport 9 -m comment --comment e2e-not-saved -j ACCEPT"
+    agent.host.sudo(f"iptables -A {marker}")
     fleet.reboot(agent.host)
     wait_for_sync(lambda: unit_state(agent.host, "convocate-firewall.service") == "active",
                   timeout=120, interval=1.0)
+    # A rule nobody re-applies is gone (the boot started from an empty rule set); ours are back, once.
+    assert agent.host.sudo(f"iptables -C {marker}", check=False).returncode != 0
     assert _accepted_ports(agent.host) == [22, 222, 223]
     wait_for_sync(lambda: unit_state(agent.host, AGENT_UNIT) == "active", timeout=120, interval=1.0)
 

@@ -121,6 +121,13 @@ async def test_update_while_a_session_runs_then_a_failed_update_rolls_back(
 
             # Someone edited the unit: the next update writes it again, and its rollback puts it back.
             (systemd_dir / "convocate-agent.service").write_text("# edited by hand\n")
+            plan = Report("update", HOST, dry_run=True)   # the same release: only the unit differs
+            await update_host(runner, spec, plan)
+            assert {s.step: s.changed for s in plan.steps} == {"release": False, "units": True,
+                                                               "restart": True}, plan.as_dict()
+            assert plan.data["units"]["changed"] == ["convocate-agent.service"]
+            assert (systemd_dir / "convocate-agent.service").read_text() == "# edited by hand\n"
+            assert reloads.read_text() == "reload\n"
 
             # The restart refuses the third release (a broken unit, from outside the code).
             script = (f'case "$(readlink {prefix}/current)" in *{v3.release}) '

@@ -17,8 +17,8 @@ What a client sends is untrusted: a bad frame (unknown kind, over ``MAX_FRAME``,
 AttachRequest) is logged with the reason, answered with an INVALID_ARGUMENT error frame,
 and ends that channel; nothing else is affected.
 
-Flow control both ways: decoded requests wait in a small inbox, and past
-``INBOX_HIGH`` the channel stops reading (the SSH window then holds the client back)
+Flow control both ways: requests are decoded into a small inbox only as it has room, and
+past ``INBOX_HIGH`` the channel stops reading (the SSH window then holds the client back)
 until the servicer has taken them; output waits while asyncssh's send buffer is over its
 high-water mark (the client's window is full), so the viewer's own bound is what limits
 the output held for a slow client. A closed channel (client gone, connection lost, agent
@@ -100,20 +100,9 @@ class AttachChannel(asyncssh.SSHUNIXSession[bytes]):
             self._close()
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:  # noqa: ARG002 - no extended data here
-        if self._input_ended:
-            return
-        try:
-            for _, payload in self._reader.feed(data):
-                self._inbox.put_nowait(attach_pb2.AttachRequest.FromString(payload))
-        except FrameError as e:
-            self._bad(str(e))
-            return
-        except DecodeError:
-            self._bad("a frame that is not an AttachRequest")
-            return
-        if not self._reading_paused and self._inbox.qsize() >= INBOX_HIGH and self._chan is not None:
-            self._reading_paused = True
-            self._chan.pause_reading()
+        if not self._input_ended:
+            self._reader.feed(data)
+            self._take_frames()
 
     def eof_received(self) -> bool:
         self._end_input()       # the client's half-close: the servicer treats it as a detach
@@ -139,10 +128,33 @@ class AttachChannel(asyncssh.SSHUNIXSession[bytes]):
     async def _requests(self) -> AsyncIterator[attach_pb2.AttachRequest]:
         """The client's frames for the servicer, until its half-close or the channel's end."""
         while (req := await self._inbox.get()) is not None:
-            if self._reading_paused and self._inbox.qsize() <= _INBOX_LOW and self._chan is not None:
-                self._reading_paused = False
-                self._chan.resume_reading()
+            if self._reading_paused and self._inbox.qsize() <= _INBOX_LOW:
+                self._take_frames()         # what waits in the reader first
+                if self._inbox.qsize() < INBOX_HIGH and self._chan is not None:
+                    self._reading_paused = False
+                    self._chan.resume_reading()
             yield req
+
+    def _take_frames(self) -> None:
+        """Decode the frames fed so far into the inbox while it has room; stop reading when it is full.
+
+        Frames are decoded only as the inbox takes them, so what a fast client sends waits
+        as raw bytes in the reader (bounded by the SSH window), not as decoded requests.
+        """
+        if self._input_ended:
+            return
+        try:
+            while self._inbox.qsize() < INBOX_HIGH and (frame := self._reader.next_frame()) is not None:
+                self._inbox.put_nowait(attach_pb2.AttachRequest.FromString(frame[1]))
+        except FrameError as e:
+            self._bad(str(e))
+            return
+        except DecodeError:
+            self._bad("a frame that is not an AttachRequest")
+            return
+        if not self._reading_paused and self._inbox.qsize() >= INBOX_HIGH and self._chan is not None:
+            self._reading_paused = True
+            self._chan.pause_reading()
 
     async def _serve(self) -> None:
         log.info("attach channel opened", origin=self._origin)

@@ -23,6 +23,7 @@ What a peer sends is untrusted: an unknown kind or a length over the bound is a
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 
 __all__ = ["CHANNEL_NAME", "ERROR", "HEADER_SIZE", "MAX_FRAME", "MESSAGE", "FrameError", "FrameReader",
            "decode_error", "encode", "encode_error"]
@@ -59,7 +60,11 @@ def decode_error(payload: bytes) -> tuple[str, str]:
 
 
 class FrameReader:
-    """Cuts frames out of the bytes of one channel, as they arrive in pieces.
+    """Cuts frames out of the bytes of one channel, as they arrive in pieces, one at a time.
+
+    Frames are taken one by one (:meth:`next_frame`), so a reader that stops taking them
+    holds only the raw bytes it was fed (which the SSH window bounds), never a pile of
+    decoded frames.
 
     Args:
         kinds: the frame kinds this end accepts (anything else is a :class:`FrameError`).
@@ -70,35 +75,44 @@ class FrameReader:
         self._kinds = kinds
         self._max = max_frame
         self._buf = bytearray()
+        self._pos = 0           # where the next frame starts in _buf
 
     @property
     def pending(self) -> int:
-        """Bytes held of a frame not complete yet."""
-        return len(self._buf)
+        """Bytes fed and not taken as a frame yet."""
+        return len(self._buf) - self._pos
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[tuple[int, bytes]]:
-        """The complete frames (kind, payload) that ``data`` finishes, in order.
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Add bytes read from the channel."""
+        self._buf += data
+
+    def next_frame(self) -> tuple[int, bytes] | None:
+        """The next complete frame (kind, payload), or None until more bytes are fed.
 
         Raises:
-            FrameError: a header names an unknown kind or a payload over the bound (what
-                was held is dropped: the channel is not to be read further).
+            FrameError: its header names an unknown kind or a payload over the bound
+                (everything held is dropped: the channel is not to be read further).
         """
-        buf = self._buf
-        buf += data
-        frames: list[tuple[int, bytes]] = []
-        pos, end = 0, len(buf)
-        while end - pos >= HEADER_SIZE:
+        buf, pos = self._buf, self._pos
+        if len(buf) - pos >= HEADER_SIZE:
             kind, size = _HEADER.unpack_from(buf, pos)
             if kind not in self._kinds or size > self._max:
                 buf.clear()
+                self._pos = 0
                 what = f"a frame of unknown kind {kind}" if kind not in self._kinds else (
                     f"a frame of {size} bytes (the limit is {self._max})")
                 raise FrameError(what)
             stop = pos + HEADER_SIZE + size
-            if stop > end:
-                break
-            frames.append((kind, bytes(buf[pos + HEADER_SIZE:stop])))
-            pos = stop
-        if pos:
+            if stop <= len(buf):
+                payload = bytes(buf[pos + HEADER_SIZE:stop])
+                self._pos = stop
+                return kind, payload
+        if pos:                 # keep only the start of the next frame
             del buf[:pos]
-        return frames
+            self._pos = 0
+        return None
+
+    def frames(self) -> Iterator[tuple[int, bytes]]:
+        """Every complete frame fed so far, in order (see :meth:`next_frame`)."""
+        while (frame := self.next_frame()) is not None:
+            yield frame

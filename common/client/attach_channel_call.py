@@ -79,19 +79,20 @@ class _Receiver(asyncssh.SSHUNIXSession[bytes]):
         self.chan = chan
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:  # noqa: ARG002 - no extended data here
+        self._reader.feed(data)
         try:
-            frames = self._reader.feed(data)
+            for kind, payload in self._reader.frames():
+                if kind == MESSAGE:
+                    self.queue.append(payload)
+                    self.queued += len(payload)
+                elif self.error is None:
+                    status, message = decode_error(payload)
+                    self.error = from_status(status, message, peer=self.peer)
         except FrameError as e:
             self.fail(f"agent {self.peer} sent a bad attach frame: {e}")
             return
-        for kind, payload in frames:
-            if kind == MESSAGE:
-                self.queue.append(payload)
-                self.queued += len(payload)
-            elif self.error is None:
-                status, message = decode_error(payload)
-                self.error = from_status(status, message, peer=self.peer)
-        self.arrived.set()
+        finally:
+            self.arrived.set()
         if not self._paused and self.queued > _QUEUE_HIGH and self.chan is not None:
             self._paused = True
             self.chan.pause_reading()

@@ -14,6 +14,7 @@ import asyncssh
 import pytest
 from convocate.v1 import attach_pb2
 
+from agent.attach_channel import INBOX_HIGH
 from common.attach_wire import CHANNEL_NAME, ERROR, MAX_FRAME, MESSAGE, FrameReader, decode_error, encode
 from common.client.attach_call import AttachCall
 from common.client.attach_channel_call import AttachChannelCall
@@ -23,6 +24,7 @@ from common.errors import FailedPreconditionError, InvalidArgumentError, NotFoun
 from tests.integration.agent.conftest import Client
 from tests.support.agent_proc import AgentProcess
 from tests.support.attach_frames import FrameCollector
+from tests.support.attach_stream import visible_text
 from tests.support.waiting import assert_eventually
 
 pytestmark = [pytest.mark.docker]
@@ -130,6 +132,27 @@ async def test_observer_sees_output_but_its_keys_and_sizes_do_not_reach(client: 
             await observer.close()
 
 
+async def test_a_flood_of_frames_is_taken_in_turn_and_nothing_is_lost(client: Client) -> None:
+    """Thousands of frames in one write pause the channel's reading, resume it, and all arrive in order."""
+    s = await client.create("chan-flood", start=True)
+    chan, raw = await client.tunnel.open_channel(RawChannel, CHANNEL_NAME)
+    start = attach_pb2.AttachRequest(start=attach_pb2.AttachStart(session_id=s.id, rows=24, cols=80,
+                                                                  term="xterm"))
+    empty = encode(MESSAGE, attach_pb2.AttachRequest(input=b"").SerializeToString())
+    last = encode(MESSAGE, attach_pb2.AttachRequest(input=b"echo FLOOD-$((7*6))\r").SerializeToString())
+    chan.write(encode(MESSAGE, start.SerializeToString()) + empty * (50 * INBOX_HIGH) + last)
+
+    def echoed() -> bool:
+        outputs = [attach_pb2.AttachResponse.FromString(p).output for k, p in frames_of(raw.received)
+                   if k == MESSAGE]
+        return "FLOOD-42" in visible_text(b"".join(outputs))
+
+    await assert_eventually(echoed, timeout=20)
+    assert not raw.closed.is_set()
+    chan.close()
+    await asyncio.wait_for(raw.closed.wait(), 10)
+
+
 async def test_closing_the_channel_releases_the_viewer(client: Client) -> None:
     """Cancelling the stream (the channel closes) frees the viewer, as a cancelled gRPC call does."""
     s = await client.create("chan-cancel", start=True)
@@ -164,10 +187,17 @@ async def test_a_first_frame_that_is_not_a_start_frame_is_invalid(client: Client
     chan, raw = await client.tunnel.open_channel(RawChannel, CHANNEL_NAME)
     chan.write(encode(MESSAGE, attach_pb2.AttachRequest(input=b"ls\r").SerializeToString()))
     await asyncio.wait_for(raw.closed.wait(), 10)
-    [(kind, payload)] = FrameReader(frozenset({MESSAGE, ERROR})).feed(raw.received)
+    [(kind, payload)] = frames_of(raw.received)
     assert kind == ERROR
     status, message = decode_error(payload)
     assert (status, message) == (InvalidArgumentError.status, "the first attach frame must be a start frame")
+
+
+def frames_of(data: bytes) -> list[tuple[int, bytes]]:
+    """The frames an agent sent, as a client reads them."""
+    reader = FrameReader(frozenset({MESSAGE, ERROR}))
+    reader.feed(data)
+    return list(reader.frames())
 
 
 class RawChannel(asyncssh.SSHUNIXSession[bytes]):
@@ -201,7 +231,7 @@ async def test_a_bad_frame_ends_its_channel_and_the_agent_serves_on(
         chan, raw = await client.tunnel.open_channel(RawChannel, CHANNEL_NAME)
         chan.write(frame)
         await asyncio.wait_for(raw.closed.wait(), 10)
-        frames = FrameReader(frozenset({MESSAGE, ERROR})).feed(raw.received)
+        frames = frames_of(raw.received)
         assert len(frames) == 1
         assert frames[0][0] == ERROR
         status, message = decode_error(frames[0][1])

@@ -41,10 +41,11 @@ READY_TIMEOUT = 10.0         # s for the prime to say it is ready
 MAX_READY_BYTES = 4096       # output before the mark (a shell's complaint) at most
 # $1 viewer id, $2 rows, $3 cols, $4 mode (drive/observe), $5 terminal type: checked by prime_line.
 PRIME_SCRIPT = (
-    "set -f; old=$(stty -g); t=$(tty); stty -echo; printf " + PRIME_MARK.decode() + "\n"
+    # Ready after one process (stty): the tty's name is read while the shell waits, not after.
+    "stty -echo; printf " + PRIME_MARK.decode() + "; t=$(tty)\n"
     f"line=$(timeout {SCRIPT_TIMEOUT} head -n 1) || exit 0\n"
-    'set -- $line; [ $# -eq 5 ] || exit 0\n'
-    'stty "$old" rows "$2" cols "$3"\n'
+    "set -f; set -- $line; [ $# -eq 5 ] || exit 0\n"
+    'stty echo rows "$2" cols "$3"\n'
     "printf '%s\\n' \"$t\" > \"/tmp/.convocate-viewer-$1\"\n"
     'export TERM="$5"\n'
     '[ "$4" = observe ] && exec tmux attach-session -t claude -f read-only,ignore-size\n'

@@ -2,24 +2,26 @@
 
 The console runs in a private tmux server (:mod:`tests.support.console_fleet`: one real
 agent on 127.0.0.2, the status service) and is driven with ``tmux send-keys``; the screen
-is read with ``capture-pane`` in a tight bounded loop, so each time is "keys sent" to
-"the screen shows it", with the loop's interval as its resolution.
+is watched through the pane's output (:class:`benchmarks.pane_watch.PaneWatch`: captured
+only after new output, never in a tight loop whose tmux processes would load the machine
+the create runs on), so each time is "keys sent" to "the output that made the screen show
+it reached the pane".
 
 One round: N (the create form opens: one agent), the name typed, Enter (the form is
 submitted; the console creates and starts the session and selects its row, but does not
 attach by itself), Enter on the new row until the session's first screen (its shell
 prompt) shows; Ctrl-B d; then Enter on the same, now running, session again (attach
 alone) and detach. The baseline, in the same round: a bare ``docker run -d`` of the same
-image (the container's own create-to-running). Then, in the same run, a console of the base
-revision (``BASE``) and this tree's alternate N -> form -> created against the same agent
-(before/after). Writes results/first_screen.md.
+image (the container's own create-to-running). Then, in the same run, the base revision
+(``BASE``: its console, agent and status service, on 127.0.0.3) and this tree's alternate
+whole rounds, N to the first screen (before/after). Writes results/first_screen.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-import re
 import subprocess
 import tempfile
 import time
@@ -30,6 +32,7 @@ from pathlib import Path
 from benchmarks import profile
 from benchmarks.agent_session import python_path
 from benchmarks.keystroke_ab import export_tree
+from benchmarks.pane_watch import PaneWatch
 from benchmarks.report import QUICK, Figures, Row, host_line, median, percentile, write_markdown
 from common.client.attach_call import AttachCall
 from common.client.calls import AgentCalls
@@ -44,11 +47,11 @@ from tests.support.tmux import TmuxTerminal
 __all__ = ["figures", "run"]
 
 ROUNDS = 2 if QUICK.on else 6
-AB_ROUNDS = 3 if QUICK.on else 8     # N -> form -> created on the base console and this tree's, alternating
-# The console before an ended operation (a create) was drawn at once: it waited for prompt_toolkit's
-# 50 ms minimum redraw interval behind the router's watch events (CONVOCATE_BENCH_BASE overrides).
-BASE = "5caa888"
-AB_STEPS = ("form", "created")
+AB_ROUNDS = 3 if QUICK.on else 8     # whole rounds on the base revision and this tree, alternating
+# Before the first attach after a create took a viewer the agent started ahead (CONVOCATE_BENCH_BASE
+# overrides).
+BASE = "27a9705"
+AB_STEPS = ("form", "created", "first screen", "total")
 REATTACH = 2 if QUICK.on else 3      # attaches to the running session per round
 PROMPT = r"^\$ ?$"                   # the session's shell prompt: its first screen
 STEPS = ("N: the create form shows", "form submitted: the session is created and its row selected",
@@ -67,32 +70,24 @@ class _Times:
     ab: dict[str, dict[str, list[float]]] = field(   # A/B: step -> before/after -> times
         default_factory=lambda: {s: {"before": [], "after": []} for s in AB_STEPS})
     sends: list[float] = field(default_factory=list)           # one tmux send-keys call
-    polls: list[float] = field(default_factory=list)           # one capture-pane (resolution)
+    captures: list[int] = field(default_factory=list)          # capture-pane calls per wait
 
 
-def _until(term: TmuxTerminal, pattern: str, t: _Times, timeout: float = 30.0) -> float:
-    """Capture the pane in a tight loop until ``pattern`` shows; the monotonic time it did."""
-    deadline = time.monotonic() + timeout
-    compiled = re.compile(pattern, re.MULTILINE)
-    screen = ""
-    for _ in range(100_000):
-        before = time.monotonic()
-        screen = term.capture()
-        now = time.monotonic()
-        t.polls.append(now - before)
-        if compiled.search(screen):
-            return now
-        if now > deadline:
-            break
-    raise AssertionError(f"{pattern!r} not on screen within {timeout} s:\n{screen}")
-
-
-def _send(term: TmuxTerminal, t: _Times, *keys: str) -> float:
-    """Send keys; return the time just before (the keypress)."""
+def _press(watch: PaneWatch, t: _Times, *keys: str) -> tuple[float, int]:
+    """Send keys; return the time just before (the keypress) and the pane's output mark."""
+    since = watch.mark()
     t0 = time.monotonic()
-    term.send_keys(*keys)
+    watch.term.send_keys(*keys)
     t.sends.append(time.monotonic() - t0)
-    return t0
+    return t0, since
+
+
+def _until(watch: PaneWatch, pattern: str, since: int, t: _Times, timeout: float = 30.0) -> float:
+    """The time the output that made the screen show ``pattern`` reached the pane."""
+    before = watch.captures
+    shown = watch.until(pattern, since, timeout)
+    t.captures.append(watch.captures - before)
+    return shown
 
 
 def _docker_run(image: str, label: str) -> float:
@@ -102,13 +97,13 @@ def _docker_run(image: str, label: str) -> float:
     return time.monotonic() - t0
 
 
-def _exec_attach(host: TmuxTerminal, container: str, t: _Times) -> None:
+def _exec_attach(host: PaneWatch, container: str, t: _Times) -> None:
     """Baseline: ``docker exec -it CTR tmux attach`` typed at a shell in its own terminal."""
-    host.type(f"clear; docker exec -it -u claude {container} tmux attach -t claude")
-    t0 = _send(host, t, "Enter")
-    t.exec_attach.append(_until(host, PROMPT, t) - t0)
-    host.send_keys("C-b", "d")
-    host.wait_for(r"^\[detached", timeout=20)
+    host.term.type(f"clear; docker exec -it -u claude {container} tmux attach -t claude")
+    t0, since = _press(host, t, "Enter")
+    t.exec_attach.append(_until(host, PROMPT, since, t) - t0)
+    host.term.send_keys("C-b", "d")
+    host.term.wait_for(r"^\[detached", timeout=20)
 
 
 def _detach(term: TmuxTerminal, name: str) -> None:
@@ -118,41 +113,41 @@ def _detach(term: TmuxTerminal, name: str) -> None:
     term.wait_for(rf'Detached from "{name}"|\(N\)ew \(C\)lone', timeout=20)
 
 
-def _round(term: TmuxTerminal, i: int, t: _Times) -> None:
+def _first_screen(watch: PaneWatch, name: str, t: _Times) -> tuple[float, float, float, float]:
+    """N, the name, Enter, Enter: the times to the form, to created, to the first screen, and N
+    to the first screen (wall); detached after."""
+    t_n, since = _press(watch, t, "n")
+    form = _until(watch, r"Create on agent", since, t) - t_n
+    watch.term.type(name)
+    t_submit, since = _press(watch, t, "Enter")
+    created = _until(watch, rf'Created session "{name}"', since, t) - t_submit
+    t_enter, since = _press(watch, t, "Enter")
+    first = _until(watch, PROMPT, since, t)
+    _detach(watch.term, name)
+    return form, created, first - t_enter, first - t_n
+
+
+def _round(watch: PaneWatch, i: int, t: _Times) -> None:
     name = f"fs-{i}"
-    t_n = _send(term, t, "n")
-    shown = _until(term, r"Create on agent", t)
-    t.steps[STEPS[0]].append(shown - t_n)
-    term.type(name)
-    t_submit = _send(term, t, "Enter")
-    created = _until(term, rf'Created session "{name}"', t)
-    t.steps[STEPS[1]].append(created - t_submit)
-    t_enter = _send(term, t, "Enter")
-    first = _until(term, PROMPT, t)
-    t.steps[STEPS[2]].append(first - t_enter)
-    t.total.append(first - t_n)
-    _detach(term, name)
+    form, created, first, total = _first_screen(watch, name, t)
+    for step, value in zip(STEPS, (form, created, first), strict=True):
+        t.steps[step].append(value)
+    t.total.append(total)
     for _ in range(REATTACH):
-        t_enter = _send(term, t, "Enter")
-        t.attach.append(_until(term, PROMPT, t) - t_enter)
-        _detach(term, name)
+        t_enter, since = _press(watch, t, "Enter")
+        t.attach.append(_until(watch, PROMPT, since, t) - t_enter)
+        _detach(watch.term, name)
 
 
-def _ab(terms: dict[str, TmuxTerminal], t: _Times) -> None:
-    """N until the create form shows, then a name and Enter until the session is created and selected.
-
-    The base console and this tree's alternate, round after round, against the same agent.
-    """
+def _ab(sides: dict[str, PaneWatch], t: _Times) -> None:
+    """Whole rounds (N to the first screen) on the base revision and on this tree, alternating."""
     for i in range(AB_ROUNDS):
-        order = list(terms.items()) if i % 2 == 0 else list(reversed(terms.items()))
-        for side, term in order:
-            _quiet(_console_pid(term))    # the other console's create has been drawn here too
-            t0 = _send(term, t, "n")
-            t.ab["form"][side].append(_until(term, r"Create on agent", t) - t0)
-            name = f"ab-{side}-{i}"
-            term.type(name)
-            t0 = _send(term, t, "Enter")
-            t.ab["created"][side].append(_until(term, rf'Created session "{name}"', t) - t0)
+        order = list(sides.items()) if i % 2 == 0 else list(reversed(sides.items()))
+        for side, watch in order:
+            _quiet(_console_pid(watch.term))
+            form, created, first, _wall = _first_screen(watch, f"ab-{side}-{i}", t)
+            for step, value in zip(AB_STEPS, (form, created, first, form + created + first), strict=True):
+                t.ab[step][side].append(value)
 
 
 async def _direct_attach(tunnel: Tunnel, session_id: str) -> float:
@@ -219,10 +214,11 @@ def _container(agent_id: str) -> str:
     return out.stdout.strip()
 
 
-async def _rounds(fleet: Fleet, term: TmuxTerminal, host: TmuxTerminal, image: str, label: str,
+async def _rounds(fleet: Fleet, watch: PaneWatch, host: PaneWatch, image: str, label: str,
                   ) -> tuple[_Times, list[str]]:
     t = _Times()
     prof: list[str] = []
+    term = watch.term
     term.wait_for(r"agents 1 up", timeout=60)
     agent = fleet.agents[0]
     async with Tunnel(agent.tunnel_settings()) as tunnel:
@@ -231,7 +227,7 @@ async def _rounds(fleet: Fleet, term: TmuxTerminal, host: TmuxTerminal, image: s
         console = _console_pid(term)
         for i in range(ROUNDS):
             await asyncio.to_thread(_quiet, console)
-            await asyncio.to_thread(_round, term, i, t)
+            await asyncio.to_thread(_round, watch, i, t)
             container = _container(agent.agent_id)
             await asyncio.to_thread(_exec_attach, host, container, t)
             for _ in range(REATTACH):
@@ -247,7 +243,7 @@ async def _rounds(fleet: Fleet, term: TmuxTerminal, host: TmuxTerminal, image: s
         assert agent.proc is not None
         await asyncio.to_thread(_quiet, console)
         targets: dict[str, int | None] = {"console": console, "agent": agent.proc.pid}
-        extra = asyncio.to_thread(_round, term, ROUNDS, _Times())
+        extra = asyncio.to_thread(_round, watch, ROUNDS, _Times())
         prof = await profile.sample(targets, extra, fleet.root / "prof",
                                     f"one more round (N, create, attach, {REATTACH} re-attaches)")
     return t, prof
@@ -259,21 +255,35 @@ async def _measure(image: str, root: Path) -> tuple[_Times, list[str]]:
     base = root / "base"
     base.mkdir()
     export_tree(os.environ.get("CONVOCATE_BENCH_BASE") or BASE, base)
-    with console_fleet(root, ("127.0.0.2",), image) as fleet:
-        term = start_console(fleet, TmuxTerminal(tmux, width=110, height=30), "console.log")
-        with python_path(base):   # the tmux server (started here) passes it to the console
-            before = start_console(fleet, TmuxTerminal(tmux, width=110, height=30), "console-base.log")
-        host = TmuxTerminal(tmux, width=110, height=30)
-        try:
+    terms: list[TmuxTerminal] = []
+
+    def terminal() -> TmuxTerminal:
+        terms.append(TmuxTerminal(tmux, width=110, height=30))
+        return terms[-1]
+
+    (root / "after").mkdir()
+    (root / "before").mkdir()
+    try:
+        with contextlib.ExitStack() as stack:
+            fleet = stack.enter_context(console_fleet(root / "after", ("127.0.0.2",), image))
+            term = start_console(fleet, terminal(), "console.log")
+            # The base revision's status service, agent and console (its tmux server passes the
+            # path on): everything of the "before" side runs the base code.
+            with python_path(base):
+                base_fleet = stack.enter_context(console_fleet(root / "before", ("127.0.0.3",), image))
+                before = start_console(base_fleet, terminal(), "console-base.log")
+            host = terminal()
             host.start(["sh"], {})
+            watch, before_watch, host_watch = (stack.enter_context(PaneWatch(x))
+                                               for x in (term, before, host))
             before.wait_for(r"agents 1 up", timeout=60)
-            t, prof = await _rounds(fleet, term, host, image, label)
-            await asyncio.to_thread(_ab, {"before": before, "after": term}, t)
+            t, prof = await _rounds(fleet, watch, host_watch, image, label)
+            await asyncio.to_thread(_ab, {"before": before_watch, "after": watch}, t)
             return t, prof
-        finally:
-            for each in (term, before, host):
-                each.kill()
-            await asyncio.to_thread(remove_labelled_containers, label)
+    finally:
+        for each in terms:
+            each.kill()
+        await asyncio.to_thread(remove_labelled_containers, label)
 
 
 def _ms(values: list[float]) -> str:
@@ -286,17 +296,21 @@ def _report(t: _Times, prof: list[str]) -> Figures:
     run, exec_attach, attach = median(t.docker_run), median(t.exec_attach), median(t.attach)
     console_part = total - run                 # what the brief calls the console's own part
     ours = total - run - exec_attach           # what convocate adds over docker run + docker exec attach
-    poll = median(t.polls) * 1000
+    captures = sum(t.captures) / max(len(t.captures), 1)
     create_extra = median(t.steps[STEPS[1]]) - median(t.direct_create)
     attach_extra = median(t.steps[STEPS[2]]) - median(t.direct_attach)
     own = median(t.steps[STEPS[0]]) + create_extra + attach_extra
     base = os.environ.get("CONVOCATE_BENCH_BASE") or BASE
     lines = ["# N in the console to the new session's first screen", "", host_line(), "",
              (f"{ROUNDS} rounds, one real agent on 127.0.0.2, the console in a 110x30 tmux pane; "
-              f"times in ms, median (p90). Screen polled with capture-pane in a tight loop: one poll "
-              f"takes {poll:.1f} ms (median), which is the resolution; one send-keys "
-              f"{median(t.sends) * 1000:.1f} ms. The console does not attach after a create: it selects "
-              'the new row and says "press Enter on it to attach", so the round presses Enter.'), "",
+              "times in ms, median (p90), from the keys sent to the output that made the screen show "
+              "the step reaching the pane (tmux pipe-pane; the screen is captured only after new "
+              f"output: {captures:.1f} captures per step on average, no tight polling loop); one "
+              f"send-keys {median(t.sends) * 1000:.1f} ms. The console does not attach after a create: "
+              'it selects the new row and says "press Enter on it to attach", so the round presses '
+              "Enter. The first attach after a create takes the viewer the agent started ahead when "
+              "the create ended (it is ready or nearly so); the later attaches, and the agent's attach "
+              "called directly, start a fresh exec."), "",
              "| step | ms |", "|---|---|"]
     lines += [f"| {step} | {_ms(v)} |" for step, v in t.steps.items()]
     lines += [(f"| **sum of the steps** (keys to screen; typing the name and harness gaps left out) | "
@@ -321,13 +335,13 @@ def _report(t: _Times, prof: list[str]) -> Figures:
                f"({create_extra * 1000:.0f} ms), its first attach over the agent's attach called directly "
                f"({attach_extra * 1000:.0f} ms; the console also waits for tmux to draw and the outer "
                "terminal to show it)."), "",
-              (f"Before/after in the same run (two consoles side by side on the same agent, alternating, "
-               f"{AB_ROUNDS} rounds; before = `{base}`: an ended create waited for the 50 ms minimum "
-               "redraw interval behind the watch events' redraws; after: router changes are batched on "
-               "their own, what the operator caused is drawn at once): N to the create form, before "
-               f"{_ms(t.ab['form']['before'])} ms, after {_ms(t.ab['form']['after'])} ms; the form "
-               f"submitted to the session created and selected, before {_ms(t.ab['created']['before'])} ms, "
-               f"after {_ms(t.ab['created']['after'])} ms."), "", *prof]
+              (f"Before/after in the same run: `{base}` (its console, agent and status service, on "
+               "127.0.0.3) and this tree (on 127.0.0.2), whole rounds alternating, "
+               f"{AB_ROUNDS} each, times in ms, median (p90):"), "",
+              "| step | before | after |", "|---|---|---|",
+              *(f"| {step} | {_ms(t.ab[step]['before'])} | {_ms(t.ab[step]['after'])} |"
+                for step in AB_STEPS),
+              "", *prof]
     write_markdown("first_screen", lines)
     rows = [
         Row("N in the console to the new session's first screen (sum of the steps)",
@@ -341,10 +355,10 @@ def _report(t: _Times, prof: list[str]) -> Figures:
         Row("Enter on a running session to its first screen (attach alone)",
             "docker exec -it CTR tmux attach in a terminal", attach * 1000, exec_attach * 1000, "ms",
             "(no target; part of the above)", lambda _x: True),
-        Row("form submitted to the session created and selected, after / before in the same run",
-            f"the console before an ended create was drawn at once ({base})",
-            median(t.ab["created"]["after"]) * 1000, median(t.ab["created"]["before"]) * 1000, "ms",
-            "(no target; part of the first row)", lambda _x: True),
+        Row("N to the first screen (sum of the steps), after / before in the same run",
+            f"the base revision ({base}): no viewer started ahead",
+            median(t.ab["total"]["after"]) * 1000, median(t.ab["total"]["before"]) * 1000, "ms",
+            "(no target; the first row's A/B)", lambda _x: True),
     ]
     return Figures(rows, [])
 

@@ -19,7 +19,7 @@ import io
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -243,8 +243,10 @@ class DockerRuntime:
                 out[sid] = self._info(sid, data)
         return out
 
-    async def start(self, spec: ContainerSpec) -> ContainerInfo:
+    async def start(self, spec: ContainerSpec, ready: Awaitable[None] | None = None) -> ContainerInfo:
         """Create and start the container, replacing a stopped leftover of the same name.
+
+        ``ready`` is awaited between the create and the start (and when the create fails).
 
         Raises:
             FailedPreconditionError: the container is already running.
@@ -257,22 +259,11 @@ class DockerRuntime:
         what = f"failed to start container {spec.name}"
         missing = (f'image "{spec.image}" is not loaded on this agent: push it with '
                    "`convocate-host image push` or fix the current-image pointer")
-        for _ in range(_CREATE_ATTEMPTS):
-            try:
-                with _docker_errors(what, missing=missing):
-                    ctr = await self._docker.containers.create(config, name=spec.name)
-                break
-            except FailedPreconditionError:  # 409: a container of that name exists
-                pass
-            old = await self.inspect(spec.session_id)
-            if old is not None and old.running:
-                raise FailedPreconditionError(f"container {spec.name} is already running")
-            if old is not None:
-                with contextlib.suppress(ConvocateError), _docker_errors(f"remove container {spec.name}"):
-                    await self._docker.containers.container(spec.name).delete(force=True)
-            await asyncio.sleep(0.1)
-        else:
-            raise FailedPreconditionError(f"{what}: the old container of that name does not go away")
+        try:
+            ctr = await self._create(spec, config, what, missing)
+        finally:
+            if ready is not None:
+                await ready
         try:
             with _docker_errors(what):
                 await ctr.start()
@@ -287,6 +278,23 @@ class DockerRuntime:
             raise
         info = await self.inspect(spec.session_id)
         return info or ContainerInfo(spec.session_id, spec.name, running=False, image=spec.image)
+
+    async def _create(self, spec: ContainerSpec, config: dict[str, Any], what: str, missing: str) -> Any:
+        """Create the container; a stopped leftover of its name is removed first."""
+        for _ in range(_CREATE_ATTEMPTS):
+            try:
+                with _docker_errors(what, missing=missing):
+                    return await self._docker.containers.create(config, name=spec.name)
+            except FailedPreconditionError:  # 409: a container of that name exists
+                pass
+            old = await self.inspect(spec.session_id)
+            if old is not None and old.running:
+                raise FailedPreconditionError(f"container {spec.name} is already running")
+            if old is not None:
+                with contextlib.suppress(ConvocateError), _docker_errors(f"remove container {spec.name}"):
+                    await self._docker.containers.container(spec.name).delete(force=True)
+            await asyncio.sleep(0.1)
+        raise FailedPreconditionError(f"{what}: the old container of that name does not go away")
 
     async def stop(self, session_id: str, timeout: int) -> bool:
         """Stop the container (SIGTERM, SIGKILL after ``timeout`` s); False if not running."""

@@ -529,12 +529,17 @@ class SessionManager:
         ``prime``: an operator asked for this start, so an attach is likely to follow: a
         viewer is started ahead for it (not for the sessions brought back at agent start).
         """
-        await asyncio.to_thread(self._prepare_cli, record.id)
         spec = container_spec(self.config, record, agent_id=self.agent_id,
                               image=read_current_image(self.config),
                               session_dir=self.store.home_dir(record.id),
                               hooks_dir=self.activity.spool_dir(record.id))
-        self._mark(record.id, await self.runtime.start(spec))
+        # The hook spool and the CLI's settings are written while the engine creates the container.
+        prepared = asyncio.create_task(asyncio.to_thread(self._prepare_cli, record.id))
+        try:
+            info = await self.runtime.start(spec, prepared)
+        finally:
+            await cancel_and_wait([prepared])   # done by now (the start waited for it)
+        self._mark(record.id, info)
         if prime and record.id in self._running:
             self.attach.prime(record.id)
 

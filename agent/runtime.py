@@ -6,7 +6,7 @@ module that speaks aiodocker and turns Docker's errors into domain errors.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -109,8 +109,12 @@ class TerminalExec(Protocol):
 class ContainerRuntime(Protocol):
     """The operations the agent performs on its container engine."""
 
-    async def start(self, spec: ContainerSpec) -> ContainerInfo:
-        """Create and start a container (replacing a stopped leftover of the same name)."""
+    async def start(self, spec: ContainerSpec, ready: Awaitable[None] | None = None) -> ContainerInfo:
+        """Create and start a container (replacing a stopped leftover of the same name).
+
+        ``ready``: awaited between the create and the start (what the container needs on the
+        host at its start, prepared while the engine creates it).
+        """
         ...
 
     async def stop(self, session_id: str, timeout: int) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 from agent.runtime import ContainerEvent, ContainerInfo, ContainerSpec, ExecResult
 from common.errors import FailedPreconditionError, UnavailableError
@@ -67,8 +67,10 @@ class FakeRuntime:
         self._answer()
         return "0.0-fake"
 
-    async def start(self, spec: ContainerSpec) -> ContainerInfo:
-        """Record a running container."""
+    async def start(self, spec: ContainerSpec, ready: Awaitable[None] | None = None) -> ContainerInfo:
+        """Record a running container (after ``ready``)."""
+        if ready is not None:
+            await ready
         if spec.session_id in self.containers:
             raise FailedPreconditionError(f"container {spec.name} is already running")
         self._n += 1

@@ -214,12 +214,10 @@ def _container(agent_id: str) -> str:
     return out.stdout.strip()
 
 
-async def _rounds(fleet: Fleet, watch: PaneWatch, host: PaneWatch, image: str, label: str,
-                  ) -> tuple[_Times, list[str]]:
-    t = _Times()
+async def _rounds(fleet: Fleet, watch: PaneWatch, host: PaneWatch, image: str, label: str, t: _Times,
+                  ) -> list[str]:
     prof: list[str] = []
     term = watch.term
-    term.wait_for(r"agents 1 up", timeout=60)
     agent = fleet.agents[0]
     async with Tunnel(agent.tunnel_settings()) as tunnel:
         await tunnel.wait_up(30)
@@ -246,7 +244,7 @@ async def _rounds(fleet: Fleet, watch: PaneWatch, host: PaneWatch, image: str, l
         extra = asyncio.to_thread(_round, watch, ROUNDS, _Times())
         prof = await profile.sample(targets, extra, fleet.root / "prof",
                                     f"one more round (N, create, attach, {REATTACH} re-attaches)")
-    return t, prof
+    return prof
 
 
 async def _measure(image: str, root: Path) -> tuple[_Times, list[str]]:
@@ -277,8 +275,11 @@ async def _measure(image: str, root: Path) -> tuple[_Times, list[str]]:
             watch, before_watch, host_watch = (stack.enter_context(PaneWatch(x))
                                                for x in (term, before, host))
             before.wait_for(r"agents 1 up", timeout=60)
-            t, prof = await _rounds(fleet, watch, host_watch, image, label)
+            term.wait_for(r"agents 1 up", timeout=60)
+            # The A/B first, while both agents hold as many sessions (each running one polls).
+            t = _Times()
             await asyncio.to_thread(_ab, {"before": before_watch, "after": watch}, t)
+            prof = await _rounds(fleet, watch, host_watch, image, label, t)
             return t, prof
     finally:
         for each in terms:

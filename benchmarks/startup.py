@@ -17,6 +17,7 @@ bytecode compiled for both as an installed ``convocate-host`` has it.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import resource
 import subprocess
@@ -42,7 +43,10 @@ LOADED = "the command line and what asking an agent loads, loaded as `agents` lo
 # hostctl.cli, then hostctl.fleet's TRANSPORT as survey_now loads it (collection paused, then
 # frozen), frozen again at exit as main() does: everything `agents` runs before and after its
 # registry, SSH handshake, forward and Ping.
-LOADED_CODE = ("import importlib, hostctl.cli, hostctl.fleet\n"
+# Logging as the command's callback sets it up: structlog only when something logs (nothing here).
+CLI_LOGGING = ("from common.logging import configure_logging_on_first_use\n"
+               "configure_logging_on_first_use('cli', level='WARNING')\n")
+LOADED_CODE = ("import importlib, hostctl.cli, hostctl.fleet\n" + CLI_LOGGING +
                "from common.startup_gc import freeze_at_exit, paused_while_loading\n"
                "with paused_while_loading():\n"
                "    for name in hostctl.fleet.TRANSPORT:\n"
@@ -52,6 +56,33 @@ BARE = "convocate-host version (the command line alone)"
 HELP, EMPTY, ONE = ("convocate-host --help", "convocate-host agents --json, empty registry",
                     "convocate-host agents --json, one reachable agent")
 COMMANDS = (HELP, EMPTY, ONE)
+# Where loading goes: the child's own CPU per layer, in the order `agents` loads them (the
+# command line with collection on, the rest paused as survey_now pauses it). Each layer counts
+# only what the layers before it did not load.
+SPLIT = "split: "
+SPLIT_CODE = ("import json, time\n"
+              "out, t = {}, time.process_time()\n"
+              "def took(name):\n"
+              "    global t\n"
+              "    now = time.process_time()\n"
+              "    out[name], t = (now - t) * 1000, now\n"
+              "import hostctl.cli\n" + CLI_LOGGING +
+              "took('typer and the command line')\n"
+              "import gc, importlib\n"
+              "gc.disable()\n"
+              "import asyncio\n"
+              "took('asyncio (ssl, concurrent.futures...)')\n"
+              "import asyncssh\n"
+              "took('asyncssh (cryptography included)')\n"
+              "import grpc.aio\n"
+              "took('grpc, grpc.aio')\n"
+              "import google.protobuf.descriptor_pool\n"
+              "took('protobuf runtime')\n"
+              "import hostctl.fleet\n"
+              "for name in hostctl.fleet.TRANSPORT:\n"
+              "    importlib.import_module(name)\n"
+              "took(\"convocate's client: generated messages, domain types, tunnel, calls\")\n"
+              "print(json.dumps(out))\n")
 TARGET_MS = 150.0
 TIMEOUT = 60.0   # seconds one run may take before it is killed
 AGENT_INDEX = 20   # the agent listens on 127.0.0.22: clear of the other suites' addresses
@@ -120,6 +151,11 @@ def _measure_sync() -> tuple[dict[str, list[float]], str]:
                     if i >= WARMUP:
                         out.setdefault(name, []).append(wall)
                         out.setdefault(f"{name} (CPU)", []).append(cpu)
+                split = subprocess.run([sys.executable, "-c", SPLIT_CODE], env=now, capture_output=True,
+                                       text=True, check=True, timeout=TIMEOUT)
+                if i >= WARMUP:
+                    for layer, ms in json.loads(split.stdout).items():
+                        out.setdefault(f"{SPLIT}{layer}", []).append(ms)
     return out, note
 
 
@@ -171,10 +207,14 @@ def run() -> None:
                   for k in ("", " (CPU)")]
         table.append(f"| {name} | {median(st[name]):.0f} | {median(st[f'{name} (CPU)']):.0f} | "
                      f"{' | '.join(before)} |")
+    layers = {k.removeprefix(SPLIT): median(v) for k, v in st.items() if k.startswith(SPLIT)}
+    split = ["| layer | CPU p50 (ms) |", "|---|---|", *(f"| {k} | {ms:.1f} |" for k, ms in layers.items())]
     write_markdown("startup", [
         "# `convocate-host` start-up, now and before, in the same run", "", host_line(), "",
         (f"{RUNS} runs of each, interleaved, after {WARMUP} warm-up rounds; CPU is user + system time of "
          f"the process and its children; {note}."), "", *table, "",
+        ("Where loading goes, in the order `agents` loads it (each layer: what the ones before did not "
+         "load; the CPU of one process, python's own start excluded):"), "", *split, "",
         "| figure | baseline | measured | baseline value | ratio | target | met or missed, and why |",
         "|---|---|---|---|---|---|---|",
         *("| " + " | ".join(r.cells()) + " |" for r in rows(st, note)),

@@ -24,7 +24,8 @@ __all__ = ["main"]
 async def _run(config_file: Path) -> None:
     runtime = FakeRuntime()
     try:
-        await serve(load_agent_config(config_file), runtime)
+        # No shell runs in a fake session: a viewer started ahead would never say it is ready.
+        await serve(load_agent_config(config_file, viewer_prime_ttl=0), runtime)
     finally:
         await runtime.close()
 

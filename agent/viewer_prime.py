@@ -13,6 +13,10 @@ attach-session`` with the attach's terminal type, read-only and ``ignore-size`` 
 observer. The terminal type and size are the attach's own, so tmux queries and sizes
 exactly as for a fresh exec.
 
+At most :data:`MAX_LIVE` primes exist at a time: an operator creates a few sessions at
+once, while a script that starts many (a drain, a migration) gets primes for the first
+few only, not an exec per session.
+
 Nothing is left behind: an unused prime gets an empty line after ``ttl`` seconds (the
 shell exits), one of a session that stops is dropped, and the shell gives up by itself
 after :data:`SCRIPT_TIMEOUT` seconds (an agent that died meanwhile). A prime that is not
@@ -39,6 +43,7 @@ PRIME_MARK = b"convocate-primed"
 SCRIPT_TIMEOUT = 60          # s the shell waits for its line before it exits by itself
 READY_TIMEOUT = 10.0         # s for the prime to say it is ready
 MAX_READY_BYTES = 4096       # output before the mark (a shell's complaint) at most
+MAX_LIVE = 4                 # primes at a time (starting or waiting), all sessions together
 # $1 viewer id, $2 rows, $3 cols, $4 mode (drive/observe), $5 terminal type: checked by prime_line.
 PRIME_SCRIPT = (
     # Ready after one process (stty): the tty's name is read while the shell waits, not after.
@@ -89,12 +94,14 @@ class ViewerPrimes:
         runtime: where the execs run.
         user: the container user the viewers run as.
         ttl: seconds an unused prime is kept (0: never prime).
+        max_live: at most this many primes at a time (a start beyond gets none).
     """
 
-    def __init__(self, runtime: ContainerRuntime, user: str, *, ttl: float) -> None:
+    def __init__(self, runtime: ContainerRuntime, user: str, *, ttl: float, max_live: int = MAX_LIVE) -> None:
         self.runtime = runtime
         self.user = user
         self.ttl = ttl
+        self.max_live = max_live
         self._primes: dict[str, asyncio.Task[TerminalExec | None]] = {}
         self._tasks = TaskSet("viewer-primes")
         self.taken = 0        # attaches that used a prime (tests and logs)
@@ -104,6 +111,9 @@ class ViewerPrimes:
         if self.ttl <= 0:
             return
         self.discard(session_id)
+        if len(self._primes) >= self.max_live:
+            log.debug("viewer not primed: enough primes waiting", session=session_id, live=len(self._primes))
+            return
         task = self._tasks.create_task(self._start(session_id), name=f"prime-{session_id[:8]}")
         self._primes[session_id] = task
         task.add_done_callback(lambda t: self._expire_later(session_id, t))

@@ -157,6 +157,26 @@ async def test_close_ends_every_prime() -> None:
     assert terminal.written == [b"\n"]
 
 
+async def test_at_most_max_live_primes_at_a_time() -> None:
+    """A script starting many sessions gets primes for the first few only."""
+    runtime = FakeRuntime()
+    primes = ViewerPrimes(runtime, "claude", ttl=60, max_live=2)
+    ids = [f"0b4c1f7e-8a59-4d1e-9c3a-2f6f1b7d9e1{i}" for i in range(3)]
+    try:
+        for sid in ids:
+            primes.prime(sid)
+        await assert_eventually(lambda: len(runtime.terminals) == 2)
+        for _, terminal in runtime.terminals:
+            terminal.feed(PRIME_MARK)
+        await assert_eventually(lambda: primes.ready(ids[0]) and primes.ready(ids[1]))
+        assert not primes.ready(ids[2])
+        assert await primes.take(ids[0], _req()) is runtime.terminals[0][1]   # taken: room again
+        primes.prime(ids[2])
+        await assert_eventually(lambda: len(runtime.terminals) == 3)
+    finally:
+        await primes.close()
+
+
 async def test_ttl_zero_never_primes() -> None:
     runtime = FakeRuntime()
     _running(runtime)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import grpc
 import pytest
 from convocate.v1 import attach_pb2
@@ -36,10 +38,16 @@ async def test_window_change_resizes_the_session(client: Client) -> None:
         await view.wait_started()
         await view.wait_for("$")
         view.resize(40, 120)
-        view.type("stty size\r")
-        await view.wait_for("40 120")
-        sizes = [(f.size.rows, f.size.cols) for f in view.frames if f.WhichOneof("frame") == "size"]
-        assert (40, 120) in sizes
+        await assert_eventually(lambda: (40, 120) in [
+            (f.size.rows, f.size.cols) for f in view.frames if f.WhichOneof("frame") == "size"], timeout=10)
+        # The size notice can come before tmux has resized the pane: ask again (bounded).
+        for _ in range(20):
+            view.type("stty size\r")
+            with contextlib.suppress(AssertionError):
+                await view.wait_for("40 120", timeout=0.5)
+                break
+        else:
+            raise AssertionError(f"stty size never printed 40 120: {view.text[-300:]!r}")
     finally:
         await view.close()
 

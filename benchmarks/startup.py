@@ -186,7 +186,9 @@ def rows(st: dict[str, list[float]], note: str) -> list[Row]:
                     f"it loads them, {loaded_cpu:.0f} ms (of which python -c pass {floor_cpu:.0f} ms; "
                     f"`import common, asyncssh, grpc.aio` alone, collected as usual, takes {imports_cpu:.0f} "
                     f"ms); the rest {cpu - loaded_cpu:.0f} ms: registry, SSH handshake, forward, Ping, "
-                    "teardown (the agent's own CPU is not counted; its share of a core is in the wall time)")
+                    "teardown (the agent's own CPU is not counted; its share of a core is in the wall time). "
+                    "Loading, layer by layer: " + ", ".join(f"{k.removeprefix(SPLIT)} {median(v):.0f} ms"
+                                                             for k, v in st.items() if k.startswith(SPLIT)))
 
         def within(_ratio: float, value: float = wall) -> bool:
             return value <= TARGET_MS

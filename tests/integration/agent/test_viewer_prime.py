@@ -41,6 +41,14 @@ def _tmux(session_id: str, *args: str) -> str:
                           capture_output=True, text=True, timeout=30, check=False).stdout
 
 
+async def _see(view: AttachStream, text: str) -> None:
+    """Wait until ``text`` shows in ``view``; fail with what it showed."""
+    try:
+        await view.wait_for(text, timeout=20)
+    except AssertionError as e:
+        raise AssertionError(f"{text!r} not seen; the viewer got {view.text[-400:]!r}") from e
+
+
 async def _primed_shell(session_id: str) -> int:
     """The pid of the session's primed shell, once it waits for its line."""
     def waiting() -> int | None:
@@ -63,10 +71,10 @@ async def test_the_first_attach_becomes_the_primed_shell_with_its_own_size_and_t
     view = AttachStream(client.attach, s.id, rows=33, cols=101, term="screen")
     try:
         await view.wait_started()
-        await view.wait_for("$")
+        await _see(view, "$")
         view.type("tmux display -p 'T=#{client_termname} S=#{client_width}x#{client_height}'; stty size\r")
-        await view.wait_for("T=screen S=101x33")
-        await view.wait_for("33 101")
+        await _see(view, "T=screen S=101x33")
+        await _see(view, "33 101")
         assert "tmux attach-session" in _processes(s.id)[shell]   # the same process, now the viewer
         view.detach()                                          # its per-viewer detach works too
         end = await view.wait_end()
@@ -76,8 +84,9 @@ async def test_the_first_attach_becomes_the_primed_shell_with_its_own_size_and_t
     again = AttachStream(client.attach, s.id, rows=24, cols=80)   # the next attach: a fresh exec
     try:
         await again.wait_started()
+        await _see(again, "$")                  # tmux is attached: keys reach the shell
         again.type("stty size\r")
-        await again.wait_for("24 80")
+        await _see(again, "24 80")
     finally:
         await again.close()
 
@@ -89,13 +98,14 @@ async def test_an_observer_taking_the_prime_neither_types_nor_resizes(client: Cl
     driver: AttachStream | None = None
     try:
         await observer.wait_started()
-        await observer.wait_for("$")
+        await _see(observer, "$")
         observer.type("echo OBS-$((1+1))\r")
         driver = AttachStream(client.attach, s.id, rows=24, cols=80)
         await driver.wait_started()
+        await _see(driver, "$")
         driver.type("echo DRV-$((2+3)); tmux display -p 'W=#{window_width}x#{window_height}'\r")
-        await observer.wait_for("DRV-5")
-        await driver.wait_for("W=80x24")
+        await _see(observer, "DRV-5")
+        await _see(driver, "W=80x24")
         assert "OBS-2" not in driver.text
         assert "OBS-2" not in observer.text
     finally:
@@ -132,7 +142,8 @@ async def test_an_unused_prime_exits_after_its_time_to_live(short_lived: Client)
     view = AttachStream(short_lived.attach, s.id, rows=30, cols=90)   # attaching still works
     try:
         await view.wait_started()
+        await _see(view, "$")
         view.type("stty size\r")
-        await view.wait_for("30 90")
+        await _see(view, "30 90")
     finally:
         await view.close()

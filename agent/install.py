@@ -22,16 +22,22 @@ from agent.identity import load_or_create_agent_id
 from common.defaults import SSHD_DROPIN
 from common.deploy_files import deploy_dir
 from common.errors import FailedPreconditionError, PermissionDeniedError
+from common.install_options import exec_start, read_options, write_options
 from common.paths import atomic_write, chown_tree, private_dir, user_ids
 from common.ssh_keys import load_or_create_host_key
 from common.sshd_dropin import AGENT_ROLE, KEY_OPTIONS, DropIn, install_dropin, reload_sshd
 
-__all__ = ["UNITS", "InstallOptions", "host_slice_values", "install_agent", "render_slice", "render_units",
-           "slice_values"]
+__all__ = ["ENABLE", "START", "UNITS", "InstallOptions", "UnitOptions", "host_slice_values", "install_agent",
+           "installed_unit_options", "render_slice", "render_units", "slice_values"]
 
 UNITS = ("convocate-agent.service", "convocate-image-prune.service", "convocate-image-prune.timer")
+MAIN_UNIT = "convocate-agent.service"
+ENABLE = ("convocate-image-prune.timer", MAIN_UNIT)   # install enables these ...
+START = ("convocate-image-prune.timer",)              # ... and starts these with them (--now)
 SLICE = "convocate-sessions.slice"
 DEFAULT_BINARY = "/usr/local/bin/convocate-agent"
+OPTIONS_FILE = "install-options.json"                 # in the agent's config directory
+ROLE = "agent"
 NO_LOGIN = "/usr/sbin/nologin"
 SHELL_KEY_TAG = "convocate:shell-to-agent:"   # the comment init-agent puts on the shell's key
 MAX_KEYS_FILE = 1 << 20
@@ -54,6 +60,44 @@ class InstallOptions:
     required_euid: int = 0
     systemctl: bool = True
     user: str = "claude"      # the service user: no login shell, no docker group, no forwarding
+
+
+@dataclass(frozen=True)
+class UnitOptions:
+    """The install options that end up in the agent's unit files (recorded in ``OPTIONS_FILE``)."""
+
+    binary: str = DEFAULT_BINARY
+    units_dir: Path | None = None     # templates given to install (None: the release's own)
+
+    def as_record(self) -> dict[str, str]:
+        """The record's options (``units_dir`` only when one was given)."""
+        return {"binary": self.binary, **({"units_dir": str(self.units_dir)} if self.units_dir else {})}
+
+
+def installed_unit_options(config_dir: Path, systemd_dir: Path) -> UnitOptions:
+    """How the agent on this host was installed: its record in ``config_dir``, else its installed unit.
+
+    A host installed before the record existed gets the binary from its unit's
+    ``ExecStart=<binary> serve`` (the templates: this release's own).
+
+    Raises:
+        FailedPreconditionError: a bad record, or neither a record nor such a unit (nothing is guessed).
+    """
+    recorded = read_options(config_dir / OPTIONS_FILE, ROLE)
+    if recorded is not None:
+        binary, units_dir = recorded.get("binary", ""), recorded.get("units_dir")
+        if not binary.startswith("/"):
+            raise FailedPreconditionError(f"{config_dir / OPTIONS_FILE} names no absolute binary")
+        return UnitOptions(binary, Path(units_dir) if units_dir else None)
+    unit = systemd_dir / MAIN_UNIT
+    text = _read_regular(unit)
+    words = exec_start(text or "")
+    if len(words) != 2 or words[1] != "serve" or not words[0].startswith("/"):
+        found = "there is none" if text is None else "its ExecStart is not '<binary> serve'"
+        raise FailedPreconditionError(
+            f"cannot tell how the agent was installed: no {config_dir / OPTIONS_FILE}, and from {unit} "
+            f"neither ({found}); re-run `convocate-agent install` with its options to record them")
+    return UnitOptions(words[0])
 
 
 def slice_values(nproc: int, meminfo: str) -> tuple[int, int]:
@@ -177,8 +221,8 @@ def _ensure_user(user: str) -> str:
 def _systemctl() -> str:
     if shutil.which("systemctl") is None or not Path("/run/systemd/system").is_dir():
         return "skipped (systemd is not running)"
-    for argv in (["daemon-reload"], ["enable", "--now", "convocate-image-prune.timer"],
-                 ["enable", "convocate-agent.service"], ["restart", "convocate-agent.service"]):
+    enable = [["enable", *(["--now"] if name in START else []), name] for name in ENABLE]
+    for argv in (["daemon-reload"], *enable, ["restart", MAIN_UNIT]):
         subprocess.run(["systemctl", *argv], check=True)
     return "done"
 
@@ -253,6 +297,9 @@ def install_agent(config: AgentConfig, opts: InstallOptions, out: Callable[[str]
     dropin = DropIn(user, "/bin/false", permit_tty=False, role=AGENT_ROLE)
     s.run(f"install {SSHD_DROPIN} (Match User {user}: no forwarding, ForceCommand /bin/false)",
           lambda: install_dropin(s.p(SSHD_DROPIN), dropin, system=real))
+    options = UnitOptions(opts.binary, None if opts.units_dir == deploy_dir() / "systemd" else opts.units_dir)
+    s.run(f"record the install options in {config.config_dir / OPTIONS_FILE}",
+          lambda: write_options(s.p(config.config_dir / OPTIONS_FILE), ROLE, options.as_record()))
     s.run("reload sshd", reload_sshd if real and opts.systemctl else lambda: "skipped")
     owned = [config.host_key_path, config.skel_path, config.claude_config_path]
     s.run(f"hand the host key and session files to {user}",

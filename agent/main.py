@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -87,23 +88,46 @@ def install(
 
 @app.command()
 def units(
-    units_dir: Annotated[Path | None, typer.Option(help="Where the unit templates are.")] = None,
-    binary: Annotated[str, typer.Option(help="Path of convocate-agent in the units.")] = (
-        "/usr/local/bin/convocate-agent"
-    ),
+    config: ConfigOption = None,
+    root: Annotated[Path, typer.Option(help="The host's files are under this prefix (tests).")] = Path("/"),
+    units_dir: Annotated[Path | None, typer.Option(help="Where the unit templates are (default: as "
+                                                   "installed).")] = None,
+    binary: Annotated[str | None, typer.Option(help="Path of convocate-agent in the units (default: as "
+                                               "installed).")] = None,
 ) -> None:
-    """Print the systemd files install writes, rendered for this host, as one JSON object.
+    """Print the systemd files install writes, rendered for this host as it was installed, as JSON.
 
-    Names are relative to /etc/systemd/system; convocate-host update writes the ones that
-    differ when it rolls this release out.
+    The options install took come from its record (install-options.json in the agent's
+    config directory), or for a host installed before it from the installed unit; given
+    here, they win. Exit 3 when neither tells. Names are relative to /etc/systemd/system;
+    convocate-host update writes the ones that differ when it rolls this release out.
     """
-    import json  # noqa: PLC0415
-
-    from agent.install import host_slice_values, render_units  # noqa: PLC0415 - see the module docstring
+    from agent.install import (  # noqa: PLC0415 - see the module docstring
+        ENABLE,
+        START,
+        UnitOptions,
+        host_slice_values,
+        installed_unit_options,
+        render_units,
+    )
     from common.deploy_files import deploy_dir  # noqa: PLC0415
+    from common.errors import FailedPreconditionError  # noqa: PLC0415
+    from common.install_options import OPTIONS_UNKNOWN, units_document  # noqa: PLC0415
 
-    print(json.dumps(render_units(units_dir or deploy_dir() / "systemd", binary, *host_slice_values()),
-                     sort_keys=True))
+    def under(path: Path) -> Path:
+        return root / path.relative_to("/") if path.is_absolute() else path
+
+    if binary is None:
+        try:
+            installed = installed_unit_options(under(load_agent_config(config).config_dir),
+                                               under(Path("/etc/systemd/system")))
+        except FailedPreconditionError as e:
+            print(f"error: {e}", file=sys.stderr)
+            raise typer.Exit(OPTIONS_UNKNOWN) from None
+    else:
+        installed = UnitOptions(binary)
+    templates = units_dir or installed.units_dir or deploy_dir() / "systemd"
+    print(units_document(render_units(templates, installed.binary, *host_slice_values()), ENABLE, START))
 
 
 @app.command("build-image")

@@ -6,17 +6,23 @@ same file at boot after the host's own firewall restore (``netfilter-persistent`
 ``nftables.service``, ``ufw``, ``firewalld``), so a rule set restored (or flushed) at boot
 cannot leave the agent and the status service unreachable. The script adds only what is
 missing, so the rules are there exactly once however often it runs.
+
+``update`` refreshes both files from this module (:func:`plan_refresh`) on a host that
+has the boot unit, with the ports and script path its unit names.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from common.install_options import exec_start
 from hostctl.remote import Runner
-from hostctl.remote_files import ensure_file, run_checked
+from hostctl.remote_files import ensure_file, read_file, run_checked
 from hostctl.report import Report
+from hostctl.units import UnitChange
 
-__all__ = ["FIREWALL_SCRIPT", "FIREWALL_UNIT", "SCRIPT_PATH", "ensure_firewall", "render_firewall_unit"]
+__all__ = ["FIREWALL_SCRIPT", "FIREWALL_UNIT", "SCRIPT_PATH", "ensure_firewall", "installed_firewall",
+           "plan_refresh", "render_firewall_unit"]
 
 FIREWALL_UNIT = "convocate-firewall.service"
 SCRIPT_PATH = Path("/usr/local/lib/convocate/firewall.sh")
@@ -127,3 +133,37 @@ async def _boot_unit(runner: Runner, ports: tuple[int, ...], report: Report, sys
                           f"enabling {FIREWALL_UNIT}")
     report.add("firewall-boot", changed=bool(done),
                detail="; ".join(done) or f"{FIREWALL_UNIT} enabled: the rules come back at every boot")
+
+
+def installed_firewall(unit_text: str) -> tuple[Path, tuple[int, ...]] | None:
+    """The script and ports an installed boot unit runs (``/bin/sh <script> apply <ports>``), or None."""
+    words = exec_start(unit_text)
+    if len(words) < 4 or words[0] != "/bin/sh" or words[2] != "apply" or not words[1].startswith("/"):
+        return None
+    if not all(w.isdigit() and 0 < int(w) < 65536 for w in words[3:]):
+        return None
+    return Path(words[1]), tuple(int(w) for w in words[3:])
+
+
+async def plan_refresh(runner: Runner, systemd_dir: Path = SYSTEMD_DIR) -> tuple[tuple[UnitChange, ...], str]:
+    """The boot unit and its script as this release writes them, where they differ from the host's.
+
+    Only on a host that has the unit (``install`` wrote it), with the script path and the
+    ports it names. Returns the changes and a note when the unit is there but not ours
+    to read (left as it is).
+    """
+    unit = systemd_dir / FIREWALL_UNIT
+    found = await read_file(runner, unit)
+    if found is None:
+        return (), ""
+    installed = installed_firewall(found[2].decode(errors="replace"))
+    if installed is None:
+        return (), f"{unit} stays as it is: its ExecStart is not '/bin/sh <script> apply <ports>'"
+    script, ports = installed
+    changes = []
+    for path, text, mode, before in ((unit, render_firewall_unit(ports, script), "644", found),
+                                     (script, FIREWALL_SCRIPT, "755", await read_file(runner, script))):
+        if before is None or before[2] != text.encode():
+            name = FIREWALL_UNIT if path == unit else str(path)
+            changes.append(UnitChange(name, text, None if before is None else before[2], path, mode))
+    return tuple(changes), ""

@@ -3,18 +3,22 @@
 1. **release**: the bundle installed as a new release *beside* the running one
    (:func:`hostctl.bundle.install_release`; nothing running is touched);
 2. **units**: the new release renders the systemd files of each role the host has
-   (:mod:`hostctl.units`: the installers' own rendering) and they are compared with the
-   host's; nothing is written yet;
+   (:mod:`hostctl.units`: the installers' own rendering, with the options the role was
+   installed with), and this module's firewall boot unit and script are rendered with
+   the ports the host's unit names (:func:`hostctl.firewall.plan_refresh`); they are
+   compared with the host's; nothing is written yet;
 3. **sessions**: the agent's sessions listed (when the host is a registered agent);
 4. **switch**: ``current`` renamed to the new release (``previous`` keeps the old), then
-   the unit files that differ written atomically and ``systemctl daemon-reload``;
+   the unit files that differ written atomically, ``systemctl daemon-reload``, and the
+   files the release adds enabled as install enables them (``--now`` where it starts them);
 5. **restart**: the roles' services restarted (``systemctl try-restart`` of the ones that run).
    The agent's unit has ``KillMode=mixed`` and its containers live in
    ``convocate-sessions.slice`` under dockerd, so running sessions keep running on their
    image; the new agent adopts them;
 6. **check**: the agent answers ``Ping`` with the new version within the wait;
-   otherwise ``current`` goes back to the previous release, the unit files get back what
-   they held (daemon-reload), the services that ran before are restarted on it, and the
+   otherwise ``current`` goes back to the previous release, the files it enabled are
+   disabled, the unit files get back what they held (daemon-reload), the services that ran
+   before are restarted on it (the firewall's boot unit too, if it changed), and the
    command fails with :class:`RolledBackError` (exit 4);
 7. **image**: the session image pushed and the pointer rewritten (used from each
    session's next restart: sessions roll forward one by one);
@@ -34,7 +38,7 @@ from pathlib import Path
 from common.errors import ConvocateError
 from common.registry import AgentRecord
 from hostctl import bundle as bundles
-from hostctl import units
+from hostctl import firewall, units
 from hostctl.agent_link import agent_calls
 from hostctl.agent_setup import AgentSetup, image_step
 from hostctl.remote import Runner
@@ -63,6 +67,8 @@ class UpdateSpec:
     reload_argv: tuple[str, ...] = RELOAD            # after unit files were written or put back
     rollback_argv: tuple[str, ...] | None = None     # None: `systemctl restart` of the services that ran
     systemd_dir: Path = units.SYSTEMD_DIR
+    host_root: Path = Path("/")                  # where the host's files are (tests: a prefix)
+    systemctl: tuple[str, ...] = ("systemctl",)  # enables (and a rollback disables) new unit files
     agent: AgentRecord | None = None             # the host's agent, if it is one (checked and listed)
     image: AgentSetup | None = None              # the image step's settings (None: no image push)
     wait_timeout: float = 60.0
@@ -144,24 +150,29 @@ async def _units(runner: Runner, spec: UpdateSpec, rendered: bool, report: Repor
     """The new release's units against the host's (``rendered`` False: a dry run before its install)."""
     roles = await units.host_roles(runner, spec.systemd_dir)
     names = ", ".join(r.name for r in roles)
-    if not roles:
+    walls, wall_note = await firewall.plan_refresh(runner, spec.systemd_dir)
+    if not roles and not walls:
         report.add("units", changed=False, detail="no role installed yet (init-agent/init-shell install "
-                   "the units)")
+                   "the units)" + (f"; {wall_note}" if wall_note else ""))
         return units.UnitPlan((), ())
-    if not rendered:
+    if not rendered and roles:
         report.add("units", changed=True, detail=f"the {names} units as the new release renders them "
-                   "(known once it is installed), then systemctl daemon-reload")
-        return units.UnitPlan(roles, ())
+                   "(known once it is installed)" + "".join(f", {c.name}" for c in walls) +
+                   ", then systemctl daemon-reload")
+        return units.UnitPlan(roles, walls, also_restart=(firewall.FIREWALL_UNIT,))
     release_bin = spec.prefix / "releases" / spec.bundle.release / "venv" / "bin"
-    plan = await units.plan_units(runner, release_bin, roles, spec.systemd_dir)
-    report.data["units"] = {"roles": [r.name for r in roles], "changed": plan.names}
-    if plan.note:
-        report.add("units", changed=False, detail=plan.note)
-    elif plan.changes:
-        report.add("units", changed=True, detail=f"write {', '.join(plan.names)} in {spec.systemd_dir}, "
-                   "then " + " ".join(spec.reload_argv))
-    else:
-        report.add("units", changed=False, detail=f"the {names} units are as this release renders them")
+    plan = await units.plan_units(runner, release_bin, roles, spec.systemd_dir, spec.host_root)
+    plan = units.UnitPlan(plan.roles, plan.changes + walls, "; ".join(n for n in (plan.note, wall_note) if n),
+                          also_restart=(firewall.FIREWALL_UNIT,))
+    report.data["units"] = {"roles": [r.name for r in roles], "changed": plan.names, "enabled": plan.enabled}
+    said = []
+    if plan.changes:
+        enable = f"; enable {', '.join(plan.enabled)}" if plan.enabled else ""
+        said.append(f"write {', '.join(plan.names)}, then {' '.join(spec.reload_argv)}{enable}")
+    elif roles and not plan.note:
+        said.append(f"the {names} units are as this release renders them")
+    said += [plan.note] if plan.note else []
+    report.add("units", changed=bool(plan.changes), detail="; ".join(said) or "nothing to change")
     return plan
 
 
@@ -169,13 +180,12 @@ def _restart_argv(spec: UpdateSpec, plan: units.UnitPlan) -> tuple[str, ...] | N
     """How the services restart on the new release (None: the host runs none of ours yet)."""
     if spec.restart_argv is not None:
         return spec.restart_argv
-    services = [r.service for r in plan.roles]
+    services = plan.services
     return ("systemctl", "try-restart", *services) if services else None
 
 
-async def _active_services(runner: Runner, roles: tuple[units.Role, ...]) -> list[str]:
-    """The roles' services that run now (they run again after a rollback)."""
-    services = [r.service for r in roles]
+async def _active_services(runner: Runner, services: list[str]) -> list[str]:
+    """The ``services`` that run now (they run again after a rollback)."""
     if not services:
         return []
     states = (await runner.run(["systemctl", "is-active", *services])).text().splitlines()
@@ -188,14 +198,14 @@ async def _switch_restart_and_check(runner: Runner, spec: UpdateSpec, previous: 
     on a failure put back the release, the units and the services that ran, and raise."""
     rollback = spec.rollback_argv
     if rollback is None:
-        active = await _active_services(runner, plan.roles)
+        active = await _active_services(runner, plan.services)
         rollback = ("systemctl", "restart", *active) if active else None
     restart, failure = _restart_argv(spec, plan), ""
     try:
         if previous is not None:
             await bundles.switch_release(runner, spec.bundle.release, prefix=spec.prefix,
                                          bin_dir=spec.bin_dir)
-        await units.apply_units(runner, plan.changes, spec.reload_argv, spec.systemd_dir)
+        await units.apply_units(runner, plan.changes, spec.reload_argv, spec.systemctl)
         if restart is not None:
             await run_checked(runner, list(restart), "restarting the services")
     except ConvocateError as e:
@@ -208,7 +218,11 @@ async def _switch_restart_and_check(runner: Runner, spec: UpdateSpec, previous: 
         report.add("restart", changed=restart is not None, detail=said +
                    (f"; {spec.agent.agent_id} answers" if spec.agent else ""))
         return
-    await units.restore_units(runner, plan.changes, spec.reload_argv, spec.systemd_dir)
+    try:
+        await units.restore_units(runner, plan.changes, spec.reload_argv, spec.systemctl)
+        units_back = f" with its units ({', '.join(plan.names)}) as they were" if plan.changes else ""
+    except ConvocateError as e:     # the release goes back all the same; the message says what is not
+        units_back = f" but its units are not all as they were ({e})"
     if previous == "":
         raise ConvocateError(f"update on {runner.name}: {failure}; there is no previous release "
                              "to go back to")
@@ -218,7 +232,6 @@ async def _switch_restart_and_check(runner: Runner, spec: UpdateSpec, previous: 
         await run_checked(runner, list(rollback), "restarting the services on the previous release")
     back = "" if spec.agent is None else await _check(spec.agent, None, spec.wait_timeout)
     release = previous or spec.bundle.release
-    units_back = f" with its units ({', '.join(plan.names)}) as they were" if plan.changes else ""
     raise RolledBackError(
         f"update on {runner.name} failed: {failure}; release {release} is current again{units_back}"
         + (" and answers" if not back else f" but the agent does not answer ({back})")

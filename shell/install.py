@@ -34,19 +34,25 @@ from pathlib import Path
 
 from common.defaults import AGENT_KEYS_DIR, DNSMASQ_HOSTS_FILE, SHELL_STATE_DIR, SSHD_DROPIN
 from common.errors import FailedPreconditionError, PermissionDeniedError
+from common.install_options import exec_start, read_options, unit_setting, write_options
 from common.paths import atomic_write, private_dir, user_ids
 from common.sshd_dropin import SHELL_ROLE, DropIn, install_dropin, reload_sshd
 from common.version import VERSION
 
-__all__ = ["InstallOptions", "Step", "plan_install", "render_status_unit", "render_units", "run_install",
-           "with_base"]
+__all__ = ["ENABLE", "START", "InstallOptions", "Step", "UnitOptions", "installed_unit_options",
+           "plan_install", "render_status_unit", "render_units", "run_install", "with_base"]
 
 STATUS_UNIT = "convocate-status.service"
+ENABLE = (STATUS_UNIT,)     # install enables these ...
+START = (STATUS_UNIT,)      # ... and starts these with them (--now)
+OPTIONS_FILE = Path("/etc/convocate/install-options.json")
+ROLE = "shell"
+DEFAULT_EXEC = "/usr/local/bin/convocate"
 
 DNSMASQ_HEADER = "# Managed by convocate.\n"
 
 
-def render_status_unit(exec_path: str = "/usr/local/bin/convocate", user: str = "claude") -> str:
+def render_status_unit(exec_path: str = DEFAULT_EXEC, user: str = "claude") -> str:
     """The systemd unit of the status service (``deploy/systemd/convocate-status.service``)."""
     return f"""[Unit]
 Description=convocate status service: agent events and heartbeats (SSH :223)
@@ -79,13 +85,55 @@ WantedBy=multi-user.target
 """
 
 
-def render_units(exec_path: str = "/usr/local/bin/convocate", user: str = "claude") -> dict[str, str]:
+def render_units(exec_path: str = DEFAULT_EXEC, user: str = "claude") -> dict[str, str]:
     """Every systemd file the shell role installs: its name under ``/etc/systemd/system`` -> text.
 
     The one rendering: ``install`` writes them, and ``convocate units`` prints them for
     ``convocate-host update`` (which applies a new release's units).
     """
     return {STATUS_UNIT: render_status_unit(exec_path, user)}
+
+
+@dataclass(frozen=True)
+class UnitOptions:
+    """The install options that end up in the shell's unit files (recorded in ``OPTIONS_FILE``)."""
+
+    exec_path: str = DEFAULT_EXEC
+    user: str = "claude"
+
+    def as_record(self) -> dict[str, str]:
+        """The record's options."""
+        return {"exec_path": self.exec_path, "user": self.user}
+
+
+def installed_unit_options(root: Path = Path("/")) -> UnitOptions:
+    """How the shell role on the host under ``root`` was installed: its record, else its installed unit.
+
+    A host installed before the record existed gets them from its status unit
+    (``ExecStart=<exec_path> status serve``, ``User=<user>``).
+
+    Raises:
+        FailedPreconditionError: a bad record, or neither a record nor such a unit (nothing is guessed).
+    """
+    record = root / OPTIONS_FILE.relative_to("/")
+    recorded = read_options(record, ROLE)
+    if recorded is not None:
+        exec_path, user = recorded.get("exec_path", ""), recorded.get("user", "")
+        if not exec_path.startswith("/") or not user:
+            raise FailedPreconditionError(f"{record} names no absolute exec_path and user")
+        return UnitOptions(exec_path, user)
+    unit = root / "etc" / "systemd" / "system" / STATUS_UNIT
+    try:
+        text: str | None = unit.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = None
+    words, unit_user = exec_start(text or ""), unit_setting(text or "", "User")
+    if words[1:] != ["status", "serve"] or not words[0].startswith("/") or not unit_user:
+        found = "there is none" if text is None else "no 'ExecStart=<path> status serve' and User="
+        raise FailedPreconditionError(
+            f"cannot tell how the shell role was installed: no {record}, and from {unit} neither "
+            f"({found}); re-run `convocate install` with its options to record them")
+    return UnitOptions(words[0], unit_user)
 
 
 def with_base(dockerfile: str, base: str) -> str:
@@ -133,7 +181,7 @@ class InstallOptions:
     user: str = "claude"
     uid: int = 1337
     base: str = "ubuntu:24.04"
-    exec_path: str = "/usr/local/bin/convocate"
+    exec_path: str = DEFAULT_EXEC
     build_image: bool = True
     start_service: bool = True
 
@@ -248,9 +296,17 @@ def plan_install(opts: InstallOptions, run: Callable[[list[str]], None] | None =
             _write(systemd_dir / name, text, 0o644)
         if live and opts.start_service and shutil.which("systemctl"):
             run(["systemctl", "daemon-reload"])
-            run(["systemctl", "enable", "--now", STATUS_UNIT])
+            for name in ENABLE:
+                run(["systemctl", "enable", *(["--now"] if name in START else []), name])
 
     steps.append(Step(f"Installing {STATUS_UNIT}", status_unit, [str(systemd_dir / n) for n in units]))
+    record = _path(opts, str(OPTIONS_FILE))
+
+    def record_options() -> None:
+        write_options(record, ROLE, UnitOptions(opts.exec_path, user).as_record())
+
+    steps.append(Step("Recording the install options", record_options,
+                      [f"{record}: exec_path {opts.exec_path}, user {user}"]))
 
     hosts = _path(opts, str(DNSMASQ_HOSTS_FILE))
     dropin = _path(opts, "/etc/dnsmasq.d/convocate.conf")

@@ -75,18 +75,32 @@ def status_serve(
 
 @app.command()
 def units(
-    user: Annotated[str, typer.Option(help="The console user.")] = "claude",
-    exec_path: Annotated[str, typer.Option(help="Installed path of convocate.")] = "/usr/local/bin/convocate",
+    root: Annotated[Path, typer.Option(help="The host's files are under this prefix (tests).")] = Path("/"),
+    user: Annotated[str | None, typer.Option(help="The console user (default: as installed).")] = None,
+    exec_path: Annotated[str | None, typer.Option(help="Installed path of convocate (default: as "
+                                                  "installed).")] = None,
 ) -> None:
-    """Print the systemd files install writes, as one JSON object (names under /etc/systemd/system).
+    """Print the systemd files install writes, rendered for this host as it was installed, as JSON.
 
+    The options install took come from its record (/etc/convocate/install-options.json),
+    or for a host installed before it from the installed status unit; given here, they
+    win. Exit 3 when neither tells. Names are relative to /etc/systemd/system;
     convocate-host update writes the ones that differ when it rolls this release out.
     """
-    import json  # noqa: PLC0415
+    from common.errors import FailedPreconditionError  # noqa: PLC0415
+    from common.install_options import OPTIONS_UNKNOWN, units_document  # noqa: PLC0415
+    from shell.install import ENABLE, START, UnitOptions, installed_unit_options, render_units  # noqa: PLC0415
 
-    from shell.install import render_units  # noqa: PLC0415 - SSH set-up code, install only
-
-    print(json.dumps(render_units(exec_path, user), sort_keys=True))
+    if user is None or exec_path is None:
+        try:
+            installed = installed_unit_options(root)
+        except FailedPreconditionError as e:
+            print(f"error: {e}", file=sys.stderr)
+            raise typer.Exit(OPTIONS_UNKNOWN) from None
+    else:
+        installed = UnitOptions(exec_path, user)
+    rendered = render_units(exec_path or installed.exec_path, user or installed.user)
+    print(units_document(rendered, ENABLE, START))
 
 
 @app.command()

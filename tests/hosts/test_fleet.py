@@ -359,7 +359,10 @@ def test_update_keeps_a_running_session_on_its_image_until_restart(
                                 f"--key {OPERATOR_KEY_ON_SHELL} --known-hosts {KNOWN_HOSTS_ON_SHELL} "
                                 f"--bundle /tmp/convocate-bundle --image-tag {tag}")
     assert unit_state(host, "convocate-agent.service") == "active"
-    assert report["units"] == {"roles": ["agent"], "changed": [AGENT_UNIT]}, report
+    assert report["units"] == {"roles": ["agent"], "changed": [AGENT_UNIT], "enabled": []}, report
+    # The units were rendered with the options install recorded (the firewall's were current already).
+    recorded = json.loads(host.run("cat /etc/convocate-agent/install-options.json").stdout)
+    assert recorded == {"format": 1, "role": "agent", "options": {"binary": "/usr/local/bin/convocate-agent"}}
     unit = _agent_unit(host)
     assert UNIT_MARK in unit.file.splitlines()
     assert "CONVOCATE_E2E_RELEASE=unit-two" in unit.environment.split(), unit

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import AgentConfig
-from agent.install import SLICE, UNITS, InstallOptions, install_agent
+from agent.install import SLICE, UNITS, InstallOptions, UnitOptions, install_agent, installed_unit_options
 from common.errors import FailedPreconditionError, PermissionDeniedError
 from tests.support.env import require_tool
 
@@ -59,6 +59,10 @@ def test_install_creates_the_layout_units_and_reports_adopted_sessions(tmp_path:
     assert "@" not in (units / SLICE).read_text()
     assert f"ExecStart={_binary()} serve" in (units / "convocate-agent.service").read_text()
     assert any("adopted 1 pre-existing session(s)" in line for line in lines)
+    # The options the units were rendered with are recorded (the templates: the release's own).
+    config_dir = root / "etc/convocate-agent"
+    assert (config_dir / "install-options.json").stat().st_mode & 0o777 == 0o644
+    assert installed_unit_options(config_dir, units) == UnitOptions(_binary())
     again: list[str] = []
     _install(root, again)  # idempotent: the id and key stay
     assert (root / "etc/convocate-agent/agent-id").read_text().strip() == agent_id

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import tempfile
@@ -66,6 +67,7 @@ class _Times:
     total: list[float] = field(default_factory=list)           # N to the first screen, wall
     attach: list[float] = field(default_factory=list)          # Enter on a running session
     docker_run: list[float] = field(default_factory=list)      # bare docker run -d (baseline)
+    docker_run_same: list[float] = field(default_factory=list)  # docker run -d, the session's options
     exec_attach: list[float] = field(default_factory=list)     # docker exec -it tmux attach (baseline)
     direct_create: list[float] = field(default_factory=list)   # the agent's create, called directly
     direct_attach: list[float] = field(default_factory=list)   # the agent's attach, called directly
@@ -92,11 +94,48 @@ def _until(watch: PaneWatch, pattern: str, since: int, t: _Times, timeout: float
     return shown
 
 
-def _docker_run(image: str, label: str) -> float:
+def _docker_run(image: str, label: str, options: tuple[list[str], list[str]] = ([], [])) -> float:
     t0 = time.monotonic()
-    subprocess.run(["docker", "run", "-d", "--label", label, "-e", "TERM=screen", image],
-                   capture_output=True, check=True, timeout=120)
+    subprocess.run(["docker", "run", "-d", "--label", label, "-e", "TERM=screen", *options[0], image,
+                    *options[1]], capture_output=True, check=True, timeout=120)
     return time.monotonic() - t0
+
+
+def _session_options(container: str, scratch: Path) -> tuple[list[str], list[str]]:
+    """``docker run`` flags and command for the options the agent gave ``container``.
+
+    Its mounts, capabilities, no-new-privileges, PID limit, DNS, cgroup parent, environment,
+    host name, working directory and command; each mount's source replaced by an empty one of
+    the same kind and owner under ``scratch`` (the session's own are its), and none of its
+    labels (the agent would take the container for a session).
+    """
+    out = subprocess.run(["docker", "inspect", "--format", "{{json .}}", container], capture_output=True,
+                         text=True, check=True, timeout=30).stdout
+    data = json.loads(out)
+    host, config = data["HostConfig"], data["Config"]
+    flags = ["--rm"] if host.get("AutoRemove") else []
+    flags += [f"--cap-drop={c}" for c in host.get("CapDrop") or []]
+    flags += [f"--cap-add={c}" for c in host.get("CapAdd") or []]
+    flags += [f"--security-opt={o}" for o in host.get("SecurityOpt") or []]
+    flags += [f"--pids-limit={host['PidsLimit']}"] if host.get("PidsLimit") else []
+    flags += [f"--dns={d}" for d in host.get("Dns") or []]
+    flags += [f"--cgroup-parent={host['CgroupParent']}"] if host.get("CgroupParent") else []
+    for i, bind in enumerate(host.get("Binds") or []):
+        source, _, rest = bind.partition(":")
+        fresh = scratch / f"m{i}"
+        if Path(source).is_dir():
+            fresh.mkdir(parents=True, exist_ok=True)
+        else:
+            fresh.parent.mkdir(parents=True, exist_ok=True)
+            fresh.touch()
+        with contextlib.suppress(OSError):
+            st = Path(source).stat()
+            os.chown(fresh, st.st_uid, st.st_gid)
+        flags.append(f"--volume={fresh}:{rest}")
+    flags += [f"--env={e}" for e in config.get("Env") or []]
+    flags += [f"--hostname={config['Hostname']}"] if config.get("Hostname") else []
+    flags += [f"--workdir={config['WorkingDir']}"] if config.get("WorkingDir") else []
+    return flags, list(config.get("Cmd") or [])
 
 
 def _exec_attach(host: PaneWatch, container: str, t: _Times) -> None:
@@ -245,6 +284,8 @@ async def _rounds(fleet: Fleet, watch: PaneWatch, host: PaneWatch, image: str, l
             # The baselines last: the console digests the direct create's watch events before the
             # next round's N (a round measures the operator's keys, not that create's redraws).
             t.docker_run.append(await asyncio.to_thread(_docker_run, image, label))
+            same = _session_options(container, fleet.root / "same" / str(i))
+            t.docker_run_same.append(await asyncio.to_thread(_docker_run, image, label, same))
             t0 = time.monotonic()
             await calls.create(f"direct-{i}", 0, "tcp", "", start=True)
             t.direct_create.append(time.monotonic() - t0)
@@ -330,6 +371,9 @@ def _report(t: _Times, prof: list[str]) -> Figures:
               f"| N to the first screen, wall (with typing the name and the harness) | {_ms(t.total)} |",
               (f"| baseline: bare `docker run -d` of the same image (create-to-running) | "
                f"{_ms(t.docker_run)} |"),
+              (f"| baseline: `docker run -d` with the session's own options (mounts, capabilities, "
+               f"no-new-privileges, PID limit, environment, command; scratch mount sources) | "
+               f"{_ms(t.docker_run_same)} |"),
               (f"| the agent's create + start called directly through the tunnel (no console) | "
                f"{_ms(t.direct_create)} |"),
               (f"| baseline: `docker exec -it CTR tmux attach` typed in a terminal, to the first screen | "

@@ -6,7 +6,8 @@ about 20 ms longer under it). :class:`PaneWatch` instead has tmux copy the pane'
 into a FIFO (``pipe-pane -O``); a thread reads it and notes when each chunk arrived, and
 :meth:`PaneWatch.until` captures the screen only after new output, so the harness is idle
 while nothing is drawn. The time it returns is when the output that made the screen match
-reached the pane (at the resolution of one chunk).
+reached the pane: the latest chunk that arrived before the capture that matched (at most
+one capture late).
 """
 
 from __future__ import annotations
@@ -103,13 +104,17 @@ class PaneWatch:
             with self._cond:
                 before = seen
                 self._cond.wait_for(lambda: self._chunks != before, timeout=_FALLBACK)  # noqa: B023
-                seen, last = self._chunks, self._last
+                seen = self._chunks
             if seen < 0:
                 break
             screen = self.term.capture()
             self.captures += 1
             if seen != since and compiled.search(screen):   # only output after the key counts
-                return last
+                with self._cond:
+                    # More may have come while capturing (a busy machine delays the capture): the
+                    # output that matched came by the capture's end, so the latest chunk by then is
+                    # the time (at most one capture late, never early).
+                    return self._last
             if time.monotonic() > deadline:
                 break
         raise AssertionError(f"{pattern!r} not on screen within {timeout} s:\n{screen}")

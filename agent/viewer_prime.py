@@ -47,7 +47,10 @@ MAX_LIVE = 4                 # primes at a time (starting or waiting), all sessi
 # $1 viewer id, $2 rows, $3 cols, $4 mode (drive/observe), $5 terminal type: checked by prime_line.
 PRIME_SCRIPT = (
     # Ready after one process (stty): the tty's name is read while the shell waits, not after.
-    "stty -echo; printf " + PRIME_MARK.decode() + "; t=$(tty)\n"
+    # An image without a tool it needs ends it before the mark: the attach then starts its own.
+    "command -v timeout >/dev/null && command -v head >/dev/null && command -v tty >/dev/null "
+    "&& stty -echo || exit 1\n"
+    "printf " + PRIME_MARK.decode() + "; t=$(tty)\n"
     f"line=$(timeout {SCRIPT_TIMEOUT} head -n 1) || exit 0\n"
     "set -f; set -- $line; [ $# -eq 5 ] || exit 0\n"
     'stty echo rows "$2" cols "$3"\n'

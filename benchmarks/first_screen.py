@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -152,6 +153,9 @@ def _detach(term: TmuxTerminal, name: str) -> None:
     # The table is back: its notice, or its help line if a newer notice (a late heartbeat, say)
     # has already replaced it.
     term.wait_for(rf'Detached from "{name}"|\(N\)ew \(C\)lone', timeout=20)
+    # ... and the row no longer says attached (C) but running (R): the agent's "detached" event,
+    # which may come after the end of the stream, has arrived (else Enter asks observe/take over).
+    term.wait_for(rf"^\s*\d+\s+\| {re.escape(name)}\s.*\|\s*R\s*$", timeout=20)
 
 
 def _first_screen(watch: PaneWatch, name: str, t: _Times, look: float = 0.0,

@@ -70,6 +70,17 @@ class AttachService(attach_pb2_grpc.AttachServicer):
         self.manager.record_viewer(start.session_id, "attached", who,
                                    {"mode": mode.value, "viewer": viewer.id})
         pump = asyncio.create_task(self._pump(requests, viewer), name=f"attach-in-{viewer.id}")
+        released = False
+
+        async def release() -> None:
+            nonlocal released
+            released = True
+            await cancel_and_wait([pump])
+            self.attach.release(viewer)
+            reason = viewer.end_reason or EndReason.SESSION_ENDED
+            self.manager.record_viewer(start.session_id, "detached", who,
+                                       {"mode": mode.value, "viewer": viewer.id, "reason": reason.value})
+
         try:
             yield attach_pb2.AttachResponse(started=attach_pb2.AttachStarted(
                 session_id=start.session_id, mode=attach_mode_to_proto(mode),
@@ -83,14 +94,14 @@ class AttachService(attach_pb2_grpc.AttachServicer):
                     yield attach_pb2.AttachResponse(size=notice)
             reason = viewer.end_reason or EndReason.SESSION_ENDED
             log.info("attach ended", session=start.session_id, viewer=viewer.id, reason=reason.value)
+            # The viewer is counted out (and its "detached" event published) before the client
+            # reads the end frame: a Get or List right after it no longer counts this viewer.
+            await release()
             yield attach_pb2.AttachResponse(end=attach_pb2.AttachEnd(reason=end_reason_to_proto(reason),
                                                                      message=viewer.end_message))
         finally:
-            await cancel_and_wait([pump])
-            self.attach.release(viewer)
-            reason = viewer.end_reason or EndReason.SESSION_ENDED
-            self.manager.record_viewer(start.session_id, "detached", who,
-                                       {"mode": mode.value, "viewer": viewer.id, "reason": reason.value})
+            if not released:
+                await release()
 
     async def _pump(self, requests: AsyncIterator[attach_pb2.AttachRequest], viewer: Viewer) -> None:
         """Client -> viewer: input, window changes, detach; the client's half-close detaches."""

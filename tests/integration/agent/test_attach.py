@@ -138,6 +138,9 @@ async def test_detach_frame_ends_with_detached(client: Client) -> None:
         view.detach()
         end = await view.wait_end()
         assert end.reason == attach_pb2.END_REASON_DETACHED
+        # Counted out before the end frame was sent: no wait needed.
+        got = await client.get(s.id)
+        assert (got.attached, got.viewer_count) == (False, 0)
     finally:
         await view.close()
 

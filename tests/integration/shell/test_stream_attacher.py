@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -70,15 +71,26 @@ def sock_dir() -> Iterator[Path]:
         yield Path(d)
 
 
-async def test_refusal_is_reported_without_taking_the_terminal(sock_dir: Path) -> None:
-    """An end frame instead of started becomes an error outcome; the start frame carries the mode."""
-    servicer = RefusingAttach()
+@contextlib.asynccontextmanager
+async def serving(sock_dir: Path,
+                  servicer: attach_pb2_grpc.AttachServicer) -> AsyncIterator[grpc.aio.Channel]:
+    """A real gRPC server with ``servicer`` as the Attach service, and a channel to it."""
     server = UnixGrpcServer(sock_dir / "a.sock", [Service(
         "convocate.v1.Attach", attach_pb2_grpc.add_AttachServicer_to_server, servicer)])
     await server.start()
     channel = grpc.aio.insecure_channel(f"unix:{sock_dir / 'a.sock'}")
-    hooks: list[object] = []
     try:
+        yield channel
+    finally:
+        await channel.close()
+        await server.stop(0)
+
+
+async def test_refusal_is_reported_without_taking_the_terminal(sock_dir: Path) -> None:
+    """An end frame instead of started becomes an error outcome; the start frame carries the mode."""
+    servicer = RefusingAttach()
+    hooks: list[object] = []
+    async with serving(sock_dir, servicer) as channel:
         attacher = StreamAttacher(ChannelRouter(channel), hooks.append, term="xterm")
         row = make_row("x", running=True)
         outcome = await attacher(row, AttachMode.OBSERVE, b"")
@@ -89,9 +101,6 @@ async def test_refusal_is_reported_without_taking_the_terminal(sock_dir: Path) -
         assert servicer.start.mode == attach_pb2.ATTACH_MODE_OBSERVE
         assert servicer.start.term == "xterm"
         assert hooks == []
-    finally:
-        await channel.close()
-        await server.stop(0)
 
 
 async def test_unreachable_agent_is_a_lost_connection() -> None:
@@ -105,19 +114,16 @@ async def test_unreachable_agent_is_a_lost_connection() -> None:
 async def test_a_relay_that_ran_counts_its_viewer_out_of_the_row(sock_dir: Path) -> None:
     """After our own attach ends, the row no longer counts our viewer (before the agent's event
     comes): Enter right after a detach attaches again instead of finding the session in use."""
-    server = UnixGrpcServer(sock_dir / "a.sock", [Service(
-        "convocate.v1.Attach", attach_pb2_grpc.add_AttachServicer_to_server, StartThenDetach())])
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"unix:{sock_dir / 'a.sock'}")
     row = make_row("x", running=True, attached=True, viewers=1)
-    router = ChannelRouter(channel)
-    router.set_rows([row])
     read_in, write_in = os.pipe()
     read_out, write_out = os.pipe()
     try:
-        attacher = StreamAttacher(router, lambda hook: None, in_fd=read_in, out_fd=write_out,
-                                  term="xterm")
-        outcome = await attacher(row, AttachMode.DRIVE, b"")
+        async with serving(sock_dir, StartThenDetach()) as channel:
+            router = ChannelRouter(channel)
+            router.set_rows([row])
+            attacher = StreamAttacher(router, lambda hook: None, in_fd=read_in, out_fd=write_out,
+                                      term="xterm")
+            outcome = await attacher(row, AttachMode.DRIVE, b"")
         assert outcome.reason == "detached", outcome
         assert ("viewer_left", (row.id,)) in router.calls
         (now,) = router.rows()
@@ -125,24 +131,15 @@ async def test_a_relay_that_ran_counts_its_viewer_out_of_the_row(sock_dir: Path)
     finally:
         for fd in (read_in, write_in, read_out, write_out):
             os.close(fd)
-        await channel.close()
-        await server.stop(0)
 
 
 async def test_a_refused_attach_counts_nobody_out(sock_dir: Path) -> None:
     """An attach the agent refused never had a viewer: the row is left as it was."""
-    server = UnixGrpcServer(sock_dir / "a.sock", [Service(
-        "convocate.v1.Attach", attach_pb2_grpc.add_AttachServicer_to_server, RefusingAttach())])
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"unix:{sock_dir / 'a.sock'}")
     row = make_row("x", running=True, attached=True, viewers=1)
-    router = ChannelRouter(channel)
-    router.set_rows([row])
-    try:
+    async with serving(sock_dir, RefusingAttach()) as channel:
+        router = ChannelRouter(channel)
+        router.set_rows([row])
         outcome = await StreamAttacher(router, lambda hook: None, term="xterm")(row, AttachMode.OBSERVE, b"")
-        assert outcome.reason == "error"
-        assert router.rows() == [row]
-        assert not [c for c in router.calls if c[0] == "viewer_left"]
-    finally:
-        await channel.close()
-        await server.stop(0)
+    assert outcome.reason == "error"
+    assert router.rows() == [row]
+    assert not [c for c in router.calls if c[0] == "viewer_left"]

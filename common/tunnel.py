@@ -105,6 +105,7 @@ def describe_connect_error(
 
 
 StateListener = Callable[[bool, str], None]
+AttemptListener = Callable[[Exception, str], None]
 
 
 async def listen_forward(conn: asyncssh.SSHClientConnection, local: Path, remote: str,
@@ -144,7 +145,9 @@ class Tunnel:
     """A supervised SSH connection + local socket forward + grpc.aio channel.
 
     Use as ``async with Tunnel(settings) as t: await t.wait_up(5); stub(t.channel)``.
-    State listeners are called ``(up, error)`` on every change, in the event loop.
+    State listeners are called ``(up, error)`` on every change, in the event loop;
+    attempt listeners ``(exception, message)`` after every failed connection attempt
+    (a caller that asks once decides from them when to stop waiting; the tunnel retries).
     """
 
     def __init__(self, settings: TunnelSettings) -> None:
@@ -166,7 +169,10 @@ class Tunnel:
         self._closing = False
         self.last_error = "not connected yet"
         self.connects = 0
+        self.failed_attempts = 0
+        self.last_exception: Exception | None = None   # why the last connection attempt failed
         self._listeners: list[StateListener] = []
+        self._attempt_listeners: list[AttemptListener] = []
         self._backoff = Backoff(initial=settings.backoff_initial, maximum=settings.backoff_max,
                                 recovery=settings.reconnect_recovery, recovery_max=settings.recovery_max)
 
@@ -174,6 +180,14 @@ class Tunnel:
     def add_listener(self, listener: StateListener) -> None:
         """Call ``listener(up, error)`` whenever the tunnel goes up or down."""
         self._listeners.append(listener)
+
+    def add_attempt_listener(self, listener: AttemptListener) -> None:
+        """Call ``listener(exception, message)`` after every failed connection attempt.
+
+        ``message`` is :func:`describe_connect_error`'s line for ``exception`` (also
+        :attr:`last_error` by then). The tunnel keeps retrying whatever the listener does.
+        """
+        self._attempt_listeners.append(listener)
 
     @property
     def up(self) -> bool:
@@ -271,6 +285,15 @@ class Tunnel:
                 except Exception:
                     log.exception("tunnel state listener failed", peer=self.settings.name)
 
+    def _attempt_failed(self, exc: Exception, message: str) -> None:
+        self.failed_attempts += 1
+        self.last_exception = exc
+        for listener in list(self._attempt_listeners):
+            try:
+                listener(exc, message)
+            except Exception:
+                log.exception("tunnel attempt listener failed", peer=self.settings.name)
+
     async def _connect_once(self) -> tuple[asyncssh.SSHClientConnection, DataPath, asyncio.Server]:
         s = self.settings
         connecting = asyncio.ensure_future(
@@ -330,6 +353,7 @@ class Tunnel:
                 if message != self.last_error or backoff.attempts == 0:
                     log.warning("tunnel connect failed", peer=s.name, error=message)
                 self._set_state(up=False, error=message)
+                self._attempt_failed(e, message)
                 await asyncio.sleep(backoff.next_delay())
                 continue
             self._conn, self._data_path = conn, data_path

@@ -1,7 +1,9 @@
 """`convocate-host agents` / `sessions`: every registered agent asked at once, with deadlines.
 
 One tunnel per agent, opened concurrently; an agent that does not answer within the
-deadline is one row with its error, never a stall. For scripts: ``--json`` and exit
+deadline is one row with its error, never a stall, and one whose connection is
+definitively failing (wrong host key, our key refused, nothing listening) is given up
+early (:mod:`hostctl.give_up`). For scripts: ``--json`` and exit
 status 3 when some agent was unreachable or its Docker Engine is down (0 when all
 answered with a working engine). A session's ``state`` is running, stopped or unknown
 (its agent's engine does not answer), with when it was last known; its ``activity`` is what
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 # asyncio, the domain types, SSH and gRPC are loaded by the first agent asked: a registry
 # with no agents is answered without them (issue 13: start-up). A command line loads them
 # up front, with the garbage collector paused (survey_now).
-TRANSPORT = ("asyncio", "common.tunnel", "common.client.calls", "common.domain")
+TRANSPORT = ("asyncio", "common.tunnel", "common.client.calls", "common.domain", "hostctl.give_up")
 
 __all__ = ["TRANSPORT", "AgentReport", "survey", "survey_now"]
 
@@ -84,6 +86,7 @@ async def _ask(record: AgentRecord, local_socket: Path, timeout: float, with_ses
 
     from common.client.calls import AgentCalls  # noqa: PLC0415
     from common.tunnel import Tunnel, TunnelSettings  # noqa: PLC0415
+    from hostctl.give_up import GiveUpPolicy, refused_grace, wait_up_or_give_up  # noqa: PLC0415
 
     report = AgentReport(record.agent_id, record.address, record.port)
     settings = TunnelSettings(
@@ -95,7 +98,7 @@ async def _ask(record: AgentRecord, local_socket: Path, timeout: float, with_ses
     try:
         tunnel = Tunnel(settings)
         async with asyncio.timeout(timeout), tunnel:
-            await tunnel.wait_up(timeout)
+            await wait_up_or_give_up(tunnel, timeout, GiveUpPolicy(refused_grace(timeout)))
             calls = AgentCalls(record.agent_id, lambda: tunnel.channel, call_timeout=timeout,
                                client_id="convocate-host")
             # Ping and List in flight together: one round trip less per agent.

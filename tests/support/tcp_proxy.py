@@ -28,25 +28,27 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 class TcpProxy:
-    """Forwards connections on ``listen_host``:port (chosen by the kernel) to the target.
+    """Forwards connections on ``listen_host``:port (chosen by the kernel unless given) to the target.
 
     Args:
         target_host: where connections go.
         target_port: the target's port.
         listen_host: the proxy's own loopback address.
+        listen_port: the proxy's port (0: any free one).
     """
 
-    def __init__(self, target_host: str, target_port: int, listen_host: str = "127.0.0.1") -> None:
+    def __init__(self, target_host: str, target_port: int, listen_host: str = "127.0.0.1",
+                 listen_port: int = 0) -> None:
         self.target = (target_host, target_port)  # may be set after start(), before a connection
         self.host = listen_host
-        self.port = 0
+        self.port = listen_port
         self.connections = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
-        """Listen on a free port (read :attr:`port` afterwards)."""
-        self._server = await asyncio.start_server(self._handle, self.host, 0)
+        """Listen on :attr:`port` (when 0: on a free port, read :attr:`port` afterwards)."""
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
         self.port = int(self._server.sockets[0].getsockname()[1])
 
     async def _handle(self, down_r: asyncio.StreamReader, down_w: asyncio.StreamWriter) -> None:

@@ -21,7 +21,7 @@ import asyncssh
 import pytest
 
 from common.registry import load_registry
-from common.ssh_keys import pin_host_key
+from common.ssh_keys import generate_keypair, pin_host_key
 from common.tasks import cancel_and_wait
 from common.version import VERSION
 from hostctl.fleet import survey
@@ -97,6 +97,22 @@ def test_an_agent_whose_host_key_differs_from_the_pinned_one_is_refused(
     assert (row["reachable"], row["version"], row["health"]) == (False, "", None)
     assert row["error"].startswith(f"host key of {agent.name} ({agent.host}:{agent.port}) does not match "
                                    f"the pinned key in {record.known_hosts}")
+
+
+@pytest.mark.timeout(BOUND)
+def test_an_agent_that_refuses_our_key_is_given_up_after_one_attempt(
+        registry: tuple[Path, AgentProcess]) -> None:
+    """Our key replaced by one the agent does not know: the row says it refused our key."""
+    path, agent = registry
+    agent.start()
+    [record] = load_registry(path)
+    generate_keypair(record.client_key, "not-authorized")
+    done = _agents(path, "--timeout", LONG)
+    assert done.returncode == 3, done.stderr
+    [row] = json.loads(done.stdout)
+    assert row["reachable"] is False
+    assert row["error"] == (f"{agent.name} ({agent.host}:{agent.port}) refused our key {record.client_key}: "
+                            "it is not in its authorized keys")
 
 
 @pytest.mark.timeout(BOUND)

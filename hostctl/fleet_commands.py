@@ -24,6 +24,10 @@ __all__ = ["register"]
 PARTIAL = EXIT_PARTIAL  # exit status: some agents did not answer, or their Docker Engine is down
 
 RegistryOpt = Annotated[Path, typer.Option(help="The agent registry on this shell host.")]
+TimeoutOpt = Annotated[float, typer.Option(help=(
+    "Seconds to wait for each agent. One that refuses the connection is given up after 2 s "
+    "(at most half of this), one whose host key is not the pinned one or that refuses our key at "
+    "once."))]
 DEFAULT_REGISTRY = defaults.AGENT_KEYS_DIR   # = common.registry.DEFAULT_REGISTRY_DIR, without its imports
 
 
@@ -126,7 +130,7 @@ def register(app: typer.Typer) -> None:
     @app.command("agents")
     def agents_cmd(
         registry: RegistryOpt = DEFAULT_REGISTRY,
-        timeout: Annotated[float, typer.Option(help="Seconds to wait for each agent.")] = 10.0,
+        timeout: TimeoutOpt = 10.0,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
         """Every registered agent, whether it answers, its engine and host (exit 3 if some do not or an
@@ -156,7 +160,7 @@ def register(app: typer.Typer) -> None:
     def sessions_cmd(
         ctx: typer.Context,
         registry: RegistryOpt = DEFAULT_REGISTRY,
-        timeout: Annotated[float, typer.Option(help="Seconds to wait for each agent.")] = 10.0,
+        timeout: TimeoutOpt = 10.0,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
         """Every session on every agent: R running, - stopped, ? unknown, with what its CLI does
@@ -194,7 +198,7 @@ def register(app: typer.Typer) -> None:
         agent: Annotated[str | None, typer.Option(
             help="The agent holding it (default: ask them all).")] = None,
         registry: RegistryOpt = DEFAULT_REGISTRY,
-        timeout: Annotated[float, typer.Option(help="Seconds to wait for each agent.")] = 10.0,
+        timeout: TimeoutOpt = 10.0,
         as_json: Annotated[bool, typer.Option(
             "--json", help="Machine-readable output: one JSON document; with --follow one JSON object "
                            "per line.")] = False,

@@ -48,10 +48,17 @@ MAX_LIVE = 4                 # primes at a time (starting or waiting), all sessi
 PRIME_SCRIPT = (
     # Ready after one process (stty): the tty's name is read while the shell waits, not after.
     # An image without a tool it needs ends it before the mark: the attach then starts its own.
-    "command -v timeout >/dev/null && command -v head >/dev/null && command -v tty >/dev/null "
-    "&& stty -echo || exit 1\n"
+    # The line is read by the shell itself: a command that reads it would have to be in the
+    # terminal's foreground process group (GNU `timeout` puts its command in a group of its
+    # own, where a read from the terminal stops it with SIGTTIN). A watchdog subshell ends the
+    # shell after SCRIPT_TIMEOUT s (an agent that died) and is ended, with its sleep, once
+    # the line came.
+    "command -v tty >/dev/null && stty -echo || exit 1\n"
+    f"( trap 'kill $s 2>/dev/null; exit 0' TERM; sleep {SCRIPT_TIMEOUT} & s=$!; wait $s && kill $$ ) "
+    "2>/dev/null & w=$!\n"
     "printf " + PRIME_MARK.decode() + "; t=$(tty)\n"
-    f"line=$(timeout {SCRIPT_TIMEOUT} head -n 1) || exit 0\n"
+    "IFS= read -r line || exit 0\n"
+    "kill $w 2>/dev/null\n"
     "set -f; set -- $line; [ $# -eq 5 ] || exit 0\n"
     'stty echo rows "$2" cols "$3"\n'
     "printf '%s\\n' \"$t\" > \"/tmp/.convocate-viewer-$1\"\n"

@@ -17,12 +17,16 @@ import pytest
 from convocate.v1 import attach_pb2
 
 from agent.sessions import container_name
+from agent.viewer_prime import SCRIPT_TIMEOUT
 from tests.integration.agent.conftest import HOST, Client, open_client
 from tests.support.agent_proc import AgentProcess
 from tests.support.attach_stream import AttachStream
 from tests.support.waiting import assert_eventually
 
 pytestmark = [pytest.mark.docker]
+
+
+WATCHDOG = f"sleep {SCRIPT_TIMEOUT}"
 
 
 def _processes(session_id: str) -> dict[int, str]:
@@ -53,7 +57,7 @@ async def _primed_shell(session_id: str) -> int:
     """The pid of the session's primed shell, once it waits for its line."""
     def waiting() -> int | None:
         procs = _processes(session_id)
-        if not any("head -n 1" in args for args in procs.values()):
+        if WATCHDOG not in procs.values():      # started just before the shell reads its line
             return None
         shells = [pid for pid, args in procs.items() if "convocate-primed" in args]
         return min(shells) if shells else None
@@ -136,7 +140,8 @@ async def test_an_unused_prime_exits_after_its_time_to_live(short_lived: Client)
     shell = await _primed_shell(s.id)
 
     def gone() -> bool:
-        return shell not in _processes(s.id)
+        procs = _processes(s.id)
+        return shell not in procs and WATCHDOG not in procs.values()   # its watchdog went with it
 
     await assert_eventually(lambda: asyncio.to_thread(gone), timeout=20)
     view = AttachStream(short_lived.attach, s.id, rows=30, cols=90)   # attaching still works

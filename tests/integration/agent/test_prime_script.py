@@ -14,7 +14,7 @@ import os
 import pty
 import secrets
 import select
-import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,11 +45,16 @@ class PrimedShell:
     """PRIME_SCRIPT run by ``shell`` as the session leader of a new pty (as a TTY exec runs it)."""
 
     def __init__(self, shell: list[str], fake_bin: Path) -> None:
-        pid, fd = pty.fork()
-        if pid == 0:                                   # the child: exec at once
-            os.environ["PATH"] = f"{fake_bin}:{os.environ['PATH']}"
-            os.execv(shell[0], [*shell, "-c", PRIME_SCRIPT])
-        self.pid, self.fd = pid, fd
+        # No fork of this process (gRPC may be loaded in it): setsid --ctty makes the pty the
+        # new session's controlling terminal, with the shell in its foreground process group.
+        self.fd, slave = pty.openpty()
+        try:
+            self.proc = subprocess.Popen(
+                [require_tool("setsid"), "--ctty", *shell, "-c", PRIME_SCRIPT],
+                stdin=slave, stdout=slave, stderr=slave, close_fds=True,
+                env={**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}"})
+        finally:
+            os.close(slave)
         self.seen = b""
 
     def _read_some(self, deadline: float) -> bool:
@@ -83,14 +88,12 @@ class PrimedShell:
         while self._read_some(deadline):
             if time.monotonic() >= deadline:
                 raise AssertionError(f"the terminal is still held after {BOUND} s; got {self.seen[-300:]!r}")
-        _, status = os.waitpid(self.pid, 0)
-        self.pid = 0
-        return os.waitstatus_to_exitcode(status)
+        return self.proc.wait(timeout=BOUND)
 
     def close(self) -> None:
-        if self.pid:
-            os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=BOUND)
         os.close(self.fd)
 
 

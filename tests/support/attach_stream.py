@@ -91,6 +91,20 @@ class AttachStream:
         await assert_eventually(lambda: text in self.text, timeout=timeout)
         return self.text
 
+    async def wait_stty_size(self, rows: int, cols: int, attempts: int = 20) -> None:
+        """Ask ``stty size`` until the session's terminal says ``rows cols`` (bounded).
+
+        tmux resizes the window to a client a moment after it attaches or resizes, so one
+        answer can still be the old size.
+        """
+        want = f"{rows} {cols}"
+        for _ in range(attempts):
+            self.type("stty size\r")
+            with contextlib.suppress(AssertionError):
+                await self.wait_for(want, timeout=0.5)
+                return
+        raise AssertionError(f"stty size never printed {want}: {self.text[-300:]!r}")
+
     async def wait_closed(self, timeout: float = 15.0) -> None:
         """Wait until the call is over (an end frame, an error or a cancelled channel)."""
         await asyncio.wait([self._task], timeout=timeout)

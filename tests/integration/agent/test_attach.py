@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import grpc
 import pytest
 from convocate.v1 import attach_pb2
@@ -23,9 +21,9 @@ async def test_type_a_command_and_read_its_output(client: Client) -> None:
         started = await view.wait_started()
         assert started.viewer_count == 1
         await view.wait_for("$")
-        view.type("echo MARK-$((40+2)); stty size\r")
+        view.type("echo MARK-$((40+2))\r")
         await view.wait_for("MARK-42")
-        await view.wait_for("30 100")
+        await view.wait_stty_size(30, 100)
     finally:
         await view.close()
 
@@ -40,14 +38,7 @@ async def test_window_change_resizes_the_session(client: Client) -> None:
         view.resize(40, 120)
         await assert_eventually(lambda: (40, 120) in [
             (f.size.rows, f.size.cols) for f in view.frames if f.WhichOneof("frame") == "size"], timeout=10)
-        # The size notice can come before tmux has resized the pane: ask again (bounded).
-        for _ in range(20):
-            view.type("stty size\r")
-            with contextlib.suppress(AssertionError):
-                await view.wait_for("40 120", timeout=0.5)
-                break
-        else:
-            raise AssertionError(f"stty size never printed 40 120: {view.text[-300:]!r}")
+        await view.wait_stty_size(40, 120)      # the notice can come before tmux resized the pane
     finally:
         await view.close()
 

@@ -8,7 +8,6 @@ until then that shell is no tmux client; an unused one exits after its time to l
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
@@ -90,14 +89,7 @@ async def test_the_first_attach_becomes_the_primed_shell_with_its_own_size_and_t
     try:
         await again.wait_started()
         await _see(again, "$")                  # tmux is attached: keys reach the shell
-        # tmux resizes the window to the new client a moment after it attaches: ask again (bounded).
-        for _ in range(20):
-            again.type("stty size\r")
-            with contextlib.suppress(AssertionError):
-                await again.wait_for("24 80", timeout=0.5)
-                break
-        else:
-            raise AssertionError(f"stty size never printed 24 80: {again.text[-300:]!r}")
+        await again.wait_stty_size(24, 80)
     finally:
         await again.close()
 
@@ -155,7 +147,6 @@ async def test_an_unused_prime_exits_after_its_time_to_live(short_lived: Client)
     try:
         await view.wait_started()
         await _see(view, "$")
-        view.type("stty size\r")
-        await _see(view, "30 90")
+        await view.wait_stty_size(30, 90)
     finally:
         await view.close()

@@ -248,6 +248,12 @@ class _Guard(asyncssh.SSHServer):
         except OSError as e:
             closed()
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, str(e)) from None
+        if self._conn is None or self._conn.is_closed():
+            # The SSH connection went away while the socket opened: asyncssh then drops the
+            # channel without telling its session, so nothing else would close this socket.
+            peer.close()
+            closed()
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, "the SSH connection closed")
         return _Counted(peer, closed)
 
     def session_requested(self) -> bool:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
+import socket
 
 import asyncssh
 import pytest
@@ -10,6 +13,7 @@ import pytest
 from common.attach_wire import CHANNEL_NAME
 from common.errors import UnavailableError
 from common.ssh_keys import generate_keypair, pin_host_key
+from common.ssh_server import SSHSocketServer
 from common.tunnel import Tunnel
 from tests.integration.transport.conftest import HOST, Stack
 from tests.support.waiting import assert_eventually
@@ -117,3 +121,36 @@ async def test_a_connection_arriving_while_the_server_closes_is_dropped(stack: S
     with pytest.raises((asyncssh.Error, OSError)):
         await _connect(stack)
     await assert_eventually(lambda: not stack.ssh._live, timeout=10)
+
+
+async def test_a_forward_whose_connection_closed_while_its_socket_opened_is_closed(stack: Stack) -> None:
+    """The client goes away while the server opens the guarded socket for its channel: the
+    socket is closed at once (asyncssh drops such a channel without telling its session)."""
+    gate, opening = asyncio.Event(), asyncio.Event()
+    opened: list[socket.socket] = []
+
+    async def open_socket(key: asyncssh.SSHKey) -> socket.socket:
+        opening.set()
+        await gate.wait()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, str(stack.settings.socket_path))
+        opened.append(sock)
+        return sock
+
+    stack.ssh.close()
+    await stack.ssh.wait_closed()
+    stack.ssh = SSHSocketServer(dataclasses.replace(stack.settings, open_socket=open_socket))
+    await stack.ssh.start()
+    conn = await _connect(stack)
+    opening_channel = asyncio.ensure_future(conn.open_unix_connection(str(stack.settings.socket_path)))
+    try:
+        await asyncio.wait_for(opening.wait(), 10)
+        conn.abort()                       # gone while the server opens the socket
+        await asyncio.wait_for(conn.wait_closed(), 10)
+        gate.set()
+        await assert_eventually(lambda: len(opened) == 1, timeout=10)
+        await assert_eventually(lambda: opened[0].fileno() == -1, timeout=10)   # closed, not leaked
+    finally:
+        opening_channel.cancel()
+        await asyncio.gather(opening_channel, return_exceptions=True)

@@ -242,7 +242,6 @@ class StreamAttacher:
                     return await relay.run()
                 finally:
                     self.set_resize_hook(None)
-                    self.router.viewer_left(row.id)   # before the table is drawn again
         except ConvocateError as e:
             return error_outcome(e)
         except asyncio.CancelledError:

@@ -114,10 +114,6 @@ class RouterAPI(Protocol):
         """A new Attach stream to the session's agent (raises UnavailableError/NotFound)."""
         ...
 
-    def viewer_left(self, session_id: str) -> None:
-        """One of this console's viewers of the session ended: count it out of the row now."""
-        ...
-
     async def peek(self, session_id: str) -> Screen:
         """The session's last screen, read-only (never resizes it or disturbs a viewer)."""
         ...

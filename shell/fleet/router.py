@@ -363,11 +363,6 @@ class Router:
         """
         return self._route(session_id, "attach to").attach()
 
-    def viewer_left(self, session_id: str) -> None:
-        """This console's viewer of ``session_id`` ended (see ``AgentSessions.viewer_left``)."""
-        if any(cache.viewer_left(session_id) for cache in self.fleet.sessions.values()):
-            self._changed()
-
     async def peek(self, session_id: str) -> Screen:
         """The session's last screen, read-only (the agent reads its tmux pane; no resize).
 

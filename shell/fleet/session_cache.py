@@ -128,22 +128,6 @@ class AgentSessions:
             self._changed()
         return row
 
-    def viewer_left(self, session_id: str) -> bool:
-        """One of this console's viewers of ``session_id`` ended; return True if the row changed.
-
-        The agent's own event says so too, but it comes on the watch stream and can arrive
-        after the attach stream's end: without this, Enter right after a detach would find
-        the session "in use" by the viewer that just left. The agent's next event or list
-        (absolute counts) overrides this.
-        """
-        row = self._rows.get(session_id)
-        if row is None or row.viewer_count <= 0:
-            return False
-        count = row.viewer_count - 1
-        self._rows[session_id] = replace(row, viewer_count=count, attached=count > 0)
-        self._changed()
-        return True
-
     def remove(self, session_id: str) -> bool:
         """Forget one session; return True if it was there."""
         if self._rows.pop(session_id, None) is None:

@@ -149,14 +149,6 @@ class FakeRouter:
         self.replies.append((session_id, text))
         self.screens[session_id] = f"{self.screens.get(session_id, '')}\n{text}".lstrip("\n")
 
-    def viewer_left(self, session_id: str) -> None:
-        """Count one viewer out of the row, as the real router's cache does."""
-        self.calls.append(("viewer_left", (session_id,)))
-        row = self._find(session_id)
-        if row.viewer_count > 0:
-            count = row.viewer_count - 1
-            self._put(replace(row, viewer_count=count, attached=count > 0))
-
     def attach_call(self, session_id: str) -> AttachCall:
         """No agents here: the console tests use a fake attacher."""
         self._find(session_id)

@@ -96,24 +96,3 @@ def test_a_known_state_carries_no_known_at_and_an_unknown_one_does() -> None:
     cache.replace([replace(known, state_known_at=when), replace(unknown, state_known_at=when)])
     assert sorted((r.name, r.known_at) for r in cache.rows()) == [("known", None), ("unknown", when)]
 
-
-def test_our_viewer_leaving_counts_it_out_until_the_agent_says_otherwise() -> None:
-    """viewer_left takes one viewer off the row at once (attached only while others remain); the
-    agent's next event, with absolute counts, wins; a row with no viewers or unknown is untouched."""
-    two = replace(_session("two"), running=True, attached=True, viewer_count=2)
-    cache = AgentSessions("a")
-    cache.replace([two])
-    assert cache.viewer_left(two.id)
-    row = cache.get(two.id)
-    assert row is not None
-    assert (row.viewer_count, row.attached) == (1, True)
-    assert cache.viewer_left(two.id)
-    row = cache.get(two.id)
-    assert row is not None
-    assert (row.viewer_count, row.attached) == (0, False)
-    assert not cache.viewer_left(two.id)
-    assert not cache.viewer_left(str(uuid.uuid4()))
-    cache.apply(SessionEvent(SessionEventKind.UPDATED, session=replace(two, viewer_count=1)))
-    row = cache.get(two.id)
-    assert row is not None
-    assert (row.viewer_count, row.attached) == (1, True)

@@ -19,7 +19,16 @@ from typing import Any
 
 from agent.runtime import ContainerRuntime, TerminalExec
 from agent.viewer_prime import PrimeRequest, ViewerPrimes
-from agent.viewers import EndReason, Mode, Size, Viewer, ViewerRegistry
+from agent.viewers import (
+    OBSERVE_FLAGS,
+    TMUX_SESSION,
+    VIEWER_TTY_FILE,
+    EndReason,
+    Mode,
+    Size,
+    Viewer,
+    ViewerRegistry,
+)
 from common.errors import ConvocateError, UnavailableError
 from common.logging import get_logger
 from common.tasks import TaskSet, cancel_and_wait
@@ -27,13 +36,11 @@ from common.tasks import TaskSet, cancel_and_wait
 __all__ = ["AttachManager"]
 
 log = get_logger(__name__)
-TMUX_SESSION = "claude"
-_ATTACH = 'tty > "/tmp/.convocate-viewer-$1" 2>/dev/null; exec tmux attach-session -t claude $2'
+_ATTACH = f'tty > "{VIEWER_TTY_FILE}$1" 2>/dev/null; exec tmux attach-session -t {TMUX_SESSION} $2'
 _DETACH_ONE = (
-    't=$(cat "/tmp/.convocate-viewer-$1" 2>/dev/null); '
-    '[ -n "$t" ] && tmux detach-client -t "$t"; rm -f "/tmp/.convocate-viewer-$1"'
+    f't=$(cat "{VIEWER_TTY_FILE}$1" 2>/dev/null); '
+    f'[ -n "$t" ] && tmux detach-client -t "$t"; rm -f "{VIEWER_TTY_FILE}$1"'
 )
-_OBSERVE_FLAGS = "-f read-only,ignore-size"
 _ENDED_MARKS = (b"[exited]", b"[server exited]", b"[lost server]", b"[terminated]")
 _EXEC_TIMEOUT = 10.0
 _STOP_LOOKS = 20             # an attach that ends unexplained: looks at its container, ...
@@ -119,7 +126,7 @@ class AttachManager:
                            term: str) -> TerminalExec:
         """A fresh viewer exec of ``tmux attach-session``, sized."""
         viewer_env = {"TERM": term, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", "HOME": "/home/claude"}
-        flags = _OBSERVE_FLAGS if mode is Mode.OBSERVE else ""
+        flags = OBSERVE_FLAGS if mode is Mode.OBSERVE else ""
         terminal = await self.runtime.exec_terminal(
             session_id, ["/bin/sh", "-c", _ATTACH, "sh", viewer_id, flags], self.user, viewer_env
         )

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from agent.activity import ActivityTracker
-from agent.attach_manager import TMUX_SESSION, AttachManager
+from agent.attach_manager import AttachManager
 from agent.cli_settings import CliSettingsError, write_cli_settings
 from agent.config import AgentConfig
 from agent.container_spec import container_spec, read_current_image
@@ -46,7 +46,7 @@ from agent.sessions import (
     validate_protocol,
 )
 from agent.store import SessionStore
-from agent.viewers import ViewerRegistry
+from agent.viewers import TMUX_SESSION, ViewerRegistry
 from common.domain import Activity, ActivityState, HostHealth, Screen, SessionLogEntry, rfc3339
 from common.errors import (
     ConvocateError,

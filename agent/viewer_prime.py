@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 
 from agent.runtime import ContainerRuntime, TerminalExec
-from agent.viewers import Mode
+from agent.viewers import OBSERVE_FLAGS, TMUX_SESSION, VIEWER_TTY_FILE, Mode
 from common.errors import ConvocateError
 from common.logging import get_logger
 from common.tasks import TaskSet, cancel_and_wait
@@ -61,10 +61,10 @@ PRIME_SCRIPT = (
     "kill $w 2>/dev/null\n"
     "set -f; set -- $line; [ $# -eq 5 ] || exit 0\n"
     'stty echo rows "$2" cols "$3"\n'
-    "printf '%s\\n' \"$t\" > \"/tmp/.convocate-viewer-$1\"\n"
+    f"printf '%s\\n' \"$t\" > \"{VIEWER_TTY_FILE}$1\"\n"
     'export TERM="$5"\n'
-    '[ "$4" = observe ] && exec tmux attach-session -t claude -f read-only,ignore-size\n'
-    "exec tmux attach-session -t claude\n"
+    f'[ "$4" = observe ] && exec tmux attach-session -t {TMUX_SESSION} {OBSERVE_FLAGS}\n'
+    f"exec tmux attach-session -t {TMUX_SESSION}\n"
 )
 _TERM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 _VIEWER_ID = re.compile(r"[0-9a-f]{1,32}")

@@ -26,7 +26,15 @@ from common.domain import AttachMode, EndReason
 from common.logging import get_logger
 from common.tasks import cancel_and_wait
 
-__all__ = ["EndReason", "Mode", "Size", "Viewer", "ViewerRegistry"]
+__all__ = ["OBSERVE_FLAGS", "TMUX_SESSION", "VIEWER_TTY_FILE", "EndReason", "Mode", "Size", "Viewer",
+           "ViewerRegistry"]
+
+# How a viewer exec becomes a tmux client, whichever way it started (agent.attach_manager's
+# own exec, or a shell started ahead by agent.viewer_prime):
+TMUX_SESSION = "claude"                          # the session's tmux session
+OBSERVE_FLAGS = "-f read-only,ignore-size"       # an observer: no keys, never sizes the window
+# + viewer id: its tty, for the per-viewer detach (a path inside the session container)
+VIEWER_TTY_FILE = "/tmp/.convocate-viewer-"  # noqa: S108 - in the container, not on the host
 
 log = get_logger(__name__)
 _TAIL = 512

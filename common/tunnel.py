@@ -169,8 +169,6 @@ class Tunnel:
         self._closing = False
         self.last_error = "not connected yet"
         self.connects = 0
-        self.failed_attempts = 0
-        self.last_exception: Exception | None = None   # why the last connection attempt failed
         self._listeners: list[StateListener] = []
         self._attempt_listeners: list[AttemptListener] = []
         self._backoff = Backoff(initial=settings.backoff_initial, maximum=settings.backoff_max,
@@ -286,8 +284,6 @@ class Tunnel:
                     log.exception("tunnel state listener failed", peer=self.settings.name)
 
     def _attempt_failed(self, exc: Exception, message: str) -> None:
-        self.failed_attempts += 1
-        self.last_exception = exc
         for listener in list(self._attempt_listeners):
             try:
                 listener(exc, message)

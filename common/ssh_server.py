@@ -114,6 +114,10 @@ class _Guard(asyncssh.SSHServer):
         self._settings = shared.settings
         self._limits = shared.settings.limits
         self._conn: asyncssh.SSHServerConnection | None = None
+        # The gRPC sockets this connection's channels opened and that are still open: closed
+        # with the connection, whatever asyncssh did with their channels.
+        self._forwards: set[SSHForwarder] = set()
+        self._lost = False
         self._data_path: DataPath | None = None
         self._addr = ""
         self._peer = "?"
@@ -145,6 +149,10 @@ class _Guard(asyncssh.SSHServer):
             drop()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        for forward in list(self._forwards):
+            forward.close()
+        self._forwards.clear()
         if self._conn is not None:
             self._shared.live.discard(self._conn)
             self._shared.admission.done(self._conn)
@@ -248,13 +256,19 @@ class _Guard(asyncssh.SSHServer):
         except OSError as e:
             closed()
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, str(e)) from None
-        if self._conn is None or self._conn.is_closed():
+        if self._lost or self._conn is None or self._conn.is_closed():
             # The SSH connection went away while the socket opened: asyncssh then drops the
-            # channel without telling its session, so nothing else would close this socket.
+            # channel without telling its session, and connection_lost has already run.
             peer.close()
             closed()
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, "the SSH connection closed")
-        return _Counted(peer, closed)
+        self._forwards.add(peer)
+
+        def forward_closed() -> None:
+            self._forwards.discard(peer)
+            closed()
+
+        return _Counted(peer, forward_closed)
 
     def session_requested(self) -> bool:
         self._refuse("session (shell, exec, subsystem)")

@@ -49,6 +49,7 @@ __all__ = [
     "KNOWN_HOSTS_NAME",
     "AgentRecord",
     "RegistryScanner",
+    "entry_written_ns",
     "load_registry",
     "read_agent",
     "register_agent",
@@ -273,6 +274,19 @@ class RegistryScanner:
             record = read_agent(directory)
         seen[directory] = (signature, record)
         return record
+
+
+def entry_written_ns(registry_dir: Path, record: AgentRecord) -> int:
+    """When ``record``'s entry was last written: the newest modification time (ns) of its files.
+
+    ``agent.toml`` and both key files; every write replaces a file (:func:`register_agent`),
+    so a re-peer moves it forward even when the record reads the same.
+
+    Raises:
+        OSError: a file of the entry is gone.
+    """
+    files = (registry_dir / record.agent_id / AGENT_FILE, record.client_key, record.known_hosts)
+    return max(f.stat().st_mtime_ns for f in files)
 
 
 def load_registry(registry_dir: Path) -> list[AgentRecord]:

@@ -8,6 +8,13 @@ status 3 when some agent was unreachable or its Docker Engine is down (0 when al
 answered with a working engine). A session's ``state`` is running, stopped or unknown
 (its agent's engine does not answer), with when it was last known; its ``activity`` is what
 its CLI does (working, needs_input with a reason, idle, stopped, unknown) and since when.
+
+Given the status service's standing tunnels (:mod:`hostctl.shared_tunnel`), an agent is
+asked through its socket there first: no handshake, and no asyncssh loaded when every
+agent answers there. An agent whose shared socket is unusable, or does not answer Ping
+there within :data:`hostctl.shared_tunnel.PING_DEADLINE` (or any call there fails), is
+asked over a connection of the command's own, exactly as without sharing. Each report
+says how the agent was reached (``via``).
 """
 
 from __future__ import annotations
@@ -17,17 +24,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from common.errors import ConvocateError
+from hostctl.shared_tunnel import VIA_DIRECT, VIA_SHARED
 
 if TYPE_CHECKING:
+    import grpc
+
+    from common.client.calls import AgentCalls
     from common.domain import HostHealth, Session
     from common.registry import AgentRecord
+    from hostctl.shared_tunnel import SharedTunnels
 
-# asyncio, the domain types, SSH and gRPC are loaded by the first agent asked: a registry
-# with no agents is answered without them (issue 13: start-up). A command line loads them
-# up front, with the garbage collector paused (survey_now).
-TRANSPORT = ("asyncio", "common.tunnel", "common.client.calls", "common.domain", "hostctl.give_up")
+# asyncio, the domain types and gRPC are loaded by the first agent asked: a registry with no
+# agents is answered without them (issue 13: start-up). SSH (asyncssh, cryptography) is loaded
+# by the first agent asked over a connection of the command's own: not at all when every agent
+# answers through the status service's tunnels. A command line loads what it will need up
+# front, with the garbage collector paused (survey_now).
+TRANSPORT = ("asyncio", "common.client.calls", "common.domain")
+SSH_TRANSPORT = ("common.tunnel", "hostctl.give_up")
 
-__all__ = ["TRANSPORT", "AgentReport", "survey", "survey_now"]
+__all__ = ["SSH_TRANSPORT", "TRANSPORT", "AgentReport", "survey", "survey_now"]
 
 
 @dataclass
@@ -45,6 +60,7 @@ class AgentReport:
     status_link_up: bool | None = None
     health: dict[str, object] | None = None     # engine and host (None: the agent did not say)
     sessions: list[dict[str, object]] = field(default_factory=list)
+    via: str = VIA_DIRECT   # how it was reached: VIA_SHARED (the status service's tunnel) or VIA_DIRECT
 
     @property
     def healthy(self) -> bool:
@@ -81,12 +97,73 @@ def _session_dict(s: Session) -> dict[str, object]:
     }
 
 
-async def _ask(record: AgentRecord, local_socket: Path, timeout: float, with_sessions: bool) -> AgentReport:
+async def _answers(report: AgentReport, calls: AgentCalls, with_sessions: bool, *,
+                   same_id: bool = False) -> None:
+    """Ping and (with_sessions) List on ``calls`` into ``report``; a failed call raises as it failed.
+
+    ``same_id``: an agent that answers Ping under another id than the report's is an error.
+    """
+    import asyncio  # noqa: PLC0415 - see the note on imports above
+
+    # Ping and List in flight together: one round trip less per agent.
+    listing = asyncio.ensure_future(calls.list_sessions()) if with_sessions else None
+    try:
+        ping = await calls.ping()
+        if same_id and ping.agent_id != report.agent_id:
+            raise ConvocateError(f"the agent answered as {ping.agent_id!r}, not {report.agent_id!r}")
+    except BaseException:
+        if listing is not None:
+            listing.cancel()
+            await asyncio.gather(listing, return_exceptions=True)
+        raise
+    report.version, report.hostname = ping.version, ping.hostname
+    report.current_image = ping.current_image
+    link = ping.status_link
+    report.status_link_up = link.up if link is not None and link.known else None
+    report.health = _health_dict(ping.health) if ping.health is not None else None
+    if listing is not None:
+        report.sessions = [_session_dict(s) for s in await listing]
+    report.reachable = True
+
+
+async def _ask_shared(record: AgentRecord, socket: Path, timeout: float,
+                      with_sessions: bool) -> AgentReport | None:
+    """The agent's answers through the status service's tunnel ``socket``; None: ask it directly."""
+    from common.client.calls import AgentCalls  # noqa: PLC0415 - see the note on imports above
+    from hostctl.shared_tunnel import PING_DEADLINE, log  # noqa: PLC0415
+
+    report = AgentReport(record.agent_id, record.address, record.port, via=VIA_SHARED)
+    channel = _channel(socket)
+    try:
+        calls = AgentCalls(record.agent_id, lambda: channel, call_timeout=timeout,
+                           ping_timeout=min(PING_DEADLINE, timeout), client_id="convocate-host")
+        await _answers(report, calls, with_sessions, same_id=True)
+    except ConvocateError as e:   # refused, UNAVAILABLE, deadline, another agent, a failed List
+        log.debug("status service tunnel did not answer: asking directly", agent=record.agent_id,
+                  error=str(e))
+        return None
+    finally:
+        await channel.close(grace=None)
+    return report
+
+
+def _channel(socket: Path) -> grpc.aio.Channel:
+    import grpc  # noqa: PLC0415 - see the note on imports above
+
+    from common.grpc_options import CLIENT_OPTIONS  # noqa: PLC0415
+    return grpc.aio.insecure_channel(f"unix:{socket}", options=CLIENT_OPTIONS)
+
+
+async def _ask_direct(record: AgentRecord, local_socket: Path, timeout: float,
+                      with_sessions: bool) -> AgentReport:
     import asyncio  # noqa: PLC0415 - see the note on imports above
 
     from common.client.calls import AgentCalls  # noqa: PLC0415
-    from common.tunnel import Tunnel, TunnelSettings  # noqa: PLC0415
-    from hostctl.give_up import GiveUpPolicy, refused_grace, wait_up_or_give_up  # noqa: PLC0415
+    from common.startup_gc import paused_while_loading  # noqa: PLC0415
+
+    with paused_while_loading():   # the SSH transport: loaded by the first agent asked directly
+        from common.tunnel import Tunnel, TunnelSettings  # noqa: PLC0415
+        from hostctl.give_up import GiveUpPolicy, refused_grace, wait_up_or_give_up  # noqa: PLC0415
 
     report = AgentReport(record.agent_id, record.address, record.port)
     settings = TunnelSettings(
@@ -101,23 +178,7 @@ async def _ask(record: AgentRecord, local_socket: Path, timeout: float, with_ses
             await wait_up_or_give_up(tunnel, timeout, GiveUpPolicy(refused_grace(timeout)))
             calls = AgentCalls(record.agent_id, lambda: tunnel.channel, call_timeout=timeout,
                                client_id="convocate-host")
-            # Ping and List in flight together: one round trip less per agent.
-            listing = asyncio.ensure_future(calls.list_sessions()) if with_sessions else None
-            try:
-                ping = await calls.ping()
-            except BaseException:
-                if listing is not None:
-                    listing.cancel()
-                    await asyncio.gather(listing, return_exceptions=True)
-                raise
-            report.reachable = True
-            report.version, report.hostname = ping.version, ping.hostname
-            report.current_image = ping.current_image
-            link = ping.status_link
-            report.status_link_up = link.up if link is not None and link.known else None
-            report.health = _health_dict(ping.health) if ping.health is not None else None
-            if listing is not None:
-                report.sessions = [_session_dict(s) for s in await listing]
+            await _answers(report, calls, with_sessions)
     except TimeoutError:
         report.error = report.error or f"no answer within {timeout:g} s"
         if tunnel is not None and tunnel.connects == 0:   # never up: why the attempts failed
@@ -129,21 +190,39 @@ async def _ask(record: AgentRecord, local_socket: Path, timeout: float, with_ses
     return report
 
 
-async def survey(records: list[AgentRecord], *, timeout: float = 10.0,
-                 with_sessions: bool = False) -> list[AgentReport]:
-    """Ask every agent concurrently; return one report per agent, in registry order."""
+async def _ask(record: AgentRecord, local_socket: Path, timeout: float, with_sessions: bool,
+               shared: SharedTunnels | None) -> AgentReport:
+    socket = shared.socket_for(record) if shared is not None else None
+    if socket is not None:
+        report = await _ask_shared(record, socket, timeout, with_sessions)
+        if report is not None:
+            return report
+    return await _ask_direct(record, local_socket, timeout, with_sessions)
+
+
+async def survey(records: list[AgentRecord], *, timeout: float = 10.0, with_sessions: bool = False,
+                 shared: SharedTunnels | None = None) -> list[AgentReport]:
+    """Ask every agent concurrently; return one report per agent, in registry order.
+
+    With ``shared``, each agent is asked through the status service's tunnel first.
+    """
     import asyncio  # noqa: PLC0415 - see the note on imports above
     import tempfile  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory(prefix="cvh-") as d:
         # One private directory for every agent's socket (not one directory each to make and remove).
-        return list(await asyncio.gather(*(_ask(r, Path(d) / f"{i}.sock", timeout, with_sessions)
+        return list(await asyncio.gather(*(_ask(r, Path(d) / f"{i}.sock", timeout, with_sessions, shared)
                                            for i, r in enumerate(records))))
 
 
-def survey_now(records: list[AgentRecord], *, timeout: float = 10.0,
-               with_sessions: bool = False) -> list[AgentReport]:
-    """:func:`survey` on an event loop of its own, for a command line; no agents, no loop."""
+def survey_now(records: list[AgentRecord], *, timeout: float = 10.0, with_sessions: bool = False,
+               registry: Path | None = None) -> list[AgentReport]:
+    """:func:`survey` on an event loop of its own, for a command line; no agents, no loop.
+
+    ``registry``: share the status service's tunnels to the agents of that registry when it
+    has usable ones (:func:`hostctl.shared_tunnel.find_shared_tunnels`); None: every agent
+    over a connection of the command's own.
+    """
     if not records:
         return []
     import asyncio  # noqa: PLC0415 - see the note on imports above
@@ -151,7 +230,11 @@ def survey_now(records: list[AgentRecord], *, timeout: float = 10.0,
 
     from common.startup_gc import paused_while_loading  # noqa: PLC0415
 
+    shared = None
+    if registry is not None:
+        from hostctl.shared_tunnel import find_shared_tunnels  # noqa: PLC0415
+        shared = find_shared_tunnels(registry)
     with paused_while_loading():
-        for name in TRANSPORT:
+        for name in TRANSPORT if shared is not None else (*TRANSPORT, *SSH_TRANSPORT):
             importlib.import_module(name)
-    return asyncio.run(survey(records, timeout=timeout, with_sessions=with_sessions))
+    return asyncio.run(survey(records, timeout=timeout, with_sessions=with_sessions, shared=shared))

@@ -28,6 +28,12 @@ TimeoutOpt = Annotated[float, typer.Option(help=(
     "Seconds to wait for each agent. One that refuses the connection is given up after 2 s "
     "(at most half of this), one whose host key is not the pinned one or that refuses our key at "
     "once."))]
+DirectOpt = Annotated[bool, typer.Option("--direct", help=(
+    "Ask every agent over an SSH connection of this command's own. By default an agent is asked "
+    "through the local status service's standing tunnel to it when that is usable (the service "
+    "probes the same registry, its socket is private and newer than the agent's entry, and Ping "
+    'answers there), else over a connection of its own; --json says which ("via": '
+    '"status-service" or "direct"). The calls go to the agents either way.'))]
 DEFAULT_REGISTRY = defaults.AGENT_KEYS_DIR   # = common.registry.DEFAULT_REGISTRY_DIR, without its imports
 
 
@@ -131,14 +137,17 @@ def register(app: typer.Typer) -> None:
     def agents_cmd(
         registry: RegistryOpt = DEFAULT_REGISTRY,
         timeout: TimeoutOpt = 10.0,
-        as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+        direct: DirectOpt = False,
+        as_json: Annotated[bool, typer.Option("--json", help=(
+            'Machine-readable output: one object per agent, with "via": how it was reached.'))] = False,
     ) -> None:
         """Every registered agent, whether it answers, its engine and host (exit 3 if some do not or an
         engine is down)."""
         from common.registry import load_registry  # noqa: PLC0415
         from hostctl.fleet import survey_now  # noqa: PLC0415
 
-        surveyed = survey_now(load_registry(registry), timeout=timeout)
+        surveyed = survey_now(load_registry(registry), timeout=timeout,
+                              registry=None if direct else registry)
         reports = [dataclasses.asdict(r) for r in surveyed]
         for r in reports:
             r.pop("sessions")
@@ -161,7 +170,10 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         registry: RegistryOpt = DEFAULT_REGISTRY,
         timeout: TimeoutOpt = 10.0,
-        as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+        direct: DirectOpt = False,
+        as_json: Annotated[bool, typer.Option("--json", help=(
+            'Machine-readable output: the sessions, the unreachable agents, and "via": how each '
+            "agent was reached."))] = False,
     ) -> None:
         """Every session on every agent: R running, - stopped, ? unknown, with what its CLI does
         (exit 3 if some agents do not answer or an engine is down)."""
@@ -171,11 +183,13 @@ def register(app: typer.Typer) -> None:
         from common.registry import load_registry  # noqa: PLC0415
         from hostctl.fleet import survey_now  # noqa: PLC0415
 
-        reports = survey_now(load_registry(registry), timeout=timeout, with_sessions=True)
+        reports = survey_now(load_registry(registry), timeout=timeout, with_sessions=True,
+                             registry=None if direct else registry)
         rows = [s for r in reports for s in r.sessions]
         down = [{"agent_id": r.agent_id, "error": r.error} for r in reports if not r.reachable]
         if as_json:
-            print(json.dumps({"sessions": rows, "unreachable": down}))
+            via = {r.agent_id: r.via for r in reports}
+            print(json.dumps({"sessions": rows, "unreachable": down, "via": via}))
         else:
             for s in rows:
                 unknown = s["state"] == "unknown"

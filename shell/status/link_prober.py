@@ -6,7 +6,12 @@ one :class:`common.client.agent_client.AgentClient` per registered agent (Ping h
 the agents' :222 tunnels) and feeds their link health straight into the view, so the
 shared view knows both directions of every agent at all times, with or without a
 console. The registry is re-read at every heartbeat, so agents come and go without a
-restart.
+restart; an entry written again (a re-peer: new keys, even under the same file names) gets a
+new client, so the tunnel uses what the entry says now.
+
+Each client's tunnel socket (``<probe_sockets>/<agent_id>.sock``) is also what
+``convocate-host agents`` / ``sessions`` reach the agent through when they can
+(:mod:`hostctl.shared_tunnel`): a socket older than its registry entry is not used.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from pathlib import Path
 from common.client.agent_client import AgentClient, ClientSettings
 from common.logging import get_logger
 from common.proto_convert import link_report
-from common.registry import scan_registry
+from common.registry import AgentRecord, entry_written_ns, scan_registry
 from common.tasks import cancel_and_wait
 from shell.status.view import StatusView
 
@@ -41,21 +46,32 @@ class LinkProber:
         self.settings = settings
         self.view = view
         self.clients: dict[str, AgentClient] = {}
+        self._written: dict[str, int] = {}   # agent id -> its entry's write time when its client started
         self._task: asyncio.Task[None] | None = None
 
     def _report(self, client: AgentClient) -> None:
         self.view.report_link(link_report(client.agent_id, REPORTER, client.control_link(),
                                           client.agent_status_link))
 
+    def _written_ns(self, record: AgentRecord) -> int:
+        try:
+            return entry_written_ns(self.registry_dir, record)
+        except OSError:
+            return -1   # mid-rewrite: read again at the next sync
+
     async def _sync(self) -> None:
         records, _broken = scan_registry(self.registry_dir)
         wanted = {r.agent_id: r for r in records}
-        for agent_id in [a for a, c in self.clients.items() if wanted.get(a) != c.record]:
+        written = {a: self._written_ns(r) for a, r in wanted.items()}
+        for agent_id in [a for a, c in self.clients.items()
+                         if wanted.get(a) != c.record or written.get(a) != self._written.get(a)]:
+            self._written.pop(agent_id, None)
             await self.clients.pop(agent_id).close()
         for agent_id, record in wanted.items():
             if agent_id not in self.clients:
                 client = AgentClient(record, self.settings, self._report)
                 self.clients[agent_id] = client
+                self._written[agent_id] = written[agent_id]
                 await client.start()
         for client in self.clients.values():  # repeat: reports expire unless renewed
             self._report(client)
@@ -79,3 +95,4 @@ class LinkProber:
             self._task = None
         await asyncio.gather(*(c.close() for c in self.clients.values()))
         self.clients.clear()
+        self._written.clear()

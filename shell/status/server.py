@@ -17,78 +17,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from dataclasses import dataclass
-from pathlib import Path
 
 from common.client.agent_client import ClientSettings
-from common.defaults import STATUS_AUTHORIZED_KEYS, STATUS_HOST_KEY, STATUS_PORT, STATUS_SOCKET
 from common.grpc_server import UnixGrpcServer
 from common.logging import get_logger
-from common.registry import DEFAULT_REGISTRY_DIR
 from common.ssh_server import SSHServerSettings, SSHSocketServer
 from common.tasks import cancel_and_wait
+from shell.status.config import StatusConfig
 from shell.status.identity import AgentKeys, PublishGate
 from shell.status.link_prober import REPORTER, LinkProber
 from shell.status.service import local_service, publish_service
 from shell.status.view import StatusView
-from shell.status.webhook import DEFAULT_TEMPLATE, InputWebhook, WebhookSettings
+from shell.status.webhook import InputWebhook
 
 __all__ = ["PUBLISH_MAX_RECEIVE", "StatusConfig", "StatusServer", "serve_status"]
 
 PUBLISH_MAX_RECEIVE = 64 * 1024  # one event from an agent, at most
 
 log = get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class StatusConfig:
-    """Where the status service listens and what it trusts."""
-
-    host: str = "0.0.0.0"  # noqa: S104 - agents on other hosts connect here (SSH, key-only)
-    port: int = STATUS_PORT
-    host_key: Path = STATUS_HOST_KEY
-    authorized_keys: Path = STATUS_AUTHORIZED_KEYS
-    socket: Path = STATUS_SOCKET          # local only: Watch, GetView, ReportLink
-    publish_socket: Path | None = None   # what SSH opens (Publish only); default: beside ``socket``
-    heartbeat_interval: float = 30.0     # the agents' heartbeat interval
-    heartbeat_budget_factor: float = 2.5  # stale after this many missed intervals
-    ssh_keepalive_interval: float = 15.0
-    grace: float = 5.0                   # seconds for calls in flight at SIGTERM
-    # The agent registry: the service pings every agent itself (shell -> agent health
-    # without a console). None or a missing directory: rely on the consoles' reports.
-    registry_dir: Path | None = DEFAULT_REGISTRY_DIR
-    probe_dir: Path | None = None        # its tunnel sockets; default: beside the socket
-    # The needs-input webhook (shell.status.webhook): off while the URL is empty.
-    webhook_url: str = ""
-    webhook_template: str = DEFAULT_TEMPLATE
-    webhook_content_type: str = "application/json"
-    webhook_per_minute: int = 30
-    webhook_timeout: float = 10.0
-    webhook_attempts: int = 5
-
-    @property
-    def webhook(self) -> WebhookSettings | None:
-        """The webhook's settings (None: no webhook)."""
-        if not self.webhook_url:
-            return None
-        return WebhookSettings(url=self.webhook_url, template=self.webhook_template,
-                               content_type=self.webhook_content_type, per_minute=self.webhook_per_minute,
-                               timeout=self.webhook_timeout, attempts=self.webhook_attempts)
-
-    @property
-    def publish_path(self) -> Path:
-        """The socket the SSH server forwards agents to."""
-        return self.publish_socket or self.socket.parent / "publish.sock"
-
-    @property
-    def probe_sockets(self) -> Path:
-        """Where the prober's tunnel sockets go."""
-        return self.probe_dir or self.socket.parent / "probe"
-
-    @property
-    def heartbeat_budget(self) -> float:
-        """Seconds without a heartbeat before an agent is marked stale."""
-        return self.heartbeat_interval * self.heartbeat_budget_factor
 
 
 class StatusServer:

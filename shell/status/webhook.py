@@ -40,13 +40,12 @@ from common.logging import get_logger
 from common.proto_convert import activity_from_proto
 from common.tasks import TaskSet
 from common.text import safe_display
+from shell.status.config import DEFAULT_TEMPLATE
 from shell.status.view import LogBudget, StatusView
 
 __all__ = ["DEFAULT_TEMPLATE", "MAX_TRACKED", "QUEUE_SIZE", "InputWebhook", "TokenBucket", "Transition",
            "WebhookSettings", "render"]
 
-DEFAULT_TEMPLATE = ('{"text": "convocate: session \\"{name}\\" on {agent} needs input ({reason}), '
-                    'waiting {wait}"}')
 QUEUE_SIZE = 256          # transitions waiting to be posted; beyond it new ones are dropped
 MAX_TRACKED = 10_000      # sessions whose last state is remembered (the oldest is forgotten)
 MAX_VALUE = 200           # characters of one inserted value

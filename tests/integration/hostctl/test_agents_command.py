@@ -34,7 +34,7 @@ AGENT_INDEX = 24   # agent-y on 127.0.0.26: clear of the other suites' addresses
 LONG = "60"        # --timeout of the give-up tests: far beyond their own bound
 BOUND = 20         # s: those tests fail (pytest-timeout) if the command waited for its deadline
 FIELDS = {"agent_id", "address", "port", "reachable", "error", "version", "hostname", "current_image",
-          "status_link_up", "health"}
+          "status_link_up", "health", "via"}
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def test_a_reachable_agent_is_one_row_with_its_version_and_engine_and_exit_0(
     [row] = json.loads(done.stdout)
     assert set(row) == FIELDS
     assert (row["agent_id"], row["address"], row["port"]) == (agent.name, agent.host, agent.port)
-    assert (row["reachable"], row["error"], row["version"]) == (True, "", VERSION)
+    assert (row["reachable"], row["error"], row["version"], row["via"]) == (True, "", VERSION, "direct")
     assert row["hostname"] == socket.gethostname()
     assert row["status_link_up"] is None    # this agent has no status service to report to
     assert row["health"]["engine_up"] is True

@@ -57,6 +57,18 @@ def test_host_agents_on_an_empty_registry_loads_no_transport(tmp_path: Path) -> 
     _assert_absent(loaded, (*TRANSPORT, *PRETTY, *DOCKER, "asyncio", "structlog", "common.domain"))
 
 
+def test_the_shared_tunnel_path_loads_no_ssh() -> None:
+    """Reaching agents through the status service's tunnels (hostctl.fleet's TRANSPORT and the
+    socket checks) loads gRPC but neither asyncssh nor cryptography: those come with SSH_TRANSPORT."""
+    loaded = _loaded("import importlib, hostctl.cli, hostctl.fleet, hostctl.shared_tunnel\n"
+                     "import shell.status.config\n"
+                     "for name in hostctl.fleet.TRANSPORT:\n"
+                     "    importlib.import_module(name)\n")
+    assert {"grpc", "common.client.calls"} <= loaded
+    _assert_absent(loaded, ("asyncssh", "cryptography", "common.tunnel", "hostctl.give_up", "aiohttp",
+                            "shell.status.server", *PRETTY))
+
+
 def test_talking_to_an_agent_loads_no_pretty_printing() -> None:
     """What asking an agent loads (tunnel, client, logging) has no rich, pydantic or SSH server."""
     loaded = _loaded("import hostctl.cli, hostctl.fleet, common.tunnel, common.client.calls\n"

@@ -1,0 +1,269 @@
+"""`agents` / `sessions` through the status service's standing tunnels, and every way back to their own.
+
+A real status service (in-process, or its own process reading the same config file as the
+command) probes a registry of one real agent (fake runtime) on loopback; the command runs
+as a script runs it, its own process, finding the service's sockets through that config
+file (``CONVOCATE_CONFIG``). The agent answers the same either way; an unusable shared
+socket (missing, stale, someone else's, in an open directory, refusing) sends the command
+to its own SSH connection with today's answers, exit codes and error lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from common.client.calls import AgentCalls
+from common.grpc_options import CLIENT_OPTIONS
+from common.registry import AGENT_FILE
+from shell.status.config import StatusConfig
+from shell.status.server import StatusServer
+from tests.support.agent_proc import AgentProcess
+from tests.support.env import require_root
+from tests.support.fleet import prepare_agent
+from tests.support.status_stack import status_config
+from tests.support.waiting import assert_eventually
+
+AGENT_INDEX = 25   # agent-z on 127.0.0.27: clear of the other suites' addresses
+BOUND = 30         # s: the give-up test fails (pytest-timeout) if the command waited for its deadline
+OTHER_UID = 65534  # nobody
+
+
+def status_toml(config: StatusConfig, path: Path) -> Path:
+    """``config`` as the ``[status]`` table of a config file (what the service and the command read)."""
+    path.write_text(
+        "[status]\n"
+        f'host = "{config.host}"\nport = {config.port}\nhost_key = "{config.host_key}"\n'
+        f'authorized_keys = "{config.authorized_keys}"\nsocket = "{config.socket}"\n'
+        f"heartbeat_interval = {config.heartbeat_interval}\ngrace = 1.0\n"
+        f'registry_dir = "{config.registry_dir}"\n')
+    return path
+
+
+@dataclass
+class Shell:
+    """One agent, its registry, and the config file naming the status service that probes it."""
+
+    root: Path
+    registry: Path
+    agent: AgentProcess
+    config: StatusConfig
+    toml: Path
+
+    @property
+    def shared_socket(self) -> Path:
+        return self.config.probe_sockets / f"{self.agent.agent_id}.sock"
+
+    async def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``convocate-host ARGS --json --registry R`` in its own process (the loop keeps serving)."""
+        argv = [sys.executable, "-m", "hostctl", *args, "--json", "--registry", str(self.registry)]
+        env = {**os.environ, "CONVOCATE_LOG_LEVEL": "WARNING", "CONVOCATE_CONFIG": str(self.toml)}
+        return await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=60,
+                                       check=False, env=env)
+
+    async def agents(self, *extra: str) -> dict[str, object]:
+        """The one row of a healthy `agents --json` (exit 0, nothing on stderr)."""
+        done = await self.run("agents", *extra)
+        assert (done.returncode, done.stderr) == (0, ""), done
+        [row] = json.loads(done.stdout)
+        return dict(row)
+
+
+@pytest.fixture
+def shell(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shell]:
+    """An agent registered (not started; stopped after the test) and a status config probing its registry."""
+    root = Path(tmp_path_factory.mktemp("sh", numbered=True))   # short: socket paths
+    registry = root / "registry"
+    config = status_config(root / "shell", heartbeat_interval=0.5, registry_dir=registry)
+    agent = prepare_agent(root / "agents", registry, AGENT_INDEX, None)
+    try:
+        yield Shell(root, registry, agent, config, status_toml(config, root / "convocate.toml"))
+    finally:
+        agent.stop()
+
+
+async def _wait_shared(shell: Shell) -> None:
+    """Until the status service's tunnel to the agent is up (its socket is there)."""
+    await assert_eventually(shell.shared_socket.is_socket, timeout=15)
+
+
+@pytest.fixture
+async def serving(shell: Shell) -> AsyncIterator[Shell]:
+    """The agent started and an in-process status service (the config file's) with its tunnel to it up."""
+    await shell.agent.astart()
+    async with StatusServer(shell.config):
+        await _wait_shared(shell)
+        yield shell
+
+
+async def test_agents_and_sessions_go_through_the_status_service_and_answer_as_directly(
+        serving: Shell) -> None:
+    """via = status-service, and the same Ping and List answers as over the command's own connection."""
+    shell = serving
+    async with grpc.aio.insecure_channel(f"unix:{shell.agent.socket_path}", options=CLIENT_OPTIONS) as ch:
+        created = await AgentCalls(shell.agent.agent_id, lambda: ch).create("shared-1", 8080, "tcp", "")
+    shared, direct = await shell.agents(), await shell.agents("--direct")
+    assert (shared.pop("via"), direct.pop("via")) == ("status-service", "direct")
+    assert shared["reachable"] is True
+    assert shared["hostname"] == socket.gethostname()
+    shared_health, direct_health = shared.pop("health"), direct.pop("health")   # its figures move
+    assert shared == direct
+    assert isinstance(shared_health, dict)
+    assert isinstance(direct_health, dict)
+    assert shared_health["engine_up"] is direct_health["engine_up"] is True
+
+    done_shared, done_direct = await shell.run("sessions"), await shell.run("sessions", "--direct")
+    assert (done_shared.returncode, done_shared.stderr, done_direct.returncode) == (0, "", 0)
+    listed_shared, listed_direct = json.loads(done_shared.stdout), json.loads(done_direct.stdout)
+    assert listed_shared["via"] == {shell.agent.agent_id: "status-service"}
+    assert listed_direct["via"] == {shell.agent.agent_id: "direct"}
+    assert [s["id"] for s in listed_shared["sessions"]] == [created.id]
+    # state_known_at: stamped by the agent at every List; the shared answer is a live one too.
+    stamps = [s.pop("state_known_at") for s in (*listed_shared["sessions"], *listed_direct["sessions"])]
+    assert listed_shared["sessions"] == listed_direct["sessions"]
+    assert len(set(stamps)) == 2
+    assert listed_shared["unreachable"] == listed_direct["unreachable"] == []
+
+
+async def test_the_shared_path_loads_neither_asyncssh_nor_cryptography(serving: Shell) -> None:
+    """What the command imports, reaching its agent through the status service: no SSH stack at all."""
+    shell = serving
+    argv = [sys.executable, "-X", "importtime", "-m", "hostctl", "agents", "--json", "--registry",
+            str(shell.registry)]
+    env = {**os.environ, "CONVOCATE_LOG_LEVEL": "WARNING", "CONVOCATE_CONFIG": str(shell.toml)}
+    done = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=60,
+                                   check=False, env=env)
+    assert done.returncode == 0, done.stderr
+    [row] = json.loads(done.stdout)
+    assert row["via"] == "status-service"
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "hostctl.fleet" in imported
+    assert "grpc" in imported
+    assert not {m for m in imported if m.split(".")[0] in ("asyncssh", "cryptography")}
+    # The same through the library call, in a process of its own.
+    code = ("import sys\nfrom pathlib import Path\nfrom common.registry import load_registry\n"
+            "from hostctl.fleet import survey_now\n"
+            f"registry = Path({str(shell.registry)!r})\n"
+            "[report] = survey_now(load_registry(registry), registry=registry)\n"
+            "print(report.via, report.reachable, 'asyncssh' in sys.modules, 'cryptography' in sys.modules)\n")
+    done = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", code], capture_output=True,
+                                   text=True, timeout=60, check=False, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["status-service", "True", "False", "False"]
+
+
+async def test_the_service_process_as_installed_shares_its_tunnel(shell: Shell) -> None:
+    """`convocate status serve` and the command read one config file: the command finds its sockets."""
+    await shell.agent.astart()
+    log_path = shell.root / "status.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen([sys.executable, "-m", "shell.main", "status", "serve"], stdout=log_file,
+                                stderr=subprocess.STDOUT,
+                                env={**os.environ, "CONVOCATE_CONFIG": str(shell.toml)})
+    try:
+        await _wait_shared(shell)
+        row = await shell.agents()
+        assert (row["via"], row["reachable"]) == ("status-service", True)
+        assert row["agent_id"] == shell.agent.agent_id
+    finally:
+        proc.terminate()
+        try:
+            await asyncio.to_thread(proc.wait, 10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            await asyncio.to_thread(proc.wait, 5)
+
+
+async def test_no_status_service_running_means_direct(shell: Shell) -> None:
+    """The config names a service that is not running (no socket directory): the command's own connection."""
+    await shell.agent.astart()
+    row = await shell.agents()
+    assert (row["via"], row["reachable"]) == ("direct", True)
+
+
+async def test_a_missing_socket_means_direct(serving: Shell) -> None:
+    """The service's socket for the agent removed under it: direct."""
+    shell = serving
+    shell.shared_socket.unlink()
+    row = await shell.agents()
+    assert (row["via"], row["reachable"]) == ("direct", True)
+
+
+async def test_a_socket_older_than_the_agents_registry_entry_is_not_used(
+        serving: Shell) -> None:
+    """The entry written after the service's tunnel connected (a re-peer): the old tunnel is not used."""
+    shell = serving
+    entry = shell.registry / shell.agent.agent_id / AGENT_FILE
+    later = shell.shared_socket.stat().st_mtime_ns + 3600 * 10**9   # ahead of any new socket of this test
+    os.utime(entry, ns=(later, later))
+    row = await shell.agents()
+    assert (row["via"], row["reachable"]) == ("direct", True)
+
+
+async def test_an_open_socket_directory_is_not_used(serving: Shell) -> None:
+    """A directory others may write to (0777): whatever is in it may be planted, so direct."""
+    shell = serving
+    shell.config.probe_sockets.chmod(0o777)
+    row = await shell.agents()
+    assert (row["via"], row["reachable"]) == ("direct", True)
+    shell.config.probe_sockets.chmod(0o700)
+    row = await shell.agents()
+    assert row["via"] == "status-service"
+
+
+async def test_a_socket_or_directory_of_another_user_is_not_used(serving: Shell) -> None:
+    """A working socket, but owned by another uid (then its directory): direct."""
+    require_root("chown to another uid")
+    shell = serving
+    directory = shell.config.probe_sockets
+    os.chown(shell.shared_socket, OTHER_UID, -1)
+    assert (await shell.agents())["via"] == "direct"
+    os.chown(shell.shared_socket, os.geteuid(), -1)
+    os.chown(directory, OTHER_UID, -1)
+    assert (await shell.agents())["via"] == "direct"
+    os.chown(directory, os.geteuid(), -1)
+    assert (await shell.agents())["via"] == "status-service"
+
+
+async def test_a_service_probing_another_registry_is_not_used(serving: Shell) -> None:
+    """Its sockets are for its registry's records: with another registry named, direct."""
+    shell = serving
+    text = shell.toml.read_text()
+    shell.toml.write_text(text.replace(f'registry_dir = "{shell.registry}"', 'registry_dir = "/nonexistent"'))
+    row = await shell.agents()
+    assert (row["via"], row["reachable"]) == ("direct", True)
+
+
+@pytest.mark.timeout(BOUND)
+async def test_an_agent_down_behind_a_refusing_socket_is_given_up_as_today(shell: Shell) -> None:
+    """Status service up, agent down, a dead socket where the tunnel's was: refused, then the direct
+    path's give-up policy, its one-line error and exit 3 (sessions too)."""
+    async with StatusServer(shell.config):
+        await assert_eventually(shell.config.probe_sockets.is_dir, timeout=10)   # its tunnel is trying
+        dead = socket.socket(socket.AF_UNIX)
+        dead.bind(str(shell.shared_socket))   # nothing listens: connecting is refused
+        dead.close()
+        shell.shared_socket.chmod(0o600)
+        done = await shell.run("agents", "--timeout", "60")
+        assert done.returncode == 3, done.stderr
+        [row] = json.loads(done.stdout)
+        agent = shell.agent
+        assert (row["via"], row["reachable"], row["health"]) == ("direct", False, None)
+        assert row["error"] == (f"{agent.name} ({agent.host}:{agent.port}) refused the "
+                                "connection: start its agent there (`systemctl start convocate-agent`)")
+        done = await shell.run("sessions", "--timeout", "60")
+        assert done.returncode == 3, done.stderr
+        listed = json.loads(done.stdout)
+        assert listed["unreachable"] == [{"agent_id": agent.agent_id, "error": row["error"]}]
+        assert listed["via"] == {agent.agent_id: "direct"}

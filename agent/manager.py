@@ -4,7 +4,9 @@ It works on dataclasses and publishes :mod:`common.domain` types; the gRPC servi
 convert at the edge (:mod:`common.proto_convert`). Changes of the
 record are serialised by one lock (uniqueness checks and writes must not interleave).
 The running state follows Docker events (with resync after reconnects), and each
-transition is published once, whichever source sees it first.
+transition is published once, whichever source sees it first. List and Get still read
+the engine on every call, never only the events (which a slow reader can miss): Lists
+that come at once share one reading taken after each began (:mod:`agent.shared_refresh`).
 
 Health: while the engine does not answer, every session's state is *unknown* (not
 running, not stopped), stamped with when it was last read; sessions that stop without
@@ -45,6 +47,7 @@ from agent.sessions import (
     validate_name,
     validate_protocol,
 )
+from agent.shared_refresh import SharedRefresh
 from agent.store import SessionStore
 from agent.viewers import TMUX_SESSION, ViewerRegistry
 from common.domain import Activity, ActivityState, HostHealth, Screen, SessionLogEntry, rfc3339
@@ -110,6 +113,7 @@ class SessionManager:
         self.activity = ActivityTracker(config.sessions_root, self._on_activity, owner=self.store.owner)
         self.event_log = EventLog(config.sessions_root)
         self._poller: asyncio.Task[None] | None = None
+        self._list_refresh = SharedRefresh(self._refresh_running)   # Lists at once share one reading
 
     # --- lifecycle ----------------------------------------------------------------------
     async def start(self) -> tuple[list[SessionRecord], dict[str, ContainerInfo]]:
@@ -339,7 +343,7 @@ class SessionManager:
         """Every session, newest first, with live running state and viewer counts."""
         records = await asyncio.to_thread(self.store.list)
         self._records = {r.id: r for r in records}
-        await self._refresh_running()
+        await self._list_refresh()   # a reading of the engine taken after this call began
         return [self._view(r) for r in records]
 
     async def get(self, session_id: str) -> SessionView:

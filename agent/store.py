@@ -16,6 +16,10 @@ file, fsync, rename). Listing considers only directories named by a UUID with a 
 broken one; :meth:`SessionStore.prepare` at start removes leftovers and moves sessions of
 the old layout (:mod:`agent.layout_migration`). All methods block (file I/O); the async
 callers run them in a thread.
+
+Reads are cheap when nothing changed: a parsed record is kept in memory and served
+while its directory and file are unchanged on disk (:mod:`agent.record_cache`), so a
+List costs a ``stat`` of each session's directory and record instead of a parse.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 
 from agent.home_copy import copy_home
 from agent.layout_migration import HOME, is_new_layout, migrate_sessions
+from agent.record_cache import RecordCache, stamp_of
 from agent.records import (
     RECORD,
     RecordRefusedError,
@@ -70,6 +75,7 @@ class SessionStore:
         self.owner = owner if owner is not None and owner != (os.geteuid(), os.getegid()) else None
         self.clone_max_bytes = clone_max_bytes
         self._reported: set[tuple[str, str]] = set()
+        self._cache = RecordCache()
 
     def session_dir(self, session_id: str) -> Path:
         """``<root>/<uuid>``: the record and the home (the agent's only)."""
@@ -112,6 +118,16 @@ class SessionStore:
             log.error("session record refused", session=session_id, reason=printable(reason))
 
     def _read(self, session_id: str) -> SessionRecord | None:
+        """The record of ``session_id``: the kept one while its files are unchanged, else read."""
+        stamp = stamp_of(self.session_dir(session_id), RECORD)   # before the read: see agent.record_cache
+        kept = self._cache.get(session_id, stamp)
+        if kept is not None:
+            return kept
+        record = self._read_file(session_id)
+        self._cache.put(session_id, stamp, record)
+        return record
+
+    def _read_file(self, session_id: str) -> SessionRecord | None:
         try:
             dir_fd = os.open(self.session_dir(session_id), _DIR_FLAGS)
         except FileNotFoundError:
@@ -140,10 +156,13 @@ class SessionStore:
         A record claiming the port/protocol or DNS name of an older session is not served.
         """
         found: list[SessionRecord] = []
-        if not self.root.is_dir():
+        try:
+            ids = [name for name in os.listdir(self.root) if is_session_id(name)]
+        except (FileNotFoundError, NotADirectoryError):
             return found
-        for entry in self.root.iterdir():
-            rec = self._read(entry.name) if is_session_id(entry.name) else None
+        self._cache.keep_only(set(ids))
+        for sid in ids:
+            rec = self._read(sid)
             if rec is not None:
                 found.append(rec)
         out: list[SessionRecord] = []
@@ -178,6 +197,7 @@ class SessionStore:
     # --- writes ------------------------------------------------------------------------
     def write(self, record: SessionRecord) -> None:
         """Replace ``session.json`` atomically (0644)."""
+        self._cache.forget(record.id)
         atomic_write(self.session_dir(record.id) / RECORD, record_to_json(record), mode=0o644)
 
     def create(self, record: SessionRecord) -> None:
@@ -239,6 +259,7 @@ class SessionStore:
             NotFoundError: no such session.
         """
         self.get(session_id)
+        self._cache.forget(session_id)
         doomed = self.root / f"{_DELETING}{session_id}"
         os.replace(self.session_dir(session_id), doomed)
         shutil.rmtree(doomed, ignore_errors=True)

@@ -12,6 +12,7 @@ from benchmarks.report import QUICK
 QUICK.on = "--quick" in sys.argv[1:]   # before the suites read their sample counts
 
 from benchmarks import (  # noqa: E402
+    agent_list,
     agent_memory,
     attach,
     attach_rtt,
@@ -39,6 +40,7 @@ SUITES = {
     "fleet": fleet.run,
     "load": load.run,
     "first_screen": first_screen.run,
+    "agent_list": agent_list.run,
     "agent_memory": agent_memory.run,
     "startup": startup.run,
 }

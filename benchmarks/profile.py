@@ -15,11 +15,11 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["available", "sample", "summarise"]
+__all__ = ["available", "inclusive", "sample", "summarise"]
 
 RATE = 1000   # samples per second
 TOP = 12
@@ -77,8 +77,30 @@ def summarise(raw: Path) -> tuple[int, Counter[str], Counter[str]]:
     return total, leaves, layers
 
 
-async def sample(targets: dict[str, int | None], work: Awaitable[Any], out: Path, what: str) -> list[str]:
-    """Run py-spy on each target (None: this process) while ``work`` runs; markdown lines."""
+def inclusive(raw: Path, frames: Sequence[tuple[str, str]]) -> tuple[int, Counter[str]]:
+    """Total samples, and per label of ``frames`` ((needle, label) pairs) the samples whose stack
+    holds a frame containing the needle (each sample counted once per label)."""
+    shares: Counter[str] = Counter()
+    total = 0
+    if not raw.exists():
+        return 0, shares
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        total += int(count)
+        for label in {label for needle, label in frames if needle in stack}:
+            shares[label] += int(count)
+    return total, shares
+
+
+async def sample(targets: dict[str, int | None], work: Awaitable[Any], out: Path, what: str,
+                 frames: Sequence[tuple[str, str]] = ()) -> list[str]:
+    """Run py-spy on each target (None: this process) while ``work`` runs; markdown lines.
+
+    ``frames``: (needle, label) pairs whose inclusive share (samples with such a frame
+    anywhere in the stack) is reported per target as well, in this order.
+    """
     spy = _py_spy()
     if spy is None:
         await work
@@ -117,4 +139,10 @@ async def sample(targets: dict[str, int | None], work: Awaitable[Any], out: Path
         lines += [f"| `{leaf.replace('|', '/')}` | {n / total * 100:.1f} % |"
                   for leaf, n in leaves.most_common(TOP)]
         lines.append("")
+        if frames:
+            _, shares = inclusive(raw, frames)
+            lines += ["| inclusive: samples inside | share |", "|---|---|"]
+            lines += [f"| {label} | {shares[label] / total * 100:.1f} % |"
+                      for label in dict.fromkeys(label for _, label in frames)]
+            lines.append("")
     return lines

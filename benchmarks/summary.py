@@ -29,7 +29,7 @@ __all__ = ["EXTRA", "run"]
 # Further suites whose rows join the one table: each is a module of this package with
 # ``async def figures() -> Figures`` (it may write its own results/<name>.md as well).
 # They run after the figures above, in this order, each alone on the machine.
-EXTRA: list[str] = ["fleet", "first_screen", "load", "agent_memory", "image_push"]
+EXTRA: list[str] = ["fleet", "agent_list", "first_screen", "load", "agent_memory", "image_push"]
 
 
 def _hops_why(r: keystroke.KeystrokeResult) -> str:

@@ -57,6 +57,7 @@ __all__ = [
     "timestamp",
 ]
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MODES: dict[attach_pb2.AttachMode.ValueType, AttachMode] = {
     attach_pb2.ATTACH_MODE_UNSPECIFIED: AttachMode.DRIVE,   # the proto's documented default
     attach_pb2.ATTACH_MODE_DRIVE: AttachMode.DRIVE,
@@ -109,10 +110,14 @@ _REASONS_OF_INPUT = {v: k for k, v in _REASON_OF_INPUT_TO_PROTO.items()}
 
 # --- timestamps ------------------------------------------------------------------------------
 def timestamp(when: datetime | None = None) -> Timestamp:
-    """A protobuf Timestamp of ``when`` (now when None): the one place one is built."""
-    ts = Timestamp()
-    ts.FromDatetime(when or datetime.now(UTC))
-    return ts
+    """A protobuf Timestamp of ``when`` (now when None; naive means UTC): the one place one is built.
+
+    Computed from the time since the epoch, as ``Timestamp.FromDatetime`` does, at a third
+    of its cost (a List builds three per session).
+    """
+    when = when or datetime.now(UTC)
+    since = (when if when.tzinfo is not None else when.replace(tzinfo=UTC)) - _EPOCH
+    return Timestamp(seconds=since.days * 86400 + since.seconds, nanos=since.microseconds * 1000)
 
 
 def from_timestamp(ts: Timestamp, present: bool = True) -> datetime | None:
@@ -123,18 +128,14 @@ def from_timestamp(ts: Timestamp, present: bool = True) -> datetime | None:
 # --- sessions ---------------------------------------------------------------------------------
 def session_to_proto(s: Session) -> sessions_pb2.Session:
     """The wire form of a session."""
-    msg = sessions_pb2.Session(
+    return sessions_pb2.Session(
         id=s.id, name=s.name, port=s.port, protocol=s.protocol, dns_name=s.dns_name,
         agent_id=s.agent_id, running=s.running, attached=s.attached, viewer_count=s.viewer_count,
         image=s.image, state_unknown=s.state_unknown, activity=activity_to_proto(s.activity),
+        state_known_at=None if s.state_known_at is None else timestamp(s.state_known_at),
+        created_at=None if s.created_at is None else timestamp(s.created_at),
+        last_accessed=None if s.last_accessed is None else timestamp(s.last_accessed),
     )
-    if s.state_known_at is not None:
-        msg.state_known_at.CopyFrom(timestamp(s.state_known_at))
-    if s.created_at is not None:
-        msg.created_at.CopyFrom(timestamp(s.created_at))
-    if s.last_accessed is not None:
-        msg.last_accessed.CopyFrom(timestamp(s.last_accessed))
-    return msg
 
 
 def session_from_proto(msg: sessions_pb2.Session, agent_id: str = "") -> Session:
@@ -154,11 +155,8 @@ def session_from_proto(msg: sessions_pb2.Session, agent_id: str = "") -> Session
 
 def activity_to_proto(a: Activity) -> sessions_pb2.Activity:
     """The wire form of a session's activity."""
-    msg = sessions_pb2.Activity(state=_STATE_TO_PROTO[a.state], reason=_REASON_OF_INPUT_TO_PROTO[a.reason],
-                                message=a.message)
-    if a.since is not None:
-        msg.since.CopyFrom(timestamp(a.since))
-    return msg
+    return sessions_pb2.Activity(state=_STATE_TO_PROTO[a.state], reason=_REASON_OF_INPUT_TO_PROTO[a.reason],
+                                 message=a.message, since=None if a.since is None else timestamp(a.since))
 
 
 def activity_from_proto(msg: sessions_pb2.Activity) -> Activity:

@@ -9,8 +9,11 @@ status service process, and the real console on a pty. At each fleet size, in on
   warm-up excluded, with the agents' and dockerd's CPU per refresh (they share the cores
   here); the baseline is the same on one agent, alternating; the base revision's console
   code (``CONVOCATE_BENCH_BASE``, default :data:`BASE`) runs the same, in alternating rounds;
-* **List, whole command**: ``convocate-host sessions --json`` as a fresh process (one new
-  SSH connection per agent), wall and CPU, alternating with the base revision's;
+* **List, whole command**: ``convocate-host sessions --json`` as a fresh process, wall and
+  CPU, alternating: over the status service's standing tunnels (the default on a shell host:
+  it finds them through the service's config file), with ``--direct`` (one new SSH
+  connection per agent), and the base revision's (always direct); each against the same on
+  the first agent alone (through a second status service probing the one-agent registry);
 * **reconnect handshakes**: a new Router's start until every agent is reachable (wall, and
   CPU per agent: SSH handshake, forward, gRPC channel, first Ping);
 * **memory and descriptors**: resident memory and open files of the real console once
@@ -85,6 +88,10 @@ class Stage:
     one_refresh_cpu_ms: list[float] = field(default_factory=list)
     one_cli_ms: list[float] = field(default_factory=list)
     one_cli_cpu_ms: list[float] = field(default_factory=list)
+    shared_cli_ms: list[float] = field(default_factory=list)       # through the status service's tunnels
+    shared_cli_cpu_ms: list[float] = field(default_factory=list)
+    one_shared_cli_ms: list[float] = field(default_factory=list)
+    one_shared_cli_cpu_ms: list[float] = field(default_factory=list)
     agents_cpu_ms: list[float] = field(default_factory=list)    # every agent's CPU per refresh of the fleet
     docker_cpu_ms: list[float] = field(default_factory=list)    # dockerd's (the agents' List asks it)
     base: dict[str, list[float]] = field(default_factory=dict)  # the same series, base revision
@@ -212,22 +219,37 @@ def _refreshes(stack: FleetStack, stage: Stage, base: Path) -> None:
                     into.setdefault(key, []).extend(out[key])
 
 
-def _cli(registry: Path, n: int, stage: Stage, code: Path | None = None) -> tuple[float, float] | None:
-    """``convocate-host sessions --json`` once: (wall ms, CPU ms); None if it did not list every session."""
+def _cli(registry: Path, n: int, stage: Stage, code: Path | None = None, *,
+         shared: Path | None = None) -> tuple[float, float] | None:
+    """``convocate-host sessions --json`` once: (wall ms, CPU ms); None if it did not list every session.
+
+    ``shared``: the status service's config file, every agent to be reached through its tunnels;
+    None: ``--direct`` (the base revision ``code``: as it is, it has no such option).
+    """
     argv = [sys.executable, "-m", "hostctl", "sessions", "--json", "--registry", str(registry)]
+    env = _code_env(code)
+    if shared is not None:
+        env["CONVOCATE_CONFIG"] = str(shared)
+    elif code is None:
+        argv.append("--direct")
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    done = subprocess.run(argv, env=_code_env(code), capture_output=True, timeout=120, check=False)
+    done = subprocess.run(argv, env=env, capture_output=True, timeout=120, check=False)
     wall = (time.perf_counter() - t0) * 1000
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) * 1000
     try:
-        listed = len(json.loads(done.stdout or b"{}").get("sessions", []))
+        answer = json.loads(done.stdout or b"{}")
+        listed, via = len(answer.get("sessions", [])), list(answer.get("via", {}).values())
     except ValueError:
-        listed = -1
+        listed, via = -1, []
     if done.returncode != 0 or listed != n * SESSIONS:
         stage.incomplete.append(f"sessions --json exit {done.returncode}, {listed} of {n * SESSIONS} "
                                 f"sessions: {done.stderr.decode(errors='replace')[-300:]}")
+        return None
+    if shared is not None and via.count("status-service") != n:
+        stage.incomplete.append(f"sessions --json: {n - via.count('status-service')} of {n} agents not "
+                                "reached through the status service")
         return None
     return wall, cpu
 
@@ -236,9 +258,16 @@ def _cli_runs(stack: FleetStack, stage: Stage, base: Path) -> None:
     """The whole command over all agents, over the first alone, and the base revision's, alternating."""
     for i in range(CLI_WARMUP + CLI_RUNS):
         mine, one = _cli(stack.registry, stage.n, stage), _cli(stack.registry_one, 1, stage)
+        shared = _cli(stack.registry, stage.n, stage, shared=stack.status_toml)
+        one_shared = _cli(stack.registry_one, 1, stage, shared=stack.status_one_toml)
         before = _cli(stack.registry, stage.n, stage, base)
-        if i < CLI_WARMUP or mine is None or one is None or before is None:
+        if i < CLI_WARMUP or mine is None or one is None or before is None or shared is None \
+                or one_shared is None:
             continue
+        stage.shared_cli_ms.append(shared[0])
+        stage.shared_cli_cpu_ms.append(shared[1])
+        stage.one_shared_cli_ms.append(one_shared[0])
+        stage.one_shared_cli_cpu_ms.append(one_shared[1])
         stage.cli_ms.append(mine[0])
         stage.cli_cpu_ms.append(mine[1])
         stage.one_cli_ms.append(one[0])
@@ -370,6 +399,8 @@ async def measure() -> FleetResult:
             ids = {a.agent_id for a in stack.agents}
             await stack.wait_status(ids, READY_TIMEOUT)
             result.setup_s[n] = time.monotonic() - t0
+            if stack.status_one_proc is None:
+                await stack.start_status_one()
             stage = Stage(n)
             result.stages.append(stage)
             await _console_and_status(stack, stage, ids, idle=n in (STAGES[0], STAGES[-1]))
@@ -414,18 +445,23 @@ def _detail_lines(r: FleetResult) -> list[str]:
     header = ("| agents | warm refresh p50 / p99 (ms) | the first agent alone, alternating: p50 (ms) "
               "| refresh CPU p50: console / agents / dockerd (ms) "
               "| base revision: refresh p50, console CPU (ms) "
-              "| `sessions --json` p50 / p99 (ms), CPU | the first agent alone: p50 (ms), CPU "
+              "| `sessions --json --direct` p50 / p99 (ms), CPU | the first agent alone: p50 (ms), CPU "
+              "| `sessions --json` via the status service p50 / p99 (ms), CPU "
+              "| the first agent alone: p50 (ms), CPU "
               "| base revision: `sessions --json` p50 (ms), CPU "
               "| new Router to all reachable (s, CPU ms) | real console to all reachable (s) "
               "| console RSS (MiB), fds | status service RSS (MiB), fds "
               "| idle CPU console / status (% of a core) |")
-    return [header, "|" + "---|" * 14, *(
+    return [header, "|" + "---|" * 16, *(
         f"| {s.n} | {percentile(s.refresh_ms, 50):.1f} / {percentile(s.refresh_ms, 99):.1f} "
         f"| {percentile(s.one_refresh_ms, 50):.1f} "
         f"| {_m(s.refresh_cpu_ms):.1f} / {_m(s.agents_cpu_ms):.1f} / {_m(s.docker_cpu_ms):.1f} "
         f"| {_m(s.base.get('wall', [])):.1f}, {_m(s.base.get('cpu', [])):.1f} "
         f"| {percentile(s.cli_ms, 50):.0f} / {percentile(s.cli_ms, 99):.0f}, {_m(s.cli_cpu_ms):.0f} "
         f"| {percentile(s.one_cli_ms, 50):.0f}, {_m(s.one_cli_cpu_ms):.0f} "
+        f"| {percentile(s.shared_cli_ms, 50):.0f} / {percentile(s.shared_cli_ms, 99):.0f}, "
+        f"{_m(s.shared_cli_cpu_ms):.0f} "
+        f"| {percentile(s.one_shared_cli_ms, 50):.0f}, {_m(s.one_shared_cli_cpu_ms):.0f} "
         f"| {_m(s.base.get('cli', [])):.0f}, {_m(s.base.get('cli_cpu', [])):.0f} "
         f"| {s.cold_s:.2f}, {s.cold_cpu_ms:.0f} | {s.console_ready_s:.2f} "
         f"| {s.console_mib:.1f}, {s.console_fds} | {s.status_mib:.1f}, {s.status_fds} "
@@ -470,6 +506,17 @@ def _cli_why(s: Stage, rev: str) -> str:
             f"hosts: one agent's {one:.0f} ms + {s.n - 1} x {per:.1f} ms = {proj:.0f} ms ({proj / one:.2f}x)")
 
 
+def _shared_cli_why(s: Stage, rev: str) -> str:
+    cpu, one_cpu = _m(s.shared_cli_cpu_ms), _m(s.one_shared_cli_cpu_ms)
+    per = max(0.0, cpu - one_cpu) / max(1, s.n - 1)
+    return (f"every agent reached through the status service's standing tunnel (no handshake, no "
+            f"asyncssh loaded): the command's CPU {cpu:.0f} ms against {one_cpu:.0f} ms for one agent, "
+            f"{per:.1f} ms per further agent (Ping and List on its socket); the same with --direct (a new "
+            f"SSH connection each): {percentile(s.cli_ms, 50):.0f} ms, CPU {_m(s.cli_cpu_ms):.0f} ms; base "
+            f"{rev}: {_m(s.base.get('cli', [])):.0f} ms, CPU {_m(s.base.get('cli_cpu', [])):.0f} ms; the"
+            f" rest of the wall is the {s.n} agents answering List on the same 2 cores")
+
+
 def _restart_why(r: FleetResult) -> str:
     before = r.restart_ms.get(BEFORE, [])
     shown = (f"; before (exponential backoff alone, same restarts): p50 {median(before):.0f} ms, worst "
@@ -498,10 +545,15 @@ def rows(r: FleetResult) -> list[Row]:
     out.append(Row(f"List, {big.n} agents: the console's CPU per warm refresh", f"the base revision {r.base}",
                    _m(big.refresh_cpu_ms), _m(big.base.get("cpu", [])), "ms", "(no target)", lambda _x: True,
                    "alternating child processes over the same agents"))
-    out += [Row(f"List, {s.n} agents: `convocate-host sessions --json` p50 (whole command)",
+    out += [Row(f"List, {s.n} agents: `convocate-host sessions --json` via the status service p50 (whole "
+                "command)", "the same on one agent (via a status service), alternating in the same minute",
+                percentile(s.shared_cli_ms, 50), percentile(s.one_shared_cli_ms, 50), "ms",
+                "≤ 2.0x (50 agents)", lambda x: x <= 2.0, _shared_cli_why(s, r.base)) for s in r.stages[1:]]
+    out += [Row(f"List, {s.n} agents: `convocate-host sessions --json --direct` p50 (whole command)",
                 ONE, percentile(s.cli_ms, 50), percentile(s.one_cli_ms, 50), "ms",
                 "≤ 2.0x (50 agents)", lambda x: x <= 2.0, _cli_why(s, r.base)) for s in r.stages[1:]]
-    out.append(Row(f"List, {big.n} agents: `convocate-host sessions --json`, agents on their own hosts "
+    out.append(Row(f"List, {big.n} agents: `convocate-host sessions --json --direct`, agents on their own "
+                   "hosts "
                    "(projected from this run's figures)", "the same on one agent (measured)",
                    cli_projection(big), percentile(big.one_cli_ms, 50), "ms", "≤ 2.0x (50 agents)",
                    lambda x: x <= 2.0, "one agent's whole command + the client CPU of each further agent"))

@@ -5,7 +5,9 @@
   its own state root, keys and agent -> shell key, registered in one registry and given
   :data:`SESSIONS` session records (created through the API, never started: no containers);
 * the status service: ``python -m shell.main status serve`` with the registry (it pings
-  every agent itself, and every agent publishes to it);
+  every agent itself, and every agent publishes to it); its config file is how
+  ``convocate-host`` finds its standing tunnels (``CONVOCATE_CONFIG``). A second one
+  probes the one-agent registry, for the baseline of the shared-tunnel figures;
 * the console: ``python -m shell.main`` on a pty (the real full-screen console over the
   same registry and status socket), ready when its log says every agent is reachable.
 
@@ -41,7 +43,7 @@ from shell.fleet.status_client import StatusClient
 from shell.status.server import StatusConfig
 from tests.support.agent_proc import AgentProcess
 from tests.support.images import ensure_offline_image
-from tests.support.status_stack import agent_status_keys, status_config
+from tests.support.status_stack import agent_status_keys, status_config, write_status_toml
 
 __all__ = ["SESSIONS", "ConsoleProcess", "FleetStack", "cpu_seconds", "fd_count", "rss_mib"]
 
@@ -157,26 +159,37 @@ class FleetStack:
         self.image = ensure_offline_image()
         self.status: StatusConfig = status_config(self.root / "st", heartbeat_interval=30.0)
         self.status_proc: subprocess.Popen[bytes] | None = None
+        self.status_toml = self.root / "status.toml"   # `convocate-host` finds its tunnels through it
+        self.status_one: StatusConfig = status_config(self.root / "st1", heartbeat_interval=30.0)
+        self.status_one_toml = self.root / "status-1.toml"
+        self.status_one_proc: subprocess.Popen[bytes] | None = None
         self.agents: list[AgentProcess] = []
         self.consoles: list[ConsoleProcess] = []
 
     # --- the status service ------------------------------------------------------------------
     async def start_status(self) -> None:
         """Start the status service process and wait until its local socket answers."""
-        c = self.status
-        toml = self.root / "status.toml"
-        toml.write_text(
-            "[status]\n"
-            f'host = "{c.host}"\nport = {c.port}\nhost_key = "{c.host_key}"\n'
-            f'authorized_keys = "{c.authorized_keys}"\nsocket = "{c.socket}"\n'
-            f"heartbeat_interval = {c.heartbeat_interval}\ngrace = 1.0\n"
-            f'registry_dir = "{self.registry}"\n')
+        write_status_toml(self.status, self.status_toml, self.registry)
         self.registry.mkdir(mode=0o700, exist_ok=True)
-        self.status_proc = self._spawn_status(toml)
+        self.status_proc = self._spawn_status(self.status_toml)
         await self.wait_status(set(), 30)
 
-    def _spawn_status(self, toml: Path) -> subprocess.Popen[bytes]:
-        with (self.root / "status.log").open("wb") as log:
+    async def start_status_one(self, timeout: float = 60.0) -> None:
+        """A second status service, probing the one-agent registry (the baseline's standing tunnel).
+
+        Started once the first agent is registered; returns when its tunnel socket to it is there.
+        """
+        write_status_toml(self.status_one, self.status_one_toml, self.registry_one)
+        self.status_one_proc = self._spawn_status(self.status_one_toml, "status-1.log")
+        sock = self.status_one.probe_sockets / f"{self.agents[0].agent_id}.sock"
+        t0 = time.monotonic()
+        while not sock.is_socket():
+            if self.status_one_proc.poll() is not None or time.monotonic() - t0 > timeout:
+                raise RuntimeError(f"the second status service has no tunnel to {self.agents[0].agent_id}")
+            await asyncio.sleep(0.1)
+
+    def _spawn_status(self, toml: Path, log_name: str = "status.log") -> subprocess.Popen[bytes]:
+        with (self.root / log_name).open("wb") as log:
             return subprocess.Popen(
                 [sys.executable, "-m", "shell.main", "status", "serve", "--config", str(toml)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -278,7 +291,8 @@ class FleetStack:
                 console.close()
         with ThreadPoolExecutor(8) as pool:  # each waits for its agent's shutdown
             list(pool.map(_close_agent, self.agents))
-        if self.status_proc is not None:
-            with contextlib.suppress(Exception):
-                _stop(self.status_proc)
+        for proc in (self.status_proc, self.status_one_proc):
+            if proc is not None:
+                with contextlib.suppress(Exception):
+                    _stop(proc)
         shutil.rmtree(self.root, ignore_errors=True)

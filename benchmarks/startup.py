@@ -3,10 +3,13 @@
 Each command runs as a fresh process, interleaved with the others, after warm-up runs:
 ``python -c pass`` (the floor), ``convocate-host --help``, ``convocate-host agents --json``
 on an empty registry and on a registry of one reachable agent (a fake-runtime agent on
-loopback: start-up, one SSH handshake and one Ping), ``import common, asyncssh, grpc.aio``
-alone (what any command that talks to an agent must load), and the command line with every
-module `agents` loads for an agent, loaded as it loads them (the whole command but its
-registry, network and Ping: the rest of its CPU is those). The "before" rows run the base
+loopback), twice: through the standing tunnel of a real status service probing that registry
+(``convocate status serve``, found through its config file: the default on an installed
+shell host; start-up and one Ping on its socket) and with ``--direct`` (start-up, one SSH
+handshake and one Ping), ``import common, asyncssh, grpc.aio`` alone (what talking SSH to
+an agent must load), and the command line with every module `agents` loads for an agent,
+loaded as it loads them, each way (the whole command but its registry, network and Ping: the
+rest of its CPU is those). The "before" rows run the base
 revision's code and packages through PYTHONPATH (:mod:`benchmarks.before_tree`), with
 bytecode compiled for both as an installed ``convocate-host`` has it.
 
@@ -32,30 +35,42 @@ from pathlib import Path
 from benchmarks.before_tree import before_tree
 from benchmarks.report import QUICK, Row, host_line, median, write_markdown
 from tests.support.fleet import prepare_agent
+from tests.support.status_stack import status_config, write_status_toml
 
-__all__ = ["COMMANDS", "FLOOR", "IMPORTS", "LOADED", "measure", "rows", "run"]
+__all__ = ["COMMANDS", "FLOOR", "IMPORTS", "LOADED", "LOADED_SHARED", "measure", "rows", "run"]
 
 RUNS = 5 if QUICK.on else 15
 WARMUP = 2
 FLOOR = "python -c pass (baseline)"
 IMPORTS = "import common, asyncssh, grpc.aio (what talking to an agent loads)"
-LOADED = "the command line and what asking an agent loads, loaded as `agents` loads them"
-# hostctl.cli, then hostctl.fleet's TRANSPORT as survey_now loads it (collection paused, then
-# frozen), frozen again at exit as main() does: everything `agents` runs before and after its
-# registry, SSH handshake, forward and Ping.
+LOADED = "the command line and what asking an agent directly loads, loaded as `agents --direct` loads them"
+LOADED_SHARED = ("the command line and what asking an agent through the status service loads, loaded as "
+                 "`agents` loads them")
+# hostctl.cli, then hostctl.fleet's TRANSPORT (and, direct, SSH_TRANSPORT) as survey_now loads it
+# (collection paused, then frozen), frozen again at exit as main() does: everything `agents` runs
+# before and after its registry, SSH handshake, forward and Ping.
 # Logging as the command's callback sets it up: structlog only when something logs (nothing here).
 CLI_LOGGING = ("from common.logging import configure_logging_on_first_use\n"
                "configure_logging_on_first_use('cli', level='WARNING')\n")
 LOADED_CODE = ("import importlib, hostctl.cli, hostctl.fleet\n" + CLI_LOGGING +
                "from common.startup_gc import freeze_at_exit, paused_while_loading\n"
                "with paused_while_loading():\n"
-               "    for name in hostctl.fleet.TRANSPORT:\n"
+               "    for name in (*hostctl.fleet.TRANSPORT, *hostctl.fleet.SSH_TRANSPORT):\n"
                "        importlib.import_module(name)\n"
                "freeze_at_exit()\n")
+# The same through the status service: its configuration read and checked, no SSH transport.
+LOADED_SHARED_CODE = ("import importlib, hostctl.cli, hostctl.fleet\n" + CLI_LOGGING +
+                      "from common.startup_gc import freeze_at_exit, paused_while_loading\n"
+                      "import hostctl.shared_tunnel, common.config, shell.status.config\n"
+                      "with paused_while_loading():\n"
+                      "    for name in hostctl.fleet.TRANSPORT:\n"
+                      "        importlib.import_module(name)\n"
+                      "freeze_at_exit()\n")
 BARE = "convocate-host version (the command line alone)"
-HELP, EMPTY, ONE = ("convocate-host --help", "convocate-host agents --json, empty registry",
-                    "convocate-host agents --json, one reachable agent")
-COMMANDS = (HELP, EMPTY, ONE)
+HELP, EMPTY = "convocate-host --help", "convocate-host agents --json, empty registry"
+ONE_SHARED = "convocate-host agents --json, one reachable agent, through the status service's tunnel"
+ONE = "convocate-host agents --json --direct, one reachable agent"
+COMMANDS = (HELP, EMPTY, ONE_SHARED, ONE)
 # Where loading goes: the child's own CPU per layer, in the order `agents` loads them (the
 # command line with collection on, the rest paused as survey_now pauses it). Each layer counts
 # only what the layers before it did not load.
@@ -79,7 +94,7 @@ SPLIT_CODE = ("import json, time\n"
               "import google.protobuf.descriptor_pool\n"
               "took('protobuf runtime')\n"
               "import hostctl.fleet\n"
-              "for name in hostctl.fleet.TRANSPORT:\n"
+              "for name in (*hostctl.fleet.TRANSPORT, *hostctl.fleet.SSH_TRANSPORT):\n"
               "    importlib.import_module(name)\n"
               "took(\"convocate's client: generated messages, domain types, tunnel, calls\")\n"
               "print(json.dumps(out))\n")
@@ -112,13 +127,38 @@ def _time(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 
 @contextmanager
-def _one_agent(root: Path) -> Iterator[Path]:
-    """A registry holding one running fake-runtime agent; yields the registry directory."""
+def _one_agent(root: Path) -> Iterator[tuple[Path, Path]]:
+    """A registry holding one running fake-runtime agent and a status service process probing it.
+
+    Yields the registry directory and the service's config file (``CONVOCATE_CONFIG`` for
+    the command: how it finds the service's tunnels), once its tunnel to the agent is up.
+    """
     registry = root / "registry-one"
     agent = prepare_agent(root / "agents", registry, AGENT_INDEX, None)
+    config = status_config(root / "st", heartbeat_interval=30.0, registry_dir=registry)
+    toml = write_status_toml(config, root / "status.toml")
     agent.start()
     try:
-        yield registry
+        with (root / "status.log").open("wb") as log:
+            service = subprocess.Popen([sys.executable, "-m", "shell.main", "status", "serve", "--config",
+                                        str(toml)], stdin=subprocess.DEVNULL, stdout=log,
+                                       stderr=subprocess.STDOUT)
+        try:
+            sock = config.probe_sockets / f"{agent.agent_id}.sock"
+            deadline = time.monotonic() + TIMEOUT
+            while not sock.is_socket():
+                if service.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the status service has no tunnel to {agent.agent_id}: "
+                                       f"{(root / 'status.log').read_text(errors='replace')[-1000:]}")
+                time.sleep(0.1)
+            yield registry, toml
+        finally:
+            service.terminate()
+            try:
+                service.wait(15)
+            except subprocess.TimeoutExpired:
+                service.kill()
+                service.wait(5)
     finally:
         agent.stop()
 
@@ -133,17 +173,31 @@ def _measure_sync() -> tuple[dict[str, list[float]], str]:
         # PYTHONSAFEPATH: `python -m` would otherwise put the working directory first.
         now = {**os.environ, "CONVOCATE_LOG_LEVEL": "WARNING", "PYTHONSAFEPATH": "1"}
         before = {**now, "PYTHONPATH": base_path}
-        with _one_agent(root) as one:
+        with _one_agent(root) as (one, toml):
+            # The status service's config file for every run: the base revision ignores it.
+            now["CONVOCATE_CONFIG"] = before["CONVOCATE_CONFIG"] = str(toml)
             cases: dict[str, tuple[list[str], dict[str, str]]] = {
                 FLOOR: ([sys.executable, "-c", "pass"], now),
                 IMPORTS: ([sys.executable, "-c", "import common, asyncssh, grpc.aio"], now),
                 LOADED: ([sys.executable, "-c", LOADED_CODE], now),
+                LOADED_SHARED: ([sys.executable, "-c", LOADED_SHARED_CODE], now),
                 BARE: ([*host, "version"], now),
             }
-            for name, args in ((HELP, ["--help"]), (EMPTY, ["agents", "--json", "--registry", str(empty)]),
-                               (ONE, ["agents", "--json", "--registry", str(one)])):
+            ask_one = ["agents", "--json", "--registry", str(one)]
+            for name, args, base_args in (
+                    (HELP, ["--help"], ["--help"]),
+                    (EMPTY, ["agents", "--json", "--registry", str(empty)], None),
+                    (ONE_SHARED, ask_one, ask_one),
+                    (ONE, [*ask_one, "--direct"], ask_one)):   # before: direct, without the option
                 cases[name] = ([*host, *args], now)
-                cases[f"{name}, before"] = ([*host, *args], before)
+                cases[f"{name}, before"] = ([*host, *(base_args or args)], before)
+            for name, via in ((ONE_SHARED, "status-service"), (ONE, "direct")):   # each goes the way it says
+                argv, env = cases[name]
+                done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True,
+                                      timeout=TIMEOUT)
+                reached = [row["via"] for row in json.loads(done.stdout)]
+                if reached != [via]:
+                    raise RuntimeError(f"{name}: the agent was reached {reached}, not {via}: {done.stderr}")
             out: dict[str, list[float]] = {}
             for i in range(WARMUP + RUNS):
                 for name, (argv, env) in cases.items():
@@ -169,6 +223,7 @@ def rows(st: dict[str, list[float]], note: str) -> list[Row]:
     floor, floor_cpu = median(st[FLOOR]), median(st[f"{FLOOR} (CPU)"])
     imports_cpu = median(st[f"{IMPORTS} (CPU)"])
     loaded_cpu = median(st[f"{LOADED} (CPU)"])
+    loaded_shared_cpu = median(st[f"{LOADED_SHARED} (CPU)"])
     bare_cpu = median(st[f"{BARE} (CPU)"])
     out = []
     for cmd in COMMANDS:
@@ -181,6 +236,13 @@ def rows(st: dict[str, list[float]], note: str) -> list[Row]:
         if cmd == EMPTY:
             why += (f". The command line alone (`version`) takes {bare_cpu:.0f} ms CPU; reading the empty "
                     f"registry and printing add {cpu - bare_cpu:.0f} ms")
+        if cmd == ONE_SHARED:
+            why += (". Before (the base revision has no sharing) it made its own SSH connection. Where the "
+                    f"CPU goes: python, the command line and every module it loads this way (no asyncssh, no "
+                    f"cryptography), loaded as it loads them, {loaded_shared_cpu:.0f} ms (of which python -c "
+                    f"pass {floor_cpu:.0f} ms); the rest {cpu - loaded_shared_cpu:.0f} ms: the status "
+                    "service's configuration and socket checks, registry, Ping on the service's socket, "
+                    "teardown")
         if cmd == ONE:
             why += (f". Where the CPU goes: python, the command line and every module it loads, loaded as "
                     f"it loads them, {loaded_cpu:.0f} ms (of which python -c pass {floor_cpu:.0f} ms; "
@@ -201,7 +263,7 @@ def rows(st: dict[str, list[float]], note: str) -> list[Row]:
 def run() -> None:
     """Measure start-up alone (now against CONVOCATE_BENCH_BASE) and write results/startup.md."""
     st, note = asyncio.run(measure())
-    names = [FLOOR, IMPORTS, LOADED, BARE, *COMMANDS]
+    names = [FLOOR, IMPORTS, LOADED, LOADED_SHARED, BARE, *COMMANDS]
     table = ["| command | wall p50 (ms) | CPU p50 (ms) | before: wall p50 (ms) | before: CPU p50 (ms) |",
              "|---|---|---|---|---|"]
     for name in names:

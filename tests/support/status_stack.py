@@ -17,7 +17,8 @@ from shell.status.server import StatusConfig, StatusServer
 from tests.support.net import free_port
 from tests.support.waiting import assert_eventually
 
-__all__ = ["StatusStack", "agent_status_keys", "fast_tunnel", "start_status_stack", "status_config"]
+__all__ = ["StatusStack", "agent_status_keys", "fast_tunnel", "start_status_stack", "status_config",
+           "write_status_toml"]
 
 HOST = "127.0.0.1"
 
@@ -48,6 +49,19 @@ def status_config(root: Path, heartbeat_interval: float = 0.5, port: int | None 
         heartbeat_interval=heartbeat_interval, ssh_keepalive_interval=1.0, grace=1.0,
         registry_dir=registry_dir,
     )
+
+
+def write_status_toml(config: StatusConfig, path: Path, registry: Path | None = None) -> Path:
+    """``config`` as the ``[status]`` table of a config file (``convocate status serve --config``, and
+    what ``convocate-host`` reads to find the service's tunnels); ``registry``: its registry_dir instead."""
+    registry = registry or config.registry_dir
+    path.write_text(
+        "[status]\n"
+        f'host = "{config.host}"\nport = {config.port}\nhost_key = "{config.host_key}"\n'
+        f'authorized_keys = "{config.authorized_keys}"\nsocket = "{config.socket}"\n'
+        f"heartbeat_interval = {config.heartbeat_interval}\ngrace = {config.grace}\n"
+        + (f'registry_dir = "{registry}"\n' if registry is not None else 'registry_dir = ""\n'))
+    return path
 
 
 def agent_status_keys(

@@ -31,23 +31,12 @@ from shell.status.server import StatusServer
 from tests.support.agent_proc import AgentProcess
 from tests.support.env import require_root
 from tests.support.fleet import prepare_agent
-from tests.support.status_stack import status_config
+from tests.support.status_stack import status_config, write_status_toml
 from tests.support.waiting import assert_eventually
 
 AGENT_INDEX = 25   # agent-z on 127.0.0.27: clear of the other suites' addresses
 BOUND = 30         # s: the give-up test fails (pytest-timeout) if the command waited for its deadline
 OTHER_UID = 65534  # nobody
-
-
-def status_toml(config: StatusConfig, path: Path) -> Path:
-    """``config`` as the ``[status]`` table of a config file (what the service and the command read)."""
-    path.write_text(
-        "[status]\n"
-        f'host = "{config.host}"\nport = {config.port}\nhost_key = "{config.host_key}"\n'
-        f'authorized_keys = "{config.authorized_keys}"\nsocket = "{config.socket}"\n'
-        f"heartbeat_interval = {config.heartbeat_interval}\ngrace = 1.0\n"
-        f'registry_dir = "{config.registry_dir}"\n')
-    return path
 
 
 @dataclass
@@ -87,7 +76,7 @@ def shell(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shell]:
     config = status_config(root / "shell", heartbeat_interval=0.5, registry_dir=registry)
     agent = prepare_agent(root / "agents", registry, AGENT_INDEX, None)
     try:
-        yield Shell(root, registry, agent, config, status_toml(config, root / "convocate.toml"))
+        yield Shell(root, registry, agent, config, write_status_toml(config, root / "convocate.toml"))
     finally:
         agent.stop()
 

@@ -341,7 +341,9 @@ class SessionManager:
     # --- reads -------------------------------------------------------------------------------
     async def list(self) -> list[SessionView]:
         """Every session, newest first, with live running state and viewer counts."""
-        records = await asyncio.to_thread(self.store.list)
+        records = self.store.list_kept()   # no file changed: from memory, on the loop (stat calls only)
+        if records is None:
+            records = await asyncio.to_thread(self.store.list)
         self._records = {r.id: r for r in records}
         await self._list_refresh()   # a reading of the engine taken after this call began
         return [self._view(r) for r in records]

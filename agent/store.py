@@ -19,11 +19,13 @@ callers run them in a thread.
 
 Reads are cheap when nothing changed: a parsed record is kept in memory and served
 while its directory and file are unchanged on disk (:mod:`agent.record_cache`), so a
-List costs a ``stat`` of each session's directory and record instead of a parse.
+List costs a ``stat`` of each session's directory and record instead of a parse
+(:meth:`SessionStore.list_kept`, the one method that does not block beyond that).
 """
 
 from __future__ import annotations
 
+import builtins
 import os
 import shutil
 from pathlib import Path
@@ -155,17 +157,39 @@ class SessionStore:
 
         A record claiming the port/protocol or DNS name of an older session is not served.
         """
-        found: list[SessionRecord] = []
+        found = self._scan(read=True)
+        return [] if found is None else found
+
+    def list_kept(self) -> builtins.list[SessionRecord] | None:
+        """:meth:`list` if every record is kept in memory and unchanged on disk, else None.
+
+        It only lists the root and takes an ``lstat`` of each session's directory and record
+        (no file is opened): cheap enough for the event loop, so a List needs no worker thread.
+        """
+        return self._scan(read=False)
+
+    def _scan(self, *, read: bool) -> builtins.list[SessionRecord] | None:
+        """The sessions' records (read from their files where needed, unless ``read`` is False:
+        then None as soon as one would have to be), under :meth:`list`'s rules."""
         try:
             ids = [name for name in os.listdir(self.root) if is_session_id(name)]
         except (FileNotFoundError, NotADirectoryError):
-            return found
+            return []
         self._cache.keep_only(set(ids))
+        found: builtins.list[SessionRecord] = []
         for sid in ids:
-            rec = self._read(sid)
+            rec: SessionRecord | None
+            if read:
+                rec = self._read(sid)
+            elif (rec := self._cache.get(sid, stamp_of(self.session_dir(sid), RECORD))) is None:
+                return None
             if rec is not None:
                 found.append(rec)
-        out: list[SessionRecord] = []
+        return self._unique(found)
+
+    def _unique(self, found: builtins.list[SessionRecord]) -> builtins.list[SessionRecord]:
+        """``found`` without the records that claim an older session's port or DNS name, newest first."""
+        out: builtins.list[SessionRecord] = []
         ports: dict[tuple[int, str], str] = {}
         names: dict[str, str] = {}
         for rec in sorted(found, key=lambda r: (r.created_at, r.id)):

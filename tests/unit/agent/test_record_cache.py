@@ -62,6 +62,24 @@ def test_unchanged_records_are_not_read_again(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("settled")
+def test_list_kept_answers_only_from_memory(tmp_path: Path) -> None:
+    """list_kept is list() while every record is kept and unchanged, else None (it opens no file)."""
+    store, (a, b) = _store(tmp_path, ["a", "b"])
+    assert store.list_kept() is None          # nothing kept yet
+    assert store.reads == 0
+    expected = store.list()
+    assert store.list_kept() == expected
+    store.write(SessionRecord(b.id, "b2", NOW, NOW))
+    assert store.list_kept() is None          # b changed on disk
+    store.list()
+    reads = store.reads
+    assert sorted(r.name for r in store.list_kept() or []) == ["a", "b2"]
+    store.delete(a.id)
+    assert [r.name for r in store.list_kept() or []] == ["b2"]
+    assert store.reads == reads               # all of it from memory
+
+
+@pytest.mark.usefixtures("settled")
 def test_an_edit_in_place_or_a_replaced_file_is_read_again(tmp_path: Path) -> None:
     """A record rewritten in place (same inode) or replaced (a new inode) is read again."""
     store, (a, b) = _store(tmp_path, ["a", "b"])

@@ -354,7 +354,10 @@ class SessionManager:
         Raises:
             NotFoundError: no such session.
         """
-        record = await asyncio.to_thread(self.store.get, session_id)
+        kept = self.store.list_kept()   # as in list(): from memory on the loop when nothing changed
+        record = next((r for r in kept or () if r.id == session_id), None)
+        if record is None:   # changed on disk, or not there: read (the store raises NotFoundError)
+            record = await asyncio.to_thread(self.store.get, session_id)
         self._records[session_id] = record
         try:
             self._mark(session_id, await self.runtime.inspect(session_id))

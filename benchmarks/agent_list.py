@@ -48,7 +48,7 @@ KINDS = ("List", "Get", f"List, {CONCURRENT} callers at once", "Ping")
 # gRPC core's own threads are not in it).
 FRAMES = (
     ("ListSessions", "the servicer's ListSessions, all of it"),
-    ("SessionStore.list", "reading the records (store.list, in a worker thread)"),
+    ("SessionStore.list", "reading the records (store.list_kept on the loop, or store.list)"),
     ("list_running", "asking Docker which containers run (aiodocker, aiohttp)"),
     ("SessionsService._session", "building the reply (domain session, protobuf)"),
     ("concurrent/futures", "worker-thread hand-offs and waits"),

@@ -93,8 +93,9 @@ class RecordCache:
 
     def keep_only(self, session_ids: set[str]) -> None:
         """Drop every session not in ``session_ids`` (gone from disk)."""
-        for sid in [s for s in self._kept if s not in session_ids]:
-            self._kept.pop(sid, None)
+        for sid in list(self._kept):   # a copy made in one step: other threads may add meanwhile
+            if sid not in session_ids:
+                self._kept.pop(sid, None)
 
     def __len__(self) -> int:
         return len(self._kept)

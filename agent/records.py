@@ -85,6 +85,8 @@ def read_record(dir_fd: int) -> bytes | None:
     """The bytes of ``session.json`` in the directory ``dir_fd``, or None if there is none.
 
     Never follows a link, never blocks, never reads more than :data:`MAX_RECORD_BYTES` + 1.
+    A record replaced by another regular file while it is opened (an atomic write racing
+    the read) is read as the file that was opened: never refused for that alone.
 
     Raises:
         RecordRefusedError: it is not a regular file, or too large.
@@ -104,8 +106,10 @@ def read_record(dir_fd: int) -> bytes | None:
         raise RecordRefusedError(f"{RECORD} could not be opened safely: {e.strerror}") from None
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
-            raise RecordRefusedError(f"{RECORD} was replaced while it was opened")
+        # Replaced between the stat and the open (the store's own atomic write does that): what
+        # was opened is read if it is a regular file too, the newer record; anything else is refused.
+        if not stat.S_ISREG(st.st_mode):
+            raise RecordRefusedError(f"{RECORD} was replaced by {_kind(st.st_mode)} while it was opened")
         if st.st_size > MAX_RECORD_BYTES:
             raise RecordRefusedError(f"{RECORD} is {st.st_size} bytes (at most {MAX_RECORD_BYTES})")
         data = b""

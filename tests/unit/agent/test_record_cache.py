@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -144,6 +145,39 @@ def test_records_that_just_changed_are_read_every_time(tmp_path: Path) -> None:
     reads = store.reads
     store.list()
     assert store.reads == reads + 2
+
+
+@pytest.mark.usefixtures("settled")
+def test_lists_from_several_threads_while_records_change(tmp_path: Path) -> None:
+    """Lists on the loop and in worker threads at once, while records are rewritten, all see
+    every session, each with its old or its new name."""
+    store, records = _store(tmp_path, [f"s{i:02d}" for i in range(20)])
+    errors: list[BaseException] = []
+
+    def lists(kept: bool) -> None:
+        try:
+            for _ in range(150):
+                got = store.list_kept() if kept else store.list()
+                if got is not None:
+                    assert {r.id for r in got} == {r.id for r in records}
+                    assert all(r.name.removesuffix("x") in names for r in got)
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    def writes() -> None:
+        for i in range(150):
+            r = records[i % len(records)]
+            store.write(SessionRecord(r.id, r.name + ("x" if i % 2 else ""), NOW, NOW))
+
+    names = {r.name for r in records}
+    threads = [threading.Thread(target=lists, args=(i % 2 == 0,)) for i in range(4)]
+    threads.append(threading.Thread(target=writes))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
 
 
 def test_put_keeps_only_settled_records() -> None:

@@ -135,6 +135,41 @@ def test_finding2_records_that_are_not_small_regular_files_are_refused_without_b
             store.get(sid)
 
 
+@pytest.mark.parametrize("swap", ["record", "fifo"])
+def test_a_record_replaced_while_it_is_opened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              swap: str) -> None:
+    """A record replaced between its stat and its open: by a newer record (the store's own atomic
+    write racing a List) it is read, not set aside; by a FIFO it is refused as before."""
+    store = _store(tmp_path)
+    r = SessionRecord(new_session_id(), "old", NOW, NOW)
+    store.create(r)
+    path = tmp_path / r.id / "session.json"
+    real_open = os.open
+
+    def open_after_a_swap(name: Any, flags: int, *args: Any, **kw: Any) -> int:
+        if name == "session.json" and kw.get("dir_fd") is not None and not monkeypatch_done:
+            monkeypatch_done.append(True)
+            if swap == "record":
+                store.write(SessionRecord(r.id, "new", NOW, NOW))
+            else:
+                path.unlink()
+                os.mkfifo(path)
+        return real_open(name, flags, *args, **kw)
+
+    monkeypatch_done: list[bool] = []
+    monkeypatch.setattr("agent.records.os.open", open_after_a_swap)
+    with capture_logs() as logs:
+        listed = store.list()
+    assert monkeypatch_done
+    if swap == "record":
+        assert [x.name for x in listed] == ["new"]
+        assert _refusals(logs) == {}
+        assert not path.with_name("session.json.rejected").exists()
+    else:
+        assert listed == []
+        assert "FIFO" in _refusals(logs)[r.id]
+
+
 def test_desired_state_is_kept_and_an_older_record_without_it_reads_as_stopped(tmp_path: Path) -> None:
     """The desired state round-trips; a record written before the field existed is "stopped"."""
     store = _store(tmp_path)

@@ -92,6 +92,8 @@ class Stage:
     shared_cli_cpu_ms: list[float] = field(default_factory=list)
     one_shared_cli_ms: list[float] = field(default_factory=list)
     one_shared_cli_cpu_ms: list[float] = field(default_factory=list)
+    shared_relay_cpu_ms: list[float] = field(default_factory=list)   # the status service's CPU per shared run
+    one_shared_relay_cpu_ms: list[float] = field(default_factory=list)
     agents_cpu_ms: list[float] = field(default_factory=list)    # every agent's CPU per refresh of the fleet
     docker_cpu_ms: list[float] = field(default_factory=list)    # dockerd's (the agents' List asks it)
     base: dict[str, list[float]] = field(default_factory=dict)  # the same series, base revision
@@ -258,8 +260,12 @@ def _cli_runs(stack: FleetStack, stage: Stage, base: Path) -> None:
     """The whole command over all agents, over the first alone, and the base revision's, alternating."""
     for i in range(CLI_WARMUP + CLI_RUNS):
         mine, one = _cli(stack.registry, stage.n, stage), _cli(stack.registry_one, 1, stage)
+        # The status service forwards every call of a shared run: its CPU over each.
+        relay0, one_relay = cpu_seconds(stack.status_pid), cpu_seconds(stack.status_one_pid)
         shared = _cli(stack.registry, stage.n, stage, shared=stack.status_toml)
+        relay1 = cpu_seconds(stack.status_pid)
         one_shared = _cli(stack.registry_one, 1, stage, shared=stack.status_one_toml)
+        relay2 = cpu_seconds(stack.status_one_pid)
         before = _cli(stack.registry, stage.n, stage, base)
         if i < CLI_WARMUP or mine is None or one is None or before is None or shared is None \
                 or one_shared is None:
@@ -268,6 +274,8 @@ def _cli_runs(stack: FleetStack, stage: Stage, base: Path) -> None:
         stage.shared_cli_cpu_ms.append(shared[1])
         stage.one_shared_cli_ms.append(one_shared[0])
         stage.one_shared_cli_cpu_ms.append(one_shared[1])
+        stage.shared_relay_cpu_ms.append((relay1 - relay0) * 1000)
+        stage.one_shared_relay_cpu_ms.append((relay2 - one_relay) * 1000)
         stage.cli_ms.append(mine[0])
         stage.cli_cpu_ms.append(mine[1])
         stage.one_cli_ms.append(one[0])
@@ -506,12 +514,30 @@ def _cli_why(s: Stage, rev: str) -> str:
             f"hosts: one agent's {one:.0f} ms + {s.n - 1} x {per:.1f} ms = {proj:.0f} ms ({proj / one:.2f}x)")
 
 
+def _shared_per_agent(s: Stage) -> tuple[float, float]:
+    """CPU ms per further agent of a shared run: the command's, and the status service's (its forwards)."""
+    cpu = max(0.0, _m(s.shared_cli_cpu_ms) - _m(s.one_shared_cli_cpu_ms)) / max(1, s.n - 1)
+    relay = max(0.0, _m(s.shared_relay_cpu_ms) - _m(s.one_shared_relay_cpu_ms)) / max(1, s.n - 1)
+    return cpu, relay
+
+
+def shared_cli_projection(s: Stage) -> float:
+    """`sessions --json` through the status service over ``s.n`` agents on their own hosts: one agent's +
+    (n - 1) x (the command's and the status service's CPU per further agent)."""
+    cpu, relay = _shared_per_agent(s)
+    return percentile(s.one_shared_cli_ms, 50) + (s.n - 1) * (cpu + relay)
+
+
 def _shared_cli_why(s: Stage, rev: str) -> str:
     cpu, one_cpu = _m(s.shared_cli_cpu_ms), _m(s.one_shared_cli_cpu_ms)
-    per = max(0.0, cpu - one_cpu) / max(1, s.n - 1)
+    per, relay = _shared_per_agent(s)
+    one, proj = percentile(s.one_shared_cli_ms, 50), shared_cli_projection(s)
     return (f"every agent reached through the status service's standing tunnel (no handshake, no "
             f"asyncssh loaded): the command's CPU {cpu:.0f} ms against {one_cpu:.0f} ms for one agent, "
-            f"{per:.1f} ms per further agent (Ping and List on its socket); the same with --direct (a new "
+            f"{per:.1f} ms per further agent (Ping and List on its socket), and the status service's "
+            f"{_m(s.shared_relay_cpu_ms):.0f} ms forwarding them ({relay:.1f} ms per further agent); agents "
+            f"on their own hosts: {one:.0f} + {s.n - 1} x {per + relay:.1f} ms = {proj:.0f} ms "
+            f"({proj / one:.2f}x); the same with --direct (a new "
             f"SSH connection each): {percentile(s.cli_ms, 50):.0f} ms, CPU {_m(s.cli_cpu_ms):.0f} ms; base "
             f"{rev}: {_m(s.base.get('cli', [])):.0f} ms, CPU {_m(s.base.get('cli_cpu', [])):.0f} ms; the"
             f" rest of the wall is the {s.n} agents answering List on the same 2 cores")
@@ -549,6 +575,12 @@ def rows(r: FleetResult) -> list[Row]:
                 "command)", "the same on one agent (via a status service), alternating in the same minute",
                 percentile(s.shared_cli_ms, 50), percentile(s.one_shared_cli_ms, 50), "ms",
                 "≤ 2.0x (50 agents)", lambda x: x <= 2.0, _shared_cli_why(s, r.base)) for s in r.stages[1:]]
+    out.append(Row(f"List, {big.n} agents: `convocate-host sessions --json` via the status service, agents "
+                   "on their own hosts (projected from this run's figures)",
+                   "the same on one agent (via a status service, measured)", shared_cli_projection(big),
+                   percentile(big.one_shared_cli_ms, 50), "ms", "≤ 2.0x (50 agents)", lambda x: x <= 2.0,
+                   "one agent's whole command + the CPU of the command and of the status service for each "
+                   "further agent"))
     out += [Row(f"List, {s.n} agents: `convocate-host sessions --json --direct` p50 (whole command)",
                 ONE, percentile(s.cli_ms, 50), percentile(s.one_cli_ms, 50), "ms",
                 "≤ 2.0x (50 agents)", lambda x: x <= 2.0, _cli_why(s, r.base)) for s in r.stages[1:]]
@@ -593,6 +625,10 @@ def _notes(r: FleetResult) -> list[str]:
         *(f"- left out at {s.n} agents ({len(s.incomplete)}): {'; '.join(s.incomplete[:3])}"
           for s in r.stages if s.incomplete),
         f"- setting up each size (agents started, sessions created, status service seeing all): {setup}.",
+        *(f"- `sessions --json` via the status service at {s.n} agents: the status service's CPU forwarding "
+          f"one run {_m(s.shared_relay_cpu_ms):.0f} ms (one agent, the second service: "
+          f"{_m(s.one_shared_relay_cpu_ms):.0f} ms); the command's {_m(s.shared_cli_cpu_ms):.0f} ms."
+          for s in r.stages),
         "",
     ]
 
@@ -600,9 +636,12 @@ def _notes(r: FleetResult) -> list[str]:
 async def figures() -> Figures:
     """Measure, write results/fleet.md, and return the summary's rows, notes and the scale inputs."""
     r = await measure()
-    notes = _notes(r)
-    write_markdown("fleet", ["# Fleet scale", "", host_line(), "", *notes])
-    return Figures(rows=rows(r), notes=notes, inputs=dataclasses.asdict(shell_costs(r)))
+    notes, table = _notes(r), rows(r)
+    header = "| figure | baseline | measured | baseline value | ratio | target | met or missed, and why |"
+    lines = ["| " + " | ".join(t.cells()) + " |" for t in table]
+    write_markdown("fleet", ["# Fleet scale", "", host_line(), "", *notes, header,
+                             "|---|---|---|---|---|---|---|", *lines])
+    return Figures(rows=table, notes=notes, inputs=dataclasses.asdict(shell_costs(r)))
 
 
 def run() -> None:

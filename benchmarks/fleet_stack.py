@@ -227,6 +227,12 @@ class FleetStack:
         assert self.status_proc is not None
         return self.status_proc.pid
 
+    @property
+    def status_one_pid(self) -> int:
+        """The second status service's process id (:meth:`start_status_one`)."""
+        assert self.status_one_proc is not None
+        return self.status_one_proc.pid
+
     # --- agents -----------------------------------------------------------------------------
     def _new_agent(self, index: int) -> AgentProcess:
         state = self.root / f"a{index}"

@@ -129,16 +129,24 @@ async def _answers(report: AgentReport, calls: AgentCalls, with_sessions: bool, 
 async def _ask_shared(record: AgentRecord, socket: Path, timeout: float,
                       with_sessions: bool) -> AgentReport | None:
     """The agent's answers through the status service's tunnel ``socket``; None: ask it directly."""
+    import asyncio  # noqa: PLC0415 - see the note on imports above
+
     from common.client.calls import AgentCalls  # noqa: PLC0415 - see the note on imports above
     from hostctl.shared_tunnel import PING_DEADLINE, log  # noqa: PLC0415
 
     report = AgentReport(record.agent_id, record.address, record.port, via=VIA_SHARED)
     channel = _channel(socket)
+    started = asyncio.get_running_loop().time()
     try:
         calls = AgentCalls(record.agent_id, lambda: channel, call_timeout=timeout,
                            ping_timeout=min(PING_DEADLINE, timeout), client_id="convocate-host")
         await _answers(report, calls, with_sessions, same_id=True)
     except ConvocateError as e:   # refused, UNAVAILABLE, deadline, another agent, a failed List
+        if asyncio.get_running_loop().time() - started >= timeout:
+            # The agent answered Ping here, then had the whole deadline for List: asked again
+            # directly it would only take a second deadline. Its error, as the direct path says it.
+            report.error, report.reachable, report.sessions = str(e), False, []
+            return report
         log.debug("status service tunnel did not answer: asking directly", agent=record.agent_id,
                   error=str(e))
         return None

@@ -21,7 +21,9 @@ is used only when it is safe and current:
 
 Whether it answers (Ping within :data:`PING_DEADLINE`, from the agent the entry names) is
 for the caller (:mod:`hostctl.fleet`): anything else sends that agent to the command's own
-connection, with a debug line only.
+connection, with a debug line only; except an agent that answered Ping there and then used
+the command's whole deadline (a List that never returns): its error is the row, as the
+command's own connection would have said after a second deadline.
 """
 
 from __future__ import annotations

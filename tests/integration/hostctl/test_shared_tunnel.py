@@ -22,21 +22,26 @@ from pathlib import Path
 
 import grpc
 import pytest
+from convocate.v1 import sessions_pb2
 
 from common.client.calls import AgentCalls
 from common.grpc_options import CLIENT_OPTIONS
-from common.registry import AGENT_FILE
+from common.registry import AGENT_FILE, entry_written_ns, register_agent
+from common.ssh_keys import read_private_key
 from shell.status.config import StatusConfig
 from shell.status.server import StatusServer
 from tests.support.agent_proc import AgentProcess
 from tests.support.env import require_root
 from tests.support.fleet import prepare_agent
+from tests.support.hostile_agent import HostileAgent
 from tests.support.status_stack import status_config, write_status_toml
 from tests.support.waiting import assert_eventually
 
 AGENT_INDEX = 25   # agent-z on 127.0.0.27: clear of the other suites' addresses
 BOUND = 30         # s: the give-up test fails (pytest-timeout) if the command waited for its deadline
 OTHER_UID = 65534  # nobody
+LIST_DEADLINE = 8   # s: --timeout of the hanging-List test
+LIST_BOUND = LIST_DEADLINE + LIST_DEADLINE // 2 + 1   # well under two deadlines: fails if List is asked twice
 
 
 @dataclass
@@ -55,10 +60,7 @@ class Shell:
 
     async def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``convocate-host ARGS --json --registry R`` in its own process (the loop keeps serving)."""
-        argv = [sys.executable, "-m", "hostctl", *args, "--json", "--registry", str(self.registry)]
-        env = {**os.environ, "CONVOCATE_LOG_LEVEL": "WARNING", "CONVOCATE_CONFIG": str(self.toml)}
-        return await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=60,
-                                       check=False, env=env)
+        return await _host(self.registry, self.toml, *args)
 
     async def agents(self, *extra: str) -> dict[str, object]:
         """The one row of a healthy `agents --json` (exit 0, nothing on stderr)."""
@@ -81,9 +83,22 @@ def shell(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shell]:
         agent.stop()
 
 
+async def _host(registry: Path, toml: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``convocate-host ARGS --json --registry REGISTRY`` in its own process, the config file ``toml``."""
+    argv = [sys.executable, "-m", "hostctl", *args, "--json", "--registry", str(registry)]
+    env = {**os.environ, "CONVOCATE_LOG_LEVEL": "WARNING", "CONVOCATE_CONFIG": str(toml)}
+    return await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=60,
+                                   check=False, env=env)
+
+
+async def _wait_socket(config: StatusConfig, agent_id: str) -> None:
+    """Until the status service's tunnel to ``agent_id`` is up (its socket is there)."""
+    await assert_eventually((config.probe_sockets / f"{agent_id}.sock").is_socket, timeout=15)
+
+
 async def _wait_shared(shell: Shell) -> None:
-    """Until the status service's tunnel to the agent is up (its socket is there)."""
-    await assert_eventually(shell.shared_socket.is_socket, timeout=15)
+    """Until the status service's tunnel to the agent is up."""
+    await _wait_socket(shell.config, shell.agent.agent_id)
 
 
 @pytest.fixture
@@ -200,6 +215,27 @@ async def test_a_socket_older_than_the_agents_registry_entry_is_not_used(
     assert (row["via"], row["reachable"]) == ("direct", True)
 
 
+async def test_after_a_re_peer_the_service_tunnels_anew_and_the_command_shares_it(serving: Shell) -> None:
+    """The entry written again under the same file names: the service's next registry sync starts a new
+    tunnel (a new socket, newer than the entry), which the command then uses."""
+    shell = serving
+    agent = shell.agent
+    record = register_agent(shell.registry, agent.agent_id, agent.host, agent.port, agent.keys.client_key,
+                            read_private_key(agent.keys.host_key))
+    written = entry_written_ns(shell.registry, record)
+
+    def anew() -> bool:
+        try:
+            st = shell.shared_socket.stat()
+        except FileNotFoundError:
+            return False
+        return st.st_mtime_ns >= written   # bound after the entry was written: a new tunnel's
+
+    await assert_eventually(anew, timeout=15)
+    row = await shell.agents()
+    assert (row["via"], row["reachable"]) == ("status-service", True)
+
+
 async def test_an_open_socket_directory_is_not_used(serving: Shell) -> None:
     """A directory others may write to (0777): whatever is in it may be planted, so direct."""
     shell = serving
@@ -256,3 +292,49 @@ async def test_an_agent_down_behind_a_refusing_socket_is_given_up_as_today(shell
         listed = json.loads(done.stdout)
         assert listed["unreachable"] == [{"agent_id": agent.agent_id, "error": row["error"]}]
         assert listed["via"] == {agent.agent_id: "direct"}
+
+
+class _ListHangs(HostileAgent):
+    """An agent that answers Ping and never answers List (its servicer's List waits forever)."""
+
+    def __init__(self, root: Path, registry: Path) -> None:
+        super().__init__(root, registry, "agent-h", "127.0.0.1", [])
+
+        async def hang(_request: object, _context: object) -> sessions_pb2.ListSessionsResponse:
+            await asyncio.Event().wait()
+            raise AssertionError   # unreachable
+
+        self.servicer.ListSessions = hang  # type: ignore[method-assign,assignment]
+
+
+@pytest.mark.timeout(LIST_BOUND)
+async def test_an_agent_that_hangs_in_list_through_the_service_is_not_asked_twice(shell: Shell) -> None:
+    """Ping answers through the service's tunnel, List never does: the row says so after one deadline,
+    not a second one over a connection of the command's own (the test's bound is under two)."""
+    registry = shell.root / "registry-h"
+    config = status_config(shell.root / "sh", heartbeat_interval=0.5, registry_dir=registry)
+    toml = write_status_toml(config, shell.root / "h.toml")
+    async with _ListHangs(shell.root / "hostile", registry), StatusServer(config):
+        await _wait_socket(config, "agent-h")
+        done = await _host(registry, toml, "sessions", "--timeout", str(LIST_DEADLINE))
+        assert done.returncode == 3, done.stderr
+        listed = json.loads(done.stdout)
+        assert listed["via"] == {"agent-h": "status-service"}
+        [down] = listed["unreachable"]
+        assert down["agent_id"] == "agent-h"
+        assert down["error"]
+
+
+async def test_an_agent_answering_under_another_id_is_not_reached_through_the_service(shell: Shell) -> None:
+    """The service's socket named for agent-h leads to an agent that says it is someone else: the command
+    asks agent-h over its own connection instead (what it says there is as before)."""
+    registry = shell.root / "registry-h"
+    config = status_config(shell.root / "sh", heartbeat_interval=0.5, registry_dir=registry)
+    toml = write_status_toml(config, shell.root / "h.toml")
+    async with HostileAgent(shell.root / "hostile", registry, "agent-h", "127.0.0.1", []) as agent, \
+            StatusServer(config):
+        await _wait_socket(config, "agent-h")
+        agent.servicer.agent_id = "agent-other"
+        done = await _host(registry, toml, "agents")
+        [row] = json.loads(done.stdout)
+        assert (row["via"], row["agent_id"], row["reachable"]) == ("direct", "agent-h", True), done.stderr

@@ -213,9 +213,12 @@ def register(app: typer.Typer) -> None:
             help="The agent holding it (default: ask them all).")] = None,
         registry: RegistryOpt = DEFAULT_REGISTRY,
         timeout: TimeoutOpt = 10.0,
+        direct: Annotated[bool, typer.Option("--direct", help=(
+            "Ask the agents over SSH connections of this command's own, not through the local status "
+            "service's standing tunnels (as `sessions --direct`)."))] = False,
         as_json: Annotated[bool, typer.Option(
-            "--json", help="Machine-readable output: one JSON document; with --follow one JSON object "
-                           "per line.")] = False,
+            "--json", help='Machine-readable output: one JSON document (with "via": how the agent was '
+                           "reached); with --follow one JSON object per line.")] = False,
     ) -> None:
         """A session's event log: created, started, attached/detached by whom, activity, replies, stopped."""
         import asyncio  # noqa: PLC0415
@@ -223,6 +226,7 @@ def register(app: typer.Typer) -> None:
         from common.domain import SessionLogEntry  # noqa: PLC0415
         from common.registry import load_registry  # noqa: PLC0415
         from hostctl.session_log import entry_dict, find_agent, read_log  # noqa: PLC0415
+        from hostctl.shared_tunnel import find_shared_tunnels  # noqa: PLC0415
 
         entries: list[dict[str, object]] = []
 
@@ -236,17 +240,20 @@ def register(app: typer.Typer) -> None:
                 when = entry.time.astimezone().strftime("%Y-%m-%d %H:%M:%S")
                 print(f"{when} {safe_display(entry.kind):<9} {safe_display(entry.detail)}{who}", flush=True)
 
-        async def go() -> str:
-            record = await find_agent(load_registry(registry), session_id, agent, timeout)
-            await read_log(record, session_id, limit=limit, follow=follow, timeout=timeout, emit=emit)
-            return record.agent_id
+        async def go() -> tuple[str, str]:
+            shared = None if direct else find_shared_tunnels(registry)
+            record = await find_agent(load_registry(registry), session_id, agent, timeout, shared)
+            via = await read_log(record, session_id, limit=limit, follow=follow, timeout=timeout, emit=emit,
+                                 shared=shared)
+            return record.agent_id, via
 
         try:
-            agent_id = asyncio.run(go())
+            agent_id, via = asyncio.run(go())
         except KeyboardInterrupt:
             return
         if as_json and not follow:
-            print(json.dumps({"session_id": session_id, "agent_id": agent_id, "entries": entries}))
+            doc = {"session_id": session_id, "agent_id": agent_id, "entries": entries, "via": via}
+            print(json.dumps(doc))
 
 
 def _activity_word(s: dict[str, Any]) -> str:

@@ -59,7 +59,8 @@ class Shell:
         return self.config.probe_sockets / f"{self.agent.agent_id}.sock"
 
     async def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """``convocate-host ARGS --json --registry R`` in its own process (the loop keeps serving)."""
+        """``convocate-host ARGS --json --registry R`` in its own process (the loop keeps serving);
+        a first argument ``-X``: with ``python -X importtime``."""
         return await _host(self.registry, self.toml, *args)
 
     async def agents(self, *extra: str) -> dict[str, object]:
@@ -85,7 +86,8 @@ def shell(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shell]:
 
 async def _host(registry: Path, toml: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``convocate-host ARGS --json --registry REGISTRY`` in its own process, the config file ``toml``."""
-    argv = [sys.executable, "-m", "hostctl", *args, "--json", "--registry", str(registry)]
+    python = [sys.executable, "-X", "importtime"] if args[:1] == ("-X",) else [sys.executable]
+    argv = [*python, "-m", "hostctl", *args[args[:1] == ("-X",):], "--json", "--registry", str(registry)]
     env = {**os.environ, "CONVOCATE_LOG_LEVEL": "WARNING", "CONVOCATE_CONFIG": str(toml)}
     return await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=60,
                                    check=False, env=env)
@@ -137,6 +139,26 @@ async def test_agents_and_sessions_go_through_the_status_service_and_answer_as_d
     assert listed_shared["sessions"] == listed_direct["sessions"]
     assert len(set(stamps)) == 2
     assert listed_shared["unreachable"] == listed_direct["unreachable"] == []
+
+
+async def test_sessions_log_goes_through_the_status_service_too_and_loads_no_ssh(serving: Shell) -> None:
+    """`sessions log ID --json`: the survey that finds the agent and the log itself, through the service's
+    tunnel, the same entries as --direct, without asyncssh."""
+    shell = serving
+    async with grpc.aio.insecure_channel(f"unix:{shell.agent.socket_path}", options=CLIENT_OPTIONS) as ch:
+        created = await AgentCalls(shell.agent.agent_id, lambda: ch).create("logged", 0, "tcp", "")
+    shared = await shell.run("-X", "sessions", "log", created.id)
+    assert shared.returncode == 0, shared.stderr
+    doc = json.loads(shared.stdout)
+    assert (doc["via"], doc["agent_id"]) == ("status-service", shell.agent.agent_id)
+    assert [e["kind"] for e in doc["entries"]] == ["created"]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in shared.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "hostctl.session_log" in imported
+    assert not {m for m in imported if m.split(".")[0] in ("asyncssh", "cryptography")}
+    direct = await shell.run("sessions", "log", created.id, "--direct")
+    assert direct.returncode == 0, direct.stderr
+    assert json.loads(direct.stdout) == {**doc, "via": "direct"}
 
 
 async def test_the_shared_path_loads_neither_asyncssh_nor_cryptography(serving: Shell) -> None:

@@ -276,8 +276,10 @@ class DockerRuntime:
                     "edit the session to choose another port"
                 ) from None
             raise
-        info = await self.inspect(spec.session_id)
-        return info or ContainerInfo(spec.session_id, spec.name, running=False, image=spec.image)
+        # The start's answer suffices (no inspect after it): the engine answers once the
+        # container's process runs. One that ends at once is reported by its "die" event.
+        return ContainerInfo(spec.session_id, spec.name, running=True, image=spec.image,
+                             container_id=str(ctr.id))
 
     async def _create(self, spec: ContainerSpec, config: dict[str, Any], what: str, missing: str) -> Any:
         """Create the container; a stopped leftover of its name is removed first."""
@@ -309,18 +311,25 @@ class DockerRuntime:
         return True
 
     # --- exec ------------------------------------------------------------------------------
-    async def _running(self, session_id: str) -> Any:
-        found = await self._get(session_id)
-        if found is None or not self._info(session_id, found[1]).running:
-            raise FailedPreconditionError(f"session {session_id} is not running")
-        return found[0]
+    async def _exec(self, session_id: str, what: str, argv: list[str], **options: Any) -> Any:
+        """Create an exec of ``argv`` in the session's container.
+
+        No inspect first: the engine itself refuses an exec in a container that is missing
+        (404) or not running (409: stopped, paused, restarting), which is said here as "not
+        running", as an inspect would have; one engine call instead of two.
+        """
+        ctr = self._docker.containers.container(container_name(session_id))
+        try:
+            with _docker_errors(what):
+                return await ctr.exec(argv, **options)
+        except (NotFoundError, FailedPreconditionError):
+            raise FailedPreconditionError(f"session {session_id} is not running") from None
 
     async def exec_run(self, session_id: str, argv: list[str], user: str) -> ExecResult:
         """Run ``argv`` without a TTY and return its exit code and output."""
-        ctr = await self._running(session_id)
+        exe = await self._exec(session_id, f"exec in session {session_id}", argv, stdout=True, stderr=True,
+                               user=user, environment={"LC_ALL": "C.UTF-8"})
         with _docker_errors(f"exec in session {session_id}"):
-            exe = await ctr.exec(argv, stdout=True, stderr=True, user=user,
-                                 environment={"LC_ALL": "C.UTF-8"})
             chunks: list[bytes] = []
             async with exe.start(detach=False) as stream:
                 while (msg := await stream.read_out()) is not None:
@@ -333,11 +342,10 @@ class DockerRuntime:
         self, session_id: str, argv: list[str], user: str, env: dict[str, str]
     ) -> DockerTerminal:
         """Start ``argv`` on a TTY (stdin open) and return its stream."""
-        ctr = await self._running(session_id)
+        exe = await self._exec(session_id, f"attach to session {session_id}", argv, stdin=True, stdout=True,
+                               stderr=True, tty=True, user=user, environment=env)
         async with contextlib.AsyncExitStack() as stack:
             with _docker_errors(f"attach to session {session_id}"):
-                exe = await ctr.exec(argv, stdin=True, stdout=True, stderr=True, tty=True, user=user,
-                                     environment=env)
                 stream = await stack.enter_async_context(exe.start(detach=False))
             # The terminal owns the started stream from here; its close() exits it.
             return DockerTerminal(exe, stream, stack.pop_all())

@@ -185,7 +185,12 @@ class SessionManager:
                 elif ev.action == "lost" and self.health is not None:
                     self.health.kick()  # the engine may be down: find out now, not at the next check
                 elif ev.action == "start":
-                    self._mark(ev.session_id, await self.runtime.inspect(ev.session_id))
+                    known = self._running.get(ev.session_id)
+                    if known is None or not ev.container_id or known.container_id != ev.container_id:
+                        # Not this agent's own start (which marked it already, from the start's
+                        # answer): read it. Skipped, the start of a session just created costs no
+                        # engine call beside its first viewer's exec.
+                        self._mark(ev.session_id, await self.runtime.inspect(ev.session_id))
                 elif ev.action == "die":
                     known = self._running.get(ev.session_id)
                     if known is None or not ev.container_id or known.container_id in ("", ev.container_id):
@@ -390,7 +395,10 @@ class SessionManager:
         dns_name = validate_dns_name(dns_name, self.config.dns_zone)
         self._check_space()
         async with self._lock:
-            others = await asyncio.to_thread(self.store.list)
+            # Unchanged on disk: from memory, on the loop (as in list()), else read in a thread.
+            others = self.store.list_kept()
+            if others is None:
+                others = await asyncio.to_thread(self.store.list)
             check_dns_unique(dns_name, others)
             port = resolve_port(port, protocol, others)
             now = datetime.now(UTC)

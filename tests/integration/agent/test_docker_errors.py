@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import tempfile
 import uuid
 from pathlib import Path
@@ -12,7 +13,7 @@ from agent.container_spec import SESSION_CAPABILITIES
 from agent.docker_runtime import DockerRuntime
 from agent.runtime import ContainerInfo, ContainerSpec
 from agent.sessions import container_name
-from common.errors import NotFoundError, UnavailableError
+from common.errors import FailedPreconditionError, NotFoundError, UnavailableError
 from tests.support.agent_proc import remove_labelled_containers
 from tests.support.env import require_docker
 from tests.support.images import offline_image  # noqa: F401 - the session fixture
@@ -73,5 +74,27 @@ async def test_start_awaits_ready_between_the_create_and_the_start(offline_image
             assert not seen[0].running                     # created, not started yet
             assert info.running
             assert info.container_id == seen[0].container_id   # the one started after
+            assert info == await runtime.inspect(sid)          # the start's answer, no inspect needed
         finally:
             remove_labelled_containers(label)
+
+
+async def test_an_exec_in_a_container_not_running_or_missing_says_not_running(
+    offline_image: str,  # noqa: F811 - fixture injection
+) -> None:
+    """The engine's own refusal of the exec (no inspect before it) reads "not running", as before."""
+    require_docker()
+    created, missing = str(uuid.uuid4()), str(uuid.uuid4())
+    label = f"convocate.test=exec-{created[:8]}"
+    subprocess.run(["docker", "create", "--name", container_name(created), "--label", label, offline_image],
+                   capture_output=True, timeout=60, check=True)
+    try:
+        async with DockerRuntime() as runtime:
+            for sid in (created, missing):
+                with pytest.raises(FailedPreconditionError) as run_err:
+                    await runtime.exec_run(sid, ["true"], "claude")
+                with pytest.raises(FailedPreconditionError) as term_err:
+                    await runtime.exec_terminal(sid, ["sh"], "claude", {})
+                assert str(run_err.value) == str(term_err.value) == f"session {sid} is not running"
+    finally:
+        remove_labelled_containers(label)

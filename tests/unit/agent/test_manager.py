@@ -81,6 +81,22 @@ async def test_a_die_event_of_an_old_container_does_not_stop_the_new_one(
     assert not (await manager.get(sid)).running
 
 
+async def test_the_start_event_of_its_own_start_is_not_read_again(
+    parts: tuple[SessionManager, FakeRuntime, Recorder],
+) -> None:
+    """The agent marked its own start from the start's answer: that container's "start" event
+    costs no inspect; a start event of another container is read from the engine."""
+    manager, runtime, sink = parts
+    sid = (await manager.create("own", 0, "", "", start=True)).record.id
+    started = runtime.containers.pop(sid)   # an inspect would now say "no container"
+    await runtime.event_queue.put(ContainerEvent("start", sid, started.container_id))
+    await asyncio.wait_for(runtime.event_queue.join(), 5)
+    assert (EventType.SESSION_STOPPED, sid) not in sink.events   # not inspected: still running
+    await runtime.event_queue.put(ContainerEvent("start", sid, "another-container"))
+    await asyncio.wait_for(runtime.event_queue.join(), 5)
+    assert (EventType.SESSION_STOPPED, sid) in sink.events       # inspected: gone
+
+
 async def test_update_keeps_its_own_port_and_clone_drops_it(
     parts: tuple[SessionManager, FakeRuntime, Recorder],
 ) -> None:

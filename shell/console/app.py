@@ -41,6 +41,7 @@ class ConsoleApplication(Application[None]):
 
     resize_hook: Callable[[], None] | None = None
     suspended: Callable[[], bool] = staticmethod(lambda: False)
+    operating: Callable[[], bool] = staticmethod(lambda: False)   # an operation the operator began runs
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -67,10 +68,16 @@ class ConsoleApplication(Application[None]):
         operation that ended) calls :meth:`invalidate` and is drawn at once: it never
         waits behind this interval (prompt_toolkit's own ``min_redraw_interval`` would
         hold back every redraw, a key's and an ended create's included).
+
+        While an operation the operator began is running, a change waits the whole interval:
+        the operation's own events (a create's "created" and "started") come just before its
+        answer, whose render then draws them too instead of waiting behind their render.
         """
         if self._change_timer is not None or not self.is_running:
             return
         wait = self._last_render + CHANGE_INTERVAL - time.monotonic()
+        if self.operating():
+            wait = CHANGE_INTERVAL
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:   # not on the console's loop: invalidate() is the thread-safe way
@@ -137,6 +144,7 @@ def build_console(
     )
     app.ttimeoutlen = 0.1
     app.suspended = lambda: state.suspended
+    app.operating = lambda: bool(state.busy)
     state.invalidate = app.invalidate
     real_attacher = attacher or StreamAttacher(router, app.set_resize_hook)
 

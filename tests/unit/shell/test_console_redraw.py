@@ -70,3 +70,21 @@ async def test_a_change_after_a_quiet_spell_draws_at_once(make_console: Start) -
     h.router.set_rows([make_row("later")])
     assert app._change_timer is None
     await h.until(lambda: app.render_counter > before)
+
+
+async def test_a_change_during_an_operation_waits_for_the_operations_end(make_console: Start) -> None:
+    """While an operation the operator began runs, a change waits the interval: the operation's
+    end (its answer comes just after its own events) draws it, and clears the timer."""
+    h = await make_console([agent("agent-a")], [make_row("web")])
+    app = h.parts.app
+    await h.until(lambda: app.render_counter > 0)
+    drawn = app.render_counter
+    token = h.state.begin_busy("creating")
+    await h.until(lambda: app.render_counter > drawn)    # the busy marker is drawn
+    app._last_render -= console_app.CHANGE_INTERVAL     # a quiet spell: without the operation, at once
+    before = app.render_counter
+    h.router.set_rows([make_row("created")])
+    assert app._change_timer is not None                 # held back
+    h.state.end_busy(token)                              # the operation's end draws at once
+    await h.until(lambda: app.render_counter > before)
+    await h.until(lambda: app._change_timer is None)

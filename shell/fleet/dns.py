@@ -29,6 +29,11 @@ Decisions on what goes in:
 The file is written only when its content changes. When ``reload_pidfile`` names
 dnsmasq's pid file, dnsmasq gets SIGHUP after each write so it re-reads the file
 (v2.0.0 never reloaded it, inventory §9.3 item 15).
+
+On the console's event loop the file is written in a worker thread
+(:meth:`DnsHosts.submit`): its two fsyncs would otherwise hold up every key, redraw and
+attached session's output behind the disk. The writes stay one at a time and in order; a
+burst of changes during one costs one more write, of the latest content.
 """
 
 from __future__ import annotations
@@ -150,15 +155,53 @@ class DnsHosts:
         self.path = path
         self.reload_pidfile = reload_pidfile
         self._written: str | None = None
+        self._wanted: str | None = None      # the content submitted last (written, or to be)
+        self._pending: str | None = None     # submitted, not yet handed to the writer thread
+        self._writer: asyncio.Task[None] | None = None
         self._warned_missing = False
         self.writes = 0
 
     def write(self, records: list[tuple[str, str]]) -> bool:
-        """Rewrite the file with ``records`` if that changes it; return True if written."""
+        """Rewrite the file with ``records`` if that changes it (blocking); return True if written."""
         if self.path is None:
             return False
+        written = self._write_content(render_hosts(records))
+        self._wanted = self._written
+        return written
+
+    def submit(self, records: list[tuple[str, str]]) -> None:
+        """Have the file rewritten with ``records`` if that changes it, in a worker thread when
+        called on a running event loop (else at once); :meth:`flush` waits for it."""
+        if self.path is None:
+            return
         content = render_hosts(records)
-        if content == self._written:
+        if content == (self._wanted if self._wanted is not None else self._written):
+            return
+        self._wanted = content
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write_content(content)
+            self._wanted = self._written     # not written: the next change tries again
+            return
+        self._pending = content
+        if self._writer is None or self._writer.done():
+            self._writer = loop.create_task(self._drain(), name="dns-hosts")
+
+    async def _drain(self) -> None:
+        while self._pending is not None:
+            content, self._pending = self._pending, None
+            if not await asyncio.to_thread(self._write_content, content) and self._wanted == content:
+                self._wanted = self._written     # not written: the next change tries again
+
+    async def flush(self) -> None:
+        """Wait until everything submitted so far is written (or failed, logged)."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.wait({self._writer})   # never cancels the writer
+
+    def _write_content(self, content: str) -> bool:
+        """Write ``content`` unless the file has it already (blocking); True if written."""
+        if self.path is None or content == self._written:
             return False
         if not self.path.parent.is_dir():
             if not self._warned_missing:
@@ -172,7 +215,7 @@ class DnsHosts:
             return False
         self._written = content
         self.writes += 1
-        log.info("dns sync: wrote records", records=len(records), path=str(self.path))
+        log.info("dns sync: wrote records", records=content.count("\n") - 1, path=str(self.path))
         self._reload()
         return True
 

@@ -8,7 +8,8 @@ lists all agents concurrently with a per-agent deadline when asked
 Pre-v2 sessions found on the shell host are orphans (:mod:`shell.fleet.orphans`). The
 shared health view from the local status service (:mod:`shell.fleet.status_client`) fills
 ``AgentRow.status_connected`` and ``notices``; every cache change rewrites the dnsmasq
-hosts file (:mod:`shell.fleet.dns`).
+hosts file (:mod:`shell.fleet.dns`), in a worker thread; an operation that changes a
+record (create, update, clone, delete, refresh) answers once it is written.
 
 Rows of an agent that becomes unreachable stay in the table, their state *unknown* and
 dated from the last time the agent answered, next to one placeholder row; an agent
@@ -117,6 +118,7 @@ class Router:
         """Stop watching and close every connection (withdrawing our link reports)."""
         self._closing = True
         await self.fleet.close()
+        await self.dns.flush()
         if self.status is not None:
             await self.status.close()
 
@@ -175,7 +177,7 @@ class Router:
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
     def _changed(self) -> None:
-        self.dns.write(dns_records(self.rows(), self.fleet.ips, self.config.dns_zone))
+        self.dns.submit(dns_records(self.rows(), self.fleet.ips, self.config.dns_zone))
         for listener in list(self._listeners):
             try:
                 listener()
@@ -203,6 +205,7 @@ class Router:
         await self.fleet.list_all(self.config.list_timeout)
         self._orphans = {r.id: r for r in scan_orphans(self.config.orphans_root)}
         self._changed()
+        await self.dns.flush()
         return self.rows()
 
     # --- routing -----------------------------------------------------------------------------------
@@ -235,6 +238,12 @@ class Router:
         self._changed()
         return row
 
+    async def _settled(self, row: SessionRow) -> SessionRow:
+        """``row`` once the DNS hosts file says what the change made it say: an operation's
+        answer means its DNS name is on disk (written in a thread, off the console's loop)."""
+        await self.dns.flush()
+        return row
+
     async def _on_agent(self, session_id: str, operation: str,
                         call: Callable[[AgentClient], Awaitable[T]]) -> tuple[AgentClient, T]:
         client = self._route(session_id, operation)
@@ -260,7 +269,8 @@ class Router:
             ConvocateError: any other refusal by the agent, with its message.
         """
         client = self._client(agent_id)
-        return self._put(agent_id, await client.create(name, port, protocol, dns_name, start=start))
+        return await self._settled(self._put(agent_id, await client.create(name, port, protocol, dns_name,
+                                                                           start=start)))
 
     async def update(self, session_id: str, name: str, port: int, protocol: str,
                      dns_name: str) -> SessionRow:
@@ -276,7 +286,7 @@ class Router:
         """
         client, session = await self._on_agent(
             session_id, "update", lambda c: c.update(session_id, name, port, protocol, dns_name))
-        return self._put(client.agent_id, session)
+        return await self._settled(self._put(client.agent_id, session))
 
     async def clone(self, session_id: str, name: str) -> SessionRow:
         """Clone a session on its own agent.
@@ -290,7 +300,7 @@ class Router:
             UnavailableError: its agent is unreachable.
         """
         client, session = await self._on_agent(session_id, "clone", lambda c: c.clone(session_id, name))
-        return self._put(client.agent_id, session)
+        return await self._settled(self._put(client.agent_id, session))
 
     async def delete(self, session_id: str) -> None:
         """Delete a session; an orphan's local directory is removed here (the one orphan write).
@@ -311,6 +321,7 @@ class Router:
             await client.delete(session_id)
         if self.fleet.sessions[client.agent_id].remove(session_id):
             self._changed()
+        await self.dns.flush()
 
     async def _after(self, client: AgentClient, session_id: str) -> None:
         # The watch stream brings the change too; this makes the caller's view current now.

@@ -51,6 +51,36 @@ def test_hosts_file_is_written_atomically_only_on_change(tmp_path: Path) -> None
     assert not DnsHosts(tmp_path / "missing" / "hosts").write([])
 
 
+async def test_on_the_loop_the_file_is_written_in_a_thread_latest_content_once(tmp_path: Path) -> None:
+    """submit() on a running loop writes nothing on the caller's stack; a burst before the writer
+    runs costs one write, of the latest records; flush() waits for it; unchanged content is not
+    written again."""
+    path = tmp_path / "hosts"
+    hosts = DnsHosts(path)
+    for i in range(5):
+        hosts.submit([("10.0.0.1", f"n{i}")])
+    assert not path.exists()                       # not on the loop
+    await hosts.flush()
+    assert path.read_text() == f"{HEADER}\n10.0.0.1\tn4\n"
+    assert hosts.writes == 1
+    hosts.submit([("10.0.0.1", "n4")])
+    await hosts.flush()
+    assert hosts.writes == 1
+
+
+async def test_a_write_that_failed_is_tried_again_at_the_next_submit(tmp_path: Path) -> None:
+    """The directory is missing: nothing is written; once it exists the same records are written."""
+    path = tmp_path / "dns" / "hosts"
+    hosts = DnsHosts(path)
+    hosts.submit([("10.0.0.1", "a")])
+    await hosts.flush()
+    assert not path.exists()
+    path.parent.mkdir()
+    hosts.submit([("10.0.0.1", "a")])
+    await hosts.flush()
+    assert path.read_text() == f"{HEADER}\n10.0.0.1\ta\n"
+
+
 async def test_addresses_resolve_to_ip_literals() -> None:
     """An IP literal is used as is; localhost resolves to a loopback address."""
     assert await resolve_address("127.0.0.5") == "127.0.0.5"

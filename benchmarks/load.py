@@ -1,8 +1,9 @@
 """Load: many sessions over several agents, each with a viewer receiving 1 KiB at 100 Hz.
 
 Real agents on 127.0.0.2, 127.0.0.3, ... (the offline session image), real session
-containers, and one observing viewer per session attached through the SSH tunnel
-(:class:`common.client.attach_call.AttachCall`). Each session's shell runs a writer typed
+containers, and one observing viewer per session attached through the SSH tunnel on the
+console's own wire (:class:`common.client.attach_channel_call.AttachChannelCall`, the attach
+channel). Each session's shell runs a writer typed
 into its tmux with ``docker exec ... tmux send-keys``: from a common start second it
 prints a 1 KiB line (``#NNNNNN `` and filler) every 10 ms (``read -t 0.01`` between lines,
 no process per line) for the load window, then ``END-<lines>-END`` (what it offered).
@@ -43,7 +44,8 @@ from benchmarks.proc_usage import (
     snapshot,
 )
 from benchmarks.report import QUICK, Figures, Row, host_line, load_average, write_markdown
-from common.client.attach_call import AttachCall
+from common.client.attach_call import AttachHandle
+from common.client.attach_channel_call import AttachChannelCall
 from common.client.calls import AgentCalls
 from common.domain import AttachEnded, AttachMode, AttachStarted, Session
 from common.tunnel import Tunnel
@@ -95,7 +97,7 @@ class _Viewer:
 
     agent: int
     session: Session
-    call: AttachCall | None = None
+    call: AttachHandle | None = None
     received: int = 0
     seen: set[int] = field(default_factory=set)
     offered: int | None = None
@@ -181,7 +183,7 @@ async def _watch(v: _Viewer) -> None:
         v.done.set()
 
 
-async def _frames(v: _Viewer, call: AttachCall) -> None:
+async def _frames(v: _Viewer, call: AttachHandle) -> None:
     try:
         async for frame in call.frames():
             if isinstance(frame, bytes):
@@ -200,7 +202,7 @@ async def _frames(v: _Viewer, call: AttachCall) -> None:
 async def _attach(v: _Viewer, tunnel: Tunnel, attempts: int = 5) -> asyncio.Task[None] | None:
     """Open an observing viewer; retry a session whose tmux is not up yet (bounded)."""
     for _ in range(attempts):
-        v.call = AttachCall(tunnel.channel, v.session.agent_id, client_id="load")
+        v.call = AttachChannelCall(tunnel, v.session.agent_id, "load")
         try:
             await v.call.start(v.session.id, rows=24, cols=80, term="", mode=AttachMode.OBSERVE)
             frame = await asyncio.wait_for(v.call.read(), 20)

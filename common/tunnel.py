@@ -26,7 +26,7 @@ from typing import TypeVar, cast
 
 import asyncssh
 import grpc
-from asyncssh.forward import SSHLocalPathForwarder
+from asyncssh.forward import SSHForwarderCoro, SSHLocalPathForwarder
 from asyncssh.session import SSHUNIXSessionFactory
 
 from common.backoff import Backoff
@@ -46,7 +46,7 @@ from common.ssh_wire import (
 )
 from common.tasks import cancel_and_wait
 
-__all__ = ["Tunnel", "TunnelSettings", "describe_connect_error", "listen_forward"]
+__all__ = ["LocalForward", "Tunnel", "TunnelSettings", "describe_connect_error", "listen_forward"]
 
 log = get_logger(__name__)
 S = TypeVar("S", bound=asyncssh.SSHUNIXSession[bytes])
@@ -108,15 +108,58 @@ StateListener = Callable[[bool, str], None]
 AttemptListener = Callable[[Exception, str], None]
 
 
+class _Forwarder(SSHLocalPathForwarder):
+    """asyncssh's forwarder for one accepted connection, known to its :class:`LocalForward` until it ends."""
+
+    def __init__(self, conn: asyncssh.SSHClientConnection, coro: SSHForwarderCoro,
+                 live: set[_Forwarder]) -> None:
+        super().__init__(conn, coro)
+        self._live = live
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._live.add(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._live.discard(self)
+        super().connection_lost(exc)
+
+
+class LocalForward:
+    """The listening socket of a forward and the connections it accepted.
+
+    Closing an ``asyncio.Server`` (Python 3.11) leaves the connections it accepted open, and
+    asyncssh's task that opens an accepted connection's channel is cancelled with the SSH
+    connection without closing that connection's socket. :meth:`close` closes both: the
+    listener and every accepted connection still open.
+    """
+
+    def __init__(self, server: asyncio.Server, live: set[_Forwarder]) -> None:
+        self.server = server
+        self._live = live
+
+    @property
+    def connections(self) -> int:
+        """Accepted connections still open."""
+        return len(self._live)
+
+    def close(self) -> None:
+        """Stop accepting and close every accepted connection."""
+        self.server.close()
+        for forwarder in list(self._live):
+            forwarder.close()
+        self._live.clear()
+
+
 async def listen_forward(conn: asyncssh.SSHClientConnection, local: Path, remote: str,
-                         data_path: DataPath | None = None) -> asyncio.Server:
+                         data_path: DataPath | None = None) -> LocalForward:
     """Listen on ``local`` and carry each accepted connection over its own channel to ``remote``.
 
     What ``forward_local_path`` does, except that the channels are opened with the
     window and packet size the servers use (``CHANNEL_WINDOW``, ``CHANNEL_MAX_PKTSIZE``)
     instead of asyncssh's fixed 32 KiB packets, and tuned (:func:`common.ssh_wire.tune_channel`)
     when ``data_path`` (from :func:`common.ssh_wire.tune_connection`) is given. Closing the
-    returned server stops accepting; open channels end with the connection.
+    returned forward stops accepting and closes the connections it accepted.
     """
     async def open_channel(
         session_factory: SSHUNIXSessionFactory[bytes],
@@ -127,8 +170,10 @@ async def listen_forward(conn: asyncssh.SSHClientConnection, local: Path, remote
             tune_channel(data_path, channel)
         return channel, session
 
-    return await asyncio.get_running_loop().create_unix_server(
-        lambda: SSHLocalPathForwarder(conn, open_channel), str(local))
+    live: set[_Forwarder] = set()
+    server = await asyncio.get_running_loop().create_unix_server(
+        lambda: _Forwarder(conn, open_channel, live), str(local))
+    return LocalForward(server, live)
 
 
 class _LossRecorder(asyncssh.SSHClient):
@@ -163,7 +208,7 @@ class Tunnel:
         self._conn: asyncssh.SSHClientConnection | None = None
         self._data_path: DataPath | None = None
         self._refused: set[str] = set()       # channel names the current connection refused
-        self._forward: asyncio.Server | None = None
+        self._forward: LocalForward | None = None
         self._task: asyncio.Task[None] | None = None
         self._up = asyncio.Event()
         self._closing = False
@@ -290,7 +335,7 @@ class Tunnel:
             except Exception:
                 log.exception("tunnel attempt listener failed", peer=self.settings.name)
 
-    async def _connect_once(self) -> tuple[asyncssh.SSHClientConnection, DataPath, asyncio.Server]:
+    async def _connect_once(self) -> tuple[asyncssh.SSHClientConnection, DataPath, LocalForward]:
         s = self.settings
         connecting = asyncio.ensure_future(
             asyncssh.connect(
@@ -315,7 +360,7 @@ class Tunnel:
         connecting.add_done_callback(lambda t: t.cancelled() or t.exception())
         conn = await asyncio.wait_for(connecting, s.connect_timeout + 1)
         data_path = tune_connection(conn)
-        forward: asyncio.Server | None = None
+        forward: LocalForward | None = None
         try:
             forward = await listen_forward(conn, s.local_socket, s.remote_socket, data_path)
             # Probe the forward once: a server that refuses our socket refuses here.
@@ -383,6 +428,8 @@ class Tunnel:
             conn.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.wait_closed(), 5)
+        if forward is not None:
+            forward.close()   # again: one accepted just before the first close, started after it
         with contextlib.suppress(FileNotFoundError):
             self.settings.local_socket.unlink()
         if self._up.is_set():

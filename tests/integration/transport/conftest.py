@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 from common.grpc_server import UnixGrpcServer
@@ -40,6 +44,42 @@ class Stack:
         }
         values.update(overrides)
         return TunnelSettings(**values)  # type: ignore[arg-type]
+
+    async def connect(self) -> asyncssh.SSHClientConnection:
+        """A plain asyncssh client connection with the peer's key, the host key pinned."""
+        return await asyncssh.connect(
+            HOST, self.ssh.port, username="claude", client_keys=[str(self.keys.client_key)],
+            known_hosts=str(self.keys.known_hosts), config=[], agent_path=None,
+        )
+
+    async def gate_socket_opening(self) -> SocketGate:
+        """Restart the SSH server so that opening the gRPC socket for a channel waits on a gate."""
+        gate = SocketGate()
+
+        async def open_socket(_key: asyncssh.SSHKey) -> socket.socket:
+            gate.opening.set()
+            await gate.gate.wait()
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, str(self.settings.socket_path))
+            gate.opened.append(sock)
+            return sock
+
+        self.ssh.close()
+        await self.ssh.wait_closed()
+        self.ssh = SSHSocketServer(dataclasses.replace(self.settings, open_socket=open_socket))
+        await self.ssh.start()
+        return gate
+
+
+@dataclass
+class SocketGate:
+    """The server's socket openings held (:meth:`Stack.gate_socket_opening`): ``opening`` is set
+    when one begins, each waits for ``gate``, and the sockets opened are in ``opened``."""
+
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    opening: asyncio.Event = field(default_factory=asyncio.Event)
+    opened: list[socket.socket] = field(default_factory=list)
 
 
 @pytest.fixture

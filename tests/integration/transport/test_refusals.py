@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-import socket
 
 import asyncssh
 import pytest
@@ -13,17 +11,13 @@ import pytest
 from common.attach_wire import CHANNEL_NAME
 from common.errors import UnavailableError
 from common.ssh_keys import generate_keypair, pin_host_key
-from common.ssh_server import SSHSocketServer
 from common.tunnel import Tunnel
 from tests.integration.transport.conftest import HOST, Stack
 from tests.support.waiting import assert_eventually
 
 
 async def _connect(stack: Stack) -> asyncssh.SSHClientConnection:
-    return await asyncssh.connect(
-        HOST, stack.ssh.port, username="claude", client_keys=[str(stack.keys.client_key)],
-        known_hosts=str(stack.keys.known_hosts), config=[], agent_path=None,
-    )
+    return await stack.connect()
 
 
 async def test_shell_exec_subsystem_and_pty_are_refused(stack: Stack) -> None:
@@ -126,31 +120,16 @@ async def test_a_connection_arriving_while_the_server_closes_is_dropped(stack: S
 async def test_a_forward_whose_connection_closed_while_its_socket_opened_is_closed(stack: Stack) -> None:
     """The client goes away while the server opens the guarded socket for its channel: the
     socket is closed at once (asyncssh drops such a channel without telling its session)."""
-    gate, opening = asyncio.Event(), asyncio.Event()
-    opened: list[socket.socket] = []
-
-    async def open_socket(key: asyncssh.SSHKey) -> socket.socket:
-        opening.set()
-        await gate.wait()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, str(stack.settings.socket_path))
-        opened.append(sock)
-        return sock
-
-    stack.ssh.close()
-    await stack.ssh.wait_closed()
-    stack.ssh = SSHSocketServer(dataclasses.replace(stack.settings, open_socket=open_socket))
-    await stack.ssh.start()
+    held = await stack.gate_socket_opening()
     conn = await _connect(stack)
     opening_channel = asyncio.ensure_future(conn.open_unix_connection(str(stack.settings.socket_path)))
     try:
-        await asyncio.wait_for(opening.wait(), 10)
+        await asyncio.wait_for(held.opening.wait(), 10)
         conn.abort()                       # gone while the server opens the socket
         await asyncio.wait_for(conn.wait_closed(), 10)
-        gate.set()
-        await assert_eventually(lambda: len(opened) == 1, timeout=10)
-        await assert_eventually(lambda: opened[0].fileno() == -1, timeout=10)   # closed, not leaked
+        held.gate.set()
+        await assert_eventually(lambda: len(held.opened) == 1, timeout=10)
+        await assert_eventually(lambda: held.opened[0].fileno() == -1, timeout=10)   # closed, not leaked
     finally:
         opening_channel.cancel()
         await asyncio.gather(opening_channel, return_exceptions=True)

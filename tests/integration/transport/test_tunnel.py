@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import socket
 import stat
 
-import asyncssh
 import grpc
 import pytest
 from convocate.v1 import attach_pb2, attach_pb2_grpc, sessions_pb2, sessions_pb2_grpc
@@ -132,47 +130,28 @@ async def test_sockets_are_private(stack: Stack) -> None:
     assert not t.settings.local_socket.exists()
 
 
-async def _gated_server(stack: Stack) -> tuple[asyncio.Event, asyncio.Event]:
-    """Restart the stack's SSH server so that opening the gRPC socket for a channel waits on a gate."""
-    gate, opening = asyncio.Event(), asyncio.Event()
-
-    async def open_socket(_key: asyncssh.SSHKey) -> socket.socket:
-        opening.set()
-        await gate.wait()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, str(stack.settings.socket_path))
-        return sock
-
-    stack.ssh.close()
-    await stack.ssh.wait_closed()
-    stack.ssh = SSHSocketServer(dataclasses.replace(stack.settings, open_socket=open_socket))
-    await stack.ssh.start()
-    return gate, opening
-
-
 async def test_closing_the_tunnel_closes_connections_it_accepted(stack: Stack) -> None:
     """A client of the tunnel's local socket whose channel is still opening when the tunnel
     closes is disconnected (not left open: Python 3.11's Server.close() leaves accepted
-    connections, and asyncssh cancels the task opening their channels)."""
-    gate, opening = await _gated_server(stack)
+    connections open)."""
+    held = await stack.gate_socket_opening()
     tunnel = Tunnel(stack.tunnel_settings())
     loop = asyncio.get_running_loop()
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     client.setblocking(False)
     try:
-        gate.set()         # the tunnel's own probe of its forward goes through
+        held.gate.set()    # the tunnel's own probe of its forward goes through
         await tunnel.start()
         await tunnel.wait_up(10)
-        gate.clear()
-        opening.clear()
+        held.gate.clear()
+        held.opening.clear()
         await loop.sock_connect(client, str(tunnel.settings.local_socket))
         await loop.sock_sendall(client, b"x")
-        await asyncio.wait_for(opening.wait(), 10)     # its channel is opening on the server
+        await asyncio.wait_for(held.opening.wait(), 10)     # its channel is opening on the server
         await tunnel.close()
         assert await asyncio.wait_for(loop.sock_recv(client, 16), 10) == b""   # closed: EOF
     finally:
-        gate.set()
+        held.gate.set()
         client.close()
         await tunnel.close()
 
@@ -180,25 +159,22 @@ async def test_closing_the_tunnel_closes_connections_it_accepted(stack: Stack) -
 async def test_closing_a_forward_closes_the_connections_it_accepted(stack: Stack) -> None:
     """LocalForward.close() ends its accepted connections too, whatever their channel is doing
     (an asyncio Server's close() alone leaves them open)."""
-    gate, opening = await _gated_server(stack)
+    held = await stack.gate_socket_opening()
     loop = asyncio.get_running_loop()
     local = stack.tunnel_settings().local_socket
     local.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    async with asyncssh.connect(
-        HOST, stack.ssh.port, username="claude", client_keys=[str(stack.keys.client_key)],
-        known_hosts=str(stack.keys.known_hosts), config=[], agent_path=None,
-    ) as conn:
+    async with await stack.connect() as conn:
         forward = await listen_forward(conn, local, str(stack.settings.socket_path))
         client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         client.setblocking(False)
         try:
             await loop.sock_connect(client, str(local))
-            await asyncio.wait_for(opening.wait(), 10)   # accepted; its channel is opening
+            await asyncio.wait_for(held.opening.wait(), 10)   # accepted; its channel is opening
             assert forward.connections == 1
             forward.close()
             assert await asyncio.wait_for(loop.sock_recv(client, 16), 10) == b""   # closed: EOF
             assert forward.connections == 0
         finally:
-            gate.set()
+            held.gate.set()
             client.close()
             forward.close()

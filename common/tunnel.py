@@ -300,10 +300,12 @@ class Tunnel:
     async def close(self) -> None:
         """Stop reconnecting, close the channel, the forward and the connection."""
         self._closing = True
-        if self._task is not None:
-            await cancel_and_wait([self._task])
-            self._task = None
-        await self._teardown()
+        try:
+            if self._task is not None:
+                await cancel_and_wait([self._task])
+                self._task = None
+        finally:  # a close cancelled while the supervisor ends still closes the sockets
+            await self._teardown()
 
     async def __aenter__(self) -> Tunnel:
         await self.start()

@@ -116,10 +116,12 @@ class AgentClient(AgentCalls):
 
     async def close(self) -> None:
         """Stop the heartbeat and close the tunnel."""
-        if self._task is not None:
-            await cancel_and_wait([self._task])
-            self._task = None
-        await self.tunnel.close()
+        try:
+            if self._task is not None:
+                await cancel_and_wait([self._task])
+                self._task = None
+        finally:  # a close cancelled while the heartbeat ends still closes the tunnel
+            await self.tunnel.close()
 
     async def __aenter__(self) -> AgentClient:
         await self.start()

@@ -66,7 +66,9 @@ class LinkProber:
         for agent_id in [a for a, c in self.clients.items()
                          if wanted.get(a) != c.record or written.get(a) != self._written.get(a)]:
             self._written.pop(agent_id, None)
-            await self.clients.pop(agent_id).close()
+            # Dropped only once closed: a sync cancelled mid-close leaves it for close() to finish.
+            await self.clients[agent_id].close()
+            del self.clients[agent_id]
         for agent_id, record in wanted.items():
             if agent_id not in self.clients:
                 client = AgentClient(record, self.settings, self._report)

@@ -24,7 +24,8 @@ T = TypeVar("T")
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
     """Cancel ``tasks`` and wait until each has ended (their outcomes are dropped).
 
-    A cancellation of the caller itself still propagates once the tasks are done.
+    A cancellation of the caller propagates at once, while the tasks may still be ending:
+    a caller with cleanup after this call runs that cleanup in a ``finally``.
     """
     tasks = list(tasks)
     pending = [t for t in tasks if not t.done()]

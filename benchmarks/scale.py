@@ -22,7 +22,9 @@ CONSOLE_TARGET_MIB = 150
 STATUS_TARGET_MIB = 100
 AGENT_TARGET_MIB = 150
 CLI_MIB = 250        # assumed resident memory of one real Claude CLI (node) process; not measured here
-CONSOLE_NOFILE = 1024   # the console runs in a login session: the usual soft RLIMIT_NOFILE (a setting)
+# The console raises its soft RLIMIT_NOFILE to the hard limit (common.open_files): a login
+# session's hard limit, systemd's DefaultLimitNOFILE=1024:524288 (a setting).
+CONSOLE_NOFILE = 524288
 STATUS_NOFILE = 8192    # LimitNOFILE of convocate-status.service (deploy/systemd; a setting)
 REFRESH_BUDGET_MS = 1000   # a refresh an operator waits on
 RECONNECT_BUDGET_S = 10    # every agent back after the shell host restarts
@@ -108,7 +110,7 @@ def _shell_side(c: ShellCosts, cores: int) -> list[str]:
             _until(CONSOLE_TARGET_MIB, c.console_base_mib, c.console_per_agent_mib),
         f"status service memory (its {STATUS_TARGET_MIB} MB target)":
             _until(STATUS_TARGET_MIB, c.status_base_mib, c.status_per_agent_mib),
-        f"console open files (soft limit {CONSOLE_NOFILE} of a login session, a setting)":
+        f"console open files (hard limit {CONSOLE_NOFILE} of a login session, a setting)":
             _until(CONSOLE_NOFILE, c.console_base_fds, c.console_fds_per_agent),
         f"status service open files (LimitNOFILE={STATUS_NOFILE}, a setting)":
             _until(STATUS_NOFILE, c.status_base_fds, c.status_fds_per_agent),

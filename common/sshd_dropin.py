@@ -10,6 +10,7 @@ that includes only the drop-in) and checks with ``sshd -T`` that the block is in
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import tempfile
@@ -28,6 +29,10 @@ __all__ = ["AGENT_ROLE", "KEY_OPTIONS", "SHELL_ROLE", "DropIn", "install_dropin"
 # agent, no X11, no user rc, and a command that does nothing. The convocate SSH servers
 # parse and ignore them (they run no command at all).
 KEY_OPTIONS = 'restrict,command="/bin/false"'
+# Debian's sshd checks, even for `sshd -t`, that its privilege separation directory exists;
+# ssh.service makes it at each start (RuntimeDirectory=sshd), so a host whose sshd has not
+# run since boot (an install right after the package, a container) has none.
+PRIVSEP_DIR = Path("/run/sshd")
 SHELL_ROLE = "shell host"
 AGENT_ROLE = "agent host"
 
@@ -99,6 +104,8 @@ def validate(path: Path, d: DropIn, *, system: bool) -> str:
     sshd = _sshd()
     if sshd is None:
         return "written (sshd is not installed: not validated)"
+    with contextlib.suppress(OSError):   # not root: sshd -t says what is missing
+        PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
     if system:
         _check([sshd, "-t"], "sshd -t")
         _effective(sshd, None, d)

@@ -24,18 +24,28 @@ T = TypeVar("T")
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
     """Cancel ``tasks`` and wait until each has ended (their outcomes are dropped).
 
-    A cancellation of the caller propagates at once, while the tasks may still be ending:
-    a caller with cleanup after this call runs that cleanup in a ``finally``.
+    The wait holds even when the caller is cancelled meanwhile: the caller's
+    ``CancelledError`` is raised once every task has ended (as ``asyncio.TaskGroup`` does),
+    so whatever a caller does after this call still finds the tasks finished, and a
+    cancelled close cannot leave a task running that still holds sockets. A task that
+    ignores its cancellation therefore holds its canceller too: a defect either way.
     """
     tasks = list(tasks)
-    pending = [t for t in tasks if not t.done()]
+    pending = {t for t in tasks if not t.done()}
     for task in pending:
         task.cancel()
-    if pending:
-        await asyncio.wait(pending)
+    caller_cancelled: asyncio.CancelledError | None = None
+    while pending:
+        try:
+            _, pending = await asyncio.wait(pending)
+        except asyncio.CancelledError as e:   # ours: kept until the tasks have ended
+            caller_cancelled = e
+            pending = {t for t in pending if not t.done()}
     for task in tasks:
         if not task.cancelled():
             task.exception()  # retrieved: a failed task is not logged as "never retrieved"
+    if caller_cancelled is not None:
+        raise caller_cancelled
 
 
 class TaskSet:

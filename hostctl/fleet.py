@@ -236,8 +236,10 @@ def survey_now(records: list[AgentRecord], *, timeout: float = 10.0, with_sessio
     import asyncio  # noqa: PLC0415 - see the note on imports above
     import importlib  # noqa: PLC0415
 
+    from common.open_files import raise_open_files_limit  # noqa: PLC0415
     from common.startup_gc import paused_while_loading  # noqa: PLC0415
 
+    raise_open_files_limit()   # a socket or more per agent, all at once
     shared = None
     if registry is not None:
         from hostctl.shared_tunnel import find_shared_tunnels  # noqa: PLC0415

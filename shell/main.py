@@ -19,6 +19,7 @@ import typer
 from common.cli_boundary import run_with_error_boundary
 from common.config import load
 from common.logging import configure_logging
+from common.open_files import raise_open_files_limit
 from common.version import VERSION
 from shell.console.config import check_uid, load_shell_config
 
@@ -50,6 +51,7 @@ def console(
                             log_file=log_file, expected_uid=expected_uid)
     check_uid(cfg)
     configure_logging("tui", log_file=cfg.console_log)
+    raise_open_files_limit()   # a few descriptors per agent: a login session's 1024 is ~250 agents
     from shell.console.runner import run_console_for  # noqa: PLC0415 - keeps `--help` fast
 
     asyncio.run(run_console_for(cfg))

@@ -92,9 +92,11 @@ class LinkProber:
 
     async def close(self) -> None:
         """Stop probing and close every tunnel."""
-        if self._task is not None:
-            await cancel_and_wait([self._task])
-            self._task = None
-        await asyncio.gather(*(c.close() for c in self.clients.values()))
-        self.clients.clear()
-        self._written.clear()
+        try:
+            if self._task is not None:
+                await cancel_and_wait([self._task])
+                self._task = None
+        finally:  # a close cancelled while the prober ends still closes every tunnel
+            await asyncio.gather(*(c.close() for c in self.clients.values()))
+            self.clients.clear()
+            self._written.clear()

@@ -36,6 +36,7 @@ from hostctl.peering import AgentHostLayout, ShellHostLayout, init_agent
 from hostctl.remote import LocalRunner
 from shell.install import InstallOptions as ShellInstallOptions
 from shell.install import plan_install
+from tests.support.env import require_root, require_tool
 from tests.support.net import free_port
 from tests.support.processes import stop_process
 from tests.support.sshd import run_sshd
@@ -251,3 +252,28 @@ async def test_finding1_init_agent_line_still_opens_the_agent_tunnel(short_root:
         unix.close()
         await unix.wait_closed()
     assert accepted == ["yes"]
+
+
+def test_the_dropin_validates_on_a_host_whose_sshd_has_not_run(tmp_path: Path) -> None:
+    """No /run/sshd (ssh.service makes it at each start; none since boot): the install still validates.
+
+    Run where /run is a fresh tmpfs (a mount namespace of its own), as on a host that has
+    just installed openssh-server without starting it; ``sshd -t`` alone refuses there with
+    "Missing privilege separation directory".
+    """
+    require_root("a mount namespace with an empty /run")
+    unshare = require_tool("unshare")
+    require_tool("sshd")
+    dropin = tmp_path / "convocate.conf"
+    code = ("from pathlib import Path\n"
+            "from common.sshd_dropin import AGENT_ROLE, DropIn, PRIVSEP_DIR, install_dropin\n"
+            "assert not PRIVSEP_DIR.exists()\n"
+            f"print(install_dropin(Path({str(dropin)!r}), DropIn('claude', '/bin/false', False, AGENT_ROLE),"
+            " system=False))\n"
+            "print(oct(PRIVSEP_DIR.stat().st_mode & 0o7777))\n")
+    done = subprocess.run([unshare, "--mount", "--propagation", "private", "sh", "-c",
+                           'mount -t tmpfs tmpfs /run && exec "$0" -c "$1"', sys.executable, code],
+                          capture_output=True, text=True, timeout=60, check=False, cwd=Path.cwd())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["written, validated with sshd -t -f (a config that includes it)",
+                                        "0o755"]

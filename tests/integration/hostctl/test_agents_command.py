@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -137,3 +138,30 @@ async def test_an_agent_listening_half_a_second_after_the_first_attempt_still_an
         assert (report.reachable, report.error, report.version) == (True, "", VERSION)
     finally:
         await agent.astop()
+
+
+def _lowered_open_files() -> None:
+    """In the child: a login session's soft limit of 1024 (or lower) under the same hard limit."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
+
+
+@pytest.mark.timeout(BOUND)
+def test_the_command_raises_its_open_files_limit_for_many_agents(registry: tuple[Path, AgentProcess]) -> None:
+    """Started from a login session's soft limit, the command asks its agents under the hard limit."""
+    path, _ = registry
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard <= 1024:
+        pytest.fail(f"this machine's hard RLIMIT_NOFILE ({hard}) cannot show a raise")
+    argv = ["convocate-host", "agents", "--json", "--registry", str(path), "--timeout", "5"]
+    code = ("import resource, sys\n"
+            f"sys.argv = {argv!r}\n"
+            "from hostctl.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(*resource.getrlimit(resource.RLIMIT_NOFILE), file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          check=False, env={**os.environ, "CONVOCATE_LOG_LEVEL": "WARNING"},
+                          preexec_fn=_lowered_open_files)
+    assert done.stderr.split()[-2:] == [str(hard), str(hard)], done.stderr
+    [row] = json.loads(done.stdout)   # the agent (not started) is still asked and reported
+    assert row["reachable"] is False

@@ -69,3 +69,50 @@ async def test_cancel_and_wait_on_finished_tasks() -> None:
     await task
     await cancel_and_wait([task])
     assert task.done()
+
+
+async def test_cancel_and_wait_holds_a_cancelled_caller_until_the_tasks_end() -> None:
+    """A caller cancelled while its tasks are ending gets CancelledError only once they ended."""
+    cleaning, release = asyncio.Event(), asyncio.Event()
+    ended: list[str] = []
+
+    async def slow_to_end() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cleaning.set()
+            await release.wait()   # a cleanup that takes time (closing a connection, say)
+            ended.append("task")
+
+    async def closer(task: asyncio.Task[None]) -> None:
+        try:
+            await cancel_and_wait([task])
+        finally:
+            ended.append("closer")
+
+    task = asyncio.create_task(slow_to_end())
+    await asyncio.sleep(0)
+    close = asyncio.create_task(closer(task))
+    await asyncio.wait_for(cleaning.wait(), 5)
+    close.cancel()                      # the closer's own cancellation arrives mid-close
+    await asyncio.sleep(0.05)
+    assert not close.done()             # held: its task has not ended yet
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(close, 5)
+    assert ended == ["task", "closer"]  # the task ended before the closer went on
+    assert task.cancelled()
+
+
+async def test_cancel_and_wait_retrieves_a_failure_during_cancel() -> None:
+    """A task that fails while being cancelled is not left "never retrieved"."""
+    async def fails_on_cancel() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise ValueError("failed while closing") from None
+
+    task = asyncio.create_task(fails_on_cancel())
+    await asyncio.sleep(0)
+    await cancel_and_wait([task])
+    assert isinstance(task.exception(), ValueError)

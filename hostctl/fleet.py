@@ -9,9 +9,11 @@ answered with a working engine). A session's ``state`` is running, stopped or un
 (its agent's engine does not answer), with when it was last known; its ``activity`` is what
 its CLI does (working, needs_input with a reason, idle, stopped, unknown) and since when.
 
-Given the status service's standing tunnels (:mod:`hostctl.shared_tunnel`), an agent is
-asked through its socket there first: no handshake, and no asyncssh loaded when every
-agent answers there. An agent whose shared socket is unusable, or does not answer Ping
+Given the status service's standing tunnels (:mod:`hostctl.shared_tunnel`), every agent
+is asked through them first, in one AskAgents call to the service (:mod:`shell.status.ask`;
+through each tunnel's socket instead when the service's own socket is not usable or it
+does not answer the call): no handshake, and no asyncssh loaded when every agent answers
+there. An agent whose shared socket is unusable, or does not answer Ping
 there within :data:`hostctl.shared_tunnel.PING_DEADLINE` (or any call there fails), is
 asked over a connection of the command's own, exactly as without sharing. Each report
 says how the agent was reached (``via``).
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
     import grpc
 
     from common.client.calls import AgentCalls
-    from common.domain import HostHealth, Session
+    from common.domain import AgentInfo, HostHealth, Session
     from common.registry import AgentRecord
     from hostctl.shared_tunnel import SharedTunnels
 
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 # front, with the garbage collector paused (survey_now).
 TRANSPORT = ("asyncio", "common.client.calls", "common.domain")
 SSH_TRANSPORT = ("common.tunnel", "hostctl.give_up")
+STATUS_CLIENT = "shell.fleet.status_client"   # AskAgents, when the status service's socket is usable
 
 __all__ = ["SSH_TRANSPORT", "TRANSPORT", "AgentReport", "survey", "survey_now"]
 
@@ -97,6 +100,24 @@ def _session_dict(s: Session) -> dict[str, object]:
     }
 
 
+def _fill(report: AgentReport, info: AgentInfo, sessions: list[Session] | None, *,
+          same_id: bool = False) -> None:
+    """What the agent said into ``report``.
+
+    ``same_id``: an agent that answers Ping under another id than the report's is an error.
+    """
+    if same_id and info.agent_id != report.agent_id:
+        raise ConvocateError(f"the agent answered as {info.agent_id!r}, not {report.agent_id!r}")
+    report.version, report.hostname = info.version, info.hostname
+    report.current_image = info.current_image
+    link = info.status_link
+    report.status_link_up = link.up if link is not None and link.known else None
+    report.health = _health_dict(info.health) if info.health is not None else None
+    if sessions is not None:
+        report.sessions = [_session_dict(s) for s in sessions]
+    report.reachable = True
+
+
 async def _answers(report: AgentReport, calls: AgentCalls, with_sessions: bool, *,
                    same_id: bool = False) -> None:
     """Ping and (with_sessions) List on ``calls`` into ``report``; a failed call raises as it failed.
@@ -116,14 +137,7 @@ async def _answers(report: AgentReport, calls: AgentCalls, with_sessions: bool, 
             listing.cancel()
             await asyncio.gather(listing, return_exceptions=True)
         raise
-    report.version, report.hostname = ping.version, ping.hostname
-    report.current_image = ping.current_image
-    link = ping.status_link
-    report.status_link_up = link.up if link is not None and link.known else None
-    report.health = _health_dict(ping.health) if ping.health is not None else None
-    if listing is not None:
-        report.sessions = [_session_dict(s) for s in await listing]
-    report.reachable = True
+    _fill(report, ping, await listing if listing is not None else None)
 
 
 async def _ask_shared(record: AgentRecord, socket: Path, timeout: float,
@@ -208,19 +222,109 @@ async def _ask(record: AgentRecord, local_socket: Path, timeout: float, with_ses
     return await _ask_direct(record, local_socket, timeout, with_sessions)
 
 
+async def _ask_all(records: list[AgentRecord], sockets: list[Path], timeout: float, with_sessions: bool,
+                   shared: SharedTunnels | None) -> list[AgentReport]:
+    """Every agent asked at once, through the status service, its tunnel socket or directly."""
+    import asyncio  # noqa: PLC0415 - see the note on imports above
+
+    return list(await asyncio.gather(*(_ask(r, s, timeout, with_sessions, shared)
+                                       for r, s in zip(records, sockets, strict=True))))
+
+
+class _ThroughService:
+    """One AskAgents call for every agent; each agent it does not answer for is asked directly
+    as soon as that is known (the call failing as a whole: each agent as without it)."""
+
+    def __init__(self, records: list[AgentRecord], sockets: list[Path], timeout: float, with_sessions: bool,
+                 shared: SharedTunnels) -> None:
+        import asyncio  # noqa: PLC0415 - see the note on imports above
+
+        self.records, self.sockets = records, sockets
+        self.timeout, self.with_sessions = timeout, with_sessions
+        self.shared = shared
+        self.index = {r.agent_id: i for i, r in enumerate(records)}
+        self.reports: list[AgentReport | None] = [None] * len(records)
+        self.others: dict[int, asyncio.Task[AgentReport]] = {}
+
+    def _ask_directly(self, i: int) -> None:
+        import asyncio  # noqa: PLC0415 - see the note on imports above
+
+        if i not in self.others and self.reports[i] is None:
+            self.others[i] = asyncio.create_task(
+                _ask_direct(self.records[i], self.sockets[i], self.timeout, self.with_sessions))
+
+    async def run(self, status_socket: Path) -> list[AgentReport]:
+        from common.tasks import cancel_and_wait  # noqa: PLC0415
+
+        try:
+            await self._ask_service(status_socket)
+            for i, r in enumerate(self.reports):   # a stream that ended without its answer
+                if r is None:
+                    self._ask_directly(i)
+            for i, future in self.others.items():
+                self.reports[i] = await future
+        finally:
+            await cancel_and_wait(self.others.values())   # cancelled: none is left running
+        return [r for r in self.reports if r is not None]
+
+    async def _ask_service(self, status_socket: Path) -> None:
+        from common.registry import entry_written_ns  # noqa: PLC0415
+        from hostctl.shared_tunnel import log  # noqa: PLC0415
+        from shell.fleet.status_client import ask_agents  # noqa: PLC0415
+
+        entries: dict[str, int] = {}
+        for i, r in enumerate(self.records):
+            try:
+                entries[r.agent_id] = entry_written_ns(self.shared.registry, r)
+            except OSError as e:   # mid-rewrite or gone: its own connection says which
+                log.debug("registry entry unreadable: asking directly", agent=r.agent_id, error=e.strerror)
+                self._ask_directly(i)
+        try:
+            async for a in ask_agents(status_socket, entries, with_sessions=self.with_sessions,
+                                      timeout=self.timeout):
+                i = self.index[a.agent_id]
+                if self.reports[i] is not None or i in self.others:
+                    continue
+                record = self.records[i]
+                report = AgentReport(a.agent_id, record.address, record.port, via=VIA_SHARED)
+                try:
+                    if not a.answered or a.info is None:
+                        raise ConvocateError(a.error or "no answer")
+                    _fill(report, a.info, a.sessions if self.with_sessions else None, same_id=True)
+                except ConvocateError as e:
+                    log.debug("the status service did not reach it: asking directly",
+                              agent=a.agent_id, error=str(e))
+                    self._ask_directly(i)
+                    continue
+                if a.error:   # answered Ping, then used the whole deadline: its error, not a second one
+                    report.error, report.reachable, report.sessions = a.error, False, []
+                self.reports[i] = report
+        except ConvocateError as e:
+            log.debug("status service did not answer AskAgents: asking each agent as before", error=str(e))
+            rest = [i for i, r in enumerate(self.reports) if r is None and i not in self.others]
+            late = await _ask_all([self.records[i] for i in rest], [self.sockets[i] for i in rest],
+                                  self.timeout, self.with_sessions, self.shared)
+            for i, report in zip(rest, late, strict=True):
+                self.reports[i] = report
+
+
 async def survey(records: list[AgentRecord], *, timeout: float = 10.0, with_sessions: bool = False,
                  shared: SharedTunnels | None = None) -> list[AgentReport]:
     """Ask every agent concurrently; return one report per agent, in registry order.
 
-    With ``shared``, each agent is asked through the status service's tunnel first.
+    With ``shared``, the status service is asked for every agent at once (AskAgents) when
+    its socket is usable, else each agent through the service's tunnel socket; an agent
+    not answered there is asked over a connection of the command's own.
     """
-    import asyncio  # noqa: PLC0415 - see the note on imports above
     import tempfile  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory(prefix="cvh-") as d:
         # One private directory for every agent's socket (not one directory each to make and remove).
-        return list(await asyncio.gather(*(_ask(r, Path(d) / f"{i}.sock", timeout, with_sessions, shared)
-                                           for i, r in enumerate(records))))
+        sockets = [Path(d) / f"{i}.sock" for i in range(len(records))]
+        if shared is not None and shared.status_socket is not None:
+            return await _ThroughService(records, sockets, timeout, with_sessions, shared).run(
+                shared.status_socket)
+        return await _ask_all(records, sockets, timeout, with_sessions, shared)
 
 
 def survey_now(records: list[AgentRecord], *, timeout: float = 10.0, with_sessions: bool = False,
@@ -244,7 +348,8 @@ def survey_now(records: list[AgentRecord], *, timeout: float = 10.0, with_sessio
     if registry is not None:
         from hostctl.shared_tunnel import find_shared_tunnels  # noqa: PLC0415
         shared = find_shared_tunnels(registry)
+    service = (STATUS_CLIENT,) if shared is not None and shared.status_socket is not None else ()
     with paused_while_loading():
-        for name in TRANSPORT if shared is not None else (*TRANSPORT, *SSH_TRANSPORT):
+        for name in (*TRANSPORT, *service) if shared is not None else (*TRANSPORT, *SSH_TRANSPORT):
             importlib.import_module(name)
     return asyncio.run(survey(records, timeout=timeout, with_sessions=with_sessions, shared=shared))

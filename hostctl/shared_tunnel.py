@@ -19,6 +19,12 @@ is used only when it is safe and current:
   service's tunnel connected is not reached over the old record; the service starts a new
   tunnel for a rewritten entry at its next registry sync).
 
+The service's own local socket (``socket`` of the same configuration), when it is a
+socket owned by that user, is asked first: one AskAgents call has the service ask every
+agent through these tunnels (:mod:`shell.status.ask`, under the entry's write time as
+above), where the command would otherwise open a channel per socket; the sockets
+themselves remain for an agent it did not answer for, and for an older service.
+
 Whether it answers (Ping within :data:`PING_DEADLINE`, from the agent the entry names) is
 for the caller (:mod:`hostctl.fleet`): anything else sends that agent to the command's own
 connection, with a debug line only; except an agent that answered Ping there and then used
@@ -66,6 +72,7 @@ class SharedTunnels:
     directory: Path
     registry: Path
     owner: int        # the uid the directory and the sockets must belong to
+    status_socket: Path | None = None   # the service's local socket, for AskAgents (None: not usable)
 
     def socket_for(self, record: AgentRecord) -> Path | None:
         """The agent's shared socket if it is safe and current, else None (with a debug line why)."""
@@ -124,4 +131,19 @@ def find_shared_tunnels(registry: Path) -> SharedTunnels | None:
     if why:
         log.debug("no shared tunnels", directory=str(directory), why=why)
         return None
-    return SharedTunnels(directory, registry, owner)
+    return SharedTunnels(directory, registry, owner, _status_socket(config.socket, owner))
+
+
+def _status_socket(path: Path, owner: int) -> Path | None:
+    """The service's local socket if it is a socket (not a link) of ``owner``: asked for AskAgents."""
+    try:
+        st = os.lstat(path)
+    except OSError as e:
+        log.debug("status service socket not used", socket=str(path), error=e.strerror)
+        return None
+    why = ("not a socket" if not stat.S_ISSOCK(st.st_mode)
+           else f"owned by uid {st.st_uid}, not {owner}" if st.st_uid != owner else "")
+    if why:
+        log.debug("status service socket not used", socket=str(path), why=why)
+        return None
+    return path

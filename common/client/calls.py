@@ -150,20 +150,27 @@ class AgentCalls:
 
     async def ping(self) -> AgentInfo:
         """Ping with the ping deadline."""
-        request = sessions_pb2.PingRequest(client_id=self.client_id)
-        return agent_info_from_proto(await self._call(lambda s: s.Ping(request, timeout=self.ping_timeout)))
+        return agent_info_from_proto(await self.ping_message())
 
-    async def _list(self, timeout: float | None) -> sessions_pb2.ListSessionsResponse:
+    async def ping_message(self, timeout: float | None = None) -> sessions_pb2.PingResponse:
+        """Ping as the agent answered it (deadline ``timeout`` or the ping deadline), unconverted:
+        for the status service, which passes it on (the caller converts and checks it)."""
+        request = sessions_pb2.PingRequest(client_id=self.client_id)
+        t = timeout or self.ping_timeout
+        return await self._call(lambda s: s.Ping(request, timeout=t))
+
+    async def list_message(self, timeout: float | None = None) -> sessions_pb2.ListSessionsResponse:
+        """ListSessions as the agent answered it (deadline ``timeout`` or the call timeout), unconverted."""
         t = timeout or self.call_timeout
         return await self._call(lambda s: s.ListSessions(sessions_pb2.ListSessionsRequest(), timeout=t))
 
     async def list_sessions(self, timeout: float | None = None) -> list[Session]:
         """Every session of this agent (deadline ``timeout`` or the call timeout)."""
-        return [session_from_proto(m, self.agent_id) for m in (await self._list(timeout)).sessions]
+        return [session_from_proto(m, self.agent_id) for m in (await self.list_message(timeout)).sessions]
 
     async def listing(self, timeout: float | None = None) -> Listing:
         """Every session of this agent as a :class:`Listing` (deadline ``timeout`` or the call timeout)."""
-        reply = await self._list(timeout)
+        reply = await self.list_message(timeout)
         for m in reply.sessions:
             if not m.state_unknown:
                 m.ClearField("state_known_at")

@@ -1,32 +1,87 @@
-"""The shell's local connection to the status service: watch the shared view, report links.
+"""The shell's local connection to the status service: watch the shared view, report links, ask agents.
 
 Local consumers (the console's router, CLI listings) do not keep their own idea of an
 agent's health: they :meth:`StatusClient.run` a Watch on the status socket, so every
 consumer shows the one shared view, and they report what their agent clients see of
 the shell → agent direction with ReportLink, so the status service knows it too.
+:func:`ask_agents` has the service ask agents through its tunnels (AskAgents,
+:mod:`shell.status.ask`) for ``convocate-host agents`` / ``sessions``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 from convocate.v1 import link_pb2, status_pb2, status_pb2_grpc
 
 from common.backoff import Backoff
-from common.domain import HostHealth, LinkState
+from common.domain import AgentInfo, HostHealth, LinkState, Session
+from common.errors import from_rpc_error
 from common.grpc_options import CLIENT_OPTIONS
 from common.logging import get_logger
-from common.proto_convert import host_health_from_proto, link_report
+from common.proto_convert import (
+    agent_info_from_proto,
+    host_health_from_proto,
+    link_report,
+    session_from_proto,
+)
 from common.tasks import TaskSet
 
-__all__ = ["StatusClient"]
+__all__ = ["AskedAgent", "StatusClient", "ask_agents"]
 
 log = get_logger(__name__)
 REPORT_TIMEOUT = 2.0
+ASK_MARGIN = 2.0   # s the AskAgents stream may outlast the agents' own deadline (the service's part)
+
+
+@dataclass(frozen=True)
+class AskedAgent:
+    """One agent's answer through the status service.
+
+    ``answered`` False: the service did not reach it (``error`` says why); ask it directly.
+    ``answered`` True with ``error``: it answered Ping, then its List used the whole deadline.
+    """
+
+    agent_id: str
+    answered: bool
+    error: str
+    info: AgentInfo | None
+    sessions: list[Session]
+
+
+async def ask_agents(socket: Path, entries: dict[str, int], *, with_sessions: bool,
+                     timeout: float) -> AsyncIterator[AskedAgent]:
+    """The status service's answers for ``entries`` (agent id -> its registry entry's write time).
+
+    One per agent, as each ends; an answer for an agent not asked is dropped. What the
+    agents said is converted here, as their own answers would be.
+
+    Raises:
+        ConvocateError: the call failed (an older service without AskAgents: UNIMPLEMENTED).
+    """
+    request = status_pb2.AskAgentsRequest(
+        agents=[status_pb2.AgentEntry(agent_id=a, entry_written_ns=ns) for a, ns in entries.items()],
+        with_sessions=with_sessions, timeout_seconds=timeout)
+    channel = grpc.aio.insecure_channel(f"unix:{socket}", options=CLIENT_OPTIONS)
+    call = status_pb2_grpc.StatusStub(channel).AskAgents(request, timeout=timeout + ASK_MARGIN)
+    try:
+        async for a in call:
+            if a.agent_id not in entries:
+                log.warning("status service answered for an agent not asked", agent=a.agent_id[:64])
+                continue
+            info = agent_info_from_proto(a.ping) if a.answered else None
+            yield AskedAgent(a.agent_id, a.answered, a.error, info,
+                             [session_from_proto(m, a.agent_id) for m in a.sessions])
+    except grpc.RpcError as e:
+        raise from_rpc_error(e, peer="the status service") from None
+    finally:
+        call.cancel()
+        await channel.close(grace=None)
 
 
 class StatusClient:

@@ -86,6 +86,19 @@ class LinkProber:
                 log.exception("link prober: registry sync failed", registry=str(self.registry_dir))
             await asyncio.sleep(self.settings.heartbeat_interval)
 
+    def client_for(self, agent_id: str, entry_written_ns: int) -> tuple[AgentClient | None, str]:
+        """The agent's client if its tunnel was made from the entry written at ``entry_written_ns``
+        (what a caller's registry says now) and is up; else None and why."""
+        client = self.clients.get(agent_id)
+        if client is None:
+            return None, "the status service keeps no tunnel to this agent"
+        if self._written.get(agent_id) != entry_written_ns:
+            return None, ("the status service's tunnel was made from another registry entry "
+                          "(peered again since)")
+        if not client.tunnel.up:
+            return None, f"the status service's tunnel is down: {client.last_error}"
+        return client, ""
+
     async def start(self) -> None:
         """Start probing in the background."""
         self._task = asyncio.create_task(self._run(), name="link-prober")

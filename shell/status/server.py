@@ -3,8 +3,8 @@
 Two gRPC sockets serve one :class:`StatusView`. The publish socket (``publish_socket``,
 Publish only, requests at most 64 KiB) is the only one the SSH server opens, and every
 stream on it is bound to the agent its SSH key names (:mod:`shell.status.identity`).
-The local socket (``socket``: Watch, GetView, ReportLink) is for the console and
-other clients on this host; no SSH channel reaches it.
+The local socket (``socket``: Watch, GetView, ReportLink, AskAgents) is for the console
+and other clients on this host; no SSH channel reaches it.
 
 ``convocate status serve`` calls :func:`serve_status` (tests and the demo run it as
 ``python -m shell.main status serve --config FILE``). Configuration comes from the
@@ -23,6 +23,7 @@ from common.grpc_server import UnixGrpcServer
 from common.logging import get_logger
 from common.ssh_server import SSHServerSettings, SSHSocketServer
 from common.tasks import cancel_and_wait
+from shell.status.ask import AgentAsker
 from shell.status.config import StatusConfig
 from shell.status.identity import AgentKeys, PublishGate
 from shell.status.link_prober import REPORTER, LinkProber
@@ -45,7 +46,7 @@ class StatusServer:
         self.prober: LinkProber | None = None
         self.view = StatusView(config.heartbeat_budget, registered=self._registered)
         self.gate = PublishGate(AgentKeys(config.authorized_keys), config.publish_path)
-        self.grpc = UnixGrpcServer(config.socket, [local_service(self.view)])
+
         self.publish = UnixGrpcServer(config.publish_path, [publish_service(self.view, self.gate.agent_of)],
                                       max_receive=PUBLISH_MAX_RECEIVE)
         self.ssh = SSHSocketServer(SSHServerSettings(
@@ -64,6 +65,9 @@ class StatusServer:
                 call_timeout=min(10.0, interval), backoff_max=min(30.0, max(1.0, 2 * interval)),
                 client_id=REPORTER,
             ), self.view)
+        self.asker = (AgentAsker(self.prober, self.prober.settings.call_timeout)
+                      if self.prober is not None else None)
+        self.grpc = UnixGrpcServer(config.socket, [local_service(self.view, self.asker)])
 
     def _registered(self) -> set[str]:
         """The registered agents (those the prober pings) and the agents with keys."""

@@ -4,9 +4,10 @@
 Two sockets, two servicers. :class:`PublishServicer` serves only Publish, on the
 socket the SSH server forwards to: the agent is the one its SSH key names
 (:class:`shell.status.identity.PublishGate`), and an event naming any other agent
-ends the stream with PERMISSION_DENIED. :class:`LocalServicer` serves Watch, GetView
-and ReportLink on the local-only socket the console and the link prober use; it
-refuses Publish (a local caller has no agent key).
+ends the stream with PERMISSION_DENIED. :class:`LocalServicer` serves Watch, GetView,
+ReportLink and AskAgents (:mod:`shell.status.ask`) on the local-only socket the console,
+the link prober and ``convocate-host`` use; it refuses Publish (a local caller has no
+agent key).
 
 Handlers only translate between gRPC and :class:`shell.status.view.StatusView`; the
 view keeps the state. Unknown event types are accepted (forward compatibility).
@@ -21,10 +22,11 @@ from typing import Any
 import grpc
 from convocate.v1 import status_pb2, status_pb2_grpc
 
-from common.errors import InvalidArgumentError, PermissionDeniedError
+from common.errors import FailedPreconditionError, InvalidArgumentError, PermissionDeniedError
 from common.grpc_server import Service
 from common.logging import get_logger
 from common.registry import validate_agent_id
+from shell.status.ask import AgentAsker
 from shell.status.view import StatusView
 
 __all__ = ["LocalServicer", "PublishServicer", "local_service", "publish_service"]
@@ -32,7 +34,7 @@ __all__ = ["LocalServicer", "PublishServicer", "local_service", "publish_service
 log = get_logger(__name__)
 
 
-def _denied(message: str) -> list[status_pb2.ViewUpdate]:
+def _denied(message: str) -> list[Any]:
     """Refuse a call with PERMISSION_DENIED (typed as a list so a stream handler can use it)."""
     raise PermissionDeniedError(message)
 
@@ -116,12 +118,25 @@ class PublishServicer(status_pb2_grpc.StatusServicer):
         _denied("ReportLink is served to local clients on the shell host only")
         return status_pb2.LinkReportAck()
 
+    async def AskAgents(  # noqa: N802 - gRPC method name
+        self, request: status_pb2.AskAgentsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[status_pb2.AgentAnswer]:
+        for answer in _denied("AskAgents is served to local clients on the shell host only"):
+            yield answer
+
 
 class LocalServicer(status_pb2_grpc.StatusServicer):
-    """Watch, GetView and ReportLink for local clients (the local-only socket); no Publish."""
+    """Watch, GetView, ReportLink and AskAgents for local clients (the local-only socket); no Publish.
 
-    def __init__(self, view: StatusView) -> None:
+    Args:
+        view: the shared view.
+        asker: answers AskAgents over the link prober's clients (None: the service probes
+            no registry, and AskAgents fails with FAILED_PRECONDITION).
+    """
+
+    def __init__(self, view: StatusView, asker: AgentAsker | None = None) -> None:
         self.view = view
+        self.asker = asker
 
     async def Publish(  # noqa: N802 - gRPC method name
         self,
@@ -155,6 +170,14 @@ class LocalServicer(status_pb2_grpc.StatusServicer):
         self.view.report_link(request)
         return status_pb2.LinkReportAck()
 
+    async def AskAgents(  # noqa: N802 - gRPC method name
+        self, request: status_pb2.AskAgentsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[status_pb2.AgentAnswer]:
+        if self.asker is None:
+            raise FailedPreconditionError("this status service probes no agent registry: it has no tunnels")
+        async for answer in self.asker.ask(request):
+            yield answer
+
 
 def publish_service(view: StatusView, identify: Callable[[str], str | None]) -> Service:
     """Publish, bound to the caller's agent, for the SSH-reachable socket."""
@@ -162,6 +185,7 @@ def publish_service(view: StatusView, identify: Callable[[str], str | None]) -> 
                    PublishServicer(view, identify))
 
 
-def local_service(view: StatusView) -> Service:
-    """Watch, GetView and ReportLink for the local-only socket."""
-    return Service("convocate.v1.Status", status_pb2_grpc.add_StatusServicer_to_server, LocalServicer(view))
+def local_service(view: StatusView, asker: AgentAsker | None = None) -> Service:
+    """Watch, GetView, ReportLink and AskAgents for the local-only socket."""
+    return Service("convocate.v1.Status", status_pb2_grpc.add_StatusServicer_to_server,
+                   LocalServicer(view, asker))

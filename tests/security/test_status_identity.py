@@ -109,7 +109,7 @@ async def test_agent_a_key_cannot_publish_as_agent_b(
 async def test_watch_getview_reportlink_are_not_reachable_over_ssh(
     status: StatusStack, agent_b: StatusEmitter, attacker: Tunnel, short_tmp: Path
 ) -> None:
-    """Through an agent key, Watch/GetView/ReportLink are refused and the local socket does not open."""
+    """Through an agent key Watch, GetView, ReportLink and AskAgents are refused; no local socket opens."""
     stub = status_pb2_grpc.StatusStub(attacker.channel)
     with pytest.raises(grpc.aio.AioRpcError) as got:
         await stub.GetView(status_pb2.GetViewRequest(), timeout=5)
@@ -121,6 +121,12 @@ async def test_watch_getview_reportlink_are_not_reachable_over_ssh(
     with pytest.raises(grpc.aio.AioRpcError) as got:
         await stub.ReportLink(status_pb2.LinkReport(agent_id="agent-b", reporter="x",
                                                     control_link=link_pb2.LinkState(known=True)), timeout=5)
+    assert got.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # An agent key may not have the service ask the other agents (their sessions, their health).
+    ask = stub.AskAgents(status_pb2.AskAgentsRequest(agents=[status_pb2.AgentEntry(agent_id="agent-b")],
+                                                     with_sessions=True), timeout=5)
+    with pytest.raises(grpc.aio.AioRpcError) as got:
+        await ask.read()
     assert got.value.code() == grpc.StatusCode.PERMISSION_DENIED
     # Naming the local socket's real path over SSH opens nothing.
     settings = status.agent_tunnel("agent-a", short_tmp / "agent-a2")

@@ -16,20 +16,21 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
-from convocate.v1 import sessions_pb2
+from convocate.v1 import sessions_pb2, status_pb2, status_pb2_grpc
 
 from common.client.calls import AgentCalls
 from common.grpc_options import CLIENT_OPTIONS
-from common.registry import AGENT_FILE, entry_written_ns, register_agent
+from common.registry import AGENT_FILE, entry_written_ns, load_registry, register_agent
 from common.ssh_keys import read_private_key
 from shell.status.config import StatusConfig
 from shell.status.server import StatusServer
+from shell.status.service import LocalServicer
 from tests.support.agent_proc import AgentProcess
 from tests.support.env import require_root
 from tests.support.fleet import prepare_agent
@@ -53,6 +54,7 @@ class Shell:
     agent: AgentProcess
     config: StatusConfig
     toml: Path
+    server: StatusServer | None = None   # the in-process service of `serving`
 
     @property
     def shared_socket(self) -> Path:
@@ -107,9 +109,32 @@ async def _wait_shared(shell: Shell) -> None:
 async def serving(shell: Shell) -> AsyncIterator[Shell]:
     """The agent started and an in-process status service (the config file's) with its tunnel to it up."""
     await shell.agent.astart()
-    async with StatusServer(shell.config):
+    async with StatusServer(shell.config) as server:
         await _wait_shared(shell)
+        shell.server = server
         yield shell
+
+
+def _count_asks(shell: Shell) -> list[int]:
+    """Counts the AskAgents calls the in-process service answers (a list of one count)."""
+    assert shell.server is not None
+    asker = shell.server.asker
+    assert asker is not None
+    calls = [0]
+    ask = asker.ask
+
+    def counted(request: status_pb2.AskAgentsRequest) -> AsyncGenerator[status_pb2.AgentAnswer, None]:
+        calls[0] += 1
+        return ask(request)
+
+    asker.ask = counted  # type: ignore[method-assign]
+    return calls
+
+
+def _without_ask(shell: Shell) -> None:
+    """The service's own socket gone (as for a service from before AskAgents): each agent's tunnel
+    socket is what the command can share."""
+    shell.config.socket.unlink()
 
 
 async def test_agents_and_sessions_go_through_the_status_service_and_answer_as_directly(
@@ -219,8 +244,9 @@ async def test_no_status_service_running_means_direct(shell: Shell) -> None:
 
 
 async def test_a_missing_socket_means_direct(serving: Shell) -> None:
-    """The service's socket for the agent removed under it: direct."""
+    """No AskAgents socket, and the service's socket for the agent removed under it: direct."""
     shell = serving
+    _without_ask(shell)
     shell.shared_socket.unlink()
     row = await shell.agents()
     assert (row["via"], row["reachable"]) == ("direct", True)
@@ -270,9 +296,11 @@ async def test_an_open_socket_directory_is_not_used(serving: Shell) -> None:
 
 
 async def test_a_socket_or_directory_of_another_user_is_not_used(serving: Shell) -> None:
-    """A working socket, but owned by another uid (then its directory): direct."""
+    """A working socket, but owned by another uid (then its directory): direct (AskAgents aside: the
+    service's own socket is checked likewise, below)."""
     require_root("chown to another uid")
     shell = serving
+    _without_ask(shell)
     directory = shell.config.probe_sockets
     os.chown(shell.shared_socket, OTHER_UID, -1)
     assert (await shell.agents())["via"] == "direct"
@@ -360,3 +388,92 @@ async def test_an_agent_answering_under_another_id_is_not_reached_through_the_se
         done = await _host(registry, toml, "agents")
         [row] = json.loads(done.stdout)
         assert (row["via"], row["agent_id"], row["reachable"]) == ("direct", "agent-h", True), done.stderr
+
+
+async def test_one_askagents_call_answers_for_every_agent_of_a_command(serving: Shell) -> None:
+    """`agents` and `sessions` each make one AskAgents call and open no channel per agent; the answers
+    are the agent's, as the first test compares with --direct."""
+    shell = serving
+    asks = _count_asks(shell)
+    row = await shell.agents()
+    assert (row["via"], row["reachable"]) == ("status-service", True)
+    done = await shell.run("sessions")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert json.loads(done.stdout)["via"] == {shell.agent.agent_id: "status-service"}
+    assert asks == [2]
+
+
+async def test_without_askagents_each_tunnel_socket_is_still_shared(serving: Shell) -> None:
+    """A service that refuses AskAgents (FAILED_PRECONDITION here; an older one: UNIMPLEMENTED), then
+    one without its own socket: the agent's tunnel socket is used as before, not a connection of the
+    command's own."""
+    shell = serving
+    assert shell.server is not None
+    [local] = [s.servicer for s in shell.server.grpc.services if isinstance(s.servicer, LocalServicer)]
+    local.asker = None
+    row = await shell.agents()
+    assert (row["via"], row["reachable"]) == ("status-service", True)
+    _without_ask(shell)
+    row = await shell.agents()
+    assert (row["via"], row["reachable"]) == ("status-service", True)
+
+
+async def test_a_status_socket_of_another_user_is_not_asked(serving: Shell) -> None:
+    """The service's own socket owned by another uid (it could be planted): no AskAgents; the tunnel
+    socket, which passes its own checks, is used instead."""
+    require_root("chown to another uid")
+    shell = serving
+    asks = _count_asks(shell)
+    os.chown(shell.config.socket, OTHER_UID, -1)
+    row = await shell.agents()
+    assert (row["via"], row["reachable"]) == ("status-service", True)
+    assert asks == [0]
+    os.chown(shell.config.socket, os.geteuid(), -1)
+    await shell.agents()
+    assert asks == [1]
+
+
+async def _ask(config: StatusConfig, request: status_pb2.AskAgentsRequest) -> list[status_pb2.AgentAnswer]:
+    async with grpc.aio.insecure_channel(f"unix:{config.socket}", options=CLIENT_OPTIONS) as ch:
+        return [a async for a in status_pb2_grpc.StatusStub(ch).AskAgents(request, timeout=15)]
+
+
+async def test_askagents_refuses_bad_requests_and_answers_only_under_the_callers_entry(
+        serving: Shell) -> None:
+    """Invalid, repeated or too many ids and a bad deadline: INVALID_ARGUMENT. An agent it keeps no
+    tunnel to, or one asked under another entry than its tunnel's: not answered, saying why."""
+    shell = serving
+    agent_id = shell.agent.agent_id
+    entry = status_pb2.AgentEntry
+    for bad in (status_pb2.AskAgentsRequest(agents=[entry(agent_id="../etc")]),
+                status_pb2.AskAgentsRequest(agents=[entry(agent_id=agent_id), entry(agent_id=agent_id)]),
+                status_pb2.AskAgentsRequest(agents=[entry(agent_id=f"a{i}") for i in range(10_001)]),
+                status_pb2.AskAgentsRequest(agents=[entry(agent_id=agent_id)], timeout_seconds=float("nan")),
+                status_pb2.AskAgentsRequest(agents=[entry(agent_id=agent_id)], timeout_seconds=-1)):
+        with pytest.raises(grpc.aio.AioRpcError) as got:
+            await _ask(shell.config, bad)
+        assert got.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad.agents[:2]
+    [record] = load_registry(shell.registry)
+    written = entry_written_ns(shell.registry, record)
+    answers = await _ask(shell.config, status_pb2.AskAgentsRequest(
+        agents=[entry(agent_id="agent-unknown", entry_written_ns=written),
+                entry(agent_id=agent_id, entry_written_ns=written - 1)], with_sessions=True))
+    by_id = {a.agent_id: a for a in answers}
+    assert not by_id["agent-unknown"].answered
+    assert "no tunnel" in by_id["agent-unknown"].error
+    assert not by_id[agent_id].answered
+    assert "another registry entry" in by_id[agent_id].error
+    [answer] = await _ask(shell.config, status_pb2.AskAgentsRequest(
+        agents=[entry(agent_id=agent_id, entry_written_ns=written)], with_sessions=True))
+    assert (answer.answered, answer.error, answer.ping.agent_id) == (True, "", agent_id)
+
+
+async def test_a_service_without_a_registry_refuses_askagents(shell: Shell) -> None:
+    """It keeps no tunnels: FAILED_PRECONDITION, saying so."""
+    config = status_config(shell.root / "bare", heartbeat_interval=0.5)
+    async with StatusServer(config):
+        with pytest.raises(grpc.aio.AioRpcError) as got:
+            await _ask(config, status_pb2.AskAgentsRequest(
+                agents=[status_pb2.AgentEntry(agent_id="agent-a")]))
+    assert got.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "no agent registry" in (got.value.details() or "")

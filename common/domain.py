@@ -351,10 +351,7 @@ def rfc3339(when: datetime | None) -> str:
     """``when`` in UTC as RFC 3339 with a ``Z`` (0, 3 or 6 fractional digits); "" for None."""
     if when is None:
         return ""
-    t = when.astimezone(UTC)
-    text = t.strftime("%Y-%m-%dT%H:%M:%S")
-    if t.microsecond % 1000 == 0 and t.microsecond:
-        text += f".{t.microsecond // 1000:03d}"
-    elif t.microsecond:
-        text += f".{t.microsecond:06d}"
-    return text + "Z"
+    t = when if when.tzinfo is UTC else when.astimezone(UTC)
+    us = t.microsecond
+    spec = "seconds" if not us else "milliseconds" if us % 1000 == 0 else "microseconds"
+    return t.replace(tzinfo=None).isoformat(timespec=spec) + "Z"   # isoformat: C, not strftime

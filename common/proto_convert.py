@@ -7,7 +7,7 @@ keeps every other module away from the pb2 modules.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from convocate.v1 import attach_pb2, link_pb2, sessions_pb2, status_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -58,6 +58,8 @@ __all__ = [
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MIN_SECONDS = -62_135_596_800   # 0001-01-01T00:00:00Z, the first second a Timestamp may hold
+_MAX_SECONDS = 253_402_300_799   # 9999-12-31T23:59:59Z, the last
 _MODES: dict[attach_pb2.AttachMode.ValueType, AttachMode] = {
     attach_pb2.ATTACH_MODE_UNSPECIFIED: AttachMode.DRIVE,   # the proto's documented default
     attach_pb2.ATTACH_MODE_DRIVE: AttachMode.DRIVE,
@@ -121,8 +123,20 @@ def timestamp(when: datetime | None = None) -> Timestamp:
 
 
 def from_timestamp(ts: Timestamp, present: bool = True) -> datetime | None:
-    """``ts`` as an aware UTC datetime; None when the field was not set."""
-    return ts.ToDatetime(tzinfo=UTC) if present else None
+    """``ts`` as an aware UTC datetime; None when the field was not set.
+
+    As ``Timestamp.ToDatetime(tzinfo=UTC)`` (the same range check and rounding of the
+    nanoseconds toward zero) at a third of its cost: a listing converts three per session.
+
+    Raises:
+        ValueError: outside what a Timestamp may hold (years 1 to 9999, nanos 0 to 999999999).
+    """
+    if not present:
+        return None
+    seconds, nanos = ts.seconds, ts.nanos
+    if not (_MIN_SECONDS <= seconds <= _MAX_SECONDS and 0 <= nanos < 1_000_000_000):
+        raise ValueError(f"timestamp out of range: {seconds} s, {nanos} ns")
+    return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
 
 
 # --- sessions ---------------------------------------------------------------------------------

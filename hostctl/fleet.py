@@ -100,14 +100,19 @@ def _session_dict(s: Session) -> dict[str, object]:
     }
 
 
+def _same_agent(report: AgentReport, info: AgentInfo) -> None:
+    if info.agent_id != report.agent_id:
+        raise ConvocateError(f"the agent answered as {info.agent_id!r}, not {report.agent_id!r}")
+
+
 def _fill(report: AgentReport, info: AgentInfo, sessions: list[Session] | None, *,
           same_id: bool = False) -> None:
     """What the agent said into ``report``.
 
     ``same_id``: an agent that answers Ping under another id than the report's is an error.
     """
-    if same_id and info.agent_id != report.agent_id:
-        raise ConvocateError(f"the agent answered as {info.agent_id!r}, not {report.agent_id!r}")
+    if same_id:
+        _same_agent(report, info)
     report.version, report.hostname = info.version, info.hostname
     report.current_image = info.current_image
     link = info.status_link
@@ -130,8 +135,8 @@ async def _answers(report: AgentReport, calls: AgentCalls, with_sessions: bool, 
     listing = asyncio.ensure_future(calls.list_sessions()) if with_sessions else None
     try:
         ping = await calls.ping()
-        if same_id and ping.agent_id != report.agent_id:
-            raise ConvocateError(f"the agent answered as {ping.agent_id!r}, not {report.agent_id!r}")
+        if same_id:
+            _same_agent(report, ping)
     except BaseException:
         if listing is not None:
             listing.cancel()

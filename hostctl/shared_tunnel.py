@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from common.client import PING_DEADLINE
 from common.errors import ConvocateError
 from common.logging import get_logger
 
@@ -50,7 +51,6 @@ __all__ = ["PING_DEADLINE", "VIA_DIRECT", "VIA_SHARED", "SharedTunnels", "find_s
 
 VIA_SHARED = "status-service"   # reached through the status service's tunnel
 VIA_DIRECT = "direct"           # reached (or not) through the command's own SSH connection
-PING_DEADLINE = 2.0             # s for the first Ping through a shared socket (the tunnel is up: ms)
 PRIVATE = stat.S_IRWXG | stat.S_IRWXO
 
 log = get_logger(__name__)

@@ -9,3 +9,10 @@ domain error (:func:`common.errors.from_rpc_error`, :func:`common.errors.from_st
 The console's fleet, the status service's link prober, ``convocate-host``, the demo's
 smoke test and the benchmarks all use them.
 """
+
+__all__ = ["PING_DEADLINE"]
+
+# s for Ping through a tunnel that is already up (it answers in ms). Past it, a command
+# sharing the status service's tunnels (hostctl.shared_tunnel), or the service asking for
+# one (shell.status.ask), gives up on that tunnel and the agent is asked another way.
+PING_DEADLINE = 2.0

@@ -12,11 +12,12 @@ agent it asks itself: what an agent says is untrusted).
 
 An agent is asked here only under the caller's own registry entry: the service's client
 must have been made from the entry written when the caller read it (a re-peered agent is
-not asked over the old record) and its tunnel must be up; otherwise, or when Ping fails
-within :data:`PING_DEADLINE`, or a later call fails early, the answer is ``answered =
-False`` with why, and the caller asks that agent itself. A List that used the whole
-deadline after Ping answered is the agent's error (asked again it would take a second
-deadline). One answer too large to pass on is sent as not answered, never the stream's end.
+not asked over the old record) and its tunnel must be up. Otherwise, or when Ping fails
+within :data:`common.client.PING_DEADLINE`, or a later call fails early, the answer is
+``answered = False`` with why, and the caller asks that agent itself. A List that used
+the whole deadline after Ping answered is the agent's error (asked again it would take a
+second deadline). An answer too large to pass on is sent as not answered, never the
+stream's end.
 """
 
 from __future__ import annotations
@@ -28,16 +29,16 @@ from typing import Protocol
 
 from convocate.v1 import sessions_pb2, status_pb2
 
+from common.client import PING_DEADLINE
 from common.errors import ConvocateError, InvalidArgumentError
 from common.grpc_options import MAX_MESSAGE_BYTES
 from common.registry import validate_agent_id
 from common.tasks import cancel_and_wait
 
-__all__ = ["MAX_AGENTS", "MAX_TIMEOUT", "PING_DEADLINE", "AgentAsker", "Asked", "Clients"]
+__all__ = ["MAX_AGENTS", "MAX_TIMEOUT", "AgentAsker", "Asked", "Clients"]
 
 MAX_AGENTS = 10_000        # agents one request may name
 MAX_TIMEOUT = 300.0        # s, the longest deadline a caller may ask for
-PING_DEADLINE = 2.0        # s for Ping through a tunnel that is up (it answers in ms)
 ANSWER_BYTES = MAX_MESSAGE_BYTES - 64 * 1024   # what the caller's channel takes, with room to spare
 
 

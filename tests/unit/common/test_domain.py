@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import random
+from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from convocate.v1 import attach_pb2, sessions_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from common.domain import (
     AttachEnded,
@@ -24,6 +27,7 @@ from common.proto_convert import (
     attach_frame_from_proto,
     attach_mode_from_proto,
     attach_mode_to_proto,
+    from_timestamp,
     link_from_proto,
     link_to_proto,
     session_event_from_proto,
@@ -92,3 +96,27 @@ def test_status_letter_and_rfc3339() -> None:
     odd = T0.replace(microsecond=123456)
     assert rfc3339(odd) == timestamp(odd).ToJsonString()
     assert rfc3339(None) == ""
+
+
+def test_timestamps_convert_as_protobufs_own_functions_do() -> None:
+    """from_timestamp and rfc3339 are quicker stand-ins for ToDatetime and ToJsonString: the same
+    results over the whole range (a seeded sample and its ends), the same refusal outside it."""
+    rng = random.Random(13)
+    low, high = -62_135_596_800, 253_402_300_799
+    samples = [(low, 0), (high, 999_999_999), (0, 0), (-1, 999_999_999), (1, 1_000)]
+    samples += [(rng.randint(low, high), rng.randrange(1_000_000_000)) for _ in range(5_000)]
+    for seconds, nanos in samples:
+        ts = Timestamp(seconds=seconds, nanos=nanos)
+        when = from_timestamp(ts)
+        assert when == ts.ToDatetime(tzinfo=UTC)
+        assert when is not None
+        assert when.utcoffset() == timedelta(0)
+        assert rfc3339(when) == timestamp(when).ToJsonString()
+    assert from_timestamp(Timestamp(seconds=5), present=False) is None
+    for seconds, nanos in ((high + 1, 0), (low - 1, 0), (0, -1), (0, 1_000_000_000)):
+        with pytest.raises(ValueError, match="out of range"):
+            from_timestamp(Timestamp(seconds=seconds, nanos=nanos))
+        with pytest.raises(ValueError):
+            Timestamp(seconds=seconds, nanos=nanos).ToDatetime(tzinfo=UTC)
+    local = datetime(2026, 1, 2, 4, 4, 5, tzinfo=timezone(timedelta(hours=1)))
+    assert rfc3339(local) == "2026-01-02T03:04:05Z"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -22,6 +23,8 @@ from agent.viewer_prime import PrimeRequest, ViewerPrimes
 from agent.viewers import (
     OBSERVE_FLAGS,
     TMUX_SESSION,
+    TMUX_WAIT,
+    TMUX_WAIT_STEPS,
     VIEWER_TTY_FILE,
     EndReason,
     Mode,
@@ -33,10 +36,12 @@ from common.errors import ConvocateError, UnavailableError
 from common.logging import get_logger
 from common.tasks import TaskSet, cancel_and_wait
 
-__all__ = ["AttachManager"]
+__all__ = ["ATTACH_EARLY_SCRIPT", "ATTACH_SCRIPT", "EARLY_WINDOW", "AttachManager"]
 
 log = get_logger(__name__)
-_ATTACH = f'tty > "{VIEWER_TTY_FILE}$1" 2>/dev/null; exec tmux attach-session -t {TMUX_SESSION} $2'
+ATTACH_SCRIPT = f'tty > "{VIEWER_TTY_FILE}$1" 2>/dev/null; exec tmux attach-session -t {TMUX_SESSION} $2'
+ATTACH_EARLY_SCRIPT = TMUX_WAIT + ATTACH_SCRIPT   # within EARLY_WINDOW of the container's start
+EARLY_WINDOW = TMUX_WAIT_STEPS * 0.1 + 2.0   # s after a start in which the session's tmux may be missing
 _DETACH_ONE = (
     f't=$(cat "{VIEWER_TTY_FILE}$1" 2>/dev/null); '
     f'[ -n "$t" ] && tmux detach-client -t "$t"; rm -f "{VIEWER_TTY_FILE}$1"'
@@ -67,6 +72,11 @@ class AttachManager:
         self.slow_timeout = slow_timeout
         self._tasks = TaskSet("attach")
         self.primes = ViewerPrimes(runtime, user, ttl=prime_ttl)
+        self._started: dict[str, float] = {}   # session -> when its container started (monotonic)
+
+    def started(self, session_id: str) -> None:
+        """The session's container has just started: a viewer soon after may find no tmux yet."""
+        self._started[session_id] = time.monotonic()
 
     def prime(self, session_id: str) -> None:
         """Start a viewer ahead for the session's next attach (see :mod:`agent.viewer_prime`)."""
@@ -75,6 +85,15 @@ class AttachManager:
     def unprime(self, session_id: str) -> None:
         """Drop the session's viewer started ahead (its container stopped)."""
         self.primes.discard(session_id)
+        self._started.pop(session_id, None)
+
+    def _early(self, session_id: str) -> bool:
+        """True within EARLY_WINDOW of the session's start (then its viewers wait for its tmux)."""
+        when = self._started.get(session_id)
+        if when is not None and time.monotonic() - when < EARLY_WINDOW:
+            return True
+        self._started.pop(session_id, None)
+        return False
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         self._tasks.create_task(coro)
@@ -127,8 +146,9 @@ class AttachManager:
         """A fresh viewer exec of ``tmux attach-session``, sized."""
         viewer_env = {"TERM": term, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", "HOME": "/home/claude"}
         flags = OBSERVE_FLAGS if mode is Mode.OBSERVE else ""
+        script = ATTACH_EARLY_SCRIPT if self._early(session_id) else ATTACH_SCRIPT
         terminal = await self.runtime.exec_terminal(
-            session_id, ["/bin/sh", "-c", _ATTACH, "sh", viewer_id, flags], self.user, viewer_env
+            session_id, ["/bin/sh", "-c", script, "sh", viewer_id, flags], self.user, viewer_env
         )
         # Engine 20.10 ignores the initial console size: resize right after the start.
         await terminal.resize(rows, cols)

@@ -288,6 +288,8 @@ class SessionManager:
         now = session_id in self._running
         if was and not now:
             self.attach.unprime(session_id)
+        elif now and not was:
+            self.attach.started(session_id)
         if was != now:
             if session_id in self._records:  # first, so the event carries the new activity
                 self._log_run(session_id, info if now else None, exit_code)

@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 
 from agent.runtime import ContainerRuntime, TerminalExec
-from agent.viewers import OBSERVE_FLAGS, TMUX_SESSION, VIEWER_TTY_FILE, Mode
+from agent.viewers import OBSERVE_FLAGS, TMUX_SESSION, TMUX_WAIT, VIEWER_TTY_FILE, Mode
 from common.errors import ConvocateError
 from common.logging import get_logger
 from common.tasks import TaskSet, cancel_and_wait
@@ -46,7 +46,8 @@ MAX_READY_BYTES = 4096       # output before the mark (a shell's complaint) at m
 MAX_LIVE = 4                 # primes at a time (starting or waiting), all sessions together
 # $1 viewer id, $2 rows, $3 cols, $4 mode (drive/observe), $5 terminal type: checked by prime_line.
 PRIME_SCRIPT = (
-    # Ready after one process (stty): the tty's name is read while the shell waits, not after.
+    # Ready after stty and the session's tmux found (TMUX_WAIT: one `tmux has-session` once it
+    # runs): the tty's name is read while the shell waits, not after.
     # An image without a tool it needs ends it before the mark: the attach then starts its own.
     # The line is read by the shell itself: a command that reads it would have to be in the
     # terminal's foreground process group (GNU `timeout` puts its command in a group of its
@@ -54,6 +55,8 @@ PRIME_SCRIPT = (
     # shell after SCRIPT_TIMEOUT s (an agent that died) and is ended, with its sleep, once
     # the line came.
     "command -v tty >/dev/null && stty -echo || exit 1\n"
+    # Ready only once the session's tmux is there: an attach right after the start waits here.
+    + TMUX_WAIT +
     f"( trap 'kill $s 2>/dev/null; exit 0' TERM; sleep {SCRIPT_TIMEOUT} & s=$!; wait $s && kill $$ ) "
     "2>/dev/null & w=$!\n"
     "printf " + PRIME_MARK.decode() + "; t=$(tty)\n"

@@ -26,8 +26,8 @@ from common.domain import AttachMode, EndReason
 from common.logging import get_logger
 from common.tasks import cancel_and_wait
 
-__all__ = ["OBSERVE_FLAGS", "TMUX_SESSION", "VIEWER_TTY_FILE", "EndReason", "Mode", "Size", "Viewer",
-           "ViewerRegistry"]
+__all__ = ["OBSERVE_FLAGS", "TMUX_SESSION", "TMUX_WAIT", "TMUX_WAIT_STEPS", "VIEWER_TTY_FILE", "EndReason",
+           "Mode", "Size", "Viewer", "ViewerRegistry"]
 
 # How a viewer exec becomes a tmux client, whichever way it started (agent.attach_manager's
 # own exec, or a shell started ahead by agent.viewer_prime):
@@ -35,6 +35,14 @@ TMUX_SESSION = "claude"                          # the session's tmux session
 OBSERVE_FLAGS = "-f read-only,ignore-size"       # an observer: no keys, never sizes the window
 # + viewer id: its tty, for the per-viewer detach (a path inside the session container)
 VIEWER_TTY_FILE = "/tmp/.convocate-viewer-"  # noqa: S108 - in the container, not on the host
+# A container started moments ago may not have its tmux session yet: its entrypoint first
+# becomes the session user, then starts tmux (with the real CLI image, long enough for an
+# operator's Enter right after the row shows to find none: "no sessions"). A viewer that
+# may be that early runs this first: up to TMUX_WAIT_STEPS x 0.1 s for the session (no
+# output), then tmux attach says what it finds. Shell builtins but for tmux and sleep.
+TMUX_WAIT_STEPS = 80
+TMUX_WAIT = (f"i=0; until tmux has-session -t {TMUX_SESSION} >/dev/null 2>&1; do "
+             f'[ "$i" -ge {TMUX_WAIT_STEPS} ] && break; sleep 0.1; i=$((i + 1)); done\n')
 
 log = get_logger(__name__)
 _TAIL = 512

@@ -21,10 +21,14 @@ from pathlib import Path
 
 import pytest
 
+from agent.attach_manager import ATTACH_EARLY_SCRIPT, ATTACH_SCRIPT
 from agent.viewer_prime import PRIME_MARK, PRIME_SCRIPT
 from tests.support.env import require_tool
 
-FAKE_TMUX = '#!/bin/sh\necho "FAKE-TMUX $* TERM=$TERM SIZE=$(stty size) END"\n'
+# has-session: the session is there once $FAKE_TMUX_UP names a file that exists (unset: at once).
+FAKE_TMUX = ('#!/bin/sh\n'
+             'if [ "$1" = has-session ]; then [ -z "$FAKE_TMUX_UP" ] || [ -e "$FAKE_TMUX_UP" ]; exit; fi\n'
+             'echo "FAKE-TMUX $* TERM=$TERM SIZE=$(stty size) END"\n')
 BOUND = 10.0      # s for each step (the broken script never gets past reading its line)
 
 
@@ -44,15 +48,17 @@ def fake_bin(tmp_path: Path) -> Path:
 class PrimedShell:
     """PRIME_SCRIPT run by ``shell`` as the session leader of a new pty (as a TTY exec runs it)."""
 
-    def __init__(self, shell: list[str], fake_bin: Path) -> None:
+    def __init__(self, shell: list[str], fake_bin: Path, script: str = PRIME_SCRIPT,
+                 args: tuple[str, ...] = (), tmux_up: Path | None = None) -> None:
         # No fork of this process (gRPC may be loaded in it): setsid --ctty makes the pty the
         # new session's controlling terminal, with the shell in its foreground process group.
         self.fd, slave = pty.openpty()
         try:
             self.proc = subprocess.Popen(
-                [require_tool("setsid"), "--ctty", *shell, "-c", PRIME_SCRIPT],
+                [require_tool("setsid"), "--ctty", *shell, "-c", script, *args],
                 stdin=slave, stdout=slave, stderr=slave, close_fds=True,
-                env={**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}"})
+                env={**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}",
+                     "FAKE_TMUX_UP": str(tmux_up or "")})
         finally:
             os.close(slave)
         self.seen = b""
@@ -68,6 +74,13 @@ class PrimedShell:
             return False
         self.seen += chunk
         return bool(chunk)
+
+    def drain(self, seconds: float) -> bytes:
+        """Everything the shell says within ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and self._read_some(deadline):
+            pass
+        return self.seen
 
     def read_until(self, mark: bytes) -> bytes:
         """Output until ``mark`` shows (bounded); everything read so far."""
@@ -141,3 +154,46 @@ def test_an_empty_line_ends_the_shell_and_its_watchdog(shell: PrimedShell) -> No
     os.write(shell.fd, b"\n")
     assert shell.wait_closed() == 0
     assert b"FAKE-TMUX" not in shell.seen
+
+
+@pytest.mark.parametrize("which", ["dash", "busybox"])
+def test_a_prime_is_ready_only_once_the_sessions_tmux_is_there(which: str, fake_bin: Path,
+                                                              tmp_path: Path) -> None:
+    """Started with the container, before its entrypoint started tmux: no mark until tmux has the
+    session, so the attach that takes it never meets "no sessions"."""
+    up = tmp_path / "tmux-up"
+    primed = PrimedShell({"dash": _shells()[0], "busybox": _shells()[1]}[which], fake_bin, tmux_up=up)
+    try:
+        assert PRIME_MARK not in primed.drain(0.6)     # tmux not there: not ready
+        up.touch()
+        primed.read_until(PRIME_MARK)
+        os.write(primed.fd, b"\n")
+        assert primed.wait_closed() == 0
+    finally:
+        primed.close()
+
+
+@pytest.mark.parametrize("which", ["dash", "busybox"])
+def test_an_early_fresh_viewer_waits_for_the_sessions_tmux(which: str, fake_bin: Path,
+                                                          tmp_path: Path) -> None:
+    """The fresh viewer's script within the window after a start: tmux attach only once the session
+    is there; the plain script (any later attach) attaches at once, with no check."""
+    up = tmp_path / "tmux-up"
+    viewer = secrets.token_hex(6)
+    shell = {"dash": _shells()[0], "busybox": _shells()[1]}[which]
+    early = PrimedShell(shell, fake_bin, script=ATTACH_EARLY_SCRIPT, args=("sh", viewer, ""), tmux_up=up)
+    try:
+        assert b"FAKE-TMUX" not in early.drain(0.6)
+        up.touch()
+        out = early.read_until(b" END").decode(errors="replace")
+        assert "FAKE-TMUX attach-session -t claude" in out, out
+    finally:
+        early.close()
+        Path(f"/tmp/.convocate-viewer-{viewer}").unlink(missing_ok=True)
+    up.unlink()
+    plain = PrimedShell(shell, fake_bin, script=ATTACH_SCRIPT, args=("sh", viewer, ""), tmux_up=up)
+    try:
+        assert "FAKE-TMUX attach-session -t claude" in plain.read_until(b" END").decode(errors="replace")
+    finally:
+        plain.close()
+        Path(f"/tmp/.convocate-viewer-{viewer}").unlink(missing_ok=True)

@@ -31,6 +31,7 @@ from common.domain import (
     SessionLogEntry,
     TerminalSize,
 )
+from common.errors import InvalidArgumentError
 
 __all__ = [
     "activity_from_proto",
@@ -127,15 +128,19 @@ def from_timestamp(ts: Timestamp, present: bool = True) -> datetime | None:
 
     As ``Timestamp.ToDatetime(tzinfo=UTC)`` (the same range check and rounding of the
     nanoseconds toward zero) at a third of its cost: a listing converts three per session.
+    Out of range, it is the sender's error like any other bad field (an agent's answer is
+    untrusted): a domain error the caller already handles as a failed call, not a
+    ValueError that would end a command for every agent.
 
     Raises:
-        ValueError: outside what a Timestamp may hold (years 1 to 9999, nanos 0 to 999999999).
+        InvalidArgumentError: outside what a Timestamp may hold (years 1 to 9999, nanos 0 to
+            999999999).
     """
     if not present:
         return None
     seconds, nanos = ts.seconds, ts.nanos
     if not (_MIN_SECONDS <= seconds <= _MAX_SECONDS and 0 <= nanos < 1_000_000_000):
-        raise ValueError(f"timestamp out of range: {seconds} s, {nanos} ns")
+        raise InvalidArgumentError(f"a timestamp out of range: {seconds} s, {nanos} ns")
     return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
 
 

@@ -21,7 +21,7 @@ from convocate.v1 import link_pb2, status_pb2, status_pb2_grpc
 
 from common.backoff import Backoff
 from common.domain import AgentInfo, HostHealth, LinkState, Session
-from common.errors import from_rpc_error
+from common.errors import ConvocateError, from_rpc_error
 from common.grpc_options import CLIENT_OPTIONS
 from common.logging import get_logger
 from common.proto_convert import (
@@ -74,9 +74,13 @@ async def ask_agents(socket: Path, entries: dict[str, int], *, with_sessions: bo
             if a.agent_id not in entries:
                 log.warning("status service answered for an agent not asked", agent=a.agent_id[:64])
                 continue
-            info = agent_info_from_proto(a.ping) if a.answered else None
-            yield AskedAgent(a.agent_id, a.answered, a.error, info,
-                             [session_from_proto(m, a.agent_id) for m in a.sessions])
+            try:
+                info = agent_info_from_proto(a.ping) if a.answered else None
+                sessions = [session_from_proto(m, a.agent_id) for m in a.sessions]
+            except ConvocateError as e:   # a field no agent may send: this answer only, not the rest
+                yield AskedAgent(a.agent_id, False, f"its answer could not be read: {e}", None, [])
+                continue
+            yield AskedAgent(a.agent_id, a.answered, a.error, info, sessions)
     except grpc.RpcError as e:
         raise from_rpc_error(e, peer="the status service") from None
     finally:

@@ -6,7 +6,8 @@ status service's tunnels each agent used to cost the command a gRPC channel of i
 at 50 agents the command's CPU grew by half (issue 13). One AskAgents call instead: the
 service asks each named agent over the client it already keeps (Ping and, if asked,
 ListSessions, concurrently, under the caller's deadline) and streams one
-:class:`AgentAnswer` per agent as each ends. Nothing is cached: every answer is what the
+:class:`AgentAnswer` per agent as each ends (a request that names none: every agent it
+keeps a tunnel to, for a person with grpcurl). Nothing is cached: every answer is what the
 agent said just now, passed on unconverted (the caller converts and checks it, as for an
 agent it asks itself: what an agent says is untrusted).
 
@@ -55,9 +56,13 @@ class Clients(Protocol):
 
     def client_for(self, agent_id: str, entry_written_ns: int) -> tuple[Asked | None, str]: ...
 
+    def agent_ids(self) -> list[str]: ...
 
-def _entries(request: status_pb2.AskAgentsRequest) -> dict[str, int]:
-    """The request's agents (id -> entry write time), checked."""
+
+def _entries(request: status_pb2.AskAgentsRequest, clients: Clients) -> dict[str, int]:
+    """The request's agents (id -> entry write time, 0: any), checked; none named: every client's."""
+    if not request.agents:
+        return dict.fromkeys(clients.agent_ids(), 0)
     if len(request.agents) > MAX_AGENTS:
         raise InvalidArgumentError(f"at most {MAX_AGENTS} agents per request, not {len(request.agents)}")
     entries: dict[str, int] = {}
@@ -96,7 +101,7 @@ class AgentAsker:
         Raises:
             InvalidArgumentError: too many agents, an invalid or repeated id, a bad deadline.
         """
-        entries = _entries(request)
+        entries = _entries(request, self.clients)
         timeout = _deadline(request, self.call_timeout)
         tasks = [asyncio.ensure_future(self._one(agent_id, written, request.with_sessions, timeout))
                  for agent_id, written in entries.items()]

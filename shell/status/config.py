@@ -37,7 +37,7 @@ class StatusConfig:
     port: int = STATUS_PORT
     host_key: Path = STATUS_HOST_KEY
     authorized_keys: Path = STATUS_AUTHORIZED_KEYS
-    socket: Path = STATUS_SOCKET          # local only: Watch, GetView, ReportLink
+    socket: Path = STATUS_SOCKET          # local only: Watch, GetView, ReportLink, AskAgents
     publish_socket: Path | None = None   # what SSH opens (Publish only); default: beside ``socket``
     heartbeat_interval: float = 30.0     # the agents' heartbeat interval
     heartbeat_budget_factor: float = 2.5  # stale after this many missed intervals

@@ -88,16 +88,20 @@ class LinkProber:
 
     def client_for(self, agent_id: str, entry_written_ns: int) -> tuple[AgentClient | None, str]:
         """The agent's client if its tunnel was made from the entry written at ``entry_written_ns``
-        (what a caller's registry says now) and is up; else None and why."""
+        (what a caller's registry says now; 0: whichever) and is up; else None and why."""
         client = self.clients.get(agent_id)
         if client is None:
             return None, "the status service keeps no tunnel to this agent"
-        if self._written.get(agent_id) != entry_written_ns:
+        if entry_written_ns and self._written.get(agent_id) != entry_written_ns:
             return None, ("the status service's tunnel was made from another registry entry "
                           "(peered again since)")
         if not client.tunnel.up:
             return None, f"the status service's tunnel is down: {client.last_error}"
         return client, ""
+
+    def agent_ids(self) -> list[str]:
+        """The agents this prober keeps a client for, sorted."""
+        return sorted(self.clients)
 
     async def start(self) -> None:
         """Start probing in the background."""

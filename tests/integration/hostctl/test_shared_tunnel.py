@@ -32,7 +32,7 @@ from shell.status.config import StatusConfig
 from shell.status.server import StatusServer
 from shell.status.service import LocalServicer
 from tests.support.agent_proc import AgentProcess
-from tests.support.env import require_root
+from tests.support.env import require_root, require_tool
 from tests.support.fleet import prepare_agent
 from tests.support.hostile_agent import HostileAgent
 from tests.support.status_stack import status_config, write_status_toml
@@ -477,3 +477,50 @@ async def test_a_service_without_a_registry_refuses_askagents(shell: Shell) -> N
                 agents=[status_pb2.AgentEntry(agent_id="agent-a")]))
     assert got.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "no agent registry" in (got.value.details() or "")
+
+
+async def test_grpcurl_asks_every_agent_through_the_status_service(serving: Shell) -> None:
+    """The real grpcurl on the service's local socket, no body: every agent it keeps a tunnel to,
+    each with its Ping and sessions (what a person debugging a shell host sees)."""
+    shell = serving
+    grpcurl = Path(sys.executable).parent / "grpcurl"
+    tool = str(grpcurl) if grpcurl.exists() else require_tool("grpcurl")
+    argv = [tool, "-plaintext", "-unix", "-d", '{"with_sessions": true}', str(shell.config.socket),
+            "convocate.v1.Status/AskAgents"]
+    done = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=60,
+                                   check=False)
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert (answer["agent_id"], answer["answered"], answer["ping"]["agent_id"]) == (
+        shell.agent.agent_id, True, shell.agent.agent_id)
+
+
+class _BadTimestamp(HostileAgent):
+    """An agent whose List names a session created in a year no timestamp may hold."""
+
+    def __init__(self, root: Path, registry: Path) -> None:
+        super().__init__(root, registry, "agent-h", "127.0.0.1", [])
+
+        async def bad(_request: object, _context: object) -> sessions_pb2.ListSessionsResponse:
+            session = sessions_pb2.Session(id="0" * 32, name="x")
+            session.created_at.seconds = 2**60
+            return sessions_pb2.ListSessionsResponse(sessions=[session])
+
+        self.servicer.ListSessions = bad  # type: ignore[method-assign,assignment]
+
+
+async def test_an_agent_sending_a_timestamp_out_of_range_is_a_row_not_a_crash(shell: Shell) -> None:
+    """Through the service and directly alike: that agent's row says so, exit 3, no traceback."""
+    registry = shell.root / "registry-h"
+    config = status_config(shell.root / "sh", heartbeat_interval=0.5, registry_dir=registry)
+    toml = write_status_toml(config, shell.root / "h.toml")
+    async with _BadTimestamp(shell.root / "hostile", registry), StatusServer(config):
+        await _wait_socket(config, "agent-h")
+        for extra in ((), ("--direct",)):
+            done = await _host(registry, toml, "sessions", *extra)
+            assert done.returncode == 3, done.stderr
+            assert "Traceback" not in done.stderr
+            listed = json.loads(done.stdout)
+            [down] = listed["unreachable"]
+            assert down["agent_id"] == "agent-h"
+            assert "out of range" in down["error"], down

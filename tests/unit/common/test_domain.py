@@ -22,6 +22,7 @@ from common.domain import (
     rfc3339,
     session_status,
 )
+from common.errors import InvalidArgumentError
 from common.proto_convert import (
     agent_info_from_proto,
     attach_frame_from_proto,
@@ -100,7 +101,8 @@ def test_status_letter_and_rfc3339() -> None:
 
 def test_timestamps_convert_as_protobufs_own_functions_do() -> None:
     """from_timestamp and rfc3339 are quicker stand-ins for ToDatetime and ToJsonString: the same
-    results over the whole range (a seeded sample and its ends), the same refusal outside it."""
+    results over the whole range (a seeded sample and its ends); outside it, a domain error (a
+    sender's bad field) where protobuf raises ValueError."""
     rng = random.Random(13)
     low, high = -62_135_596_800, 253_402_300_799
     samples = [(low, 0), (high, 999_999_999), (0, 0), (-1, 999_999_999), (1, 1_000)]
@@ -114,7 +116,7 @@ def test_timestamps_convert_as_protobufs_own_functions_do() -> None:
         assert rfc3339(when) == timestamp(when).ToJsonString()
     assert from_timestamp(Timestamp(seconds=5), present=False) is None
     for seconds, nanos in ((high + 1, 0), (low - 1, 0), (0, -1), (0, 1_000_000_000)):
-        with pytest.raises(ValueError, match="out of range"):
+        with pytest.raises(InvalidArgumentError, match="out of range"):
             from_timestamp(Timestamp(seconds=seconds, nanos=nanos))
         with pytest.raises(ValueError):
             Timestamp(seconds=seconds, nanos=nanos).ToDatetime(tzinfo=UTC)

@@ -51,6 +51,9 @@ class _Clients:
     def client_for(self, agent_id: str, entry_written_ns: int) -> tuple[Asked | None, str]:
         return (self.agent, "") if self.agent is not None else (None, "no tunnel here")
 
+    def agent_ids(self) -> list[str]:
+        return ["a"] if self.agent is not None else []
+
 
 async def _one(agent: _Agent | None, timeout: float = 5.0) -> status_pb2.AgentAnswer:
     asker = AgentAsker(_Clients(agent), call_timeout=10.0)
@@ -99,3 +102,12 @@ async def test_a_caller_that_goes_away_leaves_no_call_running() -> None:
         await pending
     await stream.aclose()
     assert agent.list_cancelled
+
+
+async def test_a_request_naming_no_agent_asks_every_agent_it_keeps_a_tunnel_to() -> None:
+    """What grpcurl sends with no body: every agent, under whichever entry its tunnel came from."""
+    asker = AgentAsker(_Clients(_Agent(sessions=2)), call_timeout=10.0)
+    answers = [a async for a in asker.ask(status_pb2.AskAgentsRequest(with_sessions=True))]
+    assert [(a.agent_id, a.answered, len(a.sessions)) for a in answers] == [("a", True, 2)]
+    none = AgentAsker(_Clients(None), call_timeout=10.0)
+    assert [a async for a in none.ask(status_pb2.AskAgentsRequest())] == []

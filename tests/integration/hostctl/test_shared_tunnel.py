@@ -252,10 +252,14 @@ async def test_a_missing_socket_means_direct(serving: Shell) -> None:
     assert (row["via"], row["reachable"]) == ("direct", True)
 
 
+@pytest.mark.parametrize("ask", [True, False], ids=["askagents", "socket"])
 async def test_a_socket_older_than_the_agents_registry_entry_is_not_used(
-        serving: Shell) -> None:
-    """The entry written after the service's tunnel connected (a re-peer): the old tunnel is not used."""
+        serving: Shell, ask: bool) -> None:
+    """The entry written after the service's tunnel connected (a re-peer): the old tunnel is not used,
+    neither by AskAgents (its client's entry time) nor through the tunnel's socket (its age)."""
     shell = serving
+    if not ask:
+        _without_ask(shell)
     entry = shell.registry / shell.agent.agent_id / AGENT_FILE
     later = shell.shared_socket.stat().st_mtime_ns + 3600 * 10**9   # ahead of any new socket of this test
     os.utime(entry, ns=(later, later))

@@ -105,14 +105,8 @@ def _same_agent(report: AgentReport, info: AgentInfo) -> None:
         raise ConvocateError(f"the agent answered as {info.agent_id!r}, not {report.agent_id!r}")
 
 
-def _fill(report: AgentReport, info: AgentInfo, sessions: list[Session] | None, *,
-          same_id: bool = False) -> None:
-    """What the agent said into ``report``.
-
-    ``same_id``: an agent that answers Ping under another id than the report's is an error.
-    """
-    if same_id:
-        _same_agent(report, info)
+def _fill(report: AgentReport, info: AgentInfo, sessions: list[Session] | None) -> None:
+    """What the agent said into ``report``."""
     report.version, report.hostname = info.version, info.hostname
     report.current_image = info.current_image
     link = info.status_link
@@ -295,7 +289,8 @@ class _ThroughService:
                 try:
                     if not a.answered or a.info is None:
                         raise ConvocateError(a.error or "no answer")
-                    _fill(report, a.info, a.sessions if self.with_sessions else None, same_id=True)
+                    _same_agent(report, a.info)
+                    _fill(report, a.info, a.sessions if self.with_sessions else None)
                 except ConvocateError as e:
                     log.debug("the status service did not reach it: asking directly",
                               agent=a.agent_id, error=str(e))

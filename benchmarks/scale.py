@@ -16,18 +16,40 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ShellCosts", "scale_lines"]
+__all__ = ["CliCosts", "ShellCosts", "scale_lines"]
 
 CONSOLE_TARGET_MIB = 150
 STATUS_TARGET_MIB = 100
 AGENT_TARGET_MIB = 150
-CLI_MIB = 250        # assumed resident memory of one real Claude CLI (node) process; not measured here
+CLI_MIB = 250        # assumed memory of one real Claude CLI (node) when benchmarks.real_cli did not run
 # The console raises its soft RLIMIT_NOFILE to the hard limit (common.open_files): a login
 # session's hard limit, systemd's DefaultLimitNOFILE=1024:524288 (a setting).
 CONSOLE_NOFILE = 524288
 STATUS_NOFILE = 8192    # LimitNOFILE of convocate-status.service (deploy/systemd; a setting)
 REFRESH_BUDGET_MS = 1000   # a refresh an operator waits on
 RECONNECT_BUDGET_S = 10    # every agent back after the shell host restarts
+
+
+@dataclass(frozen=True)
+class CliCosts:
+    """One session's costs with the real Claude CLI at its welcome screen (:mod:`benchmarks.real_cli`)."""
+
+    cli_uss_mib: float          # what one more session's container adds (private pages)
+    cli_pss_mib: float
+    cli_idle_cpu_pct: float     # % of one core
+    cli_shim_mib: float         # its containerd-shim's resident memory
+
+    @classmethod
+    def from_inputs(cls, inputs: dict[str, float]) -> CliCosts | None:
+        """Rebuild from :class:`benchmarks.report.Figures` inputs; None if the suite did not run."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        if not all(n in inputs for n in names):
+            return None
+        return cls(**{n: inputs[n] for n in names})
+
+    def inputs(self) -> dict[str, float]:
+        """The figures by name, as :meth:`from_inputs` reads them."""
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -76,28 +98,43 @@ def _n(value: float) -> str:
 
 
 def _agent_host(mem: float, cores: int, *, session_mib: float, shim_mib: float, agent_base_mib: float,
-                agent_per_session_mib: float, session_cpu_pct: float) -> list[str]:
+                agent_per_session_mib: float, session_cpu_pct: float, cli: CliCosts | None) -> list[str]:
     per_session = session_mib + shim_mib + agent_per_session_mib
+    if cli is not None:
+        with_cli = cli.cli_uss_mib + cli.cli_shim_mib + agent_per_session_mib
+        cli_memory = ("host memory with the real Claude CLI at its welcome screen in each (measured: "
+                      f"{cli.cli_uss_mib:.0f} MiB private to its container, {cli.cli_shim_mib:.1f} MiB its "
+                      "containerd-shim)")
+    else:
+        with_cli = per_session + CLI_MIB
+        cli_memory = f"host memory with a real Claude CLI in each (assumed {CLI_MIB} MiB, not measured here)"
     limits = {
-        f"host memory with a real Claude CLI in each (assumed {CLI_MIB} MiB, not measured here)":
-            mem * 0.8 / (per_session + CLI_MIB),
+        cli_memory: mem * 0.8 / with_cli,
         f"the agent's own memory target ({AGENT_TARGET_MIB} MiB)":
             _until(AGENT_TARGET_MIB, agent_base_mib, agent_per_session_mib) - 1,
-        "CPU of idle sessions": (float("inf") if session_cpu_pct <= 0.01 else cores * 100 / session_cpu_pct),
+        "CPU of idle sessions (tmux and a shell)":
+            float("inf") if session_cpu_pct <= 0.01 else cores * 100 / session_cpu_pct,
     }
+    if cli is not None:
+        limits["CPU of the real CLIs waiting at their prompts"] = (
+            float("inf") if cli.cli_idle_cpu_pct <= 0.01 else cores * 100 / cli.cli_idle_cpu_pct)
     first = min(limits, key=lambda k: limits[k])
     return [
         ("**One agent host.** Per idle session (measured in this run): "
          f"{session_mib:.1f} MiB in the container (tmux + the session's shell), {shim_mib:.1f} MiB for its "
          f"containerd-shim, {agent_per_session_mib:.2f} MiB in the agent; CPU {session_cpu_pct:.3f} % of a "
-         "core per idle session."),
+         "core per idle session."
+         + ("" if cli is None else f" With the real Claude CLI at its welcome screen: {cli.cli_uss_mib:.0f} "
+            f"MiB private to the container (PSS {cli.cli_pss_mib:.0f} MiB), CPU {cli.cli_idle_cpu_pct:.3f} "
+            "% of a core (benchmarks/results/real_cli.md).")),
         "",
         *(f"- {what}: {_n(n)} sessions;" for what, n in limits.items()),
         f"- with the offline image (no CLI), memory alone: {_n(mem * 0.8 / per_session)} sessions.",
         "",
-        (f"**First to run out on an agent host: {first}** ({_n(limits[first])} sessions). Busy sessions "
-         "are bounded by what their CLIs compute, attached ones by dockerd's TTY copy (~30-40 MB/s per "
-         "host, reference measurement)."),
+        (f"**First to run out on an agent host: {first}** ({_n(limits[first])} sessions"
+         + ("" if cli is None else "; a CLI working on a conversation holds more than one at its prompt")
+         + "). Busy sessions are bounded by what their CLIs compute, attached ones by dockerd's TTY copy "
+         "(~30-40 MB/s per host, reference measurement)."),
         "",
     ]
 
@@ -142,8 +179,9 @@ def _shell_side(c: ShellCosts, cores: int) -> list[str]:
 
 def scale_lines(*, session_mib: float, shim_mib: float, agent_base_mib: float,
                 agent_per_session_mib: float, session_cpu_pct: float,
-                shell: ShellCosts | None = None) -> list[str]:
-    """The markdown section (``shell``: the fleet suite's measurements; None if it did not run)."""
+                shell: ShellCosts | None = None, cli: CliCosts | None = None) -> list[str]:
+    """The markdown section (``shell``: the fleet suite's measurements, ``cli``: the real CLI's;
+    None where that suite did not run)."""
     mem = _mem_total_mib()
     cores = os.cpu_count() or 1
     return [
@@ -151,7 +189,7 @@ def scale_lines(*, session_mib: float, shim_mib: float, agent_base_mib: float,
         f"This host: {mem / 1024:.1f} GiB of memory, {cores} cores; 80 % of the memory counts as usable.",
         "",
         *_agent_host(mem, cores, session_mib=session_mib, shim_mib=shim_mib, agent_base_mib=agent_base_mib,
-                     agent_per_session_mib=agent_per_session_mib, session_cpu_pct=session_cpu_pct),
+                     agent_per_session_mib=agent_per_session_mib, session_cpu_pct=session_cpu_pct, cli=cli),
         *(_shell_side(shell, cores) if shell is not None else [
             "**One console and one status service**: not measured in this run (the fleet suite did not run).",
             ""]),

@@ -22,7 +22,7 @@ from benchmarks.report import (
     percentile,
     write_markdown,
 )
-from benchmarks.scale import ShellCosts, scale_lines
+from benchmarks.scale import CliCosts, ShellCosts, scale_lines
 
 __all__ = ["EXTRA", "run"]
 
@@ -31,7 +31,7 @@ __all__ = ["EXTRA", "run"]
 # They run after the figures above, in this order, each alone on the machine. The load
 # suite runs last: its 200 sessions leave the engine busy for a while after they are gone
 # (an image push right after it measured 1.67x against 2.14x on a quiet engine).
-EXTRA: list[str] = ["fleet", "agent_list", "first_screen", "image_push", "agent_memory", "load"]
+EXTRA: list[str] = ["fleet", "agent_list", "first_screen", "image_push", "agent_memory", "real_cli", "load"]
 
 
 def _hops_why(r: keystroke.KeystrokeResult) -> str:
@@ -152,7 +152,8 @@ async def _main() -> None:
     notes += scale_lines(
         session_mib=idle.rss_mib[names[0]], shim_mib=idle.rss_mib["containerd-shim per container"],
         agent_base_mib=rss[0], agent_per_session_mib=per_session,
-        session_cpu_pct=idle.shares[names[0]] / idle.n, shell=ShellCosts.from_inputs(inputs))
+        session_cpu_pct=idle.shares[names[0]] / idle.n, shell=ShellCosts.from_inputs(inputs),
+        cli=CliCosts.from_inputs(inputs))
     lines = [
         "# Issue 13 figures against their same-run baselines", "", host_line(), "",
         "| figure | baseline | measured | baseline value | ratio | target | met or missed, and why |",

@@ -15,30 +15,22 @@ from pathlib import Path
 import pytest
 
 from agent.identity import new_agent_id
-from agent.install import SKEL_README
-from agent.production_image import BuiltImage, ProductionOptions, build_production_image
+from agent.production_image import BuiltImage
 from common.registry import register_agent
 from tests.support.agent_proc import AgentProcess
 from tests.support.console_fleet import start_console, start_status
-from tests.support.env import require_docker, require_tool
+from tests.support.env import require_tool
 from tests.support.processes import stop_process
+from tests.support.production import ensure_production_image, lay_out_cli_home
 from tests.support.status_stack import agent_status_keys
 from tests.support.tmux import TmuxTerminal
 from tests.support.waiting import wait_for_sync
-
-REPOSITORY = "convocate-prodtest"          # never the operator's `convocate` tags
-CLI_STATE = '{"hasCompletedOnboarding": true, "bypassPermissionsModeAccepted": true}\n'
-SHARED_SETTINGS = '{"theme": "dark", "convocateTest": "shared-settings"}\n'
 
 
 @pytest.fixture(scope="session")
 def production_image() -> BuiltImage:
     """The production image, built from the Debian archive and npm (or reused from the cache)."""
-    require_docker()
-    require_tool("debootstrap")
-    built = build_production_image(ProductionOptions(repository=REPOSITORY), print)
-    print(f"production image: {built.summary()}")
-    return built
+    return ensure_production_image()
 
 
 @dataclass
@@ -63,15 +55,7 @@ def prod_fleet(production_image: BuiltImage) -> Iterator[ProdFleet]:
         try:
             wait_for_sync(socket.exists, timeout=20)
             aroot = root / "a1"
-            home = aroot / "home"
-            (home / ".skel").mkdir(parents=True, mode=0o755)
-            (home / ".skel" / "CLAUDE.md").write_text(SKEL_README)
-            # The CLI's own state as after an operator's first start: onboarding done (its
-            # first run checks the network and exits here) and the bypass-mode warning accepted.
-            (home / ".skel" / ".claude.json").write_text(CLI_STATE)
-            shared = home / ".claude"
-            shared.mkdir(mode=0o755)
-            (shared / "settings.json").write_text(SHARED_SETTINGS)
+            lay_out_cli_home(aroot)
             agent_id = new_agent_id()
             key, known = agent_status_keys(config, aroot, agent_id)
             agent = AgentProcess(aroot, host="127.0.0.4", image=production_image.tags[0], name="p1",

@@ -19,14 +19,14 @@ from agent.install import SKEL_README
 from agent.layout_migration import HOME as HOME_DIR
 from agent.production_image import BuiltImage
 from agent.sessions import container_name
-from tests.image.conftest import REPOSITORY, SHARED_SETTINGS, ProdFleet
+from tests.image.conftest import ProdFleet
+from tests.support.production import LOGO, REPOSITORY, SHARED_SETTINGS
 from tests.support.tmux import TmuxTerminal
 from tests.support.waiting import wait_for_sync
 
 pytestmark = [pytest.mark.production_image, pytest.mark.docker, pytest.mark.tmux,
               pytest.mark.timeout(900)]
 
-LOGO = "▐▛███▜▌"                 # the CLI's header: logo, "Claude Code v<version>", model, cwd
 CLI_UID = 1337
 HOME = "/home/claude"
 

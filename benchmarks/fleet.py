@@ -10,8 +10,9 @@ status service process, and the real console on a pty. At each fleet size, in on
   here); the baseline is the same on one agent, alternating; the base revision's console
   code (``CONVOCATE_BENCH_BASE``, default :data:`BASE`) runs the same, in alternating rounds;
 * **List, whole command**: ``convocate-host sessions --json`` as a fresh process, wall and
-  CPU, alternating: over the status service's standing tunnels (the default on a shell host:
-  it finds them through the service's config file), with ``--direct`` (one new SSH
+  CPU, alternating: one AskAgents call to the status service, which asks every agent over
+  its standing tunnel (the default on a shell host: the command finds the service through
+  its config file), with ``--direct`` (one new SSH
   connection per agent), and the base revision's (always direct); each against the same on
   the first agent alone (through a second status service probing the one-agent registry);
 * **reconnect handshakes**: a new Router's start until every agent is reachable (wall, and
@@ -260,7 +261,7 @@ def _cli_runs(stack: FleetStack, stage: Stage, base: Path) -> None:
     """The whole command over all agents, over the first alone, and the base revision's, alternating."""
     for i in range(CLI_WARMUP + CLI_RUNS):
         mine, one = _cli(stack.registry, stage.n, stage), _cli(stack.registry_one, 1, stage)
-        # The status service forwards every call of a shared run: its CPU over each.
+        # The status service asks every agent in a shared run (AskAgents): its CPU over each run.
         relay0, one_relay = cpu_seconds(stack.status_pid), cpu_seconds(stack.status_one_pid)
         shared = _cli(stack.registry, stage.n, stage, shared=stack.status_toml)
         relay1 = cpu_seconds(stack.status_pid)
@@ -515,7 +516,7 @@ def _cli_why(s: Stage, rev: str) -> str:
 
 
 def _shared_per_agent(s: Stage) -> tuple[float, float]:
-    """CPU ms per further agent of a shared run: the command's, and the status service's (its forwards)."""
+    """CPU ms per further agent of a shared run: the command's, and the status service's (asking them)."""
     cpu = max(0.0, _m(s.shared_cli_cpu_ms) - _m(s.one_shared_cli_cpu_ms)) / max(1, s.n - 1)
     relay = max(0.0, _m(s.shared_relay_cpu_ms) - _m(s.one_shared_relay_cpu_ms)) / max(1, s.n - 1)
     return cpu, relay
@@ -532,10 +533,11 @@ def _shared_cli_why(s: Stage, rev: str) -> str:
     cpu, one_cpu = _m(s.shared_cli_cpu_ms), _m(s.one_shared_cli_cpu_ms)
     per, relay = _shared_per_agent(s)
     one, proj = percentile(s.one_shared_cli_ms, 50), shared_cli_projection(s)
-    return (f"every agent reached through the status service's standing tunnel (no handshake, no "
-            f"asyncssh loaded): the command's CPU {cpu:.0f} ms against {one_cpu:.0f} ms for one agent, "
-            f"{per:.1f} ms per further agent (Ping and List on its socket), and the status service's "
-            f"{_m(s.shared_relay_cpu_ms):.0f} ms forwarding them ({relay:.1f} ms per further agent); agents "
+    return (f"one AskAgents call to the status service, which asks every agent over its standing tunnel "
+            f"(no handshake, no asyncssh loaded): the command's CPU {cpu:.0f} ms against {one_cpu:.0f} ms "
+            f"for one agent, {per:.1f} ms per further agent (checking and converting its answer), and the "
+            f"status service's {_m(s.shared_relay_cpu_ms):.0f} ms asking them ({relay:.1f} ms per further "
+            f"agent: Ping and List each); agents "
             f"on their own hosts: {one:.0f} + {s.n - 1} x {per + relay:.1f} ms = {proj:.0f} ms "
             f"({proj / one:.2f}x); the same with --direct (a new "
             f"SSH connection each): {percentile(s.cli_ms, 50):.0f} ms, CPU {_m(s.cli_cpu_ms):.0f} ms; base "
@@ -625,8 +627,8 @@ def _notes(r: FleetResult) -> list[str]:
         *(f"- left out at {s.n} agents ({len(s.incomplete)}): {'; '.join(s.incomplete[:3])}"
           for s in r.stages if s.incomplete),
         f"- setting up each size (agents started, sessions created, status service seeing all): {setup}.",
-        *(f"- `sessions --json` via the status service at {s.n} agents: the status service's CPU forwarding "
-          f"one run {_m(s.shared_relay_cpu_ms):.0f} ms (one agent, the second service: "
+        *(f"- `sessions --json` via the status service at {s.n} agents: the status service's CPU asking "
+          f"them, one run {_m(s.shared_relay_cpu_ms):.0f} ms (one agent, the second service: "
           f"{_m(s.one_shared_relay_cpu_ms):.0f} ms); the command's {_m(s.shared_cli_cpu_ms):.0f} ms."
           for s in r.stages),
         "",

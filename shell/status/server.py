@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from typing import TYPE_CHECKING
 
 from common.client.agent_client import ClientSettings
 from common.grpc_server import UnixGrpcServer
@@ -29,7 +30,9 @@ from shell.status.identity import AgentKeys, PublishGate
 from shell.status.link_prober import REPORTER, LinkProber
 from shell.status.service import local_service, publish_service
 from shell.status.view import StatusView
-from shell.status.webhook import InputWebhook
+
+if TYPE_CHECKING:
+    from shell.status.webhook import InputWebhook
 
 __all__ = ["PUBLISH_MAX_RECEIVE", "StatusConfig", "StatusServer", "serve_status"]
 
@@ -56,8 +59,11 @@ class StatusServer:
             keepalive_interval=config.ssh_keepalive_interval, open_socket=self.gate.open,
         ))
         self._ticker: asyncio.Task[None] | None = None
-        webhook = config.webhook
-        self.webhook = InputWebhook(webhook, self.view) if webhook is not None else None
+        self.webhook: InputWebhook | None = None
+        if config.webhook is not None:
+            # aiohttp (some 90 modules, 8 MiB resident) is loaded only by a service with a webhook.
+            from shell.status.webhook import InputWebhook  # noqa: PLC0415
+            self.webhook = InputWebhook(config.webhook, self.view)
         if config.registry_dir is not None:
             interval = config.heartbeat_interval
             self.prober = LinkProber(config.registry_dir, ClientSettings(

@@ -122,3 +122,21 @@ def test_version_is_the_installed_distribution_version() -> None:
     from importlib import metadata  # noqa: PLC0415 - only this test needs it
 
     assert metadata.version("convocate") == VERSION
+
+
+def test_the_status_service_loads_aiohttp_only_for_a_webhook(tmp_path: Path) -> None:
+    """The status service without a webhook (the default) never loads aiohttp: 8 MiB of its resident
+    memory, the figure that bounds how many agents one service holds (benchmarks, scale on paper)."""
+    def server(webhook_url: str) -> str:
+        return ("from pathlib import Path\n"
+                "from shell.status.config import StatusConfig\n"
+                "from shell.status.server import StatusServer\n"
+                f"root = Path({str(tmp_path)!r})\n"
+                "StatusServer(StatusConfig(host='127.0.0.1', port=0, host_key=root / 'host_key',\n"
+                "    authorized_keys=root / 'authorized_keys', socket=root / 'status.sock',\n"
+                f"    registry_dir=None, webhook_url={webhook_url!r}))\n")
+
+    without = _loaded(server(""))
+    assert "shell.status.server" in without
+    _assert_absent(without, ("aiohttp", "shell.status.webhook"))
+    assert {"aiohttp", "shell.status.webhook"} <= _loaded(server("http://127.0.0.1:9/hook"))

@@ -108,20 +108,33 @@ StateListener = Callable[[bool, str], None]
 AttemptListener = Callable[[Exception, str], None]
 
 
+class _Accepted:
+    """The connections one forward accepted and still holds, and whether the forward is closed."""
+
+    def __init__(self) -> None:
+        self.open: set[_Forwarder] = set()
+        self.closed = False
+
+
 class _Forwarder(SSHLocalPathForwarder):
     """asyncssh's forwarder for one accepted connection, known to its :class:`LocalForward` until it ends."""
 
     def __init__(self, conn: asyncssh.SSHClientConnection, coro: SSHForwarderCoro,
-                 live: set[_Forwarder]) -> None:
+                 accepted: _Accepted) -> None:
         super().__init__(conn, coro)
-        self._live = live
+        self._accepted = accepted
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._live.add(self)
+        if self._accepted.closed:
+            # Accepted before the forward closed, made after: asyncio makes an accepted
+            # connection's transport in a task of its own, a loop iteration or two later.
+            transport.close()
+            return
+        self._accepted.open.add(self)
         super().connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._live.discard(self)
+        self._accepted.open.discard(self)
         super().connection_lost(exc)
 
 
@@ -131,24 +144,39 @@ class LocalForward:
     Closing an ``asyncio.Server`` (Python 3.11) leaves the connections it accepted open, and
     asyncssh's task that opens an accepted connection's channel is cancelled with the SSH
     connection without closing that connection's socket. :meth:`close` closes both: the
-    listener and every accepted connection still open.
+    listener and every accepted connection still open, and one whose transport asyncio makes
+    only after the close is closed as it is made.
     """
 
-    def __init__(self, server: asyncio.Server, live: set[_Forwarder]) -> None:
+    def __init__(self, server: asyncio.Server, accepted: _Accepted) -> None:
         self.server = server
-        self._live = live
+        self._accepted = accepted
 
     @property
     def connections(self) -> int:
         """Accepted connections still open."""
-        return len(self._live)
+        return len(self._accepted.open)
 
     def close(self) -> None:
-        """Stop accepting and close every accepted connection."""
+        """Stop accepting and close every accepted connection, also those still being made.
+
+        A connection accepted in the loop iteration before this call, whose transport
+        asyncio has yet to make, is lost with its socket open (Python 3.11: the transport
+        cannot attach to a closed ``asyncio.Server``): :meth:`aclose` leaves it none.
+        """
+        self._accepted.closed = True
         self.server.close()
-        for forwarder in list(self._live):
+        for forwarder in list(self._accepted.open):
             forwarder.close()
-        self._live.clear()
+        self._accepted.open.clear()
+
+    async def aclose(self) -> None:
+        """Stop accepting, let the connections already accepted be made, then :meth:`close`."""
+        loop = asyncio.get_running_loop()
+        for sock in self.server.sockets:
+            loop.remove_reader(sock.fileno())   # the server's own reader: it accepts no more
+        await asyncio.sleep(0)   # a task asyncio started per accepted connection makes its transport
+        self.close()
 
 
 async def listen_forward(conn: asyncssh.SSHClientConnection, local: Path, remote: str,
@@ -170,10 +198,10 @@ async def listen_forward(conn: asyncssh.SSHClientConnection, local: Path, remote
             tune_channel(data_path, channel)
         return channel, session
 
-    live: set[_Forwarder] = set()
+    accepted = _Accepted()
     server = await asyncio.get_running_loop().create_unix_server(
-        lambda: _Forwarder(conn, open_channel, live), str(local))
-    return LocalForward(server, live)
+        lambda: _Forwarder(conn, open_channel, accepted), str(local))
+    return LocalForward(server, accepted)
 
 
 class _LossRecorder(asyncssh.SSHClient):
@@ -423,15 +451,13 @@ class Tunnel:
         self._data_path = None
         forward, self._forward = self._forward, None
         if forward is not None:
-            forward.close()
+            await forward.aclose()
         if channel is not None:
             await channel.close(grace=None)
         if conn is not None:
             conn.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.wait_closed(), 5)
-        if forward is not None:
-            forward.close()   # again: one accepted just before the first close, started after it
         with contextlib.suppress(FileNotFoundError):
             self.settings.local_socket.unlink()
         if self._up.is_set():

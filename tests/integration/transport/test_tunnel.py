@@ -178,3 +178,38 @@ async def test_closing_a_forward_closes_the_connections_it_accepted(stack: Stack
             held.gate.set()
             client.close()
             forward.close()
+
+
+async def _closed_by_peer(loop: asyncio.AbstractEventLoop, client: socket.socket) -> bool:
+    """True once the peer closed or reset ``client``; False if it stays open for 5 s."""
+    try:
+        return await asyncio.wait_for(loop.sock_recv(client, 16), 5) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+async def test_a_connection_accepted_as_the_forward_closes_is_closed_too(stack: Stack) -> None:
+    """asyncio makes an accepted connection's transport in a task of its own, after the accept:
+    a forward closed in between (``aclose``, as the tunnel closes it) closes that connection too
+    (a clean-clone CI run reported one such socket of the status service's prober left open)."""
+    loop = asyncio.get_running_loop()
+    local = stack.tunnel_settings().local_socket
+    local.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    async with await stack.connect() as conn:
+        for steps in range(6):   # close after 0, 1, ... loop iterations: before, at and after the accept
+            local.unlink(missing_ok=True)
+            forward = await listen_forward(conn, local, str(stack.settings.socket_path))
+            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            client.setblocking(False)
+            try:
+                client.connect(str(local))   # the listener's backlog takes it at once
+                for _ in range(steps):
+                    await asyncio.sleep(0)
+                await forward.aclose()
+                assert await _closed_by_peer(loop, client), f"left open when closed after {steps} steps"
+                assert forward.connections == 0
+            finally:
+                client.close()
+                forward.close()

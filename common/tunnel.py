@@ -173,10 +173,12 @@ class LocalForward:
     async def aclose(self) -> None:
         """Stop accepting, let the connections already accepted be made, then :meth:`close`."""
         loop = asyncio.get_running_loop()
-        for sock in self.server.sockets:
-            loop.remove_reader(sock.fileno())   # the server's own reader: it accepts no more
-        await asyncio.sleep(0)   # a task asyncio started per accepted connection makes its transport
-        self.close()
+        try:
+            for sock in self.server.sockets:
+                loop.remove_reader(sock.fileno())   # the server's own reader: it accepts no more
+            await asyncio.sleep(0)   # a task asyncio started per accepted connection makes its transport
+        finally:   # cancelled in the pause: closed all the same
+            self.close()
 
 
 async def listen_forward(conn: asyncssh.SSHClientConnection, local: Path, remote: str,

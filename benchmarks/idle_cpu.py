@@ -24,7 +24,7 @@ from benchmarks.report import QUICK
 from tests.support.agent_proc import remove_labelled_containers
 from tests.support.images import ensure_offline_image
 
-__all__ = ["IdleCpu", "cgroup_dir", "measure", "shim_rss_mib"]
+__all__ = ["IdleCpu", "cgroup_dir", "cgroup_rss_bytes", "cpu_usage_ns", "measure", "shim_rss_mib"]
 
 N = 5 if QUICK.on else 20
 WINDOW = 4.0 if QUICK.on else 10.0
@@ -54,7 +54,8 @@ def cgroup_dir(container: str, controller: str) -> Path:
     raise RuntimeError(f"no {controller} cgroup for {container}")
 
 
-def _usage_ns(container: str) -> int:
+def cpu_usage_ns(container: str) -> int:
+    """CPU the container has used so far (cgroup v1 ``cpuacct.usage``), in ns."""
     return int((cgroup_dir(container, "cpuacct") / "cpuacct.usage").read_text())
 
 
@@ -68,7 +69,8 @@ def shim_rss_mib(container: str) -> float:
     return float("nan")
 
 
-def _rss_bytes(container: str) -> int:
+def cgroup_rss_bytes(container: str) -> int:
+    """The container cgroup's anonymous memory (``total_rss`` of cgroup v1 ``memory.stat``)."""
     for line in (cgroup_dir(container, "memory") / "memory.stat").read_text().splitlines():
         key, _, value = line.partition(" ")
         if key == "total_rss":
@@ -93,12 +95,12 @@ def _measure_sync() -> IdleCpu:
             sets[names[2]].append(_docker("run", "-d", "--label", label, "--entrypoint", "/bin/sleep",
                                           image, "3600").strip())
         time.sleep(SETTLE)   # let start-up work finish; nothing to wait on but time
-        before = {c: _usage_ns(c) for ids in sets.values() for c in ids}
+        before = {c: cpu_usage_ns(c) for ids in sets.values() for c in ids}
         t0 = time.monotonic()
         time.sleep(WINDOW)
-        after = {c: _usage_ns(c) for ids in sets.values() for c in ids}
+        after = {c: cpu_usage_ns(c) for ids in sets.values() for c in ids}
         seconds = time.monotonic() - t0
-        rss = {name: sum(_rss_bytes(c) for c in ids) / len(ids) / 2**20 for name, ids in sets.items()}
+        rss = {name: sum(cgroup_rss_bytes(c) for c in ids) / len(ids) / 2**20 for name, ids in sets.items()}
         rss["containerd-shim per container"] = shim_rss_mib(next(iter(sets.values()))[0])
     finally:
         remove_labelled_containers(label)

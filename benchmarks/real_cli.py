@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.sessions import container_name
-from benchmarks.idle_cpu import cgroup_dir, shim_rss_mib
+from benchmarks.idle_cpu import cgroup_dir, cgroup_rss_bytes, cpu_usage_ns, shim_rss_mib
 from benchmarks.report import QUICK, Figures, Row, host_line, median, write_markdown
 from benchmarks.scale import CliCosts
 from common.client.calls import AgentCalls
@@ -93,15 +93,8 @@ def _memory(container: str) -> tuple[dict[str, float], dict[str, float]]:
         totals["pss"] += kib.get("Pss", 0) / 1024
         totals["rss"] += kib.get("Rss", 0) / 1024
         by_comm[_comm(pid)] += kib.get("Pss", 0) / 1024
-    for line in (group / "memory.stat").read_text().splitlines():
-        key, _, value = line.partition(" ")
-        if key == "total_rss":
-            totals["cgroup_rss"] = int(value) / 2**20
+    totals["cgroup_rss"] = cgroup_rss_bytes(container) / 2**20
     return dict(totals), dict(by_comm)
-
-
-def _cpu_ns(container: str) -> int:
-    return int((cgroup_dir(container, "cpuacct") / "cpuacct.usage").read_text())
 
 
 async def _start(agent: AgentProcess, n: int, screen: str | None) -> tuple[list[str], list[float]]:
@@ -163,14 +156,14 @@ async def _measure() -> tuple[dict[str, SetFigures], list[float], float, str]:
             sessions = {CLI_SET: ids, BASE_SET: ids_base}
             await asyncio.sleep(SETTLE)   # nothing to wait on: the CLIs' start-up work settles
             containers = {name: [container_name(s) for s in sids] for name, sids in sessions.items()}
-            before = {c: _cpu_ns(c) for cs in containers.values() for c in cs}
+            before = {c: cpu_usage_ns(c) for cs in containers.values() for c in cs}
             t0 = time.monotonic()
             await asyncio.sleep(WINDOW)
             seconds = time.monotonic() - t0
             out: dict[str, SetFigures] = {}
             for name, cs in containers.items():
                 mem = [_memory(c) for c in cs]
-                cpu = [(_cpu_ns(c) - before[c]) / 1e9 / seconds * 100 for c in cs]
+                cpu = [(cpu_usage_ns(c) - before[c]) / 1e9 / seconds * 100 for c in cs]
 
                 def mean(key: str, mem: list[tuple[dict[str, float], dict[str, float]]] = mem) -> float:
                     return sum(m[0].get(key, 0.0) for m in mem) / len(mem)

@@ -15,8 +15,11 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 __all__ = ["CliCosts", "ShellCosts", "scale_lines"]
+
+C = TypeVar("C")
 
 CONSOLE_TARGET_MIB = 150
 STATUS_TARGET_MIB = 100
@@ -42,10 +45,7 @@ class CliCosts:
     @classmethod
     def from_inputs(cls, inputs: dict[str, float]) -> CliCosts | None:
         """Rebuild from :class:`benchmarks.report.Figures` inputs; None if the suite did not run."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        if not all(n in inputs for n in names):
-            return None
-        return cls(**{n: inputs[n] for n in names})
+        return _from_inputs(cls, inputs)
 
     def inputs(self) -> dict[str, float]:
         """The figures by name, as :meth:`from_inputs` reads them."""
@@ -74,11 +74,15 @@ class ShellCosts:
     @classmethod
     def from_inputs(cls, inputs: dict[str, float]) -> ShellCosts | None:
         """Rebuild from :class:`benchmarks.report.Figures` inputs; None if the fleet suite did not run."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        if not all(n in inputs for n in names):
-            return None
-        values = {n: inputs[n] for n in names}
-        return cls(**values)
+        return _from_inputs(cls, inputs)
+
+
+def _from_inputs(cls: type[C], inputs: dict[str, float]) -> C | None:
+    """``cls`` (a dataclass of floats) from the inputs named as its fields; None if one is missing."""
+    names = [f.name for f in dataclasses.fields(cls)]   # type: ignore[arg-type]
+    if not all(n in inputs for n in names):
+        return None
+    return cls(**{n: inputs[n] for n in names})
 
 
 def _mem_total_mib() -> float:

@@ -69,6 +69,10 @@ class _Times:
     attach: list[float] = field(default_factory=list)          # Enter on a running session
     docker_run: list[float] = field(default_factory=list)      # bare docker run -d (baseline)
     docker_run_same: list[float] = field(default_factory=list)  # docker run -d, the session's options
+    # What docker run's own time is made of: without a network of its own (the host's), and
+    # with a namespace but no network in it (--network none)
+    docker_run_host: list[float] = field(default_factory=list)
+    docker_run_none: list[float] = field(default_factory=list)
     exec_attach: list[float] = field(default_factory=list)     # docker exec -it tmux attach (baseline)
     direct_create: list[float] = field(default_factory=list)   # the agent's create, called directly
     direct_attach: list[float] = field(default_factory=list)   # the agent's attach, called directly
@@ -290,6 +294,10 @@ async def _rounds(fleet: Fleet, watch: PaneWatch, host: PaneWatch, image: str, l
             t.docker_run.append(await asyncio.to_thread(_docker_run, image, label))
             same = _session_options(container, fleet.root / "same" / str(i))
             t.docker_run_same.append(await asyncio.to_thread(_docker_run, image, label, same))
+            t.docker_run_host.append(await asyncio.to_thread(_docker_run, image, label,
+                                                             (["--network", "host"], [])))
+            t.docker_run_none.append(await asyncio.to_thread(_docker_run, image, label,
+                                                             (["--network", "none"], [])))
             t0 = time.monotonic()
             await calls.create(f"direct-{i}", 0, "tcp", "", start=True)
             t.direct_create.append(time.monotonic() - t0)
@@ -378,6 +386,11 @@ def _report(t: _Times, prof: list[str]) -> Figures:
               (f"| baseline: `docker run -d` with the session's own options (mounts, capabilities, "
                f"no-new-privileges, PID limit, environment, command; scratch mount sources) | "
                f"{_ms(t.docker_run_same)} |"),
+              (f"| where docker run's time goes: the same bare run with `--network none` (a network "
+               f"namespace, no interface in it) | {_ms(t.docker_run_none)} |"),
+              (f"| where docker run's time goes: the same bare run with `--network host` (no network "
+               f"namespace of its own; not for a session, which must not see the host's loopback) | "
+               f"{_ms(t.docker_run_host)} |"),
               (f"| the agent's create + start called directly through the tunnel (no console) | "
                f"{_ms(t.direct_create)} |"),
               (f"| baseline: `docker exec -it CTR tmux attach` typed in a terminal, to the first screen | "
@@ -416,7 +429,10 @@ def _report(t: _Times, prof: list[str]) -> Figures:
              f"agent's {create_extra * 1000:.0f}, attach over the agent's {attach_extra * 1000:.0f}); "
              "the rest is the agent's create and docker exec; with Enter "
              f"{LOOK:g} s after the row shows (the viewer started ahead is ready) the A/B's steps sum "
-             f"to {looked * 1000:.0f} ms; see first_screen.md")),
+             f"to {looked * 1000:.0f} ms. Of docker run's {run * 1000:.0f} ms, its network namespace "
+             f"and bridge take {(run - median(t.docker_run_host)) * 1000:.0f} (the same run with the "
+             f"host's network: {median(t.docker_run_host) * 1000:.0f} ms; with --network none "
+             f"{median(t.docker_run_none) * 1000:.0f}); see first_screen.md")),
         Row("Enter on a running session to its first screen (attach alone)",
             "docker exec -it CTR tmux attach in a terminal", attach * 1000, exec_attach * 1000, "ms",
             "(no target; part of the above)", lambda _x: True),

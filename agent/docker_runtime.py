@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import aiodocker
+import aiohttp
 from aiodocker.events import DockerEvents
 from aiodocker.exceptions import DockerError
 from aiodocker.execs import Exec
@@ -55,6 +56,7 @@ _ENGINE_DOWN = "the Docker Engine does not answer: start it with `systemctl star
 _DISK_FULL = "the agent host's disk is full: free space under the Docker data root and retry"
 _NO_CONNECTION = 900  # aiodocker's status for a connection that failed before any answer
 _SOCKETS = (Path("/var/run/docker.sock"), Path("/run/docker.sock"))  # where an engine listens by default
+_UNIX = "unix://"
 _CONNECT_ERRNOS = {errno.ECONNREFUSED, errno.ENOENT, errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN}
 
 
@@ -188,18 +190,35 @@ def _container_data(ctr: Any) -> dict[str, Any]:
     return {k: ctr[k] for k in ("Id", "Image", "ImageID", "Labels", "Names", "State") if k in ctr}
 
 
+def _engine(url: str | None) -> tuple[aiodocker.Docker, aiohttp.BaseConnector | None]:
+    """The engine client for ``url`` (else ``$DOCKER_HOST``, else the default socket), and the
+    connector it was given (the caller closes it), if any.
+
+    On a UNIX socket its connections are not pooled to a count: every attached viewer holds
+    one (its exec's stream) for as long as it is attached, and with aiohttp's default pool of
+    100 the 100th would leave every later engine call (List, a create, the engine's health
+    check, the next attach) waiting, without a deadline, for a viewer to leave.
+    """
+    host = url or os.environ.get("DOCKER_HOST") or next(
+        (f"unix://{p}" for p in _SOCKETS if p.exists()),
+        f"unix://{_SOCKETS[0]}")   # none: an absent engine is met at the first call
+    if not host.startswith(_UNIX):
+        return aiodocker.Docker(url=host), None       # TCP or TLS: aiodocker's own connector
+    connector = aiohttp.UnixConnector(path=host.removeprefix(_UNIX), limit=0)
+    return aiodocker.Docker(url=f"{_UNIX}localhost", connector=connector), connector
+
+
 class DockerRuntime:
     """Session containers on the local Docker Engine, through aiodocker."""
 
     def __init__(self, url: str | None = None) -> None:
-        if url is None and not os.environ.get("DOCKER_HOST") and not any(p.exists() for p in _SOCKETS):
-            # aiodocker asserts when it finds no socket; an absent engine is met at the first call.
-            url = f"unix://{_SOCKETS[0]}"
-        self._docker = aiodocker.Docker(url=url)
+        self._docker, self._connector = _engine(url)
 
     async def close(self) -> None:
         """Close the engine connection."""
         await self._docker.close()
+        if self._connector is not None:
+            await self._connector.close()
 
     async def __aenter__(self) -> DockerRuntime:
         return self

@@ -107,6 +107,7 @@ HZ = 100
 CREATE_PARALLEL = 3    # creates in flight per agent
 EXEC_PARALLEL = 8      # docker exec (send-keys) in flight
 PROFILE_SECONDS = 10.0
+ATTACH_DEADLINE = 180.0   # seconds for every raw viewer of a window to attach
 CORES = os.cpu_count() or 1
 # A window's lines and end marker carry its tag (a letter): a viewer attaching shows the screen
 # as it is, which may still hold the window before's last lines and end marker.
@@ -376,7 +377,8 @@ async def _raw_window(r: _Run, agents: list[AgentProcess], root: Path) -> None:
     r.raw.viewers = [_Viewer(v.agent, v.session, tag="b") for v in r.window.viewers]
     async with DockerRuntime() as runtime:
         t0 = time.monotonic()
-        opened = await asyncio.gather(*(_open_raw(v, runtime) for v in r.raw.viewers))
+        opened = await asyncio.wait_for(asyncio.gather(*(_open_raw(v, runtime) for v in r.raw.viewers)),
+                                        ATTACH_DEADLINE)
         r.timings[f"baseline: attaching {r.size.total} raw Docker exec viewers"] = time.monotonic() - t0
         try:
             await _load_window(r, r.raw, agents, root, "baseline",

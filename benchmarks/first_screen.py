@@ -99,11 +99,17 @@ def _until(watch: PaneWatch, pattern: str, since: int, t: _Times, timeout: float
     return shown
 
 
-def _docker_run(image: str, label: str, options: tuple[list[str], list[str]] = ([], [])) -> float:
+def _docker_run(image: str, label: str, options: tuple[list[str], list[str]] = ([], []), *,
+                remove: bool = False) -> float:
+    """Seconds of one ``docker run -d``; ``remove``: the container goes at once (else with the label's)."""
     t0 = time.monotonic()
-    subprocess.run(["docker", "run", "-d", "--label", label, "-e", "TERM=screen", *options[0], image,
-                    *options[1]], capture_output=True, check=True, timeout=120)
-    return time.monotonic() - t0
+    done = subprocess.run(["docker", "run", "-d", "--label", label, "-e", "TERM=screen", *options[0], image,
+                           *options[1]], capture_output=True, text=True, check=True, timeout=120)
+    took = time.monotonic() - t0
+    if remove:
+        subprocess.run(["docker", "rm", "-f", done.stdout.strip()], capture_output=True, check=True,
+                       timeout=120)
+    return took
 
 
 def _session_options(container: str, scratch: Path) -> tuple[list[str], list[str]]:
@@ -294,10 +300,11 @@ async def _rounds(fleet: Fleet, watch: PaneWatch, host: PaneWatch, image: str, l
             t.docker_run.append(await asyncio.to_thread(_docker_run, image, label))
             same = _session_options(container, fleet.root / "same" / str(i))
             t.docker_run_same.append(await asyncio.to_thread(_docker_run, image, label, same))
+            # These two go at once: the rounds after keep the containers they kept before.
             t.docker_run_host.append(await asyncio.to_thread(_docker_run, image, label,
-                                                             (["--network", "host"], [])))
+                                                             (["--network", "host"], []), remove=True))
             t.docker_run_none.append(await asyncio.to_thread(_docker_run, image, label,
-                                                             (["--network", "none"], [])))
+                                                             (["--network", "none"], []), remove=True))
             t0 = time.monotonic()
             await calls.create(f"direct-{i}", 0, "tcp", "", start=True)
             t.direct_create.append(time.monotonic() - t0)

@@ -184,11 +184,16 @@ def _measure_sync() -> tuple[dict[str, list[float]], str]:
                 BARE: ([*host, "version"], now),
             }
             ask_one = ["agents", "--json", "--registry", str(one)]
+            # A base revision without --direct asks directly without it (it has no status service
+            # to share); one with it must be given it, or its "before" would go through the service.
+            base_help = subprocess.run([*host, "agents", "--help"], env=before, capture_output=True,
+                                       text=True, check=True, timeout=TIMEOUT).stdout
+            base_direct = [*ask_one, "--direct"] if "--direct" in base_help else ask_one
             for name, args, base_args in (
                     (HELP, ["--help"], ["--help"]),
                     (EMPTY, ["agents", "--json", "--registry", str(empty)], None),
                     (ONE_SHARED, ask_one, ask_one),
-                    (ONE, [*ask_one, "--direct"], ask_one)):   # before: direct, without the option
+                    (ONE, [*ask_one, "--direct"], base_direct)):
                 cases[name] = ([*host, *args], now)
                 cases[f"{name}, before"] = ([*host, *(base_args or args)], before)
             for name, via in ((ONE_SHARED, "status-service"), (ONE, "direct")):   # each goes the way it says

@@ -191,8 +191,9 @@ def _container_data(ctr: Any) -> dict[str, Any]:
 
 
 def _engine(url: str | None) -> tuple[aiodocker.Docker, aiohttp.BaseConnector | None]:
-    """The engine client for ``url`` (else ``$DOCKER_HOST``, else the default socket), and the
-    connector it was given (the caller closes it), if any.
+    """The engine client for ``url`` (else ``$DOCKER_HOST``, else the default socket; a service
+    has no Docker CLI context to consult), and the connector it was given (the caller closes
+    it), if any.
 
     On a UNIX socket its connections are not pooled to a count: every attached viewer holds
     one (its exec's stream) for as long as it is attached, and with aiohttp's default pool of
@@ -200,8 +201,8 @@ def _engine(url: str | None) -> tuple[aiodocker.Docker, aiohttp.BaseConnector | 
     check, the next attach) waiting, without a deadline, for a viewer to leave.
     """
     host = url or os.environ.get("DOCKER_HOST") or next(
-        (f"unix://{p}" for p in _SOCKETS if p.exists()),
-        f"unix://{_SOCKETS[0]}")   # none: an absent engine is met at the first call
+        (f"{_UNIX}{p}" for p in _SOCKETS if p.exists()),
+        f"{_UNIX}{_SOCKETS[0]}")   # none: an absent engine is met at the first call
     if not host.startswith(_UNIX):
         return aiodocker.Docker(url=host), None       # TCP or TLS: aiodocker's own connector
     connector = aiohttp.UnixConnector(path=host.removeprefix(_UNIX), limit=0)

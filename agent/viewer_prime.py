@@ -57,8 +57,10 @@ PRIME_SCRIPT = (
     "command -v tty >/dev/null && stty -echo || exit 1\n"
     # Ready only once the session's tmux is there: an attach right after the start waits here.
     + TMUX_WAIT +
+    # Its stdio is not the terminal: a sleep left behind (the TERM came between the sleep's
+    # start and `s=$!`) must not hold the terminal, and with it the viewer's stream, open.
     f"( trap 'kill $s 2>/dev/null; exit 0' TERM; sleep {SCRIPT_TIMEOUT} & s=$!; wait $s && kill $$ ) "
-    "2>/dev/null & w=$!\n"
+    "</dev/null >/dev/null 2>&1 & w=$!\n"
     "printf " + PRIME_MARK.decode() + "; t=$(tty)\n"
     "IFS= read -r line || exit 0\n"
     "kill $w 2>/dev/null\n"
